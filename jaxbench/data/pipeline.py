@@ -1,0 +1,187 @@
+"""The grain input pipeline: records -> decoded, resized, cropped uint8 batches.
+
+For one pass over an :class:`~jaxbench.data.evalset.EvalSet` on this process:
+
+1. :func:`plan` splits example indices across processes (example ``i`` goes to
+   process ``i % process_count``) and pads every process to the same number of
+   batches with index -1, so all hosts run the same number of steps and every
+   example is counted exactly once.
+2. :class:`LoadExample` (a grain ``MapTransform``) reads a record, decodes it with
+   PIL and ``convert('RGB')`` (CMYK, grayscale, RGBA, palette, PNG-named-JPEG all
+   become RGB), applies the set's ``pre_transform`` and any host-side shift, then
+   resizes the short side and center-crops as the model's :class:`Preprocess`
+   says. A file that cannot be decoded yields a zero image with ``mask=False``
+   and ``bad=True``: the runner lists it in the results row, the run goes on.
+3. ``grain.MapDataset`` batches, threads and prefetches; batches travel to the
+   devices as uint8.
+
+Each element carries ``index`` (position in the source, -1 for padding) and
+``uid`` (a uint32 hash of the example id) from which all randomness derives.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import zlib
+from typing import Callable, Optional
+
+import grain
+import numpy as np
+from PIL import Image
+
+from jaxbench.data.evalset import EvalSet
+from jaxbench.models.api import Preprocess
+
+_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+            "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+
+
+def example_uid(example_id: str) -> int:
+  """A stable uint32 for an example id (seeds its randomness)."""
+  return zlib.crc32(example_id.encode("utf-8")) & 0xFFFFFFFF
+
+
+def decode(image_bytes: bytes) -> Image.Image:
+  """Decodes any PIL-readable image to RGB (raises on corrupt or truncated data)."""
+  img = Image.open(io.BytesIO(image_bytes))
+  img.load()   # force full decode now: truncated files raise here, not later
+  if img.mode == "P" and "transparency" in img.info:
+    img = img.convert("RGBA")   # palette with alpha: PIL wants RGBA first
+  return img.convert("RGB")
+
+
+def resize_crop(img: Image.Image, pp: Preprocess) -> np.ndarray:
+  """torchvision's Resize(short side) + CenterCrop, with PIL filters.
+
+  Returns:
+    uint8 (size, size, 3).
+  """
+  w, h = img.size
+  short, long_ = (w, h) if w <= h else (h, w)
+  new_short = pp.resize
+  new_long = int(new_short * long_ / short)
+  new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+  if (new_w, new_h) != (w, h):
+    img = img.resize((new_w, new_h), _FILTERS[pp.interpolation])
+  s = pp.size
+  if new_w < s or new_h < s:   # torchvision pads small images with zeros
+    canvas = Image.new("RGB", (max(s, new_w), max(s, new_h)))
+    canvas.paste(img, ((max(s, new_w) - new_w) // 2, (max(s, new_h) - new_h) // 2))
+    img, new_w, new_h = canvas, max(s, new_w), max(s, new_h)
+  top = int(round((new_h - s) / 2.0))
+  left = int(round((new_w - s) / 2.0))
+  return np.asarray(img.crop((left, top, left + s, top + s)), dtype=np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Which source indices this process reads, batch by batch.
+
+  Attributes:
+    indices: int64 (num_batches * local_batch,), -1 where padded.
+    num_batches: steps every process runs.
+    local_batch: examples per step on this process.
+  """
+  indices: np.ndarray
+  num_batches: int
+  local_batch: int
+
+
+def plan(todo: np.ndarray, global_batch: int, process_index: int = 0,
+         process_count: int = 1) -> Plan:
+  """Splits ``todo`` (source indices still to evaluate) across processes.
+
+  Args:
+    todo: int64 indices, in evaluation order.
+    global_batch: examples per step over all processes; a multiple of
+      ``process_count``.
+  """
+  if global_batch % process_count:
+    raise ValueError(f"batch_size {global_batch} is not a multiple of the process count "
+                     f"{process_count}")
+  local_batch = global_batch // process_count
+  mine = np.asarray(todo, np.int64)[process_index::process_count]
+  per_process = -(-len(todo) // process_count)
+  num_batches = -(-per_process // local_batch) if len(todo) else 0
+  padded = np.full(num_batches * local_batch, -1, np.int64)
+  padded[:len(mine)] = mine
+  return Plan(padded, num_batches, local_batch)
+
+
+class LoadExample(grain.transforms.Map):
+  """index -> {'image' uint8 (S,S,3), 'label', 'index', 'uid', 'mask', 'bad'[, 'labels']}."""
+
+  def __init__(self, evalset: EvalSet, preprocess: Preprocess, *, seed: int = 0,
+               host_shift: Optional[Callable] = None):
+    self.evalset = evalset
+    self.pp = preprocess
+    self.seed = seed
+    self.host_shift = host_shift
+    self.stage = getattr(host_shift, "stage", "model_input") if host_shift else None
+
+  def _empty(self, index: int, bad: bool) -> dict:
+    s = self.pp.size
+    out = {"image": np.zeros((s, s, 3), np.uint8), "label": np.int32(-1),
+           "index": np.int64(index), "uid": np.uint32(0), "mask": np.bool_(False),
+           "bad": np.bool_(bad)}
+    if self.evalset.multilabel:
+      out["labels"] = np.zeros(self.evalset.num_classes, np.bool_)
+    return out
+
+  def load_image(self, record: dict, rng: Optional[np.random.Generator]) -> np.ndarray:
+    if "image_bytes" in record:
+      img = decode(record["image_bytes"])
+    else:
+      arr = np.asarray(record["image"])
+      if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+      img = Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    if self.evalset.pre_transform is not None:
+      img = self.evalset.pre_transform(img)
+    if self.stage == "raw":
+      img = Image.fromarray(np.asarray(self.host_shift(np.asarray(img), rng), np.uint8))
+    out = resize_crop(img, self.pp)
+    if self.stage == "model_input":
+      out = np.asarray(self.host_shift(out, rng), np.uint8)
+    return out
+
+  def map(self, index):
+    index = int(index)
+    if index < 0:
+      return self._empty(index, bad=False)
+    record = self.evalset.source[index]
+    uid = example_uid(str(record["id"]))
+    rng = np.random.default_rng([self.seed, uid]) if self.host_shift else None
+    try:
+      image = self.load_image(record, rng)
+    except Exception:  # noqa: BLE001 -- any undecodable file is skipped and recorded
+      return self._empty(index, bad=True)
+    out = {"image": image, "label": np.int32(record.get("label", -1)),
+           "index": np.int64(index), "uid": np.uint32(uid), "mask": np.bool_(True),
+           "bad": np.bool_(False)}
+    if self.evalset.multilabel:
+      out["labels"] = np.asarray(record["labels"], np.bool_)
+    return out
+
+
+def describe_error(evalset: EvalSet, index: int) -> str:
+  """Why example ``index`` could not be decoded (re-tried on the host, for the row)."""
+  record = evalset.source[index]
+  try:
+    decode(record["image_bytes"]) if "image_bytes" in record else None
+  except Exception as e:  # noqa: BLE001
+    return f"{type(e).__name__}: {e}"
+  return "unknown"
+
+
+def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
+            start_batch: int = 0, seed: int = 0, host_shift=None,
+            num_threads: int = 8, prefetch: int = 4):
+  """Iterator over local batches (dicts of NumPy arrays) from ``start_batch`` on."""
+  ds = grain.MapDataset.source(the_plan.indices).map(
+      LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift))
+  ds = ds.batch(the_plan.local_batch, drop_remainder=False)
+  ds = ds.slice(slice(start_batch, None))
+  read = grain.ReadOptions(num_threads=max(1, num_threads),
+                           prefetch_buffer_size=max(1, prefetch * the_plan.local_batch))
+  return iter(ds.to_iter_dataset(read))
