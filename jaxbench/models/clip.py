@@ -301,15 +301,21 @@ def hf_tokenizer(path_or_repo: str, context_length: int, revision: Optional[str]
   keeping the end token, padded with zeros as open_clip does (padding after the
   end token never reaches the pooled output of a causal tower).
   """
-  from transformers import AutoTokenizer
-  tok = AutoTokenizer.from_pretrained(path_or_repo, revision=revision)
+  state = {}
 
   def tokenize(texts):
-    enc = tok(list(texts), padding="max_length", max_length=context_length, truncation=True,
-              return_attention_mask=True)
+    if "tok" not in state:   # loaded on first use: building the BPE takes seconds
+      from transformers import AutoTokenizer
+      try:
+        state["tok"] = AutoTokenizer.from_pretrained(path_or_repo, revision=revision)
+      except (OSError, ValueError) as e:
+        raise hub.WeightsError(f"no usable tokenizer files in {path_or_repo!r} (expected "
+                               f"vocab.json + merges.txt or tokenizer.json): {e}") from e
+    enc = state["tok"](list(texts), padding="max_length", max_length=context_length,
+                       truncation=True, return_attention_mask=True)
     ids = np.asarray(enc["input_ids"], np.int32)
     return np.where(np.asarray(enc["attention_mask"]) > 0, ids, 0).astype(np.int32)
-  tokenize.describe = f"transformers:{type(tok).__name__}({path_or_repo})"
+  tokenize.describe = f"transformers:CLIPTokenizer({path_or_repo})"
   return tokenize
 
 

@@ -1,0 +1,33 @@
+"""Zero-shot (or supervised) top-1/top-5 of models on ImageNet-style sets.
+
+    python -m jaxbench.main --config=configs/zeroshot.py --workdir=runs/zs \
+      --config.models="['clip_vit_b32']" \
+      --config.datasets="[\"imagenet(root='~/data/imagenet/val')\"]"
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+  c = ml_collections.ConfigDict()
+  c.suite = "zeroshot"
+  c.seed = 0
+  c.models = ["clip_vit_b32"]
+  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates="clip80",
+                                              head="imagenet", logit_scale="model"))
+  c.preprocess = ""
+  c.datasets = ["imagenet(root='~/data/imagenet/val')"]
+  c.transforms = ["clean"]
+  c.batch_size = 128
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
+  c.param_sharding = "replicate"
+  c.checkpoint_every = 50
+  c.log_every = 10
+  c.num_workers = 8
+  c.precision = "float32"
+  c.max_examples = -1
+  c.report = False
+  c.workdir_policy = "strict"
+  if arg == "roz":   # RoZ: fixed logit scale 100, CLIP preprocessing for every model
+    c.zeroshot.logit_scale = "100"
+    c.preprocess = "clip"
+  return c

@@ -1,0 +1,476 @@
+"""config -> plan of passes -> compiled steps -> streamed batches -> store.
+
+A *pass* is one (model, dataset, transform) triple. For each pass the runner:
+
+1. skips it when its rows are already in ``results.jsonl``;
+2. reads the per-example outputs of any earlier, interrupted attempt and plans
+   only the examples still missing (so a resumed pass never double-counts, and
+   may resume with another batch size or device count);
+3. streams uint8 batches from the grain pipeline to a ``jax.jit`` step sharded
+   over the mesh's ``data`` axis; the step applies the transform, scores the
+   model, projects logits to the set's label space and accumulates top-1/top-5
+   counts on device;
+4. writes per-example outputs every ``checkpoint_every`` batches (atomic), and
+   at the end checks that every example was seen exactly once, cross-checks the
+   device counters against the per-example outputs and writes the rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from jaxbench import parallel, registry, store as store_lib, transforms
+from jaxbench.data import pipeline
+from jaxbench.data.evalset import EvalSet
+from jaxbench.models.api import Model, Preprocess, CLIP_MEAN, CLIP_STD
+
+# Keys a config may have; anything else is a typo and is refused by name.
+KNOWN_KEYS = {
+    "suite", "seed", "models", "zeroshot", "preprocess", "datasets", "transforms",
+    "batch_size", "mesh", "checkpoint_every", "precision", "max_examples", "report",
+    "num_workers", "log_every", "param_sharding", "workdir_policy", "data_root",
+}
+# Config keys that may change between runs on one workdir (they do not change results).
+VOLATILE_KEYS = {"batch_size", "mesh", "checkpoint_every", "num_workers", "log_every",
+                 "report", "param_sharding", "workdir_policy"}
+ZEROSHOT_DEFAULTS = {"classnames": "imagenet", "templates": "clip80", "head": "imagenet",
+                     "logit_scale": "model"}
+
+
+class ConfigError(ValueError):
+  """A config key or value the runner cannot use."""
+
+
+# --- provenance ------------------------------------------------------------------
+
+def _git_revision() -> str:
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    return subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                          text=True, timeout=5).stdout.strip() or "unknown"
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+def provenance(config, mesh) -> dict:
+  import flax
+  from importlib import metadata
+  try:
+    version = metadata.version("jaxbench")
+  except metadata.PackageNotFoundError:
+    version = "unknown"
+  devices = jax.devices()
+  return {"jaxbench": version, "git": _git_revision(), "jax": jax.__version__,
+          "flax": flax.__version__, "python": platform.python_version(),
+          "device_kind": devices[0].device_kind, "device_count": len(devices),
+          "process_count": jax.process_count(), "mesh": dict(mesh.shape),
+          "seed": int(config.seed)}
+
+
+# --- config --------------------------------------------------------------------
+
+def _get(config, key, default):
+  return config[key] if key in config else default
+
+
+def validate(config) -> None:
+  unknown = sorted(set(config.keys()) - KNOWN_KEYS - _suite_keys(config))
+  if unknown:
+    raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(KNOWN_KEYS)} "
+                      "(plus suite sections listed in config.suite_keys)")
+  if not list(config.models):
+    raise ConfigError("config.models is empty: name at least one model")
+  if not list(config.datasets):
+    raise ConfigError("config.datasets is empty: name at least one dataset")
+  if int(config.batch_size) <= 0:
+    raise ConfigError(f"config.batch_size must be positive, got {config.batch_size}")
+  if _get(config, "precision", "float32") not in ("float32", "bfloat16"):
+    raise ConfigError(f"config.precision {config.precision!r}: use 'float32' or 'bfloat16'")
+  if _get(config, "preprocess", "") not in ("", "clip"):
+    raise ConfigError(f"config.preprocess {config.preprocess!r}: use '' (each model's own) "
+                      "or 'clip' (CLIP's for every model, as RoZ)")
+  zs = dict(_get(config, "zeroshot", {}) or {})
+  bad = sorted(set(zs) - set(ZEROSHOT_DEFAULTS))
+  if bad:
+    raise ConfigError(f"unknown config.zeroshot keys {bad}; known: {sorted(ZEROSHOT_DEFAULTS)}")
+
+
+def _suite_keys(config) -> set:
+  return set(_get(config, "suite_keys", ())) | {"suite_keys"}
+
+
+def config_identity(config) -> dict:
+  """The part of a config that defines results (compared across reruns)."""
+  d = json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") \
+      else dict(config)
+  return {k: v for k, v in d.items() if k not in VOLATILE_KEYS}
+
+
+def check_workdir_config(store: store_lib.Store, config) -> None:
+  """Refuses a workdir written by a different config, naming the differences."""
+  path = os.path.join(store.workdir, "config.json")
+  ident = config_identity(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old != ident and _get(config, "workdir_policy", "strict") == "strict":
+      diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
+      detail = "; ".join(f"{k}: workdir has {old.get(k)!r}, config has {ident.get(k)!r}"
+                         for k in diff[:6])
+      raise ConfigError(f"workdir {store.workdir} was written by a different config ({detail}). "
+                        "Use another --workdir, or --config.workdir_policy=extend to add "
+                        "results to it anyway")
+    if old == ident:
+      return
+  if store.writer:
+    store_lib.atomic_write_json(path, ident)
+
+
+# --- models and heads ------------------------------------------------------------
+
+def model_label(spec: str, model: Model, config) -> str:
+  """The row's model name: canonical spec plus any non-default options."""
+  opts = {}
+  if _get(config, "preprocess", ""):
+    opts["preprocess"] = config.preprocess
+  if _get(config, "precision", "float32") != "float32":
+    opts["precision"] = config.precision
+  if model.is_zeroshot:
+    zs = {**ZEROSHOT_DEFAULTS, **dict(_get(config, "zeroshot", {}) or {})}
+    opts.update({k: v for k, v in zs.items() if v != ZEROSHOT_DEFAULTS[k] and k != "head"})
+  base = registry.canonical(spec)
+  if not opts:
+    return base
+  return base + "@" + ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
+
+
+def load_model(spec: str, config) -> Model:
+  from jaxbench import models
+  model = models.load(spec, precision=_get(config, "precision", "float32")) \
+      if _get(config, "precision", "float32") != "float32" else models.load(spec)
+  if _get(config, "preprocess", "") == "clip":
+    size = model.preprocess.size
+    model = model.with_preprocess(Preprocess(size=size, resize=size, interpolation="bicubic",
+                                             mean=CLIP_MEAN, std=CLIP_STD))
+  return model
+
+
+def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple[Model, bool]:
+  """Zero-shot head for this set; returns (model, whether to apply evalset.project)."""
+  from jaxbench.zeroshot import head as head_lib
+  zs = {**ZEROSHOT_DEFAULTS, **dict(_get(config, "zeroshot", {}) or {})}
+  if not model.is_zeroshot:
+    if model.label_space != evalset.model_label_space and evalset.project is None:
+      if model.num_classes != evalset.num_classes:
+        raise ConfigError(
+            f"supervised model {model.name!r} predicts {model.num_classes} classes "
+            f"({model.label_space}), dataset {evalset.name!r} has {evalset.num_classes} "
+            f"classes ({evalset.model_label_space}): no projection between them")
+    return model, evalset.project is not None and model.label_space == evalset.model_label_space
+  scale = zs["logit_scale"] if zs["logit_scale"] == "model" else float(zs["logit_scale"])
+  if zs["head"] == "imagenet" and evalset.model_label_space == "imagenet1k":
+    head = head_lib.build_head(model, zs["classnames"], zs["templates"], logit_scale=scale,
+                               cache_dir=cache_dir)
+    return model.with_head(head), evalset.project is not None
+  if not evalset.class_names:
+    raise ConfigError(f"dataset {evalset.name!r} has no class names for a zero-shot head")
+  templates = zs["templates"]
+  head = head_lib.build_head(model, list(evalset.class_names), templates, logit_scale=scale,
+                             label_space=f"{evalset.name}:classes", cache_dir=cache_dir)
+  return model.with_head(head), False
+
+
+# --- the compiled step -------------------------------------------------------------
+
+def make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
+              project: Optional[Callable], multilabel: bool, num_classes: int,
+              param_shardings) -> Callable:
+  """A jitted ``(params, counts, batch) -> (per-example outputs, counts)``."""
+  k = min(5, num_classes)
+
+  def scored(params, x):
+    logits = model.apply(params, x)
+    return project(logits) if project is not None else logits
+
+  def correctness(logits, batch):
+    top = jax.lax.top_k(logits, k)[1]
+    if multilabel:
+      hit = jnp.take_along_axis(batch["labels"], top, axis=1)
+    else:
+      hit = top == batch["label"][:, None]
+    return top, hit[:, 0], hit.any(axis=1)
+
+  def step(params, counts, batch):
+    mask = batch["mask"]
+    x = batch["image"].astype(jnp.float32) / 255.0
+    keys = transforms.example_keys(seed, batch["uid"])
+    out = {}
+    if transform.kind == "attack":
+      _, clean1, _ = correctness(scored(params, x), batch)
+      out["clean_correct1"] = clean1 & mask
+    x, extras = transform.device(scored, params, x, batch["label"], keys)
+    logits = scored(params, x)
+    finite = jnp.all(jnp.isfinite(logits), axis=1)
+    logits = jnp.where(finite[:, None], logits, -jnp.inf)
+    top, c1, c5 = correctness(logits, batch)
+    c1, c5 = c1 & finite & mask, c5 & finite & mask
+    out.update(extras)
+    out.update({"index": batch["index"], "bad": batch["bad"], "pred": top[:, 0],
+                "top5": top, "correct1": c1, "correct5": c5, "finite": finite | ~mask})
+    counts = {"n": counts["n"] + mask.sum(), "correct1": counts["correct1"] + c1.sum(),
+              "correct5": counts["correct5"] + c5.sum()}
+    return out, counts
+
+  bs = parallel.batch_sharding(mesh)
+  rep = parallel.replicated(mesh)
+  return jax.jit(step, in_shardings=(param_shardings, rep, bs), out_shardings=(bs, rep),
+                 donate_argnums=(1,))
+
+
+# --- one pass -----------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PassSpec:
+  model: str
+  dataset: str
+  transform: str
+
+
+def _pass_id(ps: PassSpec, config) -> str:
+  opts = json.dumps({"zs": dict(_get(config, "zeroshot", {}) or {}),
+                     "pp": _get(config, "preprocess", ""),
+                     "prec": _get(config, "precision", "float32"), "seed": int(config.seed),
+                     "max": int(_get(config, "max_examples", -1))}, sort_keys=True)
+  return store_lib.pass_id(registry.canonical(ps.model), ps.dataset, ps.transform, opts)
+
+
+def effective_batch_size(batch_size: int, mesh) -> int:
+  """The global batch rounded up to a multiple of the data-parallel size.
+
+  Padding slots are masked, so this changes throughput, never results.
+  """
+  data = mesh.shape["data"]
+  unit = data * max(1, jax.process_count() // max(1, data)) if data < jax.process_count() \
+      else data
+  eff = -(-batch_size // unit) * unit
+  if eff != batch_size:
+    logging.info("batch_size %d rounded up to %d (a multiple of the %d data-parallel "
+                 "devices)", batch_size, eff, data)
+  return eff
+
+
+def _concat(parts: list[dict]) -> dict:
+  parts = [p for p in parts if p]
+  if not parts:
+    return {}
+  keys = set.intersection(*(set(p) for p in parts))
+  return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+
+def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
+             transform: transforms.Transform, use_project: bool, config, mesh,
+             store: store_lib.Store, prov: dict, params_on_mesh) -> list[dict]:
+  n = len(evalset)
+  max_examples = int(_get(config, "max_examples", -1))
+  if max_examples > 0:
+    n = min(n, max_examples)
+  if n == 0:
+    raise ConfigError(f"dataset {evalset.name!r} has no examples")
+  done = store.load_chunks(pid)
+  done_idx = done.get("index", np.zeros(0, np.int64))
+  todo = np.setdiff1d(np.arange(n, dtype=np.int64), done_idx)
+  if len(done_idx):
+    logging.info("resuming %s: %d of %d examples already done", pid, len(done_idx), n)
+  store.write_meta(pid, {**dataclasses.asdict(ps), "n": n, "model_name": model.name})
+  batch_size = effective_batch_size(int(config.batch_size), mesh)
+  the_plan = pipeline.plan(todo, batch_size, jax.process_index(), jax.process_count())
+  host_shift = transform.host_fn if transform.kind == "shift" else None
+  project = evalset.project if use_project else None
+  num_classes = evalset.num_classes if project is not None else model.num_classes
+  step = make_step(model, transform, mesh, seed=int(config.seed), project=project,
+                   multilabel=evalset.multilabel, num_classes=num_classes,
+                   param_shardings=jax.tree.map(lambda a: a.sharding, params_on_mesh))
+  done_ok = done.get("correct1", np.zeros(0, bool)) & ~done.get("bad", np.zeros(0, bool)) \
+      if done else np.zeros(0, bool)
+  counts = jax.device_put(
+      {"n": jnp.int32(int((~done.get("bad", np.zeros(0, bool))).sum()) if done else 0),
+       "correct1": jnp.int32(int(done_ok.sum())),
+       "correct5": jnp.int32(int(done.get("correct5", np.zeros(0, bool)).sum()) if done else 0)},
+      parallel.replicated(mesh))
+  it = pipeline.batches(evalset, model.preprocess, the_plan, seed=int(config.seed),
+                        host_shift=host_shift, num_threads=int(_get(config, "num_workers", 8)))
+  every = max(1, int(_get(config, "checkpoint_every", 50)))
+  log_every = max(1, int(_get(config, "log_every", 10)))
+  chunk_id = int(time.time() * 1000) % 10**12   # unique per attempt; sorted by time
+  buffer, new_parts = [], []
+  t0 = time.perf_counter()
+  seen = 0
+  for b, local in enumerate(it):
+    batch = parallel.to_global(local, mesh)
+    out, counts = step(params_on_mesh, counts, batch)
+    host = parallel.to_host(out)
+    keep = host["index"] >= 0
+    host = {k: v[keep] for k, v in host.items()}
+    buffer.append(host)
+    seen += int(keep.sum())
+    if (b + 1) % every == 0:
+      chunk = _concat(buffer)
+      store.write_chunk(pid, chunk_id + b, chunk)
+      new_parts.append(chunk)
+      buffer = []
+    if (b + 1) % log_every == 0 or b + 1 == the_plan.num_batches:
+      dt = time.perf_counter() - t0
+      rate = seen / max(dt, 1e-9)
+      eta = (len(todo) - seen) / max(rate, 1e-9)
+      logging.info("%s | %s | %s: batch %d/%d, %.1f images/s, ETA %.0fs", model.name,
+                   evalset.name, transform.spec, b + 1, the_plan.num_batches, rate, eta)
+  if buffer:
+    chunk = _concat(buffer)
+    store.write_chunk(pid, chunk_id + the_plan.num_batches, chunk)
+    new_parts.append(chunk)
+  elapsed = time.perf_counter() - t0
+  outputs = _concat([done] + new_parts) if done else _concat(new_parts)
+  order = np.argsort(outputs["index"], kind="stable")
+  outputs = {k: v[order] for k, v in outputs.items()}
+  # Every example exactly once.
+  idx = outputs["index"]
+  if len(idx) != n or not np.array_equal(idx, np.arange(n)):
+    dup = int(len(idx) - len(np.unique(idx)))
+    missing = int(n - len(np.unique(idx)))
+    raise RuntimeError(f"pass {pid}: id coverage check failed: {dup} duplicated and "
+                       f"{missing} missing examples out of {n}")
+  counts = jax.device_get(counts)
+  valid = ~outputs["bad"]
+  recount = (int(valid.sum()), int(outputs["correct1"].sum()), int(outputs["correct5"].sum()))
+  if (int(counts["n"]), int(counts["correct1"]), int(counts["correct5"])) != recount:
+    raise RuntimeError(f"pass {pid}: device counters {counts} disagree with per-example "
+                       f"outputs {recount}")
+  return _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed,
+               len(todo)), outputs
+
+
+def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, evaluated):
+  valid = ~outputs["bad"]
+  n_valid = int(valid.sum())
+  bad_idx = np.nonzero(outputs["bad"])[0]
+  bad = [{"id": str(evalset.source[int(i)]["id"]),
+          "error": pipeline.describe_error(evalset, int(i))} for i in bad_idx[:100]]
+  nonfinite = int((~outputs["finite"] & valid).sum())
+  if n_valid and nonfinite > 0.5 * n_valid:
+    raise RuntimeError(f"{model.name} gives NaN/inf logits on {nonfinite} of {n_valid} "
+                       f"examples of {evalset.name!r}: check the weights and precision "
+                       f"({model.precision})")
+  metrics: dict[str, float] = {}
+  if transform.kind == "attack":
+    v = {k: a[valid] for k, a in outputs.items()}
+    metrics.update(transforms.attack_metrics(v))
+  else:
+    metrics["top1"] = float(outputs["correct1"][valid].mean()) if n_valid else 0.0
+    if min(5, evalset.num_classes if evalset.project is not None else model.num_classes) == 5:
+      metrics["top5"] = float(outputs["correct5"][valid].mean()) if n_valid else 0.0
+    if evalset.sequence_metric_fn is not None:
+      ids = [str(evalset.source[int(i)]["id"]) for i in outputs["index"][valid]]
+      metrics.update(evalset.sequence_metric_fn(ids, outputs["pred"][valid],
+                                                outputs["correct1"][valid]))
+  details = {"n_bad": int(len(bad_idx)), "bad_files": bad, "nonfinite_logits": nonfinite,
+             "seconds": round(elapsed, 3),
+             "images_per_s": round(evaluated / max(elapsed, 1e-9), 2),
+             "pass_id": pid, "dataset_meta": evalset.metadata}
+  info = model.describe()
+  rows = []
+  for metric, value in metrics.items():
+    rows.append({"key": store_lib.row_key(ps.model, ps.dataset, ps.transform, metric),
+                 "model": ps.model, "dataset": ps.dataset, "transform": ps.transform,
+                 "suite": str(_get(config, "suite", "zeroshot")), "metric": metric,
+                 "value": float(value), "n": n_valid, "details": details,
+                 "model_info": info, "provenance": prov})
+  return rows
+
+
+# --- the whole run -----------------------------------------------------------------
+
+def plan_passes(config) -> list[tuple[str, str, str]]:
+  """(model spec, dataset spec, transform spec) triples, canonical, in run order."""
+  out = []
+  for m in config.models:
+    for d in config.datasets:
+      for t in (list(_get(config, "transforms", ["clean"])) or ["clean"]):
+        tspec = t if t == "clean" else t.split(":", 1)[0] + ":" + registry.canonical(
+            t.split(":", 1)[1]) if ":" in t else t
+        out.append((registry.canonical(m), registry.canonical(d), tspec))
+  return out
+
+
+def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[dict]:
+  """Runs every pass of ``config`` into ``workdir``; returns the rows written."""
+  validate(config)
+  plan = plan_passes(config)
+  if dry_run:
+    print_fn(f"plan: {len(plan)} passes into {workdir}")
+    for m, d, t in plan:
+      print_fn(f"  model={m}  dataset={d}  transform={t}")
+    return []
+  store = store_lib.Store(workdir, writer=parallel.is_writer())
+  check_workdir_config(store, config)
+  mesh_cfg = dict(_get(config, "mesh", {}) or {})
+  mesh = parallel.make_mesh(int(mesh_cfg.get("data", -1)), int(mesh_cfg.get("model", 1)))
+  prov = provenance(config, mesh)
+  parallel.assert_same_across_hosts(json.dumps(plan) + prov["jaxbench"], "plan")
+  from jaxbench.data import catalog
+  finished = store.finished_keys()
+  written = []
+  evalsets: dict[str, EvalSet] = {}
+  for model_spec in dict.fromkeys(m for m, _, _ in plan):
+    model_passes = [p for p in plan if p[0] == model_spec]
+    todo = [p for p in model_passes
+            if not _pass_done(store, _pass_id(PassSpec(*p), config), finished)]
+    if not todo:
+      logging.info("all passes of %s are finished; skipping", model_spec)
+      continue
+    base_model = load_model(model_spec, config)
+    label = model_label(model_spec, base_model, config)
+    for dspec in dict.fromkeys(d for _, d, _ in todo):
+      if dspec not in evalsets:
+        evalsets[dspec] = catalog.get(dspec)
+      evalset = evalsets[dspec]
+      model, use_project = attach_head(base_model, evalset, config,
+                                       os.path.join(store.workdir, "heads"))
+      params = parallel.put_params(model.params, mesh,
+                                   _get(config, "param_sharding", "replicate"))
+      for _, _, tspec in [p for p in todo if p[1] == dspec]:
+        ps = PassSpec(label, dspec, tspec)
+        pid = _pass_id(PassSpec(model_spec, dspec, tspec), config)
+        transform = transforms.get(tspec).bind(model)
+        rows, outputs = run_pass(ps, pid, model, evalset, transform, use_project, config,
+                                 mesh, store, prov, params)
+        store.finish_pass(pid, outputs)
+        store.add_rows(rows)
+        if store.writer:
+          store_lib.atomic_write_json(os.path.join(store.pass_dir(pid), "done.json"),
+                                      {"keys": [r["key"] for r in rows]})
+        parallel.sync(f"pass-{pid}")
+        written.extend(rows)
+  if _get(config, "report", False) and store.writer:
+    from jaxbench import report
+    report.write_report([store.workdir], os.path.join(store.workdir, "report"))
+  return written
+
+
+def _pass_done(store: store_lib.Store, pid: str, finished: set) -> bool:
+  path = os.path.join(store.pass_dir(pid), "done.json")
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    keys = json.load(f).get("keys", [])
+  return bool(keys) and all(k in finished for k in keys)

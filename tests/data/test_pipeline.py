@@ -1,0 +1,125 @@
+"""The grain pipeline: decoding odd files, resize+crop, padding and coverage."""
+import io
+
+import numpy as np
+import pytest
+import torch  # noqa: F401  (torchvision needs it imported first)
+import torchvision.transforms as T
+from PIL import Image
+
+from jaxbench.data import pipeline
+from jaxbench.data.evalset import EvalSet
+from jaxbench.models.api import Preprocess
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+  buf = io.BytesIO()
+  img.save(buf, fmt, **kw)
+  return buf.getvalue()
+
+
+@pytest.mark.parametrize("w,h,interp", [(500, 375, "bicubic"), (375, 500, "bilinear"),
+                                        (224, 224, "bicubic"), (61, 300, "bicubic")])
+def test_resize_crop_equals_torchvision(w, h, interp):
+  rng = np.random.default_rng(w * h)
+  img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+  pp = Preprocess(size=224, resize=256 if interp == "bilinear" else 224, interpolation=interp)
+  mode = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+  ref = T.Compose([T.Resize(pp.resize, interpolation=mode[interp]), T.CenterCrop(pp.size)])
+  np.testing.assert_array_equal(pipeline.resize_crop(img, pp), np.asarray(ref(img)))
+
+
+class _Records:
+  def __init__(self, records):
+    self.records = records
+
+  def __len__(self):
+    return len(self.records)
+
+  def __getitem__(self, i):
+    return self.records[i]
+
+
+def _odd_files():
+  rng = np.random.default_rng(0)
+  rgb = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+  good_jpeg = _encode(rgb, "JPEG")
+  return {
+      "rgb.JPEG": (good_jpeg, True),
+      "cmyk.JPEG": (_encode(rgb.convert("CMYK"), "JPEG"), True),
+      "gray.JPEG": (_encode(rgb.convert("L"), "JPEG"), True),
+      "rgba.png": (_encode(rgb.convert("RGBA"), "PNG"), True),
+      "palette.png": (_encode(rgb.convert("P"), "PNG"), True),
+      "png_named.JPEG": (_encode(rgb, "PNG"), True),
+      "truncated.JPEG": (good_jpeg[: len(good_jpeg) // 2], False),
+      "corrupt.JPEG": (b"\xff\xd8\xff\xe0 this is not a jpeg", False),
+      "empty.JPEG": (b"", False),
+  }
+
+
+def test_odd_images_converted_and_bad_ones_flagged():
+  files = _odd_files()
+  records = [{"id": k, "label": i, "image_bytes": v[0]} for i, (k, v) in
+             enumerate(files.items())]
+  es = EvalSet("odd", _Records(records), num_classes=10)
+  load = pipeline.LoadExample(es, Preprocess(size=16, resize=16))
+  for i, (name, (_, ok)) in enumerate(files.items()):
+    ex = load.map(i)
+    assert ex["image"].shape == (16, 16, 3) and ex["image"].dtype == np.uint8, name
+    assert bool(ex["mask"]) == ok and bool(ex["bad"]) == (not ok), name
+    if ok:
+      assert ex["image"].std() > 0, name   # real pixels, not the zero placeholder
+      assert ex["uid"] == pipeline.example_uid(name)
+  # The recorded reason names the failure.
+  assert "cannot identify" in pipeline.describe_error(es, list(files).index("empty.JPEG"))
+  assert "OSError" in pipeline.describe_error(es, list(files).index("corrupt.JPEG"))
+  assert "truncated" in pipeline.describe_error(es, list(files).index("truncated.JPEG")).lower()
+
+
+@pytest.mark.parametrize("n,batch,procs", [(0, 4, 1), (1, 4, 1), (37, 8, 1), (37, 8, 2),
+                                           (37, 6, 3), (5, 64, 8), (64, 64, 4)])
+def test_plan_covers_every_example_exactly_once(n, batch, procs):
+  todo = np.arange(n) * 3   # any index set
+  plans = [pipeline.plan(todo, batch, p, procs) for p in range(procs)]
+  assert len({pl.num_batches for pl in plans}) == 1
+  for pl in plans:
+    assert len(pl.indices) == pl.num_batches * batch // procs
+  allidx = np.concatenate([pl.indices for pl in plans])
+  real = allidx[allidx >= 0]
+  np.testing.assert_array_equal(np.sort(real), todo)
+  with pytest.raises(ValueError, match="multiple of the process count"):
+    pipeline.plan(todo, 5, 0, 2)
+
+
+def test_batches_pad_and_mask_last_batch():
+  rng = np.random.default_rng(1)
+  records = [{"id": f"x{i}", "label": i % 3,
+              "image": rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)} for i in range(10)]
+  es = EvalSet("arr", _Records(records), num_classes=3)
+  pl = pipeline.plan(np.arange(10), 4)
+  out = list(pipeline.batches(es, Preprocess(size=8, resize=8), pl, num_threads=2))
+  assert [b["image"].shape for b in out] == [(4, 8, 8, 3)] * 3
+  mask = np.concatenate([b["mask"] for b in out])
+  index = np.concatenate([b["index"] for b in out])
+  np.testing.assert_array_equal(mask, [True] * 10 + [False] * 2)
+  np.testing.assert_array_equal(index[:10], np.arange(10))
+  # Resuming from batch 2 yields exactly the last batch.
+  rest = list(pipeline.batches(es, Preprocess(size=8, resize=8), pl, start_batch=2))
+  np.testing.assert_array_equal(rest[0]["index"], out[2]["index"])
+
+
+def test_host_shift_randomness_depends_on_seed_and_id_only():
+  records = [{"id": f"x{i}", "label": 0, "image": np.full((8, 8, 3), 128, np.uint8)}
+             for i in range(4)]
+  es = EvalSet("arr", _Records(records), num_classes=1)
+
+  def noise(img, rng):
+    return np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+
+  pp = Preprocess(size=8, resize=8)
+  a = pipeline.LoadExample(es, pp, seed=1, host_shift=noise)
+  b = pipeline.LoadExample(es, pp, seed=1, host_shift=noise)
+  c = pipeline.LoadExample(es, pp, seed=2, host_shift=noise)
+  np.testing.assert_array_equal(a.map(2)["image"], b.map(2)["image"])
+  assert not np.array_equal(a.map(2)["image"], a.map(3)["image"])
+  assert not np.array_equal(a.map(2)["image"], c.map(2)["image"])

@@ -1,0 +1,104 @@
+"""The zero-shot head: the formula, bucketing, caching, and PyTorch agreement."""
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from jaxbench import models
+from jaxbench.models.api import Model, Preprocess
+from jaxbench.zeroshot import build_head, head as head_lib, prompts
+
+
+def _bag_of_tokens_model(num_classes=6, dim=16, seed=0):
+  """Text embedding = sum of per-token vectors; image k encodes exactly head row k.
+
+  The head is then known in closed form, and the model is perfect by construction.
+  """
+  rng = np.random.default_rng(seed)
+  table = rng.normal(size=(49408, dim)).astype(np.float32)
+  table[0] = 0.0   # padding contributes nothing
+  names = [f"thing{i}" for i in range(num_classes)]
+  temps = ["a photo of a {}.", "a drawing of the {}."]
+
+  def tok(texts):
+    ids = np.zeros((len(texts), 12), np.int32)
+    for i, t in enumerate(texts):
+      words = t.replace(".", " .").split()
+      for j, w in enumerate(words):
+        ids[i, j] = (zlib.crc32(w.encode()) % 40000) + 1
+    return ids
+
+  import jax.numpy as jnp
+
+  def net_text(p, ids):
+    return jnp.asarray(p["table"])[ids].sum(axis=1)
+
+  def net_image(p, x):
+    # Images are constant colour; the mean pixel (normalised) picks a class code.
+    k = jnp.clip(jnp.round(x[:, 0, 0, 0] * 10).astype(jnp.int32), 0, num_classes - 1)
+    return p["codes"][k]
+
+  model = Model(name="bag", params={"net": {"table": table, "codes": None}},
+                preprocess=Preprocess(size=4, resize=4, mean=(0, 0, 0), std=(1, 1, 1)),
+                kind="zeroshot", net_image=net_image, net_text=net_text, tokenizer=tok,
+                context_length=12)
+  return model, names, temps, table
+
+
+def test_head_formula_and_perfect_model():
+  model, names, temps, table = _bag_of_tokens_model()
+  head = build_head(model, names, temps, logit_scale=100.0)
+  ids = model.tokenize(prompts.prompts(names, temps))
+  z = table[ids].sum(1)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  want = z.reshape(len(names), len(temps), -1).mean(1)
+  want /= np.linalg.norm(want, axis=1, keepdims=True)
+  np.testing.assert_allclose(head.weights, want, atol=1e-5)
+  # Images whose embedding is head row k are classified as k with logit 100.
+  codes = 3.0 * head.weights
+  model = model.with_params({"net": {"table": table, "codes": codes}})
+  clf = model.with_head(head)
+  x = np.stack([np.full((4, 4, 3), k / 10, np.float32) for k in range(len(names))])
+  logits = np.asarray(clf.apply(clf.params, x))
+  np.testing.assert_array_equal(logits.argmax(1), np.arange(len(names)))
+  np.testing.assert_allclose(np.diag(logits), 100.0, rtol=1e-5)
+  assert head.info()["num_templates"] == 2
+
+
+def test_head_matches_pytorch_and_bucketing_is_exact(tiny_clip, tmp_path):
+  d, ref = tiny_clip
+  model = models.load(d)
+  names = list(prompts.classnames("imagenet")[:12])
+  temps = list(prompts.templates("clip7"))
+  head = build_head(model, names, temps, cache_dir=str(tmp_path))
+  # PyTorch reference: full 77-token context, no bucketing.
+  ids = model.tokenize(prompts.prompts(names, temps))
+  with torch.no_grad():
+    z = ref.get_text_features(input_ids=torch.tensor(ids, dtype=torch.long))
+  z = getattr(z, "pooler_output", z).numpy()
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  want = z.reshape(len(names), len(temps), -1).mean(1)
+  want /= np.linalg.norm(want, axis=1, keepdims=True)
+  np.testing.assert_allclose(head.weights, want, atol=1e-5)
+  assert head.logit_scale == pytest.approx(float(np.exp(ref.logit_scale.item())), rel=1e-6)
+  # Unbucketed (full context) equals bucketed.
+  full = head_lib.encode_prompts(model, ids, bucket=77)
+  bucketed = head_lib.encode_prompts(model, ids, bucket=8, batch_size=5)
+  np.testing.assert_allclose(full, bucketed, atol=1e-5)
+  # Cached: a second build reads the file (same key, same weights).
+  cached = list(tmp_path.glob("head_*.npz"))
+  assert len(cached) == 1
+  again = build_head(model, names, temps, cache_dir=str(tmp_path))
+  np.testing.assert_array_equal(again.weights, head.weights)
+  assert again.key == head.key
+
+
+def test_named_resources():
+  assert len(prompts.classnames("imagenet")) == 1000
+  assert len(prompts.templates("clip80")) == 80 and len(prompts.templates("clip7")) == 7
+  assert prompts.templates("photo") == ("a photo of a {}.",)
+  with pytest.raises(ValueError, match="unknown template set 'clip81'"):
+    prompts.templates("clip81")
+  with pytest.raises(ValueError, match="exactly one"):
+    prompts.templates(["no placeholder"])
