@@ -1,0 +1,311 @@
+"""The results-row conventions the report reads, and the parsers that apply them.
+
+The runner writes one row per (model, dataset, transform, metric) into
+``workdir/results.jsonl`` (:mod:`jaxbench.store`). The report reads these fields:
+
+* ``model``: model spec; ``model_info.kind`` ('zeroshot' | 'supervised'),
+  ``model_info.preprocess``, ``model_info.precision``, ``model_info.head``
+  (``classnames``, ``templates``) tell variants of one model apart.
+* ``suite``: one of :data:`KNOWN_SUITES`; rows of other suites are listed in a
+  generic table, with a note, and enter no summary.
+* ``dataset``: dataset spec; its registry name (``jaxbench.registry.parse``) plus
+  its non-path arguments label the column (``root=``, ``data_dir=`` ... are dropped).
+* ``transform``: ``'clean'``, ``'shift:<spec>'`` or ``'attack:<spec>'`` (canonical
+  specs, :mod:`jaxbench.transforms`).
+* ``metric``: a name from :data:`METRIC_ALIASES` (aliases are mapped); ``value`` a
+  float, a fraction in [0, 1] for the accuracy-like metrics of :data:`FRACTION_METRICS`.
+
+What each summary looks for is :data:`CONVENTIONS_MD` (also printed in every report,
+so that the runner and the suites can be aligned with it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Optional
+
+from jaxbench import registry
+
+KNOWN_SUITES = ("zeroshot", "natural", "synthetic", "typographic", "adv", "overlap",
+                "clip_auto")
+
+# alias -> canonical metric name
+METRIC_ALIASES = {
+    "acc": "top1", "accuracy": "top1", "top1_acc": "top1", "top-1": "top1",
+    "top-5": "top5", "top5_acc": "top5",
+    "pm-0": "pm0", "pm_0": "pm0", "pm-10": "pm10", "pm_10": "pm10",
+    "robust_accuracy": "robust_acc", "clean_accuracy": "clean_acc",
+    "asr": "success_rate", "attack_success_rate": "success_rate",
+    "fp": "flip_prob", "fr": "flip_prob", "flip_rate": "flip_prob",
+    "flip_probability": "flip_prob", "top5_dist": "t5d", "top5_distance": "t5d",
+    "top1_overlap": "acc_overlap", "top1_clean_subset": "acc_clean_subset",
+    "acc_nonoverlap": "acc_clean_subset", "top1_nonoverlap": "acc_clean_subset",
+}
+FRACTION_METRICS = ("top1", "top5", "pm0", "pm10", "robust_acc", "clean_acc",
+                    "success_rate", "acc_overlap", "acc_clean_subset", "overlap_rate")
+
+# Dataset-spec arguments that locate files rather than select data.
+PATH_ARGS = ("root", "data_dir", "path", "dir", "cache_dir", "manifest", "tfds_dir",
+             "download_dir", "frost_dir")
+
+# Controls: val restricted to a shift's classes (issue 4's catalog names).
+CONTROL_OF = {
+    "imagenet_r": "imagenet_val_on_r_classes",
+    "imagenet_a": "imagenet_val_on_a_classes",
+    "objectnet": "imagenet_val_on_objectnet_classes",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftAxes:
+  """Where a shift's effective-robustness coordinates come from (clean rows)."""
+  name: str          # shift name; also the key of the shipped testbed fit
+  title: str
+  x_dataset: str     # dataset registry name of the ID axis
+  x_metric: str
+  y_dataset: str     # dataset registry name of the OOD axis
+  y_metric: str
+
+
+# protocol.md section 3.1: V2/Sketch (and Stylized) on val; R/A/ObjectNet on val
+# restricted to their classes; the video sets pm-10 on pm-0.
+SHIFT_AXES = (
+    ShiftAxes("imagenet_v2", "ImageNetV2", "imagenet", "top1", "imagenet_v2", "top1"),
+    ShiftAxes("imagenet_r", "ImageNet-R", CONTROL_OF["imagenet_r"], "top1", "imagenet_r",
+              "top1"),
+    ShiftAxes("objectnet", "ObjectNet", CONTROL_OF["objectnet"], "top1", "objectnet", "top1"),
+    ShiftAxes("imagenet_sketch", "ImageNet-Sketch", "imagenet", "top1", "imagenet_sketch",
+              "top1"),
+    ShiftAxes("imagenet_a", "ImageNet-A", CONTROL_OF["imagenet_a"], "top1", "imagenet_a",
+              "top1"),
+    ShiftAxes("imagenet_vid_robust", "ImageNet-Vid-Robust (pm-10 vs pm-0)",
+              "imagenet_vid_robust", "pm0", "imagenet_vid_robust", "pm10"),
+    ShiftAxes("ytbb_robust", "YTBB-Robust (pm-10 vs pm-0)", "ytbb_robust", "pm0",
+              "ytbb_robust", "pm10"),
+    ShiftAxes("stylized_imagenet", "Stylized-ImageNet", "imagenet", "top1",
+              "stylized_imagenet", "top1"),
+    ShiftAxes("cifar10_1", "CIFAR-10.1", "cifar10", "top1", "cifar10_1", "top1"),
+)
+NATURAL_SHIFTS = ("imagenet_v2", "imagenet_r", "objectnet", "imagenet_sketch",
+                  "imagenet_a", "imagenet_vid_robust", "ytbb_robust")
+
+# ImageNet-C: the 15 benchmark corruptions and AlexNet's mean error over severities
+# 1-5 (augmix imagenet.py ALEXNET_ERR, "taken from hendrycks/robustness";
+# protocol.md section 3.3).
+IMAGENET_C_ALEXNET_ERR = {
+    "gaussian_noise": 0.886428, "shot_noise": 0.894468, "impulse_noise": 0.922640,
+    "defocus_blur": 0.819880, "glass_blur": 0.826268, "motion_blur": 0.785948,
+    "zoom_blur": 0.798360, "snow": 0.866816, "frost": 0.826572, "fog": 0.819324,
+    "brightness": 0.564592, "contrast": 0.853204, "elastic_transform": 0.646056,
+    "pixelate": 0.717840, "jpeg_compression": 0.606500,
+}
+EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+# AlexNet's clean ImageNet-val error for relative mCE: 1 - 0.56522 (testbed
+# robustness_top1s.csv, alexnet 'val'; protocol.md section 6.2). Hendrycks' own
+# value is not in the sources this package cites.
+ALEXNET_CLEAN_ERR = 1.0 - 0.56522003173828125
+IMAGENET_P_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur",
+                            "spatter", "brightness", "translate", "rotate", "tilt", "scale",
+                            "speckle_noise", "gaussian_blur", "snow", "shear")
+
+TYPOGRAPHIC_SETS = {"imagenet_t": "imagenet", "cifar10_t": "cifar10"}
+
+
+def canonical_metric(name: str) -> str:
+  return METRIC_ALIASES.get(name.strip().lower(), name.strip())
+
+
+def _spec_parts(spec: str) -> tuple[str, tuple, dict]:
+  try:
+    return registry.parse(spec)
+  except registry.SpecError:
+    return spec.strip(), (), {}
+
+
+def dataset_label(spec: str) -> str:
+  """Column label of a dataset spec: name and non-path arguments, canonical."""
+  name, args, kwargs = _spec_parts(spec)
+  kwargs = {k: v for k, v in kwargs.items() if k not in PATH_ARGS}
+  return registry.format_spec(name, args, kwargs)
+
+
+def dataset_name(spec: str) -> str:
+  return _spec_parts(spec)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformInfo:
+  """A parsed transform column: kind ('clean'|'shift'|'attack'), name, args."""
+  kind: str
+  name: str = ""
+  args: tuple = ()
+  kwargs: Any = None          # dict, kept hashable-free on purpose
+  spec: str = "clean"         # canonical inner spec ('' for clean)
+
+  def kw(self) -> dict:
+    return dict(self.kwargs or {})
+
+
+def parse_transform(transform: str) -> TransformInfo:
+  """'clean' | 'shift:<spec>' | 'attack:<spec>' (a bare spec counts as a shift)."""
+  t = (transform or "clean").strip()
+  if t == "clean":
+    return TransformInfo("clean")
+  kind, sep, inner = t.partition(":")
+  if not sep or kind not in ("shift", "attack"):
+    kind, inner = "shift", t
+  name, args, kwargs = _spec_parts(inner)
+  return TransformInfo(kind, name, args, kwargs, registry.format_spec(name, args, kwargs))
+
+
+def _first(d: dict, *keys):
+  for k in keys:
+    if k in d and d[k] is not None:
+      return d[k]
+  return None
+
+
+def corruption_of(dataset_spec: str, transform: str,
+                  details: Optional[dict] = None) -> Optional[tuple[str, str, int]]:
+  """(family, corruption, severity) of an ImageNet-C / CIFAR-10-C style row, or None.
+
+  Recognised spellings (first match wins):
+    * ``details`` with 'corruption' and 'severity';
+    * dataset ``imagenet_c(corruption='fog', severity=3, ...)`` (also cifar10_c, or a
+      name ``imagenet_c/fog`` with ``severity=``): family 'imagenet_c';
+    * transform ``shift:<corruption>(severity=3)`` with a known corruption name, or
+      ``shift:imagenet_c(corruption='fog', severity=3)`` / ``shift:corrupt(...)``:
+      family '<dataset label>+generated'.
+  """
+  details = details or {}
+  dname, dargs, dkw = _spec_parts(dataset_spec)
+  t = parse_transform(transform)
+  known = set(IMAGENET_C_ALEXNET_ERR) | set(EXTRA_CORRUPTIONS)
+
+  def sev(v):
+    try:
+      return int(v)
+    except (TypeError, ValueError):
+      return None
+
+  base = dname.split("/")[0]
+  if base in ("imagenet_c", "cifar10_c", "imagenet2012_corrupted", "cifar10_corrupted"):
+    c = _first(details, "corruption") or _first(dkw, "corruption") or (
+        dname.split("/", 1)[1] if "/" in dname else None)
+    s = sev(_first(details, "severity") or _first(dkw, "severity"))
+    if c and s is not None:
+      return base, str(c), s
+  if t.kind == "shift":
+    kw = t.kw()
+    if t.name in known:
+      s = sev(_first(details, "severity") or _first(kw, "severity") or
+              (t.args[0] if t.args else None))
+      if s is not None:
+        return f"{dataset_label(dataset_spec)}+generated", t.name, s
+    if t.name in ("imagenet_c", "corrupt", "corruption", "cifar10_c"):
+      c = _first(details, "corruption") or _first(kw, "corruption", "name") or (
+          t.args[0] if t.args else None)
+      s = sev(_first(details, "severity") or _first(kw, "severity") or
+              (t.args[1] if len(t.args) > 1 else None))
+      if c and s is not None:
+        return f"{dataset_label(dataset_spec)}+generated", str(c), s
+  return None
+
+
+def perturbation_of(dataset_spec: str, transform: str,
+                    details: Optional[dict] = None) -> Optional[tuple[str, int]]:
+  """(perturbation, difficulty) of an ImageNet-P row, or None.
+
+  Dataset ``imagenet_p(perturbation='rotate', difficulty=1)`` (or transform
+  ``shift:imagenet_p(...)``); ``details`` win. Difficulty defaults to 1.
+  """
+  details = details or {}
+  dname, _, dkw = _spec_parts(dataset_spec)
+  t = parse_transform(transform)
+  for name, kw in ((dname, dkw), (t.name, t.kw())):
+    if name.split("/")[0] in ("imagenet_p", "imagenet_p_generated"):
+      p = _first(details, "perturbation") or _first(kw, "perturbation") or (
+          name.split("/", 1)[1] if "/" in name else None)
+      d = _first(details, "difficulty") or _first(kw, "difficulty") or 1
+      if p:
+        return str(p), int(d)
+  return None
+
+
+def attack_of(transform: str, details: Optional[dict] = None
+              ) -> Optional[tuple[str, Optional[float]]]:
+  """(attack family label, epsilon) of an attack transform, or None.
+
+  The family is the canonical attack spec without its epsilon argument (``eps`` or
+  ``epsilon``), so one family's rows at several epsilons form one curve; epsilon
+  comes from the spec or from ``details['eps']``.
+  """
+  t = parse_transform(transform)
+  if t.kind != "attack":
+    return None
+  kw = t.kw()
+  eps = None
+  for k in ("eps", "epsilon"):
+    if k in kw:
+      eps = kw.pop(k)
+  if eps is None and details:
+    eps = _first(details, "eps", "epsilon")
+  try:
+    eps = None if eps is None else float(eps)
+  except (TypeError, ValueError):
+    eps = None
+  return registry.format_spec(t.name, t.args, kw), eps
+
+
+def typographic_of(suite: str, dataset_spec: str, transform: str
+                   ) -> Optional[tuple[str, str]]:
+  """(typographic set label, clean dataset registry name) or None.
+
+  A row is typographic when its dataset is ``imagenet_t``/``cifar10_t`` (clean set:
+  ``imagenet``/``cifar10``), or its transform is ``shift:typographic...`` (clean
+  set: the row's own dataset), or its suite is 'typographic' with a non-clean
+  transform.
+  """
+  dname = dataset_name(dataset_spec)
+  if dname in TYPOGRAPHIC_SETS:
+    return dataset_label(dataset_spec), TYPOGRAPHIC_SETS[dname]
+  t = parse_transform(transform)
+  if (t.kind == "shift" and t.name.startswith("typographic")) or (
+      suite == "typographic" and t.kind != "clean"):
+    return f"{dataset_label(dataset_spec)}+{t.spec}", dname
+  return None
+
+
+def short_preprocess(spec: str) -> str:
+  """Compact preprocessing label: CLIP/ImageNet mean-std named instead of printed."""
+  s = spec or "?"
+  s = re.sub(r"norm\(mean=\(0\.48145466, 0\.4578275, 0\.40821073\),"
+             r"std=\(0\.26862954, 0\.26130258, 0\.27577711\)\)", "norm(clip)", s)
+  s = re.sub(r"norm\(mean=\(0\.485, 0\.456, 0\.406\),std=\(0\.229, 0\.224, 0\.225\)\)",
+             "norm(imagenet)", s)
+  return s
+
+
+CONVENTIONS_MD = """\
+Rows are read from each workdir's `results.jsonl` (one JSON object per line).
+
+| field | how the report uses it |
+|---|---|
+| `model` | row label; rows of one model with different `model_info.preprocess`, `precision` or head (`classnames`, `templates`) become separate labelled rows (`--variants=separate`, default) or stop the report (`--variants=refuse`) |
+| `model_info.kind` | `zeroshot` or `supervised`: marks the scatter plots; supervised models are the effective-robustness baseline |
+| `suite` | one of `zeroshot natural synthetic typographic adv overlap clip_auto`; other suites are shown raw in *Other results* and enter no summary |
+| `dataset` | column label = registry name + non-path args (`root`, `data_dir`, `path` ... dropped) |
+| `transform` | `clean`, `shift:<spec>`, `attack:<spec>` (canonical specs) |
+| `metric`, `value` | fractions in [0, 1] for `top1 top5 pm0 pm10 robust_acc clean_acc success_rate acc_overlap acc_clean_subset overlap_rate`; aliases such as `acc`, `pm-10`, `asr` are mapped |
+
+What each summary looks for:
+
+* **Clean and natural shifts**: `transform=clean`, metric `top1` (`pm0`, `pm10` for `imagenet_vid_robust`, `ytbb_robust`) on `imagenet`, `imagenet_v2`, `imagenet_r`, `objectnet`, `imagenet_sketch`, `imagenet_a`, `imagenet_vid_robust`, `ytbb_robust`, `stylized_imagenet` and the controls `imagenet_val_on_{r,a,objectnet,vid_robust,ytbb_robust}_classes` (any other clean dataset gets a column too).
+* **Effective robustness** (per shift): x = ID axis, y = OOD axis, both clean rows: V2, Sketch, Stylized on `imagenet` top1; R, A, ObjectNet on `imagenet_val_on_<r|a|objectnet>_classes` top1; Vid-Robust and YTBB-Robust pm10 on pm0; CIFAR-10.1 on `cifar10`; corruptions (mean top1 over all corruption rows of a dataset) on that dataset's clean top1. Baseline: >= 3 supervised models of the results, else the shipped testbed fit (`--baseline=auto|user|testbed`).
+* **Relative robustness**: pairs `A=>B` (`--pairs`); default RoZ's RN50=>ResNet-50, RN101=>ResNet-101, RN50x4=>EfficientNet-B3, ViT-B/32=>ViT-B/32@384 (matched on the model spec and kind), plus CLIP-Auto=>CLIP where a model has a `clip_auto`-suite (or `templates` containing `auto`) variant.
+* **ImageNet-C** (suite `synthetic`): corruption and severity from `details.corruption/severity`, or dataset `imagenet_c(corruption='fog', severity=3)` (also `cifar10_c`, `imagenet_c/fog`), or transform `shift:fog(severity=3)` / `shift:imagenet_c(corruption='fog', severity=3)` (labelled *generated*, never mixed with on-disk rows); metric `top1`. mCE and relative mCE over the 15 benchmark corruptions with AlexNet's errors; clean error from the same dataset's clean `top1` (`imagenet` for on-disk ImageNet-C).
+* **ImageNet-P**: dataset (or transform) `imagenet_p(perturbation='rotate', difficulty=1)`, metrics `flip_prob` and `t5d`; mFR/mT5D normalised by the model named by `--mfr_reference` (default: a model whose name contains `alexnet`), else unnormalised means.
+* **Adversarial** (transform `attack:<spec>`): family = spec without `eps`/`epsilon`, epsilon from the spec or `details.eps`; metrics `robust_acc`, `clean_acc`, `success_rate`, anything else shown raw.
+* **Typographic**: dataset `imagenet_t`/`cifar10_t` (clean reference `imagenet`/`cifar10`) or transform `shift:typographic...` (clean reference: same dataset); metrics `top1` (true class) and `success_rate` (written class).
+* **Overlap** (suite `overlap`): metrics `overlap_rate`, `acc_overlap`, `acc_clean_subset` per (model, dataset); the full-set accuracy from the clean `top1` row.
+"""
