@@ -1,0 +1,96 @@
+r"""Typographic attacks (RoZ ImageNet-T and CIFAR-10-T): generate if absent, then evaluate.
+
+    python -m jaxbench.main --workdir=runs/typographic \
+      --config=configs/typographic.py:imagenet_src=~/data/imagenet/val,cifar_src=~/data/cifar-10-batches-bin,root=~/data/typographic
+
+The dataset specs carry ``src``: resolving one generates the set under
+``root/<kind>_seed<seed>`` when it is not there yet (deterministic from the
+seed and each image id; a folder holding another seed's set is refused), then
+reads it back. Metrics: 'top1' (prediction = true class) and 'success_rate'
+(prediction = written class), plus per-variant 'top1/<v>' and
+'success_rate/<v>' when several variants are evaluated.
+
+RoZ's protocol (protocol.md §1.4): CLIP's own preprocessing for every model,
+supervised baselines included (``preprocess='clip'``); zero-shot heads with the
+80 ImageNet templates on both sets (CLIP names; CIFAR-10 names on CIFAR-10-T).
+Beyond RoZ, CIFAR-10-T is also scored with CLIP's 18 CIFAR-10 templates.
+
+Config argument (comma-separated key=value, all optional):
+  imagenet_src, cifar_src: sources to generate from ('' = the set must already
+    exist under root; 'none' = leave that set out).
+  root: parent folder of the generated sets (default ~/data/typographic).
+  variants: '+'-separated variant presets, e.g. roz+true_class+random_word
+    (default roz; see jaxbench.shifts.typographic.PRESETS).
+  models: '+'-separated model specs (default clip_vit_b32).
+  seed, max_examples, batch_size, workers: ints.
+"""
+import ml_collections
+
+_DEFAULTS = dict(imagenet_src="", cifar_src="", root="~/data/typographic", variants="roz",
+                 models="clip_vit_b32", seed="0", max_examples="-1", batch_size="128",
+                 workers="0")
+
+
+def _parse(arg):
+  out = dict(_DEFAULTS)
+  for part in filter(None, (arg or "").split(",")):
+    key, sep, value = part.partition("=")
+    if not sep or key not in out:
+      raise ValueError(f"configs/typographic.py: bad argument {part!r}; expected key=value with "
+                       f"key one of {sorted(out)}")
+    out[key] = value
+  return out
+
+
+def _dataset_spec(kind, root, src, seed, variants, workers, max_examples):
+  args = [f"root={root + '/' + kind + '_seed' + str(seed)!r}"]
+  if src:
+    args.append(f"src={src!r}")
+  args += [f"seed={seed}", f"variants={tuple(variants)!r}"]
+  if workers:
+    args.append(f"workers={workers}")
+  if max_examples >= 0:
+    args.append(f"max_examples={max_examples}")
+  return f"{kind}({', '.join(args)})"
+
+
+def get_config(arg=None):
+  a = _parse(arg)
+  seed, max_examples = int(a["seed"]), int(a["max_examples"])
+  variants = [v for v in a["variants"].split("+") if v]
+  config = ml_collections.ConfigDict()
+  config.suite = "typographic"
+  config.seed = seed
+  config.models = [m for m in a["models"].split("+") if m]
+  # The default head; per-set heads below override it (the runner must use them).
+  config.zeroshot = dict(classnames="imagenet", templates="clip80", head="imagenet")
+  config.preprocess = "clip"
+  config.datasets = []
+  sets = {}
+  for kind, src in (("imagenet_t", a["imagenet_src"]), ("cifar10_t", a["cifar_src"])):
+    if src == "none":
+      continue
+    spec = _dataset_spec(kind, a["root"], src, seed, variants, int(a["workers"]), max_examples)
+    config.datasets.append(spec)
+    sets[kind] = spec
+  config.transforms = ["clean"]
+  config.batch_size = int(a["batch_size"])
+  config.mesh = dict(data=-1, model=1)
+  config.checkpoint_every = 50
+  config.precision = "float32"
+  config.max_examples = max_examples
+  config.report = False
+  # Suite section: zero-shot heads per set (dataset kind -> list of heads, one
+  # pass each) and the metrics every pass reports.
+  config.typographic = ml_collections.ConfigDict(dict(
+      sets=sets,
+      zeroshot_heads={
+          "imagenet_t": [dict(classnames="imagenet", templates="clip80")],
+          "cifar10_t": [dict(classnames="cifar10", templates="clip80"),
+                        dict(classnames="cifar10", templates="cifar10")],
+      },
+      metrics=["top1", "success_rate"],
+      # Supervised ImageNet models have no CIFAR-10 head: imagenet_t only.
+      supervised_sets=["imagenet_t"],
+  ))
+  return config

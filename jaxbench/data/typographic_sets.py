@@ -1,0 +1,201 @@
+"""ImageNet-T and CIFAR-10-T as evaluation sets, read from a generated folder.
+
+``python -m jaxbench.typographic`` (or these factories, given ``src``) writes a
+set: ``dataset.json``, ``manifest.jsonl`` and one image folder per variant. The
+reader returns an ordinary :class:`~jaxbench.data.evalset.EvalSet` whose
+records carry, besides 'id', 'label' and 'image_bytes', the metadata
+'written_label' (-1 for non-class text), 'variant' and 'typographic_text'.
+The set's ``sequence_metric_fn`` turns per-example predictions into the attack
+success rate and the per-variant breakdown (:mod:`jaxbench.metrics.typographic`).
+
+Dataset specs (register with the catalog via :func:`register`):
+  imagenet_t(root='~/data/imagenet_t', src='~/data/imagenet/val', seed=0)
+  cifar10_t(root='~/data/cifar10_t', src='~/data/cifar-10-batches-bin', seed=0,
+            variants=('roz', 'true_class'))
+With ``src`` the set is generated first when ``root`` does not hold it yet
+(generation is deterministic and refuses a root holding a different set).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Optional, Sequence
+
+from jaxbench import registry as registry_lib
+from jaxbench import typographic as generator
+from jaxbench.data.evalset import EvalSet
+from jaxbench.metrics import typographic as typo_metrics
+from jaxbench.shifts import typographic as typo
+
+SETS = registry_lib.Registry("typographic set")
+
+
+class ManifestSource:
+  """Random-access records of a generated set (grain RandomAccessDataSource)."""
+
+  def __init__(self, root: str, lines: Sequence[dict]):
+    self._root = root
+    self._lines = list(lines)
+
+  def __len__(self) -> int:
+    return len(self._lines)
+
+  def table(self) -> dict:
+    """id -> (label, written_label, variant) for every record."""
+    return {l["id"]: (int(l["label"]), int(l["written_label"]), l["variant"])
+            for l in self._lines}
+
+  def __getitem__(self, index: int) -> dict:
+    line = self._lines[index]
+    with open(os.path.join(self._root, line["file"]), "rb") as f:
+      data = f.read()
+    return {"id": line["id"], "label": int(line["label"]), "image_bytes": data,
+            "written_label": int(line["written_label"]), "variant": line["variant"],
+            "typographic_text": line["text"]}
+
+  def __repr__(self) -> str:
+    return f"ManifestSource({self._root!r}, {len(self)} records)"
+
+
+def read_manifest(root: str) -> tuple[dict, list[dict]]:
+  """(header, manifest lines) of a complete generated set.
+
+  Raises:
+    TypographicError: missing or incomplete set, malformed lines, missing files.
+  """
+  root = os.path.abspath(os.path.expanduser(root))
+  header = generator.read_header(root)
+  if header is None:
+    raise typo.TypographicError(
+        f"{root} holds no typographic set ({generator.HEADER} missing); generate it with "
+        "python -m jaxbench.typographic or pass src=")
+  if not header.get("complete"):
+    raise typo.TypographicError(
+        f"{root}: generation did not finish ({generator.HEADER} has complete=false); rerun it")
+  path = os.path.join(root, generator.MANIFEST)
+  lines = []
+  with open(path) as f:
+    for n, text in enumerate(f, 1):
+      try:
+        line = json.loads(text)
+      except json.JSONDecodeError as e:
+        raise typo.TypographicError(f"{path}:{n}: not JSON: {e}") from e
+      need = ("id", "label", "written_label", "variant", "text")
+      miss = [k for k in need if k not in line] if "skipped" not in line else []
+      if miss or ("skipped" not in line and "file" not in line):
+        raise typo.TypographicError(f"{path}:{n}: missing keys {miss or ['file']}")
+      lines.append(line)
+  return header, lines
+
+
+def example_table(evalset: EvalSet) -> dict:
+  """id -> (label, written_label, variant) for every record of ``evalset``."""
+  if not isinstance(evalset.source, ManifestSource):
+    raise typo.TypographicError(f"{evalset.name} is not a typographic set")
+  return evalset.source.table()
+
+
+def load(root: str, variants: Optional[Sequence[str]] = None, seed: Optional[int] = None,
+         kind: Optional[str] = None, name: Optional[str] = None) -> EvalSet:
+  """Reads a generated set.
+
+  Args:
+    root: the generated folder.
+    variants: variant names to include (None = all in the set).
+    seed, kind: when given, the set must have been generated with them.
+    name: the EvalSet name (default: a spec string built from the arguments).
+
+  Returns:
+    an EvalSet over the written (not skipped) examples; metadata has kind, seed,
+    variants, counts (including skipped images by reason) and the root.
+  """
+  root = os.path.abspath(os.path.expanduser(root))
+  header, lines = read_manifest(root)
+  if seed is not None and header["seed"] != seed:
+    raise typo.TypographicError(f"{root} was generated with seed={header['seed']}, "
+                                f"expected seed={seed}")
+  if kind is not None and header["kind"] != kind:
+    raise typo.TypographicError(f"{root} holds {header['kind']}, expected {kind}")
+  have = list(header["variants"])
+  chosen = list(variants) if variants is not None else have
+  unknown = [v for v in chosen if v not in have]
+  if unknown:
+    raise typo.TypographicError(f"{root}: variants {unknown} not in the set (it has {have})")
+  keep = [l for l in lines if l["variant"] in chosen and "skipped" not in l]
+  missing = [l["file"] for l in keep if not os.path.isfile(os.path.join(root, l["file"]))]
+  if missing:
+    raise typo.TypographicError(f"{root}: {len(missing)} image files listed in the manifest are "
+                                f"missing, e.g. {missing[:3]}")
+  vocab = typo.vocabulary(header["kind"])
+  if header["kind"] == "imagenet_t":
+    from jaxbench.zeroshot import prompts  # pylint: disable=g-import-not-at-top
+    class_names, space = prompts.classnames("imagenet"), "imagenet1k"
+  else:
+    class_names, space = vocab.words, "cifar10"
+  metric_names = ("success_rate",)
+  if len(chosen) > 1:
+    metric_names += tuple(f"{m}/{v}" for v in sorted(chosen) for m in ("top1", "success_rate"))
+  counts = header["counts"]["per_variant"]
+  name = name or registry_lib.format_spec(
+      header["kind"], (), {"root": root, "seed": header["seed"], "variants": tuple(chosen)})
+  source = ManifestSource(root, keep)
+  return EvalSet(
+      name=name,
+      source=source,
+      num_classes=vocab.num_classes,
+      class_names=tuple(class_names),
+      model_label_space=space,
+      sequence_metrics=metric_names,
+      sequence_metric_fn=functools.partial(_sequence_metrics, source.table()),
+      metadata={"kind": header["kind"], "seed": header["seed"], "root": root,
+                "variants": {v: header["variants"][v]["spec"] for v in chosen},
+                "counts": {v: counts[v] for v in chosen},
+                "skipped": sum(sum(counts[v]["skipped"].values()) for v in chosen),
+                "converted_to_rgb": header["counts"]["converted_to_rgb"],
+                "fonts": {v: header["fonts"][v] for v in chosen}})
+
+
+def _sequence_metrics(table: dict, ids, preds, correct=None) -> dict:
+  """EvalSet.sequence_metric_fn: metric name -> value from per-example preds."""
+  del correct  # recomputed from the table's labels
+  return typo_metrics.flat_metrics(typo_metrics.from_ids(list(ids), preds, table))
+
+
+def _make(kind: str, root: str, src: Optional[str], seed: int, variants, workers: int,
+          max_examples: int) -> EvalSet:
+  variants = (variants,) if isinstance(variants, str) else tuple(variants)
+  if src is not None:
+    generator.generate(src, root, kind, seed=seed, variants=variants, workers=workers,
+                       max_examples=max_examples)
+  names = [typo.parse_variant(v, kind)[0] for v in variants]
+  spec = registry_lib.format_spec(kind, (), {"root": root, "seed": seed, "variants": variants})
+  return load(root, variants=names, seed=seed, kind=kind, name=spec)
+
+
+@SETS.register("imagenet_t")
+def imagenet_t(root: str, src: Optional[str] = None, seed: int = 0,
+               variants: Sequence[str] = ("roz",), workers: int = 0,
+               max_examples: int = -1) -> EvalSet:
+  """ImageNet-T (1000-way ImageNet label space); generated from ``src`` if needed."""
+  return _make("imagenet_t", root, src, seed, variants, workers, max_examples)
+
+
+@SETS.register("cifar10_t")
+def cifar10_t(root: str, src: Optional[str] = None, seed: int = 0,
+              variants: Sequence[str] = ("roz",), workers: int = 0,
+              max_examples: int = -1) -> EvalSet:
+  """CIFAR-10-T (10-way CIFAR label space); generated from ``src`` if needed."""
+  return _make("cifar10_t", root, src, seed, variants, workers, max_examples)
+
+
+def get(spec: str) -> EvalSet:
+  """Builds a set from a spec string: ``imagenet_t(root=..., src=..., seed=0)``."""
+  return SETS.get(spec)
+
+
+def register(catalog) -> None:
+  """Adds 'imagenet_t' and 'cifar10_t' to a dataset Registry (the catalog's)."""
+  for set_name in SETS.names():
+    if set_name not in catalog:
+      catalog.register(set_name, SETS.factory(set_name))

@@ -1,0 +1,801 @@
+"""Typographic attacks: write a class name on an image (ImageNet-T, CIFAR-10-T).
+
+RoZ (protocol.md §1.4) writes the name of a *different* class several times on
+each evaluation image and measures how often a model then predicts the written
+class. This module is the renderer; ``jaxbench.typographic`` generates whole
+sets to disk and ``jaxbench.data.typographic_sets`` reads them back.
+
+What RoZ's ImageNet-T builder does, and what is reproduced here (defaults):
+  * text: the WordNet ``words`` string of a uniformly random class among the 309
+    single-word classes, different from the true class;
+  * OpenCV ``FONT_HERSHEY_DUPLEX``, scale 0.8, white, thickness 1 (LINE_8);
+    the box is measured with ``getTextSize(..., thickness=2)`` (width w, height
+    h, baseline not included);
+  * 8 placements on the original-resolution image, bottom-left origin
+    x ~ U[0, W - w), y ~ U[h, H), each rejection-sampled until it does not
+    overlap an earlier box;
+  * an image is skipped (and counted) when ``W - w <= 0 or h >= H``.
+
+Deliberate differences from RoZ's script (documented, all tested):
+  * Randomness comes from (seed, example id), not a global unseeded NumPy state,
+    so a set is reproducible byte for byte.
+  * Overlap test: RoZ rejects a box when one of its 4 corners lies *strictly*
+    inside an earlier box, which lets two boxes with the same x (or the same y)
+    overlap. Here two boxes are rejected whenever their half-open pixel
+    rectangles intersect, so placements never overlap.
+  * RoZ retries a placement forever; here after ``max_tries`` draws the image is
+    skipped with reason ``'no_room'`` (never happens at the defaults on ImageNet
+    sized images, but a 60x60 source would hang RoZ).
+  * RoZ's label choice loop prefers labels that do *not* fit (a quirk, see
+    protocol.md §1.4); here the written label is uniform over the eligible
+    classes other than the true one, and the image is skipped when it does not
+    fit (protocol.md's "effective behaviour").
+
+CIFAR-10-T: RoZ draws with matplotlib and saves the whole 960x720 figure (axes,
+ticks, white margins) as the dataset image. The default here writes the 10
+CIFAR names 4 times onto the 32x32 image itself: text is rasterised on an
+8x supersampled canvas and area-averaged back (anti-aliased), then alpha
+composited, so pixels away from the text keep their exact values. The
+``renderer='roz_matplotlib'`` option reproduces RoZ's figure rendering.
+
+Variants beyond RoZ (fields of :class:`Variant`): number of placements, font
+and scale, colour, outline, position policy ('random', 'centered', 'large' =
+one big word), and the text itself ('other_class' = the attack,
+'true_class' = control that should not hurt, 'random_word' = non-class word
+control, 'random_class' = any eligible class (label-free, for on-the-fly use),
+'fixed').
+
+Randomness: two independent streams per example, both from (seed, example id)
+only (:func:`example_rng`): the *label* stream picks the written word, the
+*placement* stream picks positions. Every variant of one image therefore
+writes the same wrong class and starts from the same position draws, which
+pairs the comparisons across variants.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import logging
+import os
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from jaxbench import registry as registry_lib
+
+_RESOURCES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources")
+
+FONTS = {
+    "hershey_simplex": cv2.FONT_HERSHEY_SIMPLEX,
+    "hershey_plain": cv2.FONT_HERSHEY_PLAIN,
+    "hershey_duplex": cv2.FONT_HERSHEY_DUPLEX,
+    "hershey_complex": cv2.FONT_HERSHEY_COMPLEX,
+    "hershey_triplex": cv2.FONT_HERSHEY_TRIPLEX,
+    "hershey_complex_small": cv2.FONT_HERSHEY_COMPLEX_SMALL,
+    "hershey_script_simplex": cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+}
+POLICIES = ("random", "centered", "large")
+TEXT_MODES = ("other_class", "true_class", "random_class", "random_word", "fixed")
+RENDERERS = ("opencv", "roz_matplotlib")
+KINDS = ("imagenet_t", "cifar10_t")
+
+# Control words for text='random_word': common English words that are not (and
+# do not occur inside) any ImageNet WordNet lemma, CLIP ImageNet name or CIFAR
+# name; tests/shifts/test_typographic.py checks this against the resources.
+NON_CLASS_WORDS = (
+    "honesty", "seven", "quickly", "between", "yesterday", "idea", "justice",
+    "purple", "silent", "remember", "because", "freedom", "answer", "history",
+    "maybe", "simple", "again", "always", "never", "thought", "number",
+    "energy", "moment", "reason", "minute", "opinion", "policy", "theory",
+    "method", "result", "value", "future", "problem", "example", "period",
+    "effort", "season", "region", "degree", "courage", "wisdom", "patience",
+    "promise", "silence", "journey", "harmony", "logic", "memory", "notion",
+    "quality", "rhythm", "summary", "tension", "virtue", "zeal", "gentle",
+    "bright", "modest", "eager", "humble", "lucky", "ordinary", "sudden",
+    "brave", "calm", "clever")
+
+
+class TypographicError(ValueError):
+  """Bad typographic input or settings (names the value and what was expected)."""
+
+
+class TextDoesNotFit(TypographicError):
+  """Raised by the on-the-fly shift when the text cannot be placed."""
+
+
+# ----------------------------------------------------------------------------
+# Class vocabularies.
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+  """The words a typographic set may write.
+
+  Attributes:
+    kind: 'imagenet_t' or 'cifar10_t'.
+    num_classes: K, the label space (1000 or 10).
+    words: K strings; words[i] is written for class i.
+    eligible: sorted class indices that may be written as the attack text.
+    wnids: K ImageNet wnids (folder names) or () for CIFAR.
+  """
+  kind: str
+  num_classes: int
+  words: tuple[str, ...]
+  eligible: tuple[int, ...]
+  wnids: tuple[str, ...] = ()
+
+  def true_word(self, label: int) -> str:
+    """The word written for the true-class control: the first lemma."""
+    return self.words[label].split(",")[0].strip()
+
+
+@functools.lru_cache(maxsize=None)
+def vocabulary(kind: str) -> Vocabulary:
+  """The vocabulary of an ImageNet-T or CIFAR-10-T set."""
+  if kind == "imagenet_t":
+    with open(os.path.join(_RESOURCES, "imagenet_t_eligible.json")) as f:
+      d = json.load(f)
+    return Vocabulary(kind, 1000, tuple(d["words"]), tuple(d["eligible"]), tuple(d["wnids"]))
+  if kind == "cifar10_t":
+    with open(os.path.join(_RESOURCES, "cifar10_prompts.json")) as f:
+      names = tuple(json.load(f)["classnames"])
+    return Vocabulary(kind, 10, names, tuple(range(10)))
+  raise TypographicError(f"unknown typographic kind {kind!r}; expected one of {KINDS}")
+
+
+# ----------------------------------------------------------------------------
+# Variants.
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """What is written and how. Field defaults are RoZ's ImageNet-T settings.
+
+  Attributes:
+    count: number of placements (RoZ: 8 on ImageNet, 4 on CIFAR).
+    font: a key of FONTS.
+    scale: OpenCV fontScale on the drawing canvas.
+    thickness: stroke thickness on the canvas (pixels).
+    measure_thickness: thickness passed to getTextSize for the box (RoZ: 2).
+    color: RGB text colour, 0..255.
+    outline: outline width in canvas pixels drawn under the text (0 = none).
+    outline_color: RGB outline colour.
+    policy: 'random' (RoZ), 'centered' (count copies stacked at the centre) or
+      'large' (one word whose width is ``large_width`` of the image, centred).
+    large_width: text width / image width for policy 'large'.
+    text: one of TEXT_MODES.
+    word: the text for text='fixed'.
+    supersample: canvas scale factor; text is drawn at this scale and area
+      averaged back (1 = draw directly, binary pixels as in RoZ).
+    renderer: 'opencv' or 'roz_matplotlib' (RoZ's CIFAR-10-T figures; only the
+      text, count and colour fields apply).
+    max_tries: rejection-sampling budget per placement before 'no_room'.
+  """
+  count: int = 8
+  font: str = "hershey_duplex"
+  scale: float = 0.8
+  thickness: int = 1
+  measure_thickness: int = 2
+  color: tuple = (255, 255, 255)
+  outline: int = 0
+  outline_color: tuple = (0, 0, 0)
+  policy: str = "random"
+  large_width: float = 0.8
+  text: str = "other_class"
+  word: str = ""
+  supersample: int = 1
+  renderer: str = "opencv"
+  max_tries: int = 1000
+
+  def __post_init__(self):
+    def bad(field, value, expected):
+      raise TypographicError(f"typographic variant: {field}={value!r}, expected {expected}")
+    if not isinstance(self.count, int) or self.count < 1:
+      bad("count", self.count, "an int >= 1")
+    if self.font not in FONTS:
+      bad("font", self.font, f"one of {sorted(FONTS)}")
+    if not self.scale > 0:
+      bad("scale", self.scale, "> 0")
+    for name in ("thickness", "measure_thickness", "supersample", "max_tries"):
+      v = getattr(self, name)
+      if not isinstance(v, int) or v < 1:
+        bad(name, v, "an int >= 1")
+    if not isinstance(self.outline, int) or self.outline < 0:
+      bad("outline", self.outline, "an int >= 0")
+    for name in ("color", "outline_color"):
+      v = tuple(getattr(self, name))
+      if len(v) != 3 or any(not isinstance(c, int) or not 0 <= c <= 255 for c in v):
+        bad(name, getattr(self, name), "3 ints in 0..255 (RGB)")
+      object.__setattr__(self, name, v)
+    if self.policy not in POLICIES:
+      bad("policy", self.policy, f"one of {POLICIES}")
+    if self.policy == "large" and self.count != 1:
+      bad("count", self.count, "1 with policy='large'")
+    if not 0 < self.large_width <= 1:
+      bad("large_width", self.large_width, "in (0, 1]")
+    if self.text not in TEXT_MODES:
+      bad("text", self.text, f"one of {TEXT_MODES}")
+    if (self.text == "fixed") != bool(self.word):
+      bad("word", self.word, "a non-empty word exactly when text='fixed'")
+    if self.renderer not in RENDERERS:
+      bad("renderer", self.renderer, f"one of {RENDERERS}")
+
+  def replace(self, **kw) -> "Variant":
+    return dataclasses.replace(self, **kw)
+
+
+# Kind defaults: the RoZ settings of each set. CIFAR-10-T at 32x32 draws the
+# same Hershey Duplex face on an 8x canvas: scale 1.4 makes the longest name
+# ('automobile') 232 canvas px wide (29 of 32 output px) and 4.8 px high, the
+# largest size at which it still fits; strokes of 5 canvas px (0.6 output px)
+# are area averaged into anti-aliased text that stays legible after the
+# bicubic upsampling to 224 px models apply (smaller scales blur into blobs).
+KIND_DEFAULTS = {
+    "imagenet_t": Variant(),
+    "cifar10_t": Variant(count=4, scale=1.4, thickness=5, measure_thickness=6, supersample=8),
+}
+
+# Named presets (variant specs without arguments), applied over the kind defaults.
+PRESETS = {
+    "roz": {},
+    "roz_matplotlib": {"renderer": "roz_matplotlib"},
+    "true_class": {"text": "true_class"},
+    "random_word": {"text": "random_word"},
+    "random_class": {"text": "random_class"},
+    "centered": {"policy": "centered", "count": 1},
+    "large": {"policy": "large", "count": 1},
+    "outline": {"outline": 1, "outline_color": (0, 0, 0)},
+}
+
+
+def parse_variant(spec: str, kind: str) -> tuple[str, Variant]:
+  """A variant spec to (name, Variant) over the kind's defaults.
+
+  Specs: a preset name ('roz', 'true_class', ...) or ``typo(field=value, ...)``
+  with Variant fields, optionally ``typo(preset='large', color=(255, 0, 0))``.
+  The name is the canonical spec made path-safe; it keys ids and directories.
+  """
+  if kind not in KIND_DEFAULTS:
+    raise TypographicError(f"unknown typographic kind {kind!r}; expected one of {KINDS}")
+  try:
+    name, args, kwargs = registry_lib.parse(spec)
+  except registry_lib.SpecError as e:
+    raise TypographicError(str(e)) from e
+  base = KIND_DEFAULTS[kind]
+  if name in PRESETS and not args and not kwargs:
+    return name, base.replace(**PRESETS[name])
+  if name != "typo" or args:
+    raise TypographicError(
+        f"variant spec {spec!r}: expected a preset ({sorted(PRESETS)}) or "
+        f"typo(field=value, ...) with fields of Variant")
+  preset = kwargs.pop("preset", "roz")
+  if preset not in PRESETS:
+    raise TypographicError(f"variant spec {spec!r}: unknown preset {preset!r}")
+  fields = {f.name for f in dataclasses.fields(Variant)}
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    raise TypographicError(f"variant spec {spec!r}: unknown fields {unknown}; known {sorted(fields)}")
+  variant = base.replace(**{**PRESETS[preset], **kwargs})
+  # Path-safe name: the canonical spec without spaces and quotes.
+  canon = registry_lib.canonical(spec)
+  return "".join(c for c in canon if c not in " '\"").replace("/", "_"), variant
+
+
+# ----------------------------------------------------------------------------
+# Randomness.
+
+
+def example_rng(seed: int, example_id: str, stream: str = "") -> np.random.Generator:
+  """A NumPy Generator from (seed, example id, stream name), batch-independent."""
+  digest = hashlib.sha256(f"{stream}\x00{example_id}".encode()).digest()
+  words = np.frombuffer(digest[:16], dtype="<u4").tolist()
+  return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *words]))
+
+
+# ----------------------------------------------------------------------------
+# Text choice.
+
+
+def choose_text(variant: Variant, vocab: Vocabulary, label: Optional[int],
+                rng: np.random.Generator) -> tuple[str, int]:
+  """Picks the word to write.
+
+  Args:
+    variant: the text mode lives in ``variant.text``.
+    vocab: the set's vocabulary.
+    label: the true class, or None when unknown (on-the-fly shifts).
+    rng: the example's label stream.
+
+  Returns:
+    (text, written_label); written_label is the class the text names, or -1
+    for non-class text (random words, fixed words that are not class names).
+  """
+  mode = variant.text
+  if mode in ("other_class", "true_class") and label is None:
+    raise TypographicError(
+        f"text={mode!r} needs the true label; on the fly use host_fn_record(record, rng) "
+        "or a label-free text mode ('random_class', 'random_word', 'fixed')")
+  if label is not None and not 0 <= label < vocab.num_classes:
+    raise TypographicError(f"label {label} outside 0..{vocab.num_classes - 1} for {vocab.kind}")
+  if mode == "other_class":
+    candidates = [c for c in vocab.eligible if c != label]
+    written = candidates[int(rng.integers(len(candidates)))]
+    return vocab.words[written], written
+  if mode == "true_class":
+    return vocab.true_word(label), label
+  if mode == "random_class":
+    written = vocab.eligible[int(rng.integers(len(vocab.eligible)))]
+    return vocab.words[written], written
+  if mode == "random_word":
+    return NON_CLASS_WORDS[int(rng.integers(len(NON_CLASS_WORDS)))], -1
+  matches = [i for i, w in enumerate(vocab.words) if w == variant.word]
+  return variant.word, (matches[0] if matches else -1)
+
+
+# ----------------------------------------------------------------------------
+# Placement.
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Where a word goes, in canvas pixels.
+
+  Attributes:
+    origins: ((x, y), ...) bottom-left text origins (y is the baseline).
+    size: (w, h, baseline) from getTextSize with the measure thickness.
+    scale: font scale used (differs from the variant's for policy 'large').
+    thickness: stroke thickness used.
+  """
+  origins: tuple[tuple[int, int], ...]
+  size: tuple[int, int, int]
+  scale: float
+  thickness: int
+
+  def boxes(self) -> list[tuple[int, int, int, int]]:
+    """Half-open (x0, y0, x1, y1) sampling boxes: [x, x+w) x [y-h, y)."""
+    w, h, _ = self.size
+    return [(x, y - h, x + w, y) for x, y in self.origins]
+
+
+def _measure(text: str, font: str, scale: float, thickness: int) -> tuple[int, int, int]:
+  (w, h), baseline = cv2.getTextSize(text, FONTS[font], scale, thickness)
+  return int(w), int(h), int(baseline)
+
+
+def _overlaps(a, b) -> bool:
+  return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def sample_random(rng: np.random.Generator, height: int, width: int, w: int, h: int,
+                  count: int, max_tries: int) -> Optional[list[tuple[int, int]]]:
+  """RoZ's placement: x ~ U[0, W-w), y ~ U[h, H), no two boxes intersecting.
+
+  Returns:
+    ``count`` (x, y) origins, or None when some placement found no free spot in
+    ``max_tries`` draws.
+  """
+  origins, boxes = [], []
+  for _ in range(count):
+    for _ in range(max_tries):
+      x = int(rng.integers(0, width - w))
+      y = int(rng.integers(h, height))
+      box = (x, y - h, x + w, y)
+      if not any(_overlaps(box, b) for b in boxes):
+        break
+    else:
+      return None
+    origins.append((x, y))
+    boxes.append(box)
+  return origins
+
+
+def layout(variant: Variant, text: str, height: int, width: int,
+           rng: np.random.Generator) -> tuple[Optional[Layout], str]:
+  """Places ``variant.count`` copies of ``text`` on a (height, width) canvas.
+
+  Returns:
+    (layout, '') or (None, reason) with reason 'text_does_not_fit' (the word is
+    wider or taller than the canvas) or 'no_room' (rejection sampling ran out).
+  """
+  pad = 2 * variant.outline
+  scale, thick, mthick = variant.scale, variant.thickness, variant.measure_thickness
+  if variant.policy == "large":
+    w0, _, _ = _measure(text, variant.font, scale, mthick + pad)
+    factor = variant.large_width * width / max(w0, 1)
+    scale = scale * factor
+    thick = max(1, int(round(thick * factor)))
+    mthick = max(1, int(round(mthick * factor)))
+    pad = 2 * int(round(variant.outline * factor))
+  w, h, baseline = _measure(text, variant.font, scale, mthick + pad)
+  if width - w <= 0 or h >= height:
+    return None, "text_does_not_fit"
+  if variant.policy == "random":
+    origins = sample_random(rng, height, width, w, h, variant.count, variant.max_tries)
+    if origins is None:
+      return None, "no_room"
+  else:  # centered stack (policy 'large' is a stack of one)
+    step = h + baseline + thick
+    total = variant.count * h + (variant.count - 1) * (baseline + thick)
+    if total >= height:
+      return None, "text_does_not_fit"
+    x = (width - w) // 2
+    top = (height - total) // 2
+    origins = [(x, top + h + i * step) for i in range(variant.count)]
+  return Layout(tuple(origins), (w, h, baseline), float(scale), thick), ""
+
+
+# ----------------------------------------------------------------------------
+# Drawing.
+
+
+def _text_mask(shape_hw, text, font, lay: Layout) -> np.ndarray:
+  """uint8 {0, 255} canvas mask of the text drawn at every origin of ``lay``."""
+  mask = np.zeros(shape_hw, np.uint8)
+  for x, y in lay.origins:
+    cv2.putText(mask, text, (x, y), FONTS[font], lay.scale, 255, lay.thickness, cv2.LINE_8)
+  return mask
+
+
+def _coverage(mask: np.ndarray, supersample: int) -> np.ndarray:
+  """Canvas mask -> float32 coverage in [0, 1] at output resolution."""
+  a = mask.astype(np.float32) / 255.0
+  if supersample > 1:
+    hh, ww = mask.shape[0] // supersample, mask.shape[1] // supersample
+    a = cv2.resize(a, (ww, hh), interpolation=cv2.INTER_AREA)
+  return a
+
+
+def outline_radius(lay: Layout, variant: Variant) -> int:
+  """Outline width in canvas pixels (scaled with the font for policy 'large')."""
+  if not variant.outline:
+    return 0
+  factor = lay.scale / variant.scale if variant.policy == "large" else 1.0
+  return max(1, int(round(variant.outline * factor)))
+
+
+def draw(image: np.ndarray, text: str, lay: Layout, variant: Variant) -> np.ndarray:
+  """Composites the text (and outline) onto a copy of ``image``.
+
+  The outline is the text mask dilated by the outline radius (a thicker
+  putText would also move the glyphs: OpenCV's advance grows with thickness).
+
+  Args:
+    image: uint8 (H, W, 3) RGB.
+    text: the word.
+    lay: canvas layout (canvas = image size x ``variant.supersample``).
+    variant: colours, outline, font.
+
+  Returns:
+    uint8 (H, W, 3): the image with the text; pixels with no text coverage are
+    unchanged. With supersample 1 and no outline this equals ``cv2.putText`` on
+    the image.
+  """
+  k = variant.supersample
+  r = outline_radius(lay, variant)
+  if k == 1 and not r:
+    # Binary text, RoZ's exact drawing: putText straight onto a copy.
+    out = np.ascontiguousarray(image).copy()
+    for x, y in lay.origins:
+      cv2.putText(out, text, (x, y), FONTS[variant.font], lay.scale, variant.color,
+                  lay.thickness, cv2.LINE_8)
+    return out
+  mask = _text_mask((image.shape[0] * k, image.shape[1] * k), text, variant.font, lay)
+  layers = []
+  if r:
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    layers.append((cv2.dilate(mask, kernel), variant.outline_color))
+  layers.append((mask, variant.color))
+  out = image.copy()
+  for m, color in layers:
+    a = _coverage(m, k)
+    sel = a > 0  # blend only covered pixels; the rest stay bit-identical
+    av = a[sel][:, None]
+    blended = out[sel].astype(np.float32) * (1.0 - av) + np.asarray(color, np.float32) * av
+    out[sel] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+  return out
+
+
+def ink_boxes(lay: Layout, variant: Variant) -> list[tuple[int, int, int, int]]:
+  """Half-open canvas boxes that contain every pixel the text can touch.
+
+  The sampling box excludes the baseline (RoZ); descenders reach ``baseline``
+  below y and strokes spill ``thickness`` pixels around the glyph outline.
+  """
+  w, h, baseline = lay.size
+  m = lay.thickness + outline_radius(lay, variant) + 2
+  return [(x - m, y - h - m, x + w + m, y + baseline + m) for x, y in lay.origins]
+
+
+# ----------------------------------------------------------------------------
+# RoZ's matplotlib CIFAR-10-T rendering.
+
+_ROZ_FONT = {"color": "white", "size": 20, "family": "Times New Roman"}
+
+
+def roz_matplotlib_origins(text: str, rng: np.random.Generator, count: int = 4,
+                           max_tries: int = 1000) -> Optional[list[tuple[int, int]]]:
+  """RoZ's CIFAR placement: x ~ randint(0, 24), y ~ randint(1, 32) in data
+  coordinates, nominal box width len(text)/6*5 and height 2, corner test as in
+  RoZ's script (strict inequalities)."""
+  width, height = len(text) / 6 * 5, 2
+  pts = []
+
+  def free(px, py):
+    return all(not (p[0] < px < p[0] + width and p[1] - height < py < p[1]) for p in pts)
+
+  for _ in range(count):
+    for _ in range(max_tries):
+      x, y = int(rng.integers(0, 24)), int(rng.integers(1, 32))
+      if (free(x, y) and free(x + width, y) and free(x, y - height)
+          and free(x + width, y - height)):
+        break
+    else:
+      return None
+    pts.append((x, y))
+  return pts
+
+
+def roz_matplotlib_render(image: np.ndarray, text: str, origins, color="white") -> np.ndarray:
+  """RoZ's figure: imshow of the image plus plt.text at each origin, 960x720.
+
+  Default rcParams figure (6.4 x 4.8 in) at 150 dpi, axes and ticks kept, as
+  ``plt.savefig(path, pad_inches=0, dpi=150)`` produced. Font: Times New Roman
+  size 20 when installed, otherwise matplotlib's fallback (recorded by
+  :func:`roz_matplotlib_font`).
+
+  Returns:
+    uint8 (720, 960, 3) RGB.
+  """
+  import matplotlib
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+  with matplotlib.rc_context(matplotlib.rcParamsDefault):
+    fig = Figure(figsize=(6.4, 4.8), dpi=150)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    ax.imshow(image)
+    font = dict(_ROZ_FONT, color=color)
+    for x, y in origins:
+      ax.text(x, y, text, fontdict=font)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+  return np.ascontiguousarray(rgba[..., :3])
+
+
+def roz_matplotlib_font() -> str:
+  """The font file matplotlib resolves for RoZ's font dict on this machine."""
+  from matplotlib import font_manager
+  logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+  props = font_manager.FontProperties(family=_ROZ_FONT["family"], size=_ROZ_FONT["size"])
+  return os.path.basename(font_manager.findfont(props))
+
+
+# ----------------------------------------------------------------------------
+# One example.
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+  """The result of writing on one image.
+
+  Attributes:
+    image: uint8 (H', W', 3) RGB, or None when skipped. H', W' = input size
+      (opencv) or 720, 960 (roz_matplotlib).
+    text: the written word ('' when skipped before choosing).
+    written_label: the class the text names, -1 for non-class text.
+    skipped: '' or the reason ('text_does_not_fit', 'no_room').
+    placements: output-pixel (x, y) bottom-left origins (floats when
+      supersampled; matplotlib data coordinates for roz_matplotlib).
+    box: (w, h, baseline) in output pixels (sampling box, baseline excluded).
+    ink: output-pixel (x0, y0, x1, y1) boxes containing all text pixels.
+    font: font facts for the manifest.
+  """
+  image: Optional[np.ndarray]
+  text: str
+  written_label: int
+  skipped: str = ""
+  placements: tuple = ()
+  box: tuple = ()
+  ink: tuple = ()
+  font: dict = dataclasses.field(default_factory=dict)
+
+  def manifest_fields(self) -> dict:
+    d = {"text": self.text, "written_label": self.written_label}
+    if self.skipped:
+      d["skipped"] = self.skipped
+    else:
+      d.update(placements=[list(p) for p in self.placements], box=list(self.box),
+               ink=[list(b) for b in self.ink])
+    return d
+
+
+def _scaled(v, k):
+  return v if k == 1 else round(v / k, 3)
+
+
+def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Optional[int],
+           label_rng: np.random.Generator, place_rng: np.random.Generator) -> Rendered:
+  """Writes the variant's text on one image.
+
+  Args:
+    image: uint8 (H, W, 3) RGB (grayscale/alpha/CMYK sources must be converted
+      to RGB first; the generator records their original mode).
+    variant: what and how to write.
+    vocab: the class vocabulary.
+    label: true class or None (label-free text modes only).
+    label_rng: the example's label stream (chooses the word).
+    place_rng: the example's placement stream.
+
+  Returns:
+    a :class:`Rendered`.
+  """
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+    raise TypographicError(
+        f"image must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}; convert "
+        "grayscale/RGBA/CMYK sources with PIL .convert('RGB') first")
+  text, written = choose_text(variant, vocab, label, label_rng)
+  if variant.renderer == "roz_matplotlib":
+    origins = roz_matplotlib_origins(text, place_rng, variant.count, variant.max_tries)
+    if origins is None:
+      return Rendered(None, text, written, "no_room")
+    color = "#%02x%02x%02x" % variant.color
+    out = roz_matplotlib_render(image, text, origins, color)
+    return Rendered(out, text, written, "", tuple(origins), (len(text) / 6 * 5, 2, 0), (),
+                    {"renderer": "matplotlib", "family": _ROZ_FONT["family"],
+                     "resolved": roz_matplotlib_font(), "size": _ROZ_FONT["size"], "dpi": 150})
+  k = variant.supersample
+  lay, reason = layout(variant, text, image.shape[0] * k, image.shape[1] * k, place_rng)
+  if lay is None:
+    return Rendered(None, text, written, reason)
+  out = draw(image, text, lay, variant)
+  font = {"renderer": "opencv", "face": variant.font, "scale": round(lay.scale, 6),
+          "thickness": lay.thickness, "measure_thickness": variant.measure_thickness,
+          "color": list(variant.color), "outline": variant.outline,
+          "outline_color": list(variant.outline_color), "supersample": k}
+  return Rendered(
+      out, text, written, "",
+      tuple((_scaled(x, k), _scaled(y, k)) for x, y in lay.origins),
+      tuple(_scaled(v, k) for v in lay.size),
+      tuple(tuple(_scaled(v, k) for v in b) for b in ink_boxes(lay, variant)),
+      font)
+
+
+# ----------------------------------------------------------------------------
+# On-the-fly host-side shift.
+
+
+@dataclasses.dataclass(frozen=True)
+class TypographicShift:
+  """Host-side shift: ``host_fn(image_uint8, rng) -> image_uint8``.
+
+  The runner seeds ``rng`` from (run seed, example id). ``host_fn`` knows no
+  label, so it needs a label-free text mode; the default writes a random
+  eligible class (which may be the true class, with probability 1/309 on
+  ImageNet). ``host_fn_record(record, rng)`` sees the record's 'label', writes
+  another class (RoZ's attack) and adds 'written_label' / 'typographic_text'
+  metadata, so attack success can be scored on the fly.
+
+  Attributes:
+    kind: vocabulary ('imagenet_t' or 'cifar10_t').
+    variant: the rendering (opencv renderers only: the output keeps the size).
+    on_skip: 'raise' (TextDoesNotFit) or 'keep' (return the image unchanged;
+      host_fn_record also sets 'typographic_skipped').
+  """
+  kind: str = "imagenet_t"
+  variant: Variant = Variant(text="random_class")
+  on_skip: str = "raise"
+
+  def __post_init__(self):
+    vocabulary(self.kind)
+    if self.variant.renderer != "opencv":
+      raise TypographicError("the on-the-fly shift supports renderer='opencv' only "
+                             f"(got {self.variant.renderer!r}): it must keep the image size")
+    if self.on_skip not in ("raise", "keep"):
+      raise TypographicError(f"on_skip={self.on_skip!r}, expected 'raise' or 'keep'")
+
+  @classmethod
+  def create(cls, kind: str = "imagenet_t", variant: str = "random_class",
+             on_skip: str = "raise", **fields) -> "TypographicShift":
+    """Registry factory: ``typographic(kind='imagenet_t', variant='random_class', count=4)``."""
+    _, v = parse_variant(variant, kind)
+    return cls(kind, v.replace(**fields) if fields else v, on_skip)
+
+  def _apply(self, image, label, rng):
+    rend = render(image, self.variant, vocabulary(self.kind), label, rng, rng)
+    if rend.skipped and self.on_skip == "raise":
+      raise TextDoesNotFit(f"typographic shift: {rend.text!r} cannot be placed on a "
+                           f"{image.shape[1]}x{image.shape[0]} image ({rend.skipped})")
+    return rend
+
+  def host_fn(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (H, W, 3) with the text written."""
+    rend = self._apply(image, None, rng)
+    return image if rend.skipped else rend.image
+
+  def host_fn_record(self, record: dict, rng: np.random.Generator) -> dict:
+    """A record with 'image' (uint8 RGB) and 'label' -> the record with the text
+    written and 'written_label', 'typographic_text' (and 'typographic_skipped')."""
+    if "image" not in record:
+      raise TypographicError("host_fn_record needs a decoded 'image' (uint8 HWC RGB) record")
+    label = int(record["label"]) if self.variant.text in ("other_class", "true_class") else None
+    rend = self._apply(record["image"], label, rng)
+    out = dict(record, written_label=rend.written_label, typographic_text=rend.text)
+    if rend.skipped:
+      out["typographic_skipped"] = rend.skipped
+    else:
+      out["image"] = rend.image
+    return out
+
+
+def register(registry=None) -> None:
+  """Registers ``typographic(...)`` in the host-shift registry.
+
+  Call once from ``jaxbench/shifts/__init__.py`` (``typographic.register()``);
+  importing this module alone registers nothing, so there is no import cycle.
+  """
+  if registry is None:
+    from jaxbench import shifts  # pylint: disable=g-import-not-at-top
+    registry = shifts.SHIFTS
+  if "typographic" not in registry:
+    registry.register("typographic", TypographicShift.create)
+
+
+def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+  """Encodes an RGB uint8 image.
+
+  Args:
+    image: uint8 (H, W, 3) RGB.
+    fmt: 'jpeg' (OpenCV, as RoZ's cv2.imwrite; quality 95 is its default),
+      'png' (lossless) or 'jpeg_matplotlib' (PIL at quality 75 with 150 dpi
+      metadata: the bytes ``plt.savefig(..., dpi=150)`` writes for RoZ's
+      CIFAR-10-T figures).
+    quality: JPEG quality for 'jpeg'.
+
+  Returns:
+    the encoded file bytes.
+  """
+  if fmt == "jpeg_matplotlib":
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="jpeg", dpi=(150, 150))
+    return buf.getvalue()
+  bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+  if fmt == "jpeg":
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+  elif fmt == "png":
+    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+  else:
+    raise TypographicError(f"image format {fmt!r}, expected 'jpeg', 'png' or 'jpeg_matplotlib'")
+  if not ok:
+    raise TypographicError(f"OpenCV could not encode a {image.shape} image as {fmt}")
+  return buf.tobytes()
+
+
+def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
+  """Decodes image bytes to RGB and reports the original colour mode.
+
+  RGB and grayscale JPEGs (almost all of ImageNet) are decoded with OpenCV, as
+  RoZ's cv2.imread did (EXIF orientation ignored, as PIL does); every other
+  file and mode (CMYK, palette, alpha, PNG, ...) with PIL ``.convert('RGB')``
+  as the pipeline does.
+
+  Returns:
+    (uint8 (H, W, 3) RGB, original PIL mode such as 'RGB', 'L', 'CMYK', 'P').
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(io.BytesIO(data)) as im:
+    mode, fmt = im.mode, im.format
+    if fmt != "JPEG" or mode not in ("RGB", "L"):
+      return np.asarray(im.convert("RGB")), mode
+  bgr = cv2.imdecode(np.frombuffer(data, np.uint8),
+                     cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+  if bgr is None:
+    raise TypographicError("OpenCV could not decode a JPEG that PIL opened")
+  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mode
