@@ -16,7 +16,8 @@ from jaxbench.report.results import ReportError  # noqa: F401  (public)
 def write_report(workdirs: Union[str, Sequence[str]], out_dir: Optional[str] = None, *,
                  variants: str = "separate", baseline: str = "auto",
                  pairs: Optional[Sequence] = None, mfr_reference: Optional[str] = None,
-                 testbed_fits: Optional[dict] = None, shift_axes=None):
+                 testbed_fits: Optional[dict] = None, shift_axes=None,
+                 baseline_models: Optional[Sequence[str]] = None):
   """Reads the workdirs' results and writes the report.
 
   Args:
@@ -32,6 +33,8 @@ def write_report(workdirs: Union[str, Sequence[str]], out_dir: Optional[str] = N
     mfr_reference: model label normalising ImageNet-P mFR/mT5D (default: AlexNet).
     testbed_fits: override the shipped fits ({shift: BaselineFit}).
     shift_axes: override :data:`jaxbench.report.conventions.SHIFT_AXES`.
+    baseline_models: model labels or specs allowed in the user baseline (default: every
+      supervised model; the testbed uses standard-trained ones only).
 
   Returns:
     :class:`jaxbench.report.render.Report` with ``files`` ({relative name: path}),
@@ -44,10 +47,11 @@ def write_report(workdirs: Union[str, Sequence[str]], out_dir: Optional[str] = N
   if isinstance(workdirs, (str, os.PathLike)):
     workdirs = [os.fspath(workdirs)]
   workdirs = list(workdirs)
-  rs = results.load(workdirs, variants=variants)
-  if pairs:
+  if pairs:   # checked before reading anything, so a typo fails fast
     pairs = [effective.parse_pair(p) if isinstance(p, str) else tuple(p) for p in pairs]
+  rs = results.load(workdirs, variants=variants)
   report = render.build(rs, baseline=baseline, pairs=pairs, mfr_reference=mfr_reference,
-                        testbed_fits=testbed_fits, shift_axes=shift_axes)
+                        testbed_fits=testbed_fits, shift_axes=shift_axes,
+                        baseline_models=baseline_models)
   out_dir = out_dir or os.path.join(rs.workdirs[0], "report")
   return render.write(report, out_dir)

@@ -27,6 +27,9 @@ _BASELINE = flags.DEFINE_enum("baseline", "auto", ["auto", "user", "testbed"],
 _PAIRS = flags.DEFINE_multi_string("pairs", None, "Relative-robustness pair 'WITH=>WITHOUT' "
                                    "(model labels or aliases such as RN50, ResNet-50); "
                                    "default RoZ's pairs and CLIP-Auto=>CLIP.")
+_BASELINE_MODELS = flags.DEFINE_list("baseline_models", None, "Model labels or specs "
+                                     "allowed in your baseline (default: all supervised "
+                                     "models).")
 _MFR_REF = flags.DEFINE_string("mfr_reference", None, "Model label normalising "
                                "ImageNet-P mFR/mT5D (default: an AlexNet).")
 
@@ -39,7 +42,8 @@ def main(argv):
   try:
     rep = report.write_report(_WORKDIR.value, _OUT.value, variants=_VARIANTS.value,
                               baseline=_BASELINE.value, pairs=_PAIRS.value,
-                              mfr_reference=_MFR_REF.value)
+                              mfr_reference=_MFR_REF.value,
+                              baseline_models=_BASELINE_MODELS.value)
   except (report.ReportError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

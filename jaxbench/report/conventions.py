@@ -45,7 +45,8 @@ FRACTION_METRICS = ("top1", "top5", "pm0", "pm10", "robust_acc", "clean_acc",
                     "success_rate", "acc_overlap", "acc_clean_subset", "overlap_rate")
 
 # Dataset-spec arguments that locate files rather than select data.
-PATH_ARGS = ("root", "data_dir", "path", "dir", "cache_dir", "manifest", "tfds_dir",
+PATH_ARGS = ("root", "data_dir", "data_root", "labels_file", "path", "dir", "cache_dir",
+             "manifest", "tfds_dir",
              "download_dir", "frost_dir")
 
 # Controls: val restricted to a shift's classes (issue 4's catalog names).
@@ -169,8 +170,7 @@ def corruption_of(dataset_spec: str, transform: str,
                   details: Optional[dict] = None) -> Optional[tuple[str, str, int]]:
   """(family, corruption, severity) of an ImageNet-C / CIFAR-10-C style row, or None.
 
-  Recognised spellings (first match wins):
-    * ``details`` with 'corruption' and 'severity';
+  Recognised spellings (``details['corruption'/'severity']`` win over spec arguments):
     * dataset ``imagenet_c(corruption='fog', severity=3, ...)`` (also cifar10_c, or a
       name ``imagenet_c/fog`` with ``severity=``): family 'imagenet_c';
     * transform ``shift:<corruption>(severity=3)`` with a known corruption name, or

@@ -71,8 +71,9 @@ def _pick_x(options: dict, want: str, notes: list) -> tuple[str, dict]:
 
 
 def _choose_fit(sr: ShiftResult, kinds: dict, baseline: str, testbed_fits: dict,
-                testbed_ok: bool):
-  sup = sorted(l for l in sr.points if kinds.get(l) == "supervised")
+                testbed_ok: bool, baseline_models=None):
+  sup = sorted(l for l in sr.points if kinds.get(l) == "supervised" and
+               (baseline_models is None or l in baseline_models))
   found = f"found {len(sup)}" + (f" ({', '.join(sup)})" if sup else "")
   published = testbed_fits.get(sr.axes_name) if testbed_ok else None
   need = (f"effective robustness from your results needs at least {MIN_BASELINES} "
@@ -101,7 +102,8 @@ def _choose_fit(sr: ShiftResult, kinds: dict, baseline: str, testbed_fits: dict,
 
 def shift_results(rs: ResultSet, baseline: str = "auto",
                   testbed_fits: Optional[dict] = None,
-                  axes_list: Sequence[conv.ShiftAxes] = conv.SHIFT_AXES) -> tuple[list, list]:
+                  axes_list: Sequence[conv.ShiftAxes] = conv.SHIFT_AXES,
+                  baseline_models: Optional[Sequence[str]] = None) -> tuple[list, list]:
   """Computes every shift's coordinates, fit and scores.
 
   Args:
@@ -109,6 +111,8 @@ def shift_results(rs: ResultSet, baseline: str = "auto",
     baseline: 'auto' (user's supervised models if >= 3, else testbed), 'user', 'testbed'.
     testbed_fits: {shift name: BaselineFit}; default the shipped file.
     axes_list: the shift axes to look for.
+    baseline_models: restrict the user baseline to these model labels or specs (the
+      testbed fits only STANDARD models; list yours if some are robustness-trained).
 
   Returns:
     (list of ShiftResult, notes).
@@ -117,6 +121,10 @@ def shift_results(rs: ResultSet, baseline: str = "auto",
     raise ValueError(f"baseline must be 'auto', 'user' or 'testbed', got {baseline!r}")
   testbed_fits = robustness.load_testbed_fits() if testbed_fits is None else testbed_fits
   kinds = {l: m.kind for l, m in rs.models.items()}
+  allowed = None
+  if baseline_models is not None:
+    allowed = {l for l, m in rs.models.items()
+               if l in baseline_models or m.model in baseline_models}
   notes: list = []
   out = []
   for ax in axes_list:
@@ -139,10 +147,10 @@ def shift_results(rs: ResultSet, baseline: str = "auto",
           sr.missing[label] = f"no clean {ax.x_metric} row on {x_label} (the ID axis)"
       # The testbed fits matched-frequency V2 and the plain sets only.
       testbed_ok = y_label == ax.y_dataset or "matched" in y_label
-      _choose_fit(sr, kinds, baseline, testbed_fits, testbed_ok)
+      _choose_fit(sr, kinds, baseline, testbed_fits, testbed_ok, allowed)
       _score(sr)
       out.append(sr)
-  out += _corruption_shifts(rs, kinds, baseline, notes)
+  out += _corruption_shifts(rs, kinds, baseline, notes, allowed)
   return out, notes
 
 
@@ -153,7 +161,8 @@ def _score(sr: ShiftResult):
       sr.rho[label] = float(robustness.effective_robustness(sr.fit, x, y))
 
 
-def _corruption_shifts(rs: ResultSet, kinds: dict, baseline: str, notes: list) -> list:
+def _corruption_shifts(rs: ResultSet, kinds: dict, baseline: str, notes: list,
+                       allowed=None) -> list:
   """One shift per corruption family: mean top-1 over its corruption rows vs clean."""
   out = []
   for family, fam in sorted(collect.corruptions(rs).items()):
@@ -171,7 +180,7 @@ def _corruption_shifts(rs: ResultSet, kinds: dict, baseline: str, notes: list) -
         sr.missing[label] = f"no clean top1 row on {fam['clean']} (the ID axis)"
         continue
       sr.points[label] = (x, sum(cells.values()) / len(cells))
-    _choose_fit(sr, kinds, baseline if baseline != "testbed" else "user", {}, False)
+    _choose_fit(sr, kinds, baseline if baseline != "testbed" else "user", {}, False, allowed)
     _score(sr)
     out.append(sr)
   return out

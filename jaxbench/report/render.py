@@ -61,7 +61,8 @@ class Report:
 def build(rs: ResultSet, *, baseline: str = "auto",
           pairs: Optional[Sequence[tuple[str, str]]] = None,
           mfr_reference: Optional[str] = None, testbed_fits: Optional[dict] = None,
-          shift_axes: Optional[Sequence[conv.ShiftAxes]] = None) -> Report:
+          shift_axes: Optional[Sequence[conv.ShiftAxes]] = None,
+          baseline_models: Optional[Sequence[str]] = None) -> Report:
   """Computes every table and figure the results support."""
   notes = list(rs.notes)
   sections = []
@@ -72,7 +73,8 @@ def build(rs: ResultSet, *, baseline: str = "auto",
     sections.append(Section("Clean and natural distribution shifts", tables=[nat]))
 
   shifts, shift_notes = effective.shift_results(
-      rs, baseline, testbed_fits, conv.SHIFT_AXES if shift_axes is None else shift_axes)
+      rs, baseline, testbed_fits, conv.SHIFT_AXES if shift_axes is None else shift_axes,
+      baseline_models)
   notes += shift_notes
   if shifts:
     sec = Section("Effective robustness", paragraphs=[

@@ -124,7 +124,7 @@ def corruption_section(rs: ResultSet) -> tuple[list, list, list]:
     keys = set().union(*(set(c) for c in cells_by_label.values()))
     cols = [f"{c}" for c in corrs] + ["mean (all settings)"]
     rows = [l for l in rs.labels() if l in cells_by_label]
-    t = Table(f"corruptions_{family}", f"{family}: top-1 accuracy (%) per corruption, "
+    t = Table(f"corruptions_{_slug(family)}", f"{family}: top-1 accuracy (%) per corruption, "
               "mean over severities", cols, rows, {}, fmt="pct")
     imagenet = _is_imagenet_family(family)
     if imagenet:
@@ -147,7 +147,8 @@ def corruption_section(rs: ResultSet) -> tuple[list, list, list]:
       clean = collect.clean_value(rs, l, fam["clean"])
       if clean is not None:
         for c in corrs:
-          panels[c][l] = [(0, clean)] + panels[c][l]
+          if panels[c][l]:      # a lone clean point would claim data the model lacks
+            panels[c][l] = [(0, clean)] + panels[c][l]
       if imagenet:
         m = mce(cells, clean)
         if m["mce"] is not None:
@@ -291,7 +292,7 @@ def adversarial_section(rs: ResultSet) -> tuple[list, list]:
   if others:
     cols = sorted({c for _, c in others})
     tables.append(Table("adv_other_metrics", "Further attack metrics (raw values)", cols,
-                        rows, others, fmt="float", better=None))
+                        rows, others, fmt="float", better=None, list_missing=False))
   panels = {}
   for ds, fam in groups:
     per = data[(ds, fam)].get("robust_acc", {})
@@ -406,7 +407,7 @@ def other_table(rs: ResultSet) -> Optional[Table]:
   cols = sorted({c for _, c in values})
   rows = [l for l in rs.labels() if any((l, c) in values for c in cols)]
   return Table("other_results", "Other results (raw values, no summary applies)", cols,
-               rows, values, fmt="float", better=None)
+               rows, values, fmt="float", better=None, list_missing=False)
 
 
 # --- provenance ----------------------------------------------------------------------

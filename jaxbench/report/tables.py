@@ -39,6 +39,7 @@ class Table:
     row_header: header of the label column.
     notes: printed under the table.
     missing_reason: {(row, column): why the cell is empty}, for the missing list.
+    list_missing: False for sparse raw tables whose empty cells mean nothing.
   """
   name: str
   title: str
@@ -52,6 +53,7 @@ class Table:
   row_header: str = "model"
   notes: list = dataclasses.field(default_factory=list)
   missing_reason: dict = dataclasses.field(default_factory=dict)
+  list_missing: bool = True
 
   def get(self, row, col):
     return self.values.get((row, col))
@@ -78,6 +80,8 @@ class Table:
   def missing(self) -> list[tuple[str, str, str]]:
     """(row, column, reason) for every empty cell."""
     out = []
+    if not self.list_missing:
+      return out
     for r in self.rows:
       for c in self.columns:
         v = self.get(r, c)
