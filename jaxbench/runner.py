@@ -442,14 +442,15 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
     label = model_label(model_spec, base_model, config)
     for dspec in dict.fromkeys(d for _, d, _ in todo):
       if dspec not in evalsets:
-        evalsets[dspec] = catalog.get(dspec)
+        evalsets[dspec] = catalog.get(dspec, data_root=_get(config, "data_root", None) or None)
       evalset = evalsets[dspec]
+      dname = evalset.name or dspec
       model, use_project = attach_head(base_model, evalset, config,
                                        os.path.join(store.workdir, "heads"))
       params = parallel.put_params(model.params, mesh,
                                    _get(config, "param_sharding", "replicate"))
       for _, _, tspec in [p for p in todo if p[1] == dspec]:
-        ps = PassSpec(label, dspec, tspec)
+        ps = PassSpec(label, dname, tspec)
         pid = _pass_id(PassSpec(model_spec, dspec, tspec), config)
         transform = transforms.get(tspec).bind(model)
         rows, outputs = run_pass(ps, pid, model, evalset, transform, use_project, config,

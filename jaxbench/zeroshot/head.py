@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import functools
 import os
 from typing import Optional, Sequence, Union
 
@@ -85,18 +86,19 @@ def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 256
     float32 (N, D) L2-normalised embeddings in the input order.
   """
   if encode is None:
-    encode = jax.jit(model.encode_text)
+    encode = _text_encoder(model)
   n, context = token_ids.shape
   lengths = _eot_lengths(token_ids) if model.causal_text else np.full(n, context)
   bucket_len = np.minimum(context, -(-lengths // bucket) * bucket)
-  out = np.zeros((n, 0), np.float32)
   results: dict[int, np.ndarray] = {}
   for length in np.unique(bucket_len):
     idx = np.nonzero(bucket_len == length)[0]
     for start in range(0, len(idx), batch_size):
       chunk = idx[start:start + batch_size]
       ids = token_ids[chunk, :length]
-      pad = (-len(chunk)) % batch_size if len(idx) > batch_size else 0
+      # Pad to a few fixed batch shapes so each bucket compiles at most twice.
+      target = batch_size if len(idx) > batch_size else max(8, 1 << (len(chunk) - 1).bit_length())
+      pad = target - len(chunk)
       if pad:
         ids = np.concatenate([ids, np.repeat(ids[-1:], pad, 0)])
       z = np.asarray(encode(model.params, jnp.asarray(ids)))[:len(chunk)]
@@ -104,6 +106,16 @@ def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 256
         results[int(i)] = row
   out = np.stack([results[i] for i in range(n)]).astype(np.float32)
   return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+@functools.lru_cache(maxsize=4)
+def _jit_text(net_text):
+  return jax.jit(lambda p, ids: net_text(p["net"], ids).astype(jnp.float32))
+
+
+def _text_encoder(model: Model):
+  """A jitted text encoder shared by every head of one model (compiled once per shape)."""
+  return _jit_text(model.net_text)
 
 
 def _model_scale(model: Model) -> tuple[float, Optional[float]]:
