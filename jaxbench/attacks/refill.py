@@ -1,0 +1,240 @@
+"""Survivor refill: keep the compiled batch full of unfinished examples.
+
+Attacks that stop per example (BIM/MIM/DIM with early stop, NES/SPSA, Square,
+DeepFool, APGD, minimal-eps search) finish examples at different iterations;
+a plain batched run pays for the slowest example in every slot. Here the
+attack runs ``chunk_steps`` iterations at a time over a fixed batch of
+``batch_size`` slots; between chunks, finished examples leave (their state is
+read back) and fresh examples from the stream take their slots, so the
+compiled step keeps working on live examples.
+
+Every example owns its iteration counter, keys and state (see
+:class:`~jaxbench.attacks.base.Iterative`) and a step leaves finished examples
+bit-identical, so results equal running each example alone; finished
+examples are finalised (projection + one re-evaluation) in full batches.
+Compiled functions: one init, one chunk, one merge and one finalise, all at
+the fixed batch shape.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from typing import Iterable, Iterator, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbench.attacks import base, ensemble
+
+
+@functools.partial(jax.jit, static_argnames=("attack",))
+def _init(attack, images, labels, keys, eps, targets, mask):
+  return attack.init(images, labels, keys, eps, targets, mask)
+
+
+@functools.partial(jax.jit, static_argnames=("attack", "apply", "n"))
+def _chunk(attack, apply, params, dyn, state, n):
+  a = attack._merge(dyn) if dyn is not None else attack
+  return base.run(a, a._models(apply, params, dyn), state, n)
+
+
+@functools.partial(jax.jit, static_argnames=("attack",))
+def _output(attack, state):
+  return attack.output(state)
+
+
+@functools.partial(jax.jit, static_argnames=("attack", "apply"))
+def _finish(attack, apply, params, dyn, images, labels, raw, mask):
+  a = attack._merge(dyn) if dyn is not None else attack
+  return base.finalize(a.threat, a._models(apply, params, dyn), images, labels, raw, mask)
+
+
+@jax.jit
+def _merge(take, new, old):
+  return base.select(take, new, old)
+
+
+def examples_from_arrays(images, labels, keys=None, targets=None,
+                         batch: int = 64) -> Iterator[dict]:
+  """Batches (dicts) from whole arrays; ``keys`` (N,) per example or None
+  (``fold_in(key(0), i)`` for example i)."""
+  n = images.shape[0]
+  if keys is None:
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(n))
+  kd = base.key_data(keys, n)
+  for i in range(0, n, batch):
+    b = {"image": images[i:i + batch], "label": labels[i:i + batch], "key": kd[i:i + batch]}
+    if targets is not None:
+      b["target"] = targets[i:i + batch]
+    yield b
+
+
+def _stream(batches: Iterable[dict]) -> Iterator[tuple]:
+  for b in batches:
+    images = np.asarray(b["image"], np.float32)
+    n = images.shape[0]
+    labels = np.asarray(b["label"], np.int32)
+    kd = np.asarray(base.key_data(b["key"], n))
+    tg = np.asarray(b["target"], np.int32) if "target" in b else np.full((n,), -1, np.int32)
+    mk = np.asarray(b["mask"], bool) if "mask" in b else np.ones((n,), bool)
+    for i in range(n):
+      if mk[i]:
+        yield images[i], labels[i], kd[i], tg[i]
+
+
+@dataclasses.dataclass
+class Stats:
+  """How full the compiled batch stayed."""
+  chunks: int = 0
+  slot_steps: int = 0        # slots x chunk steps executed
+  live_slot_steps: int = 0   # of which held an unfinished example at chunk start
+  examples: int = 0
+
+  @property
+  def occupancy(self) -> float:
+    return self.live_slot_steps / max(self.slot_steps, 1)
+
+
+def run(attack: base.Iterative, apply, params, batches: Iterable[dict], *,
+        batch_size: int, chunk_steps: int = 2, sharding=None):
+  """Runs an iterative attack over a stream with survivor refill.
+
+  Args:
+    attack: an :class:`~jaxbench.attacks.base.Iterative` attack (bound to
+      the model with ``for_model``/``prepare`` as needed).
+    apply, params: the victim.
+    batches: iterable of dicts with 'image' (b, H, W, C) in [0, 1], 'label'
+      (b,), 'key' (b,) per-example keys, optional 'target' (b,) and 'mask'
+      (b,) (False rows are skipped).
+    batch_size: compiled batch (slots).
+    chunk_steps: iterations between refills.
+    sharding: optional sharding for batch-leading arrays (e.g.
+      ``NamedSharding(mesh, P('data'))``).
+
+  Returns:
+    (AttackResult with host numpy arrays in stream order, :class:`Stats`).
+  """
+  if not isinstance(attack, base.Iterative):
+    raise base.AttackInputError(f"refill needs an iterative attack, got {attack.name!r}")
+  static, dyn = attack._split()
+  tm = attack.threat
+  bsz = batch_size
+  stream = _stream(batches)
+  put = (lambda x: jax.device_put(x, sharding)) if sharding is not None else jnp.asarray
+  slot = np.full((bsz,), -1, np.int64)
+  done_raw: dict[int, dict] = {}
+  inputs: dict[int, tuple] = {}
+  state = None
+  stats = Stats()
+  next_id = 0
+  exhausted = False
+  shape = None
+  while True:
+    empty = np.flatnonzero(slot < 0)
+    fresh = []
+    while not exhausted and len(fresh) < len(empty):
+      try:
+        ex = next(stream)
+      except StopIteration:
+        exhausted = True
+        break
+      fresh.append((next_id, ex))
+      inputs[next_id] = ex
+      next_id += 1
+    if fresh:
+      shape = fresh[0][1][0].shape
+      imgs = np.zeros((bsz,) + shape, np.float32)
+      labs = np.zeros((bsz,), np.int32)
+      kds = np.zeros((bsz,) + fresh[0][1][2].shape, fresh[0][1][2].dtype)
+      tgs = np.full((bsz,), -1, np.int32)
+      take = np.zeros((bsz,), bool)
+      for (eid, (im, lb, kd, tg)), j in zip(fresh, empty):
+        imgs[j], labs[j], kds[j], tgs[j], take[j] = im, lb, kd, tg, True
+        slot[j] = eid
+      eps = np.full((bsz,), np.inf if tm.eps is None else tm.eps, np.float32)
+      new = _init(static, put(imgs), put(labs), put(kds), put(eps), put(tgs), put(take))
+      state = new if state is None else _merge(put(take), new, state)
+    live = int((slot >= 0).sum())
+    if live == 0:
+      break
+    state = _chunk(static, apply, params, dyn, state, chunk_steps)
+    stats.chunks += 1
+    stats.slot_steps += bsz * chunk_steps
+    stats.live_slot_steps += live * chunk_steps
+    done = np.asarray(jax.device_get(state["done"]))
+    fin = np.flatnonzero(done & (slot >= 0))
+    if fin.size:
+      raw = jax.device_get(_output(static, state))
+      for j in fin:
+        done_raw[int(slot[j])] = {k: np.asarray(v[j]) for k, v in raw.items()}
+        slot[j] = -1
+  stats.examples = next_id
+  return _finalize_all(static, apply, params, dyn, inputs, done_raw, bsz, put), stats
+
+
+def _finalize_all(static, apply, params, dyn, inputs, done_raw, bsz, put):
+  ids = sorted(done_raw)
+  parts = []
+  for i in range(0, len(ids), bsz):
+    chunk = ids[i:i + bsz]
+    pad = bsz - len(chunk)
+    rows = chunk + [chunk[0]] * pad
+    imgs = np.stack([inputs[e][0] for e in rows])
+    labs = np.asarray([inputs[e][1] for e in rows], np.int32)
+    raw = {k: np.stack([done_raw[e][k] for e in rows]) for k in done_raw[chunk[0]]}
+    mask = np.arange(bsz) < len(chunk)
+    res = _finish(static, apply, params, dyn, put(imgs), put(labs),
+                  jax.tree.map(put, raw), put(mask))
+    res = jax.device_get(res)
+    parts.append(jax.tree.map(lambda a, k=len(chunk): np.asarray(a)[:k], res))
+  if not parts:
+    raise base.AttackInputError("refill: the stream held no examples")
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def run_ensemble(attack: ensemble.Ensemble, apply, params, images, labels, keys=None, *,
+                 batch_size: int, chunk_steps: int = 2, sharding=None):
+  """An ensemble's stages with refill: each stage streams only the survivors.
+
+  Returns:
+    (per-example dict: adv_images, robust (N,), broken_by (N,) stage index or
+    -1, robust_stage (N, S)), list of per-stage :class:`Stats`.
+  """
+  n = images.shape[0]
+  images = np.asarray(images, np.float32)
+  labels = np.asarray(labels, np.int32)
+  kd = np.asarray(base.key_data(
+      keys if keys is not None else
+      jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(n)), n))
+  adv = images.copy()
+  robust = None
+  broken_by = np.full((n,), -1, np.int64)
+  stage_robust, stats = [], []
+  for s, a in enumerate(attack.attacks):
+    idx = np.arange(n) if robust is None else np.flatnonzero(robust)
+    if idx.size == 0:
+      stage_robust.append(np.zeros((n,), bool))
+      stats.append(Stats())
+      continue
+    skd = np.asarray(jax.random.key_data(base.fold(jnp.asarray(kd[idx]), s)))
+    b = [{"image": images[idx], "label": labels[idx], "key": skd}]
+    if isinstance(a, base.Iterative):
+      res, st = run(a, apply, params, b, batch_size=batch_size, chunk_steps=chunk_steps,
+                    sharding=sharding)
+    else:
+      res = jax.device_get(a(apply, params, images[idx], labels[idx], skd))
+      st = Stats(examples=int(idx.size))
+    d = res.diagnostics
+    if robust is None:
+      robust = np.zeros((n,), bool)
+      robust[idx] = np.asarray(d["clean_correct"])
+    ok = np.asarray(res.success)
+    adv[idx[ok]] = np.asarray(res.adv_images)[ok]
+    broken_by[idx[ok]] = s
+    robust[idx[ok]] = False
+    stage_robust.append(robust.copy())
+    stats.append(st)
+  return {"adv_images": adv, "robust": robust, "broken_by": broken_by,
+          "robust_stage": np.stack(stage_robust, axis=1)}, stats
