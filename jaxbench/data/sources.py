@@ -123,6 +123,11 @@ class FileSource:
       record["labels"] = self.multi_hot[index]
     return record
 
+  def example_id(self, index: int) -> str:
+    """The id of record ``index`` without reading the file."""
+    index = int(index)
+    return self.ids[index] if self.ids is not None else self.paths[index]
+
   def select(self, indices: Sequence[int], description: str = "") -> "FileSource":
     """A source over ``self[i] for i in indices`` (same root)."""
     indices = np.asarray(indices, np.int64)
@@ -375,6 +380,10 @@ class TfdsSource:
   def __len__(self) -> int:
     return len(self._ds) if self._indices is None else len(self._indices)
 
+  def example_id(self, index: int) -> str:
+    """The id of record ``index`` (reads the record: TFDS has no cheaper way)."""
+    return self[index]["id"]
+
   def __getitem__(self, index: int) -> dict:
     index = int(index)
     raw_index = index if self._indices is None else int(self._indices[index])
@@ -455,6 +464,9 @@ class ArraySource:
 
   def __len__(self) -> int:
     return self.stop - self.start
+
+  def example_id(self, index: int) -> str:
+    return self.id_format.format(int(index))
 
   def __getitem__(self, index: int) -> dict:
     index = int(index)

@@ -116,14 +116,20 @@ class PmkMetric:
   def names(self) -> tuple[str, ...]:
     return tuple(f"pm{k}" for k in self.ks)
 
-  def __call__(self, ids: Sequence[str], preds: Sequence[int],
-               correct: Optional[Sequence[bool]] = None) -> dict:
-    del correct
+  def details(self, ids: Sequence[str], preds: Sequence[int]) -> dict:
+    """:func:`score`'s full output: the pm-k fractions plus anchor/frame counts."""
     preds = np.asarray(preds).reshape(-1)
     if len(ids) != len(preds):
       raise ValueError(f"{len(ids)} ids but {len(preds)} predictions")
     by_id = {str(i): int(p) for i, p in zip(ids, preds)}
     return score(self.sets, by_id, self.ks)
+
+  def __call__(self, ids: Sequence[str], preds: Sequence[int],
+               correct: Optional[Sequence[bool]] = None) -> dict:
+    """{'pm0': float, 'pm10': float} (only the metric names; see :meth:`details`)."""
+    del correct
+    out = self.details(ids, preds)
+    return {name: out[name] for name in self.names}
 
   def __repr__(self):
     return f"PmkMetric({self.sets!r}, ks={self.ks})"
