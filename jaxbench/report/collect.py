@@ -107,8 +107,12 @@ def typographic(rs: ResultSet) -> dict:
     if not t:
       continue
     name, clean = t
+    metric = r.metric
+    if "/" in metric:        # per-variant metrics 'top1/<variant>'
+      metric, variant = metric.split("/", 1)
+      name = f"{name} [{variant}]"
     slot = out.setdefault(name, {"clean_dataset": clean, "cells": {}})
-    slot["cells"].setdefault(r.label, {})[r.metric] = r.value
+    slot["cells"].setdefault(r.label, {})[metric] = r.value
   return out
 
 

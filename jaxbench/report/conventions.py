@@ -46,8 +46,7 @@ FRACTION_METRICS = ("top1", "top5", "pm0", "pm10", "robust_acc", "clean_acc",
 
 # Dataset-spec arguments that locate files rather than select data.
 PATH_ARGS = ("root", "data_dir", "data_root", "labels_file", "path", "dir", "cache_dir",
-             "manifest", "tfds_dir",
-             "download_dir", "frost_dir")
+             "manifest", "tfds_dir", "download_dir", "frost_dir", "src", "workers")
 
 # Controls: val restricted to a shift's classes (issue 4's catalog names).
 CONTROL_OF = {
@@ -302,10 +301,10 @@ What each summary looks for:
 
 * **Clean and natural shifts**: `transform=clean`, metric `top1` (`pm0`, `pm10` for `imagenet_vid_robust`, `ytbb_robust`) on `imagenet`, `imagenet_v2`, `imagenet_r`, `objectnet`, `imagenet_sketch`, `imagenet_a`, `imagenet_vid_robust`, `ytbb_robust`, `stylized_imagenet` and the controls `imagenet_val_on_{r,a,objectnet,vid_robust,ytbb_robust}_classes` (any other clean dataset gets a column too).
 * **Effective robustness** (per shift): x = ID axis, y = OOD axis, both clean rows: V2, Sketch, Stylized on `imagenet` top1; R, A, ObjectNet on `imagenet_val_on_<r|a|objectnet>_classes` top1; Vid-Robust and YTBB-Robust pm10 on pm0; CIFAR-10.1 on `cifar10`; corruptions (mean top1 over all corruption rows of a dataset) on that dataset's clean top1. Baseline: >= 3 supervised models of the results, else the shipped testbed fit (`--baseline=auto|user|testbed`).
-* **Relative robustness**: pairs `A=>B` (`--pairs`); default RoZ's RN50=>ResNet-50, RN101=>ResNet-101, RN50x4=>EfficientNet-B3, ViT-B/32=>ViT-B/32@384 (matched on the model spec and kind), plus CLIP-Auto=>CLIP where a model has a `clip_auto`-suite (or `templates` containing `auto`) variant.
+* **Relative robustness**: pairs `A=>B` (`--pairs`); default RoZ's RN50=>ResNet-50, RN101=>ResNet-101, RN50x4=>EfficientNet-B3, ViT-B/32=>ViT-B/32@384 (matched on the model spec and kind; among several matches the one with hand-written prompts and no runner `@option` suffix), plus CLIP-Auto=>CLIP for each zero-shot model with a learned-prompt variant (suite `clip_auto`, head `templates` containing `auto`/`learned`, or a runner label `spec@templates=learned:...`) and a plain one.
 * **ImageNet-C** (suite `synthetic`): corruption and severity from `details.corruption/severity`, or dataset `imagenet_c(corruption='fog', severity=3)` (also `cifar10_c`, `imagenet_c/fog`), or transform `shift:fog(severity=3)` / `shift:imagenet_c(corruption='fog', severity=3)` (labelled *generated*, never mixed with on-disk rows); metric `top1`. mCE and relative mCE over the 15 benchmark corruptions with AlexNet's errors; clean error from the same dataset's clean `top1` (`imagenet` for on-disk ImageNet-C).
 * **ImageNet-P**: dataset (or transform) `imagenet_p(perturbation='rotate', difficulty=1)`, metrics `flip_prob` and `t5d`; mFR/mT5D normalised by the model named by `--mfr_reference` (default: a model whose name contains `alexnet`), else unnormalised means.
 * **Adversarial** (transform `attack:<spec>`): family = spec without `eps`/`epsilon`, epsilon from the spec or `details.eps`; metrics `robust_acc`, `clean_acc`, `success_rate`, anything else shown raw.
-* **Typographic**: dataset `imagenet_t`/`cifar10_t` (clean reference `imagenet`/`cifar10`) or transform `shift:typographic...` (clean reference: same dataset); metrics `top1` (true class) and `success_rate` (written class).
+* **Typographic**: dataset `imagenet_t`/`cifar10_t` (clean reference `imagenet`/`cifar10`) or transform `shift:typographic...` (clean reference: same dataset); metrics `top1` (true class) and `success_rate` (written class); per-variant `top1/<variant>`, `success_rate/<variant>` get a column group each. The clean reference must come from the same model label (same preprocessing), else the cell is listed as missing.
 * **Overlap** (suite `overlap`): metrics `overlap_rate`, `acc_overlap`, `acc_clean_subset` per (model, dataset); the full-set accuracy from the clean `top1` row.
 """

@@ -250,15 +250,29 @@ def effective_figures(shifts: list, kinds: dict) -> list:
 
 
 # --- relative robustness -----------------------------------------------------------
+def base_spec(model: str) -> str:
+  """The model spec without the runner's '@option=value,...' suffix."""
+  return model.split("@", 1)[0]
+
+
+def is_learned_prompt(m) -> bool:
+  """A CLIP-Auto / learned-prompt variant (suite, head templates or runner label)."""
+  t = m.templates.lower()
+  return ("clip_auto" in m.suites or "auto" in t or "learned" in t or
+          re.search(r"@.*templates=(learned|auto)", m.model) is not None)
+
+
 def default_pairs(rs: ResultSet) -> list[tuple[str, str]]:
   """RoZ's CLIP => supervised pairs, then CLIP-Auto => CLIP for models that have both."""
   pairs = list(robustness.ROZ_PAIRS)
   by_model: dict = {}
   for label, m in rs.models.items():
-    by_model.setdefault(m.model, []).append(m)
+    if m.kind != "supervised":
+      by_model.setdefault(base_spec(m.model), []).append(m)
   for model, entries in by_model.items():
-    auto = [m for m in entries if "clip_auto" in m.suites or "auto" in m.templates.lower()]
+    auto = [m for m in entries if is_learned_prompt(m)]
     plain = [m for m in entries if m not in auto]
+    plain.sort(key=lambda m: ("@" in m.model, m.label))   # the runner's default first
     for a in auto:
       if plain:
         pairs.append((a.label, plain[0].label))
@@ -288,10 +302,10 @@ def _resolve(rs: ResultSet, side: str, sr: ShiftResult) -> tuple[Optional[str], 
   have = [l for l in cands if l in sr.points]
   if not have:
     return None, f"{', '.join(cands)} has no {sr.title} coordinates"
-  if len(have) > 1:
-    plain = [l for l in have if "clip_auto" not in rs.models[l].suites
-             and "auto" not in rs.models[l].templates.lower()]
-    have = plain if len(plain) == 1 else have
+  if len(have) > 1:   # prefer the hand-written-prompt, default-option variant
+    plain = [l for l in have if not is_learned_prompt(rs.models[l])] or have
+    default = [l for l in plain if "@" not in rs.models[l].model]
+    have = default if len(default) == 1 else plain
   if len(have) > 1:
     return None, f"alias {side!r} is ambiguous: {', '.join(have)}"
   return have[0], ""

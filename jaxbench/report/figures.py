@@ -55,6 +55,9 @@ def _short(label: str, n: int = 32) -> str:
 def _logit_ticks(ax, lo: float, hi: float, axis: str):
   """Percent tick labels on a logit-scaled axis spanning logits [lo, hi]."""
   ticks = [p for p in TICKS_PCT if lo <= float(robustness.logit(p / 100)) <= hi]
+  if len(ticks) < 3:      # a narrow range: evenly spaced in logit space instead
+    ticks = sorted({round(100 * float(robustness.sigmoid(z)), 1)
+                    for z in np.linspace(lo, hi, 6)[1:-1]})
   pos = [float(robustness.logit(p / 100)) for p in ticks]
   labels = [f"{p:g}" for p in ticks]
   if axis == "x":
@@ -122,7 +125,8 @@ def effective_robustness_figure(name: str, title: str, x_label: str, y_label: st
   ax.grid(True, color="0.9")
   if lx_all:
     ax.legend(fontsize=7, loc="upper left")
-  fig.tight_layout()
+  # Fixed margins: tight_layout measures every text artist and costs seconds per figure.
+  fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.93)
   data = {"points": {k: [(p[0], p[1], p[2]) for p in v] for k, v in drawn.items()},
           "skipped": skipped, "fit_x": fit_x, "fit_y": fit_y}
   caption = f"{n} models drawn"
@@ -179,7 +183,9 @@ def curves_figure(name: str, title: str, panels: dict, x_label: str, y_label: st
     fig.legend(list(handles.values()), [_short(l, 36) for l in handles], fontsize=7,
                loc="center right", frameon=False)
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout(rect=(0, 0, 1 - legend_w / width, 0.95))
+  height = 2.8 * nrows + 0.5
+  fig.subplots_adjust(left=0.6 / width, right=1 - (legend_w + 0.1) / width,
+                      bottom=0.5 / height, top=1 - 0.55 / height, wspace=0.35, hspace=0.6)
   return FigureResult(name, title, fig, data, n, f"{n} points")
 
 
@@ -223,5 +229,5 @@ def bars_figure(name: str, title: str, panels: dict, series: list) -> FigureResu
     ax.legend(fontsize=7)
     ax.grid(True, axis="y", color="0.9")
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
+  fig.subplots_adjust(left=0.1, right=0.98, bottom=0.3, top=0.85, wspace=0.25, hspace=0.9)
   return FigureResult(name, title, fig, data, n, f"{n} bars")

@@ -88,9 +88,10 @@ def full_rows() -> Rows:
   r.add("clip_rn50", "imagenet_r", "top1", 0.6)
   r.add("clip_vit_b32", "imagenet", "top1", 0.63)
   r.add("clip_vit_b32", "imagenet_v2", "top1", 0.56)
-  # CLIP-Auto variant of clip_rn50 (other templates, suite clip_auto).
-  r.add("clip_rn50", "imagenet", "top1", 0.61, suite="clip_auto", templates="auto:4tok")
-  r.add("clip_rn50", "imagenet_v2", "top1", 0.57, suite="clip_auto", templates="auto:4tok")
+  # CLIP-Auto run of clip_rn50, labelled by the runner as spec@options.
+  auto = "clip_rn50@templates=learned:auto"
+  r.add(auto, "imagenet", "top1", 0.61, suite="clip_auto", templates="learned:auto")
+  r.add(auto, "imagenet_v2", "top1", 0.57, suite="clip_auto", templates="learned:auto")
   # ImageNet-C on disk for resnet50 (all 15 x 5) and clip_rn50 (fog only).
   for ci, c in enumerate(CORR):
     for s in range(1, 6):
@@ -124,6 +125,7 @@ def full_rows() -> Rows:
   r.add("clip_rn50", "imagenet_t(root='/t')", "success_rate", 0.6, suite="typographic")
   r.add("resnet50_tv", "imagenet_t(root='/t')", "top1", 0.7, suite="typographic")
   r.add("resnet50_tv", "imagenet_t(root='/t')", "success_rate", 0.05, suite="typographic")
+  r.add("resnet50_tv", "imagenet_t(root='/t')", "top1/true_class", 0.74, suite="typographic")
   # Overlap.
   r.add("clip_rn50", "imagenet_r", "overlap_rate", 0.1, suite="overlap")
   r.add("clip_rn50", "imagenet_r", "acc_overlap", 0.8, suite="overlap")
@@ -158,19 +160,19 @@ def test_effective_robustness_user_baseline_hand(full):
   t = table(rep, "effective_robustness")
   # clip_rn50: rho = 0.55 - sigmoid(0.9 logit(0.6) - 0.4).
   want = 0.55 - sig(0.9 * math.log(0.6 / 0.4) - 0.4)
-  label = "clip_rn50 [templates=clip80]"
+  label = "clip_rn50"
   assert t.get(label, "ImageNetV2") == pytest.approx(want, abs=1e-12)
   assert t.get("resnet101_tv", "ImageNetV2") == pytest.approx(0.0, abs=1e-12)
   drop = table(rep, "accuracy_drop")
   assert drop.get(label, "ImageNetV2") == pytest.approx(0.05, abs=1e-12)
   # CLIP-Auto's variant (0.61 -> 0.57) lies furthest above the line.
-  assert t.best("ImageNetV2") == {"clip_rn50 [templates=auto:4tok]"}
+  assert t.best("ImageNetV2") == {"clip_rn50@templates=learned:auto"}
 
 
 def test_pm_k_axis_uses_pm0_as_x_and_pm10_as_y(full):
   _, rep = full
   (vid,) = [s for s in rep.shifts if s.name == "imagenet_vid_robust"]
-  label = "clip_rn50 [templates=clip80]"
+  label = "clip_rn50"
   assert vid.points[label] == (0.8, 0.7)
   assert vid.fit.lines[0] == pytest.approx((1.0, -0.5), abs=1e-12)
   want = 0.7 - sig(math.log(0.8 / 0.2) - 0.5)
@@ -186,7 +188,7 @@ def test_zero_percent_baseline_pivot_and_plot(full):
   # Only one baseline below the pivot: the lower side falls back to the overall line
   # through resnet101 (2.5, -3) and effnet (3, -2): slope 2, intercept -8.
   assert a.fit.lines[0] == pytest.approx((2.0, -8.0), abs=1e-12)
-  label = "clip_rn50 [templates=clip80]"
+  label = "clip_rn50"
   assert a.rho[label] == pytest.approx(0.25 - sig(2 * 1.5 - 8), abs=1e-12)
   f = fig(rep, "effrob_imagenet_a")
   assert f.data["skipped"] == ["resnet50_tv"]       # 0 % has no place on logit axes
@@ -247,7 +249,7 @@ def test_relative_robustness_default_and_explicit_pairs(full, tmp_path):
   # RoZ alias pair RN50 => ResNet-50 resolves to clip_rn50 (plain variant) and resnet50_tv.
   row = "RN50 => ResNet-50"
   assert t.get(row, "ImageNetV2") == pytest.approx(0.55 - sig(0.9 * -0.2 - 0.4), abs=1e-12)
-  auto_row = "clip_rn50 [templates=auto:4tok] => clip_rn50 [templates=clip80]"
+  auto_row = "clip_rn50@templates=learned:auto => clip_rn50"
   assert t.get(auto_row, "ImageNetV2") == pytest.approx(0.02, abs=1e-12)
   assert t.get("RN101 => ResNet-101", "ImageNetV2") is None
   assert any(r == "RN101 => ResNet-101" and "no zeroshot model matches" in why
@@ -257,7 +259,14 @@ def test_relative_robustness_default_and_explicit_pairs(full, tmp_path):
   rho_w = 0.57 - sig(0.9 * lx(0.61) - 0.4)
   rho_wo = 0.55 - sig(0.9 * lx(0.6) - 0.4)
   assert d.get(auto_row, "ImageNetV2") == pytest.approx(rho_w - rho_wo, abs=1e-12)
-  rep2 = write_report(wd, str(tmp_path / "pairs"), pairs=["clip_vit_b32=>resnet101_tv"])
+  small = Rows()
+  for m, lx in SUP.items():
+    small.add(m, "imagenet", "top1", sig(lx))
+    small.add(m, "imagenet_v2", "top1", sig(0.9 * lx - 0.4))
+  small.add("clip_vit_b32", "imagenet", "top1", 0.63)
+  small.add("clip_vit_b32", "imagenet_v2", "top1", 0.56)
+  rep2 = write_report(small.write(tmp_path / "small"), str(tmp_path / "pairs"),
+                      pairs=["clip_vit_b32=>resnet101_tv"])
   t2 = table(rep2, "relative_robustness")
   assert t2.rows == ["clip_vit_b32 => resnet101_tv"]
   assert t2.get(t2.rows[0], "ImageNetV2") == pytest.approx(0.56 - sig(0.9 * 0.5 - 0.4))
@@ -274,7 +283,7 @@ def test_mce_and_relative_mce_hand(full):
   assert t.get("resnet50_tv", "mCE") == pytest.approx(np.mean(ce), abs=1e-9)
   assert t.get("resnet50_tv", "relative mCE") == pytest.approx(np.mean(rel), abs=1e-9)
   assert t.get("resnet50_tv", "fog") == pytest.approx(0.4 + 0.01 * CORR.index("fog"))
-  label = "clip_rn50 [templates=clip80]"
+  label = "clip_rn50"
   assert t.get(label, "fog") == pytest.approx(0.35)
   assert t.get(label, "mCE") is None
   assert any(r == label and c == "mCE" and "missing gaussian_noise" in why
@@ -304,7 +313,7 @@ def test_adversarial_tables_and_curves(full):
   _, rep = full
   t = table(rep, "adv_robust_acc")
   col = "bim(space='normalized') eps=2/255"
-  label = "clip_rn50 [templates=clip80]"
+  label = "clip_rn50"
   assert t.get(label, col) == pytest.approx(0.4)
   assert t.get("resnet50_tv", "clean accuracy") == pytest.approx(0.76)
   assert t.best(col) == {"resnet50_tv"}
@@ -326,14 +335,18 @@ def test_typographic_and_overlap(full):
   _, rep = full
   t = table(rep, "typographic")
   name = "imagenet_t"
-  label = "clip_rn50 [templates=clip80]"
+  label = "clip_rn50"
   assert t.get(label, f"{name} clean") == pytest.approx(0.6)
   assert t.get(label, f"{name} drop") == pytest.approx(0.4)
   assert t.get(label, f"{name} ASR") == pytest.approx(0.6)
   assert t.get("resnet50_tv", f"{name} drop") == pytest.approx(sig(-0.2) - 0.7)
+  # The per-variant metric gets its own column group; its drop uses the same clean top-1.
+  assert t.get("resnet50_tv", "imagenet_t [true_class] drop") == pytest.approx(
+      sig(-0.2) - 0.74)
+  assert t.get(label, "imagenet_t [true_class] acc") is None
   f = fig(rep, "typographic_bars")
-  assert f.points == 6
-  bars = [p for ax in f.figure.axes for p in ax.patches]
+  assert f.points == 6 + 2     # set: 2 models x 3 bars; true_class: resnet50 clean + acc
+  bars = [p for ax in f.figure.axes[:1] for p in ax.patches]
   assert sorted(round(b.get_height(), 9) for b in bars) == sorted(
       round(100 * v, 9) for v in (0.6, 0.2, 0.6, sig(-0.2), 0.7, 0.05))
   o = table(rep, "overlap")
@@ -361,7 +374,7 @@ def test_files_html_self_contained_and_missing_listed(full):
   md = open(rep.files["report.md"]).read()
   assert "## Missing cells" in md and "## Provenance" in md and "## Row conventions" in md
   # clip_rn50 has imagenet_r but no val-on-R control: listed, not crashing.
-  assert any(r == "clip_rn50 [templates=clip80]" and "imagenet_val_on_r_classes" in why
+  assert any(r == "clip_rn50" and "imagenet_val_on_r_classes" in why
              for t, r, c, why in rep.missing if t == "effective_robustness")
   assert "unknown suite 'mystery'" in " ".join(rep.notes)
   other = table(rep, "other_results")
