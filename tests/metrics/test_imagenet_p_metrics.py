@@ -1,0 +1,73 @@
+"""Flip probability and top-5 distance against hand-computed sequences."""
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+from jaxbench.metrics import imagenet_p as P
+
+VIDEO = np.array([1, 1, 2, 2, 2, 3, 1])
+
+
+def test_flip_probability_by_hand():
+  # Consecutive frames: flips at 1->2, 2->3, 3->1 out of 6 pairs.
+  assert P.video_scores(VIDEO, noise=False, difficulty=1)["flip_prob"] == pytest.approx(3 / 6)
+  # Step 2: [1, 2, 2, 1] -> 2 flips of 3 and [1, 2, 3] -> 2 of 2.
+  assert P.video_scores(VIDEO, noise=False, difficulty=2)["flip_prob"] == pytest.approx(4 / 5)
+  # Noise: every frame against frame 0 (class 1): 1,2,2,2,3,1 -> 4 of 6, any difficulty.
+  for d in (1, 3):
+    assert P.video_scores(VIDEO, noise=True, difficulty=d)["flip_prob"] == pytest.approx(4 / 6)
+  # Mean over videos (not over pairs).
+  out = P.scores([VIDEO, np.array([5, 5, 5])], "rotate", 1)
+  assert out["flip_prob"] == pytest.approx((0.5 + 0.0) / 2) and "t5d" not in out
+
+
+def _reference_t5d(logits_a, logits_b):
+  """hendrycks ImageNet-P/test.py dist(perm2[argsort(perm1)], 'top5') on full ranks."""
+  cum = np.cumsum(np.asarray([0] + [1] * 5 + [0] * (len(logits_a) - 6)))
+  perm1 = rankdata(-logits_a, method="ordinal")
+  perm2 = rankdata(-logits_b, method="ordinal")
+  sigma = perm2[np.argsort(perm1)]
+  return np.sum(np.abs(cum[:5] - cum[sigma - 1][:5]))
+
+
+def test_top5_distance_by_hand_and_against_full_ranks():
+  # Ranks in b of a's top-5 (0, 1, 2, 3, 4): 1, 0, 2, absent, absent -> 1+1+0+2+1.
+  assert P.top5_distance([0, 1, 2, 3, 4], [1, 0, 2, 7, 8]) == 5
+  assert P.top5_distance([0, 1, 2, 3, 4], [0, 1, 2, 3, 4]) == 0
+  assert P.top5_distance([0, 1, 2, 3, 4], [9, 8, 7, 6, 5]) == 5 + 4 + 3 + 2 + 1
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    a = rng.normal(size=20)
+    b = a + rng.normal(size=20) * 0.5
+    top = lambda z: np.argsort(-z, kind="stable")[:5]
+    assert P.top5_distance(top(a), top(b)) == _reference_t5d(a, b)
+
+
+def test_t5d_sequences_and_ids():
+  frames = np.array([[0, 1, 2, 3, 4], [1, 0, 2, 7, 8], [1, 0, 2, 7, 8]])
+  # Consecutive: 5 then 0 -> 2.5; noise: both against frame 0 -> 5.
+  assert P.video_scores(frames, noise=False, difficulty=1)["t5d"] == pytest.approx(2.5)
+  assert P.video_scores(frames, noise=True, difficulty=1)["t5d"] == pytest.approx(5.0)
+  ids = ["rotate/n01/a.mp4/002", "rotate/n01/a.mp4/000", "rotate/n01/a.mp4/001",
+         "rotate/n02/b.mp4/000", "rotate/n02/b.mp4/001"]
+  preds = np.array([[1, 0, 2, 7, 8], [0, 1, 2, 3, 4], [1, 0, 2, 7, 8],
+                    [3, 4, 5, 6, 7], [3, 4, 5, 6, 7]])
+  fn = P.make_sequence_metric_fn("rotate", 1)
+  out = fn(ids, preds, None)
+  assert out["t5d"] == pytest.approx((2.5 + 0.0) / 2)
+  assert out["flip_prob"] == pytest.approx((0.5 + 0.0) / 2)
+  with pytest.raises(ValueError, match="frames"):
+    P.videos_from_ids(["v/000", "v/002"], [1, 2])
+  with pytest.raises(ValueError, match="difficulty"):
+    P.scores([VIDEO], "rotate", 4)
+
+
+def test_normalised_rates():
+  rates = {("rotate", 1): 0.1, ("rotate", 2): 0.3, ("gaussian_noise", 1): 0.2}
+  base = {("rotate", 1): 0.2, ("rotate", 2): 0.6, ("gaussian_noise", 1): 0.8}
+  out = P.normalized(rates, base)
+  assert out["rotate"] == pytest.approx(0.4 / 0.8)
+  assert out["gaussian_noise"] == pytest.approx(0.25)
+  assert out["mean"] == pytest.approx((0.5 + 0.25) / 2)
+  partial = P.normalized(rates, {("rotate", 1): 0.2})
+  assert partial["missing_baseline"] == ["gaussian_noise", "rotate"] and "mean" not in partial
