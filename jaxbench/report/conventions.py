@@ -290,7 +290,7 @@ Rows are read from each workdir's `results.jsonl` (one JSON object per line).
 
 | field | how the report uses it |
 |---|---|
-| `model` | row label; rows of one model with different `model_info.preprocess`, `precision` or head (`classnames`, `templates`) become separate labelled rows (`--variants=separate`, default) or stop the report (`--variants=refuse`) |
+| `model` | row label (the runner's `spec@option=value` labels are kept as they are); rows of one `model` string with different `model_info.preprocess`, `model_info.precision` or head `templates` become separate labelled rows (`--variants=separate`, default) or stop the report (`--variants=refuse`); head `classnames` may differ per dataset (a set's own class names) and are listed in Provenance |
 | `model_info.kind` | `zeroshot` or `supervised`: marks the scatter plots; supervised models are the effective-robustness baseline |
 | `suite` | one of `zeroshot natural synthetic typographic adv overlap clip_auto`; other suites are shown raw in *Other results* and enter no summary |
 | `dataset` | column label = registry name + non-path args (`root`, `data_dir`, `path` ... dropped) |

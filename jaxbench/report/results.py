@@ -1,7 +1,11 @@
 """Loads results rows from one or more workdirs into a :class:`ResultSet`.
 
 Rows of one model that differ in preprocessing, precision or zero-shot template set
-measure different things; they are never merged. With ``variants='separate'`` each
+measure different things; they are never merged. (The runner already labels
+non-default options as ``spec@option=value``; this guards rows whose model strings
+collide anyway, e.g. from workdirs written with different settings.) Head class
+names are not part of a variant: a zero-shot model legitimately uses a set's own
+class names on some sets. With ``variants='separate'`` each
 such variant becomes its own row label (the model spec plus a suffix naming what
 differs, e.g. ``clip_b32 [preprocess=resize(224,bilinear)|...]``); with
 ``variants='refuse'`` loading stops with a message naming the difference.
