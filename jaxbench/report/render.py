@@ -10,7 +10,6 @@ import base64
 import csv
 import dataclasses
 import html
-import io
 import os
 import time
 from typing import Optional, Sequence
@@ -20,7 +19,6 @@ from jaxbench.report import conventions as conv
 from jaxbench.report import effective
 from jaxbench.report import summaries
 from jaxbench.report.results import ResultSet
-from jaxbench.report.tables import Table
 
 _CSS = """
 body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}

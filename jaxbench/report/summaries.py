@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 from typing import Optional
 
 import numpy as np
@@ -179,7 +180,6 @@ def corruption_section(rs: ResultSet) -> tuple[list, list, list]:
 
 
 def _slug(s: str) -> str:
-  import re
   return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")[:80]
 
 
