@@ -1,0 +1,87 @@
+"""Data overlap: near-duplicates of evaluation images in a pretraining corpus.
+
+    python -m jaxbench.overlap --config=configs/overlap.py --workdir=runs/overlap \
+      --config.overlap.corpus='/data/laion400m/{00000..00099}.tar' \
+      --config.datasets="('imagenet_r', 'imagenet_sketch')"
+
+(or ``python -m jaxbench.main`` once it dispatches ``suite == 'overlap'`` to
+``jaxbench.overlap.run.run``). The corpus is img2dataset/webdataset tar shards, a folder
+of images, or embedding files (``.npy`` + ids, or a store this suite wrote before under
+WORKDIR/overlap/embeddings/). Every model in ``config.models`` is scored on the clean sets;
+the overlap detector is ``config.overlap.detector`` (default: the first model).
+
+Config args (``--config=configs/overlap.py:ARGS``, comma-separated):
+  roz      RoZ's zero-shot protocol (logit scale 100, CLIP preprocessing).
+  natural  the seven natural-shift sets of configs/natural.py as evaluation sets.
+"""
+import importlib.util
+import os
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def _natural_sets() -> tuple:
+  """configs/natural.py's seven sets (loaded by path: configs/ is not a package)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "natural.py")
+  spec = importlib.util.spec_from_file_location("_jaxbench_natural_config", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return tuple(mod.NATURAL)
+
+
+def get_config(arg=None):
+  args = {a.strip() for a in (arg or "").split(",") if a.strip()}
+  unknown = args - {"roz", "natural"}
+  if unknown:
+    raise ValueError(f"configs/overlap.py: unknown config args {sorted(unknown)}; known: "
+                     "roz, natural")
+  c = ml_collections.ConfigDict()
+  c.suite = "overlap"
+  c.suite_keys = ("overlap",)
+  c.seed = 0
+  c.models = ("clip_vit_b32",)
+  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates="clip80",
+                                              head="imagenet", logit_scale="model"))
+  c.preprocess = ""
+  c.data_root = "~/data"
+  c.datasets = ("imagenet_r", "imagenet_sketch", "imagenet_a",
+                "imagenet_v2(variant='matched-frequency')")
+  if "natural" in args:
+    c.datasets = _natural_sets()
+  c.transforms = ("clean",)
+  c.batch_size = 128
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
+  c.checkpoint_every = 50
+  c.log_every = 10
+  c.num_workers = 8
+  c.precision = "float32"
+  c.max_examples = -1
+  c.report = False
+  c.workdir_policy = "strict"
+  c.overlap = ml_collections.ConfigDict(dict(
+      # Tar shards (a dir, 'dir/{00000..00099}.tar', 'dir/*.tar'), an image folder, a .npy
+      # embedding file (+ NAME.ids.txt) or an embedding store directory.
+      corpus="~/data/pretraining/{00000..00009}.tar",
+      k=10,                     # neighbours kept per evaluation image
+      # Cosine threshold; None = calibrate on synthetic near-duplicates of eval images.
+      threshold=config_dict.placeholder(float),
+      chunk=16384,              # corpus rows per search step per process
+      detector="",              # model spec of the duplicate detector; '' = models[0]
+      mode="auto",              # 'image' (encode_image), 'features' (apply), 'auto'
+      hashes=("phash", "dhash"),
+      hash_radius=config_dict.placeholder(dict),  # {'phash': 4, ...}; None = calibrate
+      block=64,                 # rows per candidate block in the search (speed knob)
+      query_block=4096,         # queries per search tile
+      store_chunk=65536,        # rows per embedding file
+      store_dtype="float32",
+      calibration=ml_collections.ConfigDict(dict(
+          num=256, fpr=0.0, max_hash_distance=12,
+          transforms=("resize", "jpeg", "crop", "jitter"))),
+      gallery=200,              # pairs shown in the HTML review page (0 = none)
+      workers=4,                # host threads decoding corpus images
+  ))
+  if "roz" in args:
+    c.zeroshot.logit_scale = "100"
+    c.preprocess = "clip"
+  return c
