@@ -8,7 +8,8 @@ records carry, besides 'id', 'label' and 'image_bytes', the metadata
 The set's ``sequence_metric_fn`` turns per-example predictions into the attack
 success rate and the per-variant breakdown (:mod:`jaxbench.metrics.typographic`).
 
-Dataset specs (register with the catalog via :func:`register`):
+Dataset specs (registered in :mod:`jaxbench.data.catalog` when this module is
+imported; the catalog imports it on demand):
   imagenet_t(root='~/data/imagenet_t', src='~/data/imagenet/val', seed=0)
   cifar10_t(root='~/data/cifar10_t', src='~/data/cifar-10-batches-bin', seed=0,
             variants=('roz', 'true_class'))
@@ -157,9 +158,15 @@ def load(root: str, variants: Optional[Sequence[str]] = None, seed: Optional[int
 
 
 def _sequence_metrics(table: dict, ids, preds, correct=None) -> dict:
-  """EvalSet.sequence_metric_fn: metric name -> value from per-example preds."""
+  """EvalSet.sequence_metric_fn: metric name -> value from per-example preds.
+
+  'top1' is left to the runner's accumulator (same value); the success rate
+  and, with several variants, per-variant top1 / success rate are added.
+  """
   del correct  # recomputed from the table's labels
-  return typo_metrics.flat_metrics(typo_metrics.from_ids(list(ids), preds, table))
+  out = typo_metrics.flat_metrics(typo_metrics.from_ids(list(ids), preds, table))
+  out.pop("top1")
+  return out
 
 
 def _make(kind: str, root: str, src: Optional[str], seed: int, variants, workers: int,
@@ -169,8 +176,12 @@ def _make(kind: str, root: str, src: Optional[str], seed: int, variants, workers
     generator.generate(src, root, kind, seed=seed, variants=variants, workers=workers,
                        max_examples=max_examples)
   names = [typo.parse_variant(v, kind)[0] for v in variants]
-  spec = registry_lib.format_spec(kind, (), {"root": root, "seed": seed, "variants": variants})
-  return load(root, variants=names, seed=seed, kind=kind, name=spec)
+  # The results key says what the set is, not where it lives (as the catalog).
+  what = {"seed": seed, "variants": tuple(names)}
+  if max_examples >= 0:
+    what["max_examples"] = max_examples
+  return load(root, variants=names, seed=seed, kind=kind,
+              name=registry_lib.format_spec(kind, (), what))
 
 
 @SETS.register("imagenet_t")
@@ -194,8 +205,15 @@ def get(spec: str) -> EvalSet:
   return SETS.get(spec)
 
 
-def register(catalog) -> None:
-  """Adds 'imagenet_t' and 'cifar10_t' to a dataset Registry (the catalog's)."""
+def register(catalog=None) -> None:
+  """Adds 'imagenet_t' and 'cifar10_t' to a dataset Registry (default: the
+  catalog's ``DATASETS``); idempotent. Runs at import."""
+  if catalog is None:
+    from jaxbench.data import catalog as catalog_lib  # pylint: disable=g-import-not-at-top
+    catalog = catalog_lib.DATASETS
   for set_name in SETS.names():
     if set_name not in catalog:
       catalog.register(set_name, SETS.factory(set_name))
+
+
+register()

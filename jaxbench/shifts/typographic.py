@@ -10,7 +10,12 @@ What RoZ's ImageNet-T builder does, and what is reproduced here (defaults):
     single-word classes, different from the true class;
   * OpenCV ``FONT_HERSHEY_DUPLEX``, scale 0.8, white, thickness 1 (LINE_8);
     the box is measured with ``getTextSize(..., thickness=2)`` (width w, height
-    h, baseline not included);
+    h, baseline not included). RoZ pinned opencv-python 4.1; OpenCV 5 draws
+    its "Hershey" fonts with a different (TrueType) face and metrics, so the
+    Hershey Duplex strokes and metrics of OpenCV <= 4 are reproduced here from
+    the glyph data (:func:`put_text`, :func:`text_size`; pixel-identical to
+    OpenCV 4.10, tested). With them 'hen' measures 48x18 and 'centipede'
+    124x18 (OpenCV 5 reports 45x22 and 120x22);
   * 8 placements on the original-resolution image, bottom-left origin
     x ~ U[0, W - w), y ~ U[h, H), each rejection-sampled until it does not
     overlap an earlier box;
@@ -69,15 +74,22 @@ from jaxbench import registry as registry_lib
 
 _RESOURCES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources")
 
-FONTS = {
-    "hershey_simplex": cv2.FONT_HERSHEY_SIMPLEX,
-    "hershey_plain": cv2.FONT_HERSHEY_PLAIN,
-    "hershey_duplex": cv2.FONT_HERSHEY_DUPLEX,
-    "hershey_complex": cv2.FONT_HERSHEY_COMPLEX,
-    "hershey_triplex": cv2.FONT_HERSHEY_TRIPLEX,
-    "hershey_complex_small": cv2.FONT_HERSHEY_COMPLEX_SMALL,
-    "hershey_script_simplex": cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+# Fonts. RoZ drew with opencv-python 4.1 (FONT_HERSHEY_DUPLEX: thin Hershey
+# strokes, LINE_8). OpenCV 5 replaced the Hershey fonts by an anti-aliased
+# TrueType face with other metrics, so 'hershey_duplex' is rendered here from
+# the Hershey glyph data exactly as OpenCV <= 4 did (pixel-identical to 4.10,
+# tested). The 'cv2_*' fonts are whatever the installed OpenCV's putText draws
+# (OpenCV 5: a bold sans), offered as a font variant.
+HERSHEY_FONTS = {"hershey_duplex": "hershey_duplex.json"}
+CV2_FONTS = {
+    "cv2_simplex": cv2.FONT_HERSHEY_SIMPLEX,
+    "cv2_plain": cv2.FONT_HERSHEY_PLAIN,
+    "cv2_duplex": cv2.FONT_HERSHEY_DUPLEX,
+    "cv2_complex": cv2.FONT_HERSHEY_COMPLEX,
+    "cv2_triplex": cv2.FONT_HERSHEY_TRIPLEX,
+    "cv2_script_simplex": cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
 }
+FONTS = tuple(HERSHEY_FONTS) + tuple(CV2_FONTS)
 POLICIES = ("random", "centered", "large")
 TEXT_MODES = ("other_class", "true_class", "random_class", "random_word", "fixed")
 RENDERERS = ("opencv", "roz_matplotlib")
@@ -197,7 +209,7 @@ class Variant:
     if not isinstance(self.count, int) or self.count < 1:
       bad("count", self.count, "an int >= 1")
     if self.font not in FONTS:
-      bad("font", self.font, f"one of {sorted(FONTS)}")
+      bad("font", self.font, f"one of {list(FONTS)}")
     if not self.scale > 0:
       bad("scale", self.scale, "> 0")
     for name in ("thickness", "measure_thickness", "supersample", "max_tries"):
@@ -229,14 +241,14 @@ class Variant:
 
 
 # Kind defaults: the RoZ settings of each set. CIFAR-10-T at 32x32 draws the
-# same Hershey Duplex face on an 8x canvas: scale 1.4 makes the longest name
-# ('automobile') 232 canvas px wide (29 of 32 output px) and 4.8 px high, the
-# largest size at which it still fits; strokes of 5 canvas px (0.6 output px)
-# are area averaged into anti-aliased text that stays legible after the
-# bicubic upsampling to 224 px models apply (smaller scales blur into blobs).
+# same Hershey Duplex strokes on an 8x canvas: scale 1.25 makes the longest
+# name ('automobile') 228 canvas px wide (28.5 of 32 output px) and 3.8 px
+# high, about the largest size at which it still fits; strokes of 7 canvas px
+# (0.9 output px) are area averaged into anti-aliased text that stays legible
+# after the bicubic upsampling to 224 px that models apply.
 KIND_DEFAULTS = {
     "imagenet_t": Variant(),
-    "cifar10_t": Variant(count=4, scale=1.4, thickness=5, measure_thickness=6, supersample=8),
+    "cifar10_t": Variant(count=4, scale=1.25, thickness=7, measure_thickness=8, supersample=8),
 }
 
 # Named presets (variant specs without arguments), applied over the kind defaults.
@@ -361,9 +373,172 @@ class Layout:
     return [(x, y - h, x + w, y) for x, y in self.origins]
 
 
+# ----------------------------------------------------------------------------
+# Text rendering: Hershey strokes as OpenCV <= 4 drew them, or the installed
+# OpenCV's putText.
+
+_XY_SHIFT = 16  # OpenCV's fixed-point shift for sub-pixel polyline vertices
+
+
+@functools.lru_cache(maxsize=None)
+def _hershey(font: str) -> dict:
+  with open(os.path.join(_RESOURCES, HERSHEY_FONTS[font])) as f:
+    d = json.load(f)
+  return {"glyphs": d["glyphs"], "cap": int(d["cap_line"]), "base": int(d["base_line"])}
+
+
+def _hershey_chars(text: str):
+  """Bytes of the UTF-8 text as OpenCV reads them: non-printable -> '?'."""
+  for b in text.encode("utf-8"):
+    yield chr(b) if 32 <= b < 127 else "?"
+
+
+def text_size(text: str, font: str, scale: float, thickness: int) -> tuple[int, int, int]:
+  """(width, height, baseline) of ``text``, as ``cv2.getTextSize``.
+
+  For Hershey fonts this is OpenCV <= 4's formula: width = round(sum of glyph
+  advances * scale + thickness), height = round((cap + base) * scale +
+  (thickness + 1) // 2), baseline = round(base * scale + thickness / 2),
+  rounding half to even as cvRound.
+  """
+  if font in CV2_FONTS:
+    (w, h), baseline = cv2.getTextSize(text, CV2_FONTS[font], scale, thickness)
+    return int(w), int(h), int(baseline)
+  g = _hershey(font)
+  view_x = 0.0
+  for c in _hershey_chars(text):
+    glyph = g["glyphs"][c]
+    view_x += (ord(glyph[1]) - ord(glyph[0])) * scale
+  return (int(round(view_x + thickness)), int(round((g["cap"] + g["base"]) * scale
+                                                     + (thickness + 1) // 2)),
+          int(round(g["base"] * scale + thickness * 0.5)))
+
+
+def _trunc_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """C integer division (rounds toward zero) of int64 arrays, b > 0."""
+  q = np.abs(a) // b
+  return np.where(a < 0, -q, q)
+
+
+def _clip_line(w: int, h: int, p1: list, p2: list) -> bool:
+  """OpenCV's clipLine on 16.16 points (in place); False when nothing is left."""
+  right, bottom = w - 1, h - 1
+  x1, y1, x2, y2 = p1[0], p1[1], p2[0], p2[1]
+  c1 = (x1 < 0) + (x1 > right) * 2 + (y1 < 0) * 4 + (y1 > bottom) * 8
+  c2 = (x2 < 0) + (x2 > right) * 2 + (y2 < 0) * 4 + (y2 > bottom) * 8
+  if (c1 & c2) == 0 and (c1 | c2) != 0:
+    if c1 & 12:
+      a = 0 if c1 < 8 else bottom
+      x1 += int(float(a - y1) * (x2 - x1) / (y2 - y1))
+      y1 = a
+      c1 = (x1 < 0) + (x1 > right) * 2
+    if c2 & 12:
+      a = 0 if c2 < 8 else bottom
+      x2 += int(float(a - y2) * (x2 - x1) / (y2 - y1))
+      y2 = a
+      c2 = (x2 < 0) + (x2 > right) * 2
+    if (c1 & c2) == 0 and (c1 | c2) != 0:
+      if c1:
+        a = 0 if c1 == 1 else right
+        y1 += int(float(a - x1) * (y2 - y1) / (x2 - x1))
+        x1 = a
+        c1 = 0
+      if c2:
+        a = 0 if c2 == 1 else right
+        y2 += int(float(a - x2) * (y2 - y1) / (x2 - x1))
+        x2 = a
+        c2 = 0
+  p1[:], p2[:] = [x1, y1], [x2, y2]
+  return (c1 | c2) == 0
+
+
+def _line2_pixels(segs: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+  """Pixels OpenCV's Line2 (1-px LINE_8 lines between 16.16 points) sets.
+
+  Args:
+    segs: int64 (S, 4) segments x1, y1, x2, y2 in 16.16 fixed point.
+    h, w: image size.
+
+  Returns:
+    (ys, xs) int arrays of the pixels inside the image.
+  """
+  one, half = 1 << _XY_SHIFT, 1 << (_XY_SHIFT - 1)
+  sw, sh = w << _XY_SHIFT, h << _XY_SHIFT
+  segs = segs.copy()
+  outside = ((segs[:, [0, 2]] < 0) | (segs[:, [0, 2]] > sw - 1)).any(1) | \
+            ((segs[:, [1, 3]] < 0) | (segs[:, [1, 3]] > sh - 1)).any(1)
+  keep = np.ones(len(segs), bool)
+  for i in np.nonzero(outside)[0]:  # rare: text touching the border
+    p1, p2 = [int(segs[i, 0]), int(segs[i, 1])], [int(segs[i, 2]), int(segs[i, 3])]
+    keep[i] = _clip_line(sw, sh, p1, p2)
+    segs[i] = p1 + p2
+  x1, y1, x2, y2 = segs[keep].T
+  dx, dy = x2 - x1, y2 - y1
+  xmajor = np.abs(dx) > np.abs(dy)
+  # Walk along the major axis in increasing order (swap the ends otherwise).
+  swap = np.where(xmajor, dx < 0, dy < 0)
+  x1, x2 = np.where(swap, x2, x1), np.where(swap, x1, x2)
+  y1, y2 = np.where(swap, y2, y1), np.where(swap, y1, y2)
+  dx, dy = x2 - x1, y2 - y1
+  major = np.where(xmajor, dx, dy)
+  minor = np.where(xmajor, dy, dx)
+  step = _trunc_div(minor << _XY_SHIFT, major | 1)
+  count = (major >> _XY_SHIFT) + 1
+  x1, y1 = x1 + half, y1 + half
+  k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+  rep = lambda a: np.repeat(a, count)
+  xm = rep(xmajor)
+  xs = np.where(xm, (rep(x1) >> _XY_SHIFT) + k, (rep(x1) + k * rep(step)) >> _XY_SHIFT)
+  ys = np.where(xm, (rep(y1) + k * rep(step)) >> _XY_SHIFT, (rep(y1) >> _XY_SHIFT) + k)
+  # Line2 also sets the rounded end point.
+  xs = np.concatenate([(x2 + half) >> _XY_SHIFT, xs])
+  ys = np.concatenate([(y2 + half) >> _XY_SHIFT, ys])
+  inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+  return ys[inside], xs[inside]
+
+
+def put_text(img: np.ndarray, text: str, org: tuple[int, int], font: str, scale: float,
+             color, thickness: int) -> None:
+  """Draws ``text`` in place with its baseline-left origin at ``org`` (LINE_8).
+
+  Hershey fonts follow OpenCV <= 4's putText: each glyph is a set of polylines
+  in font units around 'R', scaled by round(scale * 2**16) in 16.16 fixed
+  point. One-pixel strokes are rasterised as OpenCV 4's Line2 (with its
+  clipping), bit-exact; thicker strokes (not used by RoZ) go through the
+  installed OpenCV's ``polylines``.
+  """
+  if font in CV2_FONTS:
+    cv2.putText(img, text, org, CV2_FONTS[font], scale, color, thickness, cv2.LINE_8)
+    return
+  g = _hershey(font)
+  hscale = int(round(scale * (1 << _XY_SHIFT)))
+  view_x = int(org[0]) << _XY_SHIFT
+  view_y = (int(org[1]) << _XY_SHIFT) - g["base"] * hscale
+  strokes = []
+  for c in _hershey_chars(text):
+    glyph = g["glyphs"][c]
+    left, right = ord(glyph[0]) - 82, ord(glyph[1]) - 82
+    view_x -= left * hscale
+    for stroke in glyph[2:].split(" "):
+      if len(stroke) >= 4:
+        pts = np.frombuffer(stroke.encode(), np.uint8).astype(np.int64).reshape(-1, 2) - 82
+        strokes.append(pts * hscale + np.array([view_x, view_y]))
+    view_x += right * hscale
+  if not strokes:
+    return
+  if thickness == 1:
+    segs = np.concatenate([np.concatenate([p[:-1], p[1:]], 1) for p in strokes])
+    ys, xs = _line2_pixels(segs, img.shape[0], img.shape[1])
+    img[ys, xs] = color
+    return
+  if max(np.abs(p).max() for p in strokes) >= 2**31:
+    raise TypographicError(f"text origin {org} is too far out for 16.16 fixed point")
+  cv2.polylines(img, [p.astype(np.int32) for p in strokes], False, color, thickness,
+                cv2.LINE_8, _XY_SHIFT)
+
+
 def _measure(text: str, font: str, scale: float, thickness: int) -> tuple[int, int, int]:
-  (w, h), baseline = cv2.getTextSize(text, FONTS[font], scale, thickness)
-  return int(w), int(h), int(baseline)
+  return text_size(text, font, scale, thickness)
 
 
 def _overlaps(a, b) -> bool:
@@ -436,7 +611,7 @@ def _text_mask(shape_hw, text, font, lay: Layout) -> np.ndarray:
   """uint8 {0, 255} canvas mask of the text drawn at every origin of ``lay``."""
   mask = np.zeros(shape_hw, np.uint8)
   for x, y in lay.origins:
-    cv2.putText(mask, text, (x, y), FONTS[font], lay.scale, 255, lay.thickness, cv2.LINE_8)
+    put_text(mask, text, (x, y), font, lay.scale, 255, lay.thickness)
   return mask
 
 
@@ -471,8 +646,8 @@ def draw(image: np.ndarray, text: str, lay: Layout, variant: Variant) -> np.ndar
 
   Returns:
     uint8 (H, W, 3): the image with the text; pixels with no text coverage are
-    unchanged. With supersample 1 and no outline this equals ``cv2.putText`` on
-    the image.
+    unchanged. With supersample 1 and no outline this is :func:`put_text` on
+    the image (OpenCV <= 4's putText for Hershey fonts).
   """
   k = variant.supersample
   r = outline_radius(lay, variant)
@@ -480,8 +655,7 @@ def draw(image: np.ndarray, text: str, lay: Layout, variant: Variant) -> np.ndar
     # Binary text, RoZ's exact drawing: putText straight onto a copy.
     out = np.ascontiguousarray(image).copy()
     for x, y in lay.origins:
-      cv2.putText(out, text, (x, y), FONTS[variant.font], lay.scale, variant.color,
-                  lay.thickness, cv2.LINE_8)
+      put_text(out, text, (x, y), variant.font, lay.scale, variant.color, lay.thickness)
     return out
   mask = _text_mask((image.shape[0] * k, image.shape[1] * k), text, variant.font, lay)
   layers = []
@@ -671,26 +845,45 @@ def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Option
 # On-the-fly host-side shift.
 
 
+class _HostFn:
+  """The pipeline's host-shift callable; ``stage`` tells it where to apply it."""
+
+  def __init__(self, shift: "TypographicShift"):
+    self._shift = shift
+    self.stage = shift.stage
+
+  def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    rend = self._shift.apply(np.asarray(image), None, rng)
+    return image if rend.skipped else rend.image
+
+
 @dataclasses.dataclass(frozen=True)
 class TypographicShift:
   """Host-side shift: ``host_fn(image_uint8, rng) -> image_uint8``.
 
-  The runner seeds ``rng`` from (run seed, example id). ``host_fn`` knows no
+  The pipeline seeds ``rng`` from (run seed, example id). ``host_fn`` knows no
   label, so it needs a label-free text mode; the default writes a random
   eligible class (which may be the true class, with probability 1/309 on
   ImageNet). ``host_fn_record(record, rng)`` sees the record's 'label', writes
   another class (RoZ's attack) and adds 'written_label' / 'typographic_text'
-  metadata, so attack success can be scored on the fly.
+  metadata, so attack success can be scored on the fly by a caller that keeps
+  records (the generated sets do this offline).
 
   Attributes:
     kind: vocabulary ('imagenet_t' or 'cifar10_t').
-    variant: the rendering (opencv renderers only: the output keeps the size).
-    on_skip: 'raise' (TextDoesNotFit) or 'keep' (return the image unchanged;
-      host_fn_record also sets 'typographic_skipped').
+    variant: the rendering (opencv renderer only: the output keeps the size).
+    on_skip: 'raise' (TextDoesNotFit: the pipeline marks the example bad and
+      records it) or 'keep' (return the image unchanged; host_fn_record also
+      sets 'typographic_skipped').
+    stage: 'raw' (write on the decoded original-resolution image, as RoZ) or
+      'model_input' (write on the resized/cropped model input).
+    spec: canonical spec string (results key).
   """
   kind: str = "imagenet_t"
   variant: Variant = Variant(text="random_class")
   on_skip: str = "raise"
+  stage: str = "raw"
+  spec: str = "typographic"
 
   def __post_init__(self):
     vocabulary(self.kind)
@@ -699,25 +892,48 @@ class TypographicShift:
                              f"(got {self.variant.renderer!r}): it must keep the image size")
     if self.on_skip not in ("raise", "keep"):
       raise TypographicError(f"on_skip={self.on_skip!r}, expected 'raise' or 'keep'")
+    if self.stage not in ("raw", "model_input"):
+      raise TypographicError(f"stage={self.stage!r}, expected 'raw' or 'model_input'")
 
   @classmethod
   def create(cls, kind: str = "imagenet_t", variant: str = "random_class",
-             on_skip: str = "raise", **fields) -> "TypographicShift":
-    """Registry factory: ``typographic(kind='imagenet_t', variant='random_class', count=4)``."""
-    _, v = parse_variant(variant, kind)
-    return cls(kind, v.replace(**fields) if fields else v, on_skip)
+             on_skip: str = "raise", stage: str = "raw", **fields) -> "TypographicShift":
+    """Registry factory, e.g. ``typographic(kind='cifar10_t', variant='random_word', count=2)``.
 
-  def _apply(self, image, label, rng):
+    ``variant`` is a variant spec (preset or ``typo(...)``); further keyword
+    arguments override Variant fields.
+    """
+    _, v = parse_variant(variant, kind)
+    if fields:
+      try:
+        v = v.replace(**fields)
+      except TypeError as e:
+        raise TypographicError(f"typographic shift: {e}") from e
+    kwargs = {"kind": kind, "variant": variant, **fields}
+    if on_skip != "raise":
+      kwargs["on_skip"] = on_skip
+    if stage != "raw":
+      kwargs["stage"] = stage
+    return cls(kind, v, on_skip, stage, registry_lib.format_spec("typographic", (), kwargs))
+
+  @property
+  def provenance(self) -> dict:
+    return {"kind": self.kind, "variant": dataclasses.asdict(self.variant),
+            "on_skip": self.on_skip, "stage": self.stage, "opencv": cv2.__version__}
+
+  def apply(self, image: np.ndarray, label: Optional[int],
+            rng: np.random.Generator) -> Rendered:
+    """Renders with one rng for both streams; raises TextDoesNotFit per on_skip."""
     rend = render(image, self.variant, vocabulary(self.kind), label, rng, rng)
     if rend.skipped and self.on_skip == "raise":
       raise TextDoesNotFit(f"typographic shift: {rend.text!r} cannot be placed on a "
                            f"{image.shape[1]}x{image.shape[0]} image ({rend.skipped})")
     return rend
 
-  def host_fn(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (H, W, 3) -> uint8 (H, W, 3) with the text written."""
-    rend = self._apply(image, None, rng)
-    return image if rend.skipped else rend.image
+  @property
+  def host_fn(self) -> _HostFn:
+    """``(uint8 (H, W, 3), rng) -> uint8 (H, W, 3)`` with the text written."""
+    return _HostFn(self)
 
   def host_fn_record(self, record: dict, rng: np.random.Generator) -> dict:
     """A record with 'image' (uint8 RGB) and 'label' -> the record with the text
@@ -725,7 +941,7 @@ class TypographicShift:
     if "image" not in record:
       raise TypographicError("host_fn_record needs a decoded 'image' (uint8 HWC RGB) record")
     label = int(record["label"]) if self.variant.text in ("other_class", "true_class") else None
-    rend = self._apply(record["image"], label, rng)
+    rend = self.apply(np.asarray(record["image"]), label, rng)
     out = dict(record, written_label=rend.written_label, typographic_text=rend.text)
     if rend.skipped:
       out["typographic_skipped"] = rend.skipped
@@ -735,10 +951,10 @@ class TypographicShift:
 
 
 def register(registry=None) -> None:
-  """Registers ``typographic(...)`` in the host-shift registry.
+  """Registers ``typographic(...)`` in the shift registry (idempotent).
 
-  Call once from ``jaxbench/shifts/__init__.py`` (``typographic.register()``);
-  importing this module alone registers nothing, so there is no import cycle.
+  Runs when this module is imported (``jaxbench.shifts`` imports it lazily
+  from ``_BUILTIN_MODULES``); ``registry`` is for tests.
   """
   if registry is None:
     from jaxbench import shifts  # pylint: disable=g-import-not-at-top
@@ -799,3 +1015,6 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
   if bgr is None:
     raise TypographicError("OpenCV could not decode a JPEG that PIL opened")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mode
+
+
+register()
