@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -203,14 +203,16 @@ def imagenet_r_projection() -> Projection:
 # Dataset mappings read from metadata files
 
 
-def _require(path: str, dataset: str, where: str) -> str:
+def require_file(path: str, dataset: str, where: str) -> str:
+  """``path`` if it is a file; else a MetadataError saying where to get it."""
   if not os.path.isfile(path):
     raise MetadataError(f"{dataset}: metadata file {path!r} is missing. {where}")
   return path
 
 
-def _load_json(path: str, dataset: str, where: str):
-  with open(_require(path, dataset, where)) as f:
+def load_json(path: str, dataset: str, where: str):
+  """Parsed JSON metadata file (MetadataError if missing or invalid)."""
+  with open(require_file(path, dataset, where)) as f:
     try:
       return json.load(f)
     except json.JSONDecodeError as e:
@@ -253,13 +255,13 @@ def objectnet_mapping(mappings_dir: str) -> ClassMapping:
   names; 125 ImageNet classes map onto them (9 classes take several).
   """
   d = "objectnet"
-  folder_to_name = _load_json(os.path.join(mappings_dir, "folder_to_objectnet_label.json"),
+  folder_to_name = load_json(os.path.join(mappings_dir, "folder_to_objectnet_label.json"),
                               d, OBJECTNET_WHERE)
-  to_imagenet = _load_json(os.path.join(mappings_dir, "objectnet_to_imagenet_1k.json"), d,
+  to_imagenet = load_json(os.path.join(mappings_dir, "objectnet_to_imagenet_1k.json"), d,
                            OBJECTNET_WHERE)
-  pytorch_to_2012 = _load_json(os.path.join(mappings_dir, "pytorch_to_imagenet_2012_id.json"),
+  pytorch_to_2012 = load_json(os.path.join(mappings_dir, "pytorch_to_imagenet_2012_id.json"),
                                d, OBJECTNET_WHERE)
-  names_path = _require(os.path.join(mappings_dir, "imagenet_to_label_2012_v2"), d,
+  names_path = require_file(os.path.join(mappings_dir, "imagenet_to_label_2012_v2"), d,
                         OBJECTNET_WHERE)
   with open(names_path) as f:
     lines_2012 = [line.strip() for line in f]
@@ -311,9 +313,9 @@ def vid_mapping(root: str) -> ClassMapping:
   and ``misc/wnid_map.json`` ({imagenet wnid: vid wnid}).
   """
   d = "imagenet_vid_robust"
-  vid_index = _load_json(os.path.join(root, "misc", "imagenet_vid_class_index.json"), d,
+  vid_index = load_json(os.path.join(root, "misc", "imagenet_vid_class_index.json"), d,
                          VID_WHERE)
-  wnid_map = _load_json(os.path.join(root, "misc", "wnid_map.json"), d, VID_WHERE)
+  wnid_map = load_json(os.path.join(root, "misc", "wnid_map.json"), d, VID_WHERE)
   k = len(vid_index)
   if sorted(vid_index, key=int) != [str(i) for i in range(k)]:
     raise MetadataError(f"{d}: imagenet_vid_class_index.json keys must be 0..{k - 1}")
@@ -345,8 +347,8 @@ def ytbb_mapping(metadata_dir: str) -> ClassMapping:
   ImageNet counterpart project to -inf.
   """
   d = "ytbb_robust"
-  class_index = _load_json(os.path.join(metadata_dir, "ytbb_class_index.json"), d, YTBB_WHERE)
-  rev = _load_json(os.path.join(metadata_dir, "rev_class_idx_map.json"), d, YTBB_WHERE)
+  class_index = load_json(os.path.join(metadata_dir, "ytbb_class_index.json"), d, YTBB_WHERE)
+  rev = load_json(os.path.join(metadata_dir, "rev_class_idx_map.json"), d, YTBB_WHERE)
   k = len(class_index)
   if sorted(class_index, key=int) != [str(i) for i in range(k)]:
     raise MetadataError(f"{d}: ytbb_class_index.json keys must be 0..{k - 1}")
@@ -361,8 +363,7 @@ def ytbb_mapping(metadata_dir: str) -> ClassMapping:
 
 
 def read_csv_rows(path: str, dataset: str, where: str) -> list[dict]:
-  with open(_require(path, dataset, where), newline="") as f:
+  """Rows of a CSV metadata file with a header line."""
+  with open(require_file(path, dataset, where), newline="") as f:
     return list(csv.DictReader(f))
 
-
-load_json = _load_json

@@ -28,9 +28,12 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from jaxbench import registry
+
+if TYPE_CHECKING:
+  from jaxbench.data.evalset import EvalSet
 
 DATASETS = registry.Registry("dataset")
 register = DATASETS.register
@@ -141,7 +144,7 @@ def name_of(spec: str) -> str:
 
 
 def get(spec: str, *, data_root: Optional[str] = None,
-        tfds_dir: Optional[str] = None) -> "EvalSet":  # noqa: F821
+        tfds_dir: Optional[str] = None) -> "EvalSet":
   """Builds the EvalSet a spec names.
 
   Args:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from typing import Optional
-
 import numpy as np
 
 from jaxbench.data import sources

@@ -1,10 +1,8 @@
 """The dataset catalog and configs/natural.py: names, errors, plugins, every set resolves."""
-import functools
 import importlib.util
 import os
 import sys
 
-import numpy as np
 import pytest
 
 from jaxbench import registry

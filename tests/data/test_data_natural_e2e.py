@@ -6,7 +6,6 @@ import importlib.util
 import os
 
 import numpy as np
-import pytest
 
 from jaxbench import runner, store as store_lib
 from jaxbench.data import catalog
