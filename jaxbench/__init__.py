@@ -1,0 +1,22 @@
+"""jaxbench: robustness of zero-shot and supervised image models, in JAX.
+
+Public API::
+
+    model = jaxbench.models.load("hf:openai/clip-vit-base-patch32")
+    head = jaxbench.zeroshot.build_head(model, classnames="imagenet", templates="clip80")
+    clf = model.with_head(head)
+    attack = jaxbench.attacks.get("bim(eps=8/255, space='normalized')")
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("models", "zeroshot", "attacks", "shifts", "data", "metrics", "report",
+               "registry", "runner", "store", "parallel", "labels", "transforms")
+
+
+def __getattr__(name):
+  # Lazy: `import jaxbench` stays cheap; jaxbench.attacks etc. load on first use.
+  if name in _SUBMODULES:
+    return importlib.import_module(f"jaxbench.{name}")
+  raise AttributeError(f"module 'jaxbench' has no attribute {name!r}")

@@ -9,13 +9,21 @@ Flags:
   --coordinator, --num_processes, --process_id
                   explicit multi-host start (JAX's own detection is used on TPU
                   VMs and SLURM otherwise).
+
+SIGTERM (spot preemption) makes every host checkpoint at the next step boundary
+and exit with status 75; rerunning the same command resumes.
 """
 from __future__ import annotations
 
+import signal
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+# Exit status after a SIGTERM checkpoint (EX_TEMPFAIL): rerun the command to resume.
+PREEMPTED_EXIT_CODE = 75
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory")
@@ -35,16 +43,27 @@ def main(argv):
     raise app.UsageError("--config is required, e.g. --config=configs/zeroshot.py")
   if not _WORKDIR.value and not _DRY_RUN.value:
     raise app.UsageError("--workdir is required")
-  parallel.initialize(_COORD.value, _NPROC.value, _PID.value, _INIT_TIMEOUT.value)
   logging.set_verbosity(logging.INFO)
   try:
+    parallel.initialize(_COORD.value, _NPROC.value, _PID.value, _INIT_TIMEOUT.value)
+  except Exception as e:  # noqa: BLE001 -- JAX raises several types for this
+    print(f"error: could not start the multi-host runtime (coordinator "
+          f"{_COORD.value or 'auto-detected'}, {_NPROC.value} processes, this is process "
+          f"{_PID.value}) within {_INIT_TIMEOUT.value}s: {e}", file=sys.stderr)
+    sys.exit(3)
+  signal.signal(signal.SIGTERM, runner.request_stop)
+  try:
     rows = runner.run(_CONFIG.value, _WORKDIR.value, dry_run=_DRY_RUN.value)
+  except runner.Preempted as e:
+    logging.warning("%s", e)
+    print(f"preempted: {e}", file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)
   except (runner.ConfigError, registry.SpecError, hub.WeightsError, FileNotFoundError,
-          NotADirectoryError) as e:
+          NotADirectoryError, ValueError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  if rows:
+  if rows and jax.process_index() == 0:
     width = max(len(r["key"]) for r in rows)
     for r in rows:
       print(f"{r['key']:<{width}}  {r['value']:.4f}  (n={r['n']})")

@@ -26,12 +26,34 @@ def initialize(coordinator: str = "", num_processes: int = 0, process_id: int = 
   if coordinator or num_processes > 1:
     if os.environ.get("JAX_PLATFORMS", "") == "cpu" or jax.config.jax_platforms == "cpu":
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if coordinator and process_id > 0:
+      # JAX's client aborts the process (no exception) when the coordinator never
+      # answers; probe it first so the user gets a bounded wait and a message.
+      wait_for_coordinator(coordinator, timeout_s)
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id, initialization_timeout=timeout_s)
   elif "SLURM_JOB_ID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
     jax.distributed.initialize(initialization_timeout=timeout_s)
   elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
     jax.distributed.initialize(initialization_timeout=timeout_s)
+
+
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+  """Waits until ``host:port`` accepts TCP connections, or raises TimeoutError."""
+  import socket
+  import time
+  host, _, port = address.rpartition(":")
+  deadline = time.monotonic() + timeout_s
+  last = None
+  while time.monotonic() < deadline:
+    try:
+      with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+        return
+    except OSError as e:
+      last = e
+      time.sleep(0.5)
+  raise TimeoutError(f"coordinator {address} did not answer within {timeout_s}s ({last}); "
+                     "is process 0 running and reachable?")
 
 
 def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:

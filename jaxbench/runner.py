@@ -52,6 +52,28 @@ class ConfigError(ValueError):
   """A config key or value the runner cannot use."""
 
 
+class Preempted(Exception):
+  """SIGTERM arrived; every host checkpointed at the same step boundary and stopped."""
+
+
+# Set by the SIGTERM handler (main.py); checked at every step boundary.
+_STOP = {"requested": False}
+
+
+def request_stop(*unused) -> None:
+  """Signal handler: finish the current step, checkpoint, exit (spot preemption)."""
+  _STOP["requested"] = True
+
+
+def _stop_agreed() -> bool:
+  """True on every host when any host was asked to stop (one tiny all-gather a step)."""
+  flag = _STOP["requested"]
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.asarray(multihost_utils.process_allgather(np.asarray([flag]))).any())
+
+
 # --- provenance ------------------------------------------------------------------
 
 def _git_revision() -> str:
@@ -329,6 +351,13 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
       store.write_chunk(pid, chunk_id + b, chunk)
       new_parts.append(chunk)
       buffer = []
+    if _stop_agreed():
+      if buffer:
+        store.write_chunk(pid, chunk_id + b, _concat(buffer))
+      parallel.sync(f"preempt-{pid}")
+      raise Preempted(f"stopped by SIGTERM after batch {b + 1}/{the_plan.num_batches} of "
+                      f"{evalset.name} ({seen} new examples checkpointed); rerun the same "
+                      "command to resume")
     if (b + 1) % log_every == 0 or b + 1 == the_plan.num_batches:
       dt = time.perf_counter() - t0
       rate = seen / max(dt, 1e-9)
@@ -422,11 +451,14 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
       print_fn(f"  model={m}  dataset={d}  transform={t}")
     return []
   store = store_lib.Store(workdir, writer=parallel.is_writer())
+  check_shared_workdir(store)
   check_workdir_config(store, config)
   mesh_cfg = dict(_get(config, "mesh", {}) or {})
   mesh = parallel.make_mesh(int(mesh_cfg.get("data", -1)), int(mesh_cfg.get("model", 1)))
   prov = provenance(config, mesh)
-  parallel.assert_same_across_hosts(json.dumps(plan) + prov["jaxbench"], "plan")
+  parallel.assert_same_across_hosts(
+      json.dumps([plan, config_identity(config), prov["jaxbench"], prov["git"]],
+                 sort_keys=True, default=str), "config, plan and package version")
   from jaxbench.data import catalog
   finished = store.finished_keys()
   written = []
@@ -466,6 +498,30 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
     from jaxbench import report
     report.write_report([store.workdir], os.path.join(store.workdir, "report"))
   return written
+
+
+def check_shared_workdir(store: store_lib.Store) -> None:
+  """Multi-host runs need one workdir that every host sees (resume reads it)."""
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils
+  token = os.path.join(store.workdir, ".hosts_check")
+  nonce = np.asarray(multihost_utils.broadcast_one_to_all(
+      np.asarray(int(time.time() * 1e6) % (2**31), np.int64)))
+  if store.writer:
+    store_lib.atomic_write_bytes(token, str(int(nonce)).encode())
+  parallel.sync("workdir-check")
+  try:
+    with open(token) as f:
+      ok = f.read().strip() == str(int(nonce))
+  except OSError:
+    ok = False
+  oks = np.asarray(multihost_utils.process_allgather(np.asarray([ok])))
+  if not oks.all():
+    bad = [i for i, v in enumerate(oks.reshape(-1)) if not v]
+    raise ConfigError(f"workdir {store.workdir} is not shared between hosts: processes {bad} "
+                      "do not see process 0's files there. Use a shared filesystem "
+                      "(NFS, GCS FUSE) for --workdir")
 
 
 def _pass_done(store: store_lib.Store, pid: str, finished: set) -> bool:

@@ -62,4 +62,10 @@ def write_transformers_files(out_dir: str, context_length: int = 77,
     json.dump(config, f, indent=1)
   with open(os.path.join(out_dir, "special_tokens_map.json"), "w") as f:
     json.dump({k: config[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token")}, f)
-  return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]
+  # tokenizer.json (the fast tokenizer, serialised) makes later loads take
+  # milliseconds instead of rebuilding the BPE from vocab and merges (seconds).
+  from transformers import AutoTokenizer
+  AutoTokenizer.from_pretrained(out_dir).backend_tokenizer.save(
+      os.path.join(out_dir, "tokenizer.json"))
+  return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
+          "tokenizer.json"]

@@ -1,0 +1,1 @@
+"""Evaluation data: sources, the grain pipeline, the catalog of named sets."""

@@ -1,0 +1,1 @@
+"""Metrics: jittable accumulators and sequence/robustness metrics."""
