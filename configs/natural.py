@@ -1,14 +1,14 @@
 """Natural distribution shifts (RoZ, after Taori et al.): the seven sets and their controls.
 
     python -m jaxbench.main --config=configs/natural.py --workdir=runs/natural \
-      --config.data_root=/data --config.models="['clip_vit_b32']"
+      --config.data_root=/data --config.models="('clip_vit_b32',)"
 
 Each set is found under ``config.data_root`` by its official folder name
 (imagenet/val, imagenetv2-matched-frequency-format-val, imagenet-r, sketch,
 imagenet-a, objectnet-1.0, imagenet_vid_ytbb_robust/{imagenet-vid-robust,
 ytbb-robust}); a spec can also say where its data is, e.g.
 ``"imagenet_r(root='/elsewhere/imagenet-r')"`` or ``"imagenet_r(tfds_dir='/tfds')"``.
-Select sets with ``--config.datasets="['imagenet_r', 'objectnet']"``.
+Select sets with ``--config.datasets="('imagenet_r', 'objectnet')"``.
 
 Config args (``--config=configs/natural.py:ARGS``, comma-separated):
   roz         RoZ's zero-shot protocol: logit scale 100, CLIP preprocessing.
@@ -37,16 +37,17 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.suite = "natural"
   c.seed = 0
-  c.models = ["clip_vit_b32"]
+  c.models = ("clip_vit_b32",)   # tuples: overridable from the command line
   c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates="clip80",
                                               head="imagenet", logit_scale="model"))
   c.preprocess = ""
   c.data_root = "~/data"
+  c.tfds_dir = ""   # fallback TFDS data_dir for sets not found under data_root
   natural = list(NATURAL)
   if "all_v2" in args:
     natural = list(V2_ALL) + natural[1:]
-  c.datasets = natural + ([] if "no_controls" in args else list(CONTROLS))
-  c.transforms = ["clean"]
+  c.datasets = tuple(natural + ([] if "no_controls" in args else list(CONTROLS)))
+  c.transforms = ("clean",)
   c.batch_size = 128
   c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
   c.param_sharding = "replicate"

@@ -39,7 +39,7 @@ from jaxbench.models.api import Model, Preprocess, CLIP_MEAN, CLIP_STD
 KNOWN_KEYS = {
     "suite", "seed", "models", "zeroshot", "preprocess", "datasets", "transforms",
     "batch_size", "mesh", "checkpoint_every", "precision", "max_examples", "report",
-    "num_workers", "log_every", "param_sharding", "workdir_policy", "data_root",
+    "num_workers", "log_every", "param_sharding", "workdir_policy", "data_root", "tfds_dir",
 }
 # Config keys that may change between runs on one workdir (they do not change results).
 VOLATILE_KEYS = {"batch_size", "mesh", "checkpoint_every", "num_workers", "log_every",
@@ -225,6 +225,13 @@ def make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
     logits = model.apply(params, x)
     return project(logits) if project is not None else logits
 
+  def scored_and_finite(params, x):
+    # Finiteness is judged on the model's own logits: projections put -inf in
+    # columns no ImageNet class maps to (YTBB), which is not a model failure.
+    logits = model.apply(params, x)
+    finite = jnp.all(jnp.isfinite(logits), axis=1)
+    return (project(logits) if project is not None else logits), finite
+
   def correctness(logits, batch):
     top = jax.lax.top_k(logits, k)[1]
     if multilabel:
@@ -242,8 +249,7 @@ def make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
       _, clean1, _ = correctness(scored(params, x), batch)
       out["clean_correct1"] = clean1 & mask
     x, extras = transform.device(scored, params, x, batch["label"], keys)
-    logits = scored(params, x)
-    finite = jnp.all(jnp.isfinite(logits), axis=1)
+    logits, finite = scored_and_finite(params, x)
     logits = jnp.where(finite[:, None], logits, -jnp.inf)
     top, c1, c5 = correctness(logits, batch)
     c1, c5 = c1 & finite & mask, c5 & finite & mask
@@ -389,11 +395,31 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
                len(todo)), outputs
 
 
+def _example_id(evalset: EvalSet, index: int) -> str:
+  """An example's id without reading its image bytes where the source allows."""
+  src = evalset.source
+  if hasattr(src, "example_id"):
+    return str(src.example_id(index))
+  return str(src[index]["id"])
+
+
+def suite_of(config, transform: transforms.Transform) -> str:
+  """The row's suite: the config's, or with suite='auto' derived from the transform."""
+  suite = str(_get(config, "suite", "zeroshot"))
+  if suite != "auto":
+    return suite
+  if transform.kind == "attack":
+    return "adv"
+  if transform.kind == "shift":
+    return "typographic" if transform.spec.startswith("shift:typographic") else "synthetic"
+  return "zeroshot"
+
+
 def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, evaluated):
   valid = ~outputs["bad"]
   n_valid = int(valid.sum())
   bad_idx = np.nonzero(outputs["bad"])[0]
-  bad = [{"id": str(evalset.source[int(i)]["id"]),
+  bad = [{"id": _example_id(evalset, int(i)),
           "error": pipeline.describe_error(evalset, int(i))} for i in bad_idx[:100]]
   nonfinite = int((~outputs["finite"] & valid).sum())
   if n_valid and nonfinite > 0.5 * n_valid:
@@ -401,6 +427,7 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
                        f"examples of {evalset.name!r}: check the weights and precision "
                        f"({model.precision})")
   metrics: dict[str, float] = {}
+  seq_details = None
   if transform.kind == "attack":
     v = {k: a[valid] for k, a in outputs.items()}
     metrics.update(transforms.attack_metrics(v))
@@ -409,19 +436,23 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
     if min(5, evalset.num_classes if evalset.project is not None else model.num_classes) == 5:
       metrics["top5"] = float(outputs["correct5"][valid].mean()) if n_valid else 0.0
     if evalset.sequence_metric_fn is not None:
-      ids = [str(evalset.source[int(i)]["id"]) for i in outputs["index"][valid]]
-      metrics.update(evalset.sequence_metric_fn(ids, outputs["pred"][valid],
-                                                outputs["correct1"][valid]))
+      ids = [_example_id(evalset, int(i)) for i in outputs["index"][valid]]
+      seq = evalset.sequence_metric_fn(ids, outputs["pred"][valid], outputs["correct1"][valid])
+      metrics.update(seq)
+      if hasattr(evalset.sequence_metric_fn, "details"):
+        seq_details = evalset.sequence_metric_fn.details(ids, outputs["pred"][valid])
   details = {"n_bad": int(len(bad_idx)), "bad_files": bad, "nonfinite_logits": nonfinite,
              "seconds": round(elapsed, 3),
              "images_per_s": round(evaluated / max(elapsed, 1e-9), 2),
              "pass_id": pid, "dataset_meta": evalset.metadata}
+  if seq_details is not None:
+    details["sequence"] = seq_details
   info = model.describe()
   rows = []
   for metric, value in metrics.items():
     rows.append({"key": store_lib.row_key(ps.model, ps.dataset, ps.transform, metric),
                  "model": ps.model, "dataset": ps.dataset, "transform": ps.transform,
-                 "suite": str(_get(config, "suite", "zeroshot")), "metric": metric,
+                 "suite": suite_of(config, transform), "metric": metric,
                  "value": float(value), "n": n_valid, "details": details,
                  "model_info": info, "provenance": prov})
   return rows
@@ -474,7 +505,8 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
     label = model_label(model_spec, base_model, config)
     for dspec in dict.fromkeys(d for _, d, _ in todo):
       if dspec not in evalsets:
-        evalsets[dspec] = catalog.get(dspec, data_root=_get(config, "data_root", None) or None)
+        evalsets[dspec] = catalog.get(dspec, data_root=_get(config, "data_root", None) or None,
+                                      tfds_dir=_get(config, "tfds_dir", None) or None)
       evalset = evalsets[dspec]
       dname = evalset.name or dspec
       model, use_project = attach_head(base_model, evalset, config,

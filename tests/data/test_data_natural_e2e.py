@@ -1,7 +1,7 @@
 """configs/natural.py end to end through the runner on the fixtures, with a tiny random
 CLIP: every set's rows appear, and pm-k / top-1 agree with the stored per-example
 predictions scored by hand."""
-import functools
+import json
 import importlib.util
 import os
 
@@ -22,23 +22,27 @@ def test_natural_config_runs_end_to_end(tiny_clip, tmp_path, monkeypatch):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   c = module.get_config()
-  c.models = [tiny_clip[0]]
+  c.models = (tiny_clip[0],)
   c.zeroshot.templates = "photo"
-  c.datasets = ["objectnet", "imagenet_vid_robust"]
+  c.datasets = ("objectnet", "imagenet_vid_robust", "ytbb_robust")
   c.batch_size = 4
   c.num_workers = 0
   c.data_root = str(tmp_path / "data")
-  # Until the runner passes config.data_root to catalog.get itself.
-  monkeypatch.setattr(catalog, "get", functools.partial(catalog.get, data_root=c.data_root))
   rows = runner.run(c, str(tmp_path / "wd"))
   got = {(r["dataset"], r["metric"]): r for r in rows}
   assert set(got) >= {("objectnet", "top1"), ("imagenet_vid_robust", "pm0"),
-                      ("imagenet_vid_robust", "pm10"), ("imagenet_vid_robust", "top1")}
+                      ("imagenet_vid_robust", "pm10"), ("imagenet_vid_robust", "top1"),
+                      ("ytbb_robust", "pm0"), ("ytbb_robust", "pm10")}
+  # YTBB's unmapped classes are -inf after projection: not counted as NaN logits.
+  assert got[("ytbb_robust", "pm0")]["details"]["nonfinite_logits"] == 0
   st = store_lib.Store(str(tmp_path / "wd"))
   for pid in os.listdir(os.path.join(str(tmp_path / "wd"), "passes")):
     out = st.outputs(pid)
-    name = "objectnet" if len(out["index"]) == 2 else "imagenet_vid_robust"
-    es = catalog.get(name)
+    with open(os.path.join(st.pass_dir(pid), "meta.json")) as f:
+      name = json.load(f)["dataset"]
+    if name == "ytbb_robust":
+      continue
+    es = catalog.get(name, data_root=c.data_root)
     ids = [es.source.example_id(int(i)) for i in out["index"]]
     recs = [es.source[int(i)] for i in out["index"]]
     if name == "objectnet":
