@@ -1,0 +1,218 @@
+"""Reading generated typographic sets back, their metrics, and configs/typographic.py."""
+import importlib.util
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxbench import typographic as gen
+from jaxbench.data import catalog
+from jaxbench.data import typographic_sets as ts
+from jaxbench.metrics import typographic as tm
+from jaxbench.shifts import typographic as typo
+
+import typographic_fixtures as fx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def srcs(tmp_path_factory):
+  d = tmp_path_factory.mktemp("typo_srcs")
+  inet = fx.imagenet_folder(str(d / "imagenet"))
+  images, labels = fx.cifar_bin(str(d / "cifar" / "test_batch.bin"), n=20)
+  return {"imagenet": inet["root"], "cifar": str(d / "cifar"), "out": str(d / "sets")}
+
+
+@pytest.fixture(scope="module")
+def inet_set(srcs):
+  dst = os.path.join(srcs["out"], "inet")
+  gen.generate(srcs["imagenet"], dst, "imagenet_t", seed=0,
+               variants=("roz", "true_class", "random_word"), log=None)
+  return dst
+
+
+def _lines(dst):
+  with open(os.path.join(dst, gen.MANIFEST)) as f:
+    return [json.loads(l) for l in f]
+
+
+# --- reader ---------------------------------------------------------------------------
+
+
+def test_reader_round_trip(inet_set):
+  es = ts.load(inet_set)
+  written = [l for l in _lines(inet_set) if "file" in l]
+  assert len(es) == len(written) > 0
+  assert es.num_classes == 1000 and es.model_label_space == "imagenet1k"
+  assert len(es.class_names) == 1000 and es.class_names[8] == "hen"
+  by_id = {l["id"]: l for l in written}
+  for i in range(len(es)):
+    r = es.source[i]
+    l = by_id[r["id"]]
+    assert (r["label"], r["written_label"], r["variant"], r["typographic_text"]) == \
+        (l["label"], l["written_label"], l["variant"], l["text"])
+    im = Image.open(io.BytesIO(r["image_bytes"]))
+    assert list(im.size) == l["image_size"] and im.format == "JPEG"
+  table = ts.example_table(es)
+  assert table == {l["id"]: (l["label"], l["written_label"], l["variant"]) for l in written}
+  assert es.metadata["seed"] == 0 and es.metadata["skipped"] == sum(
+      "skipped" in l for l in _lines(inet_set))
+  assert set(es.metadata["variants"]) == {"roz", "true_class", "random_word"}
+  # One variant only.
+  roz = ts.load(inet_set, variants=["roz"])
+  assert len(roz) == sum(l["variant"] == "roz" for l in written)
+  assert roz.sequence_metrics == ("success_rate",)
+
+
+def test_reader_errors(inet_set, tmp_path):
+  with pytest.raises(typo.TypographicError, match="seed=0, expected seed=1"):
+    ts.load(inet_set, seed=1)
+  with pytest.raises(typo.TypographicError, match="holds imagenet_t, expected cifar10_t"):
+    ts.load(inet_set, kind="cifar10_t")
+  with pytest.raises(typo.TypographicError, match="variants \\['large'\\] not in the set"):
+    ts.load(inet_set, variants=["large"])
+  with pytest.raises(typo.TypographicError, match="dataset.json missing"):
+    ts.load(str(tmp_path))
+  # A copy with one image deleted, and one whose generation did not finish.
+  import shutil
+  broken = tmp_path / "broken"
+  shutil.copytree(inet_set, broken)
+  first = next(l for l in _lines(inet_set) if "file" in l)
+  os.remove(broken / first["file"])
+  with pytest.raises(typo.TypographicError, match="1 image files listed in the manifest are missing"):
+    ts.load(str(broken))
+  header = json.loads((broken / gen.HEADER).read_text())
+  (broken / gen.HEADER).write_text(json.dumps(dict(header, complete=False)))
+  with pytest.raises(typo.TypographicError, match="complete=false"):
+    ts.load(str(broken))
+
+
+# --- metrics --------------------------------------------------------------------------
+
+
+def test_metrics_against_hand_counts():
+  labels = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+  written = np.array([9, 9, 8, 8, -1, -1, 6, 7])
+  variants = np.array(["a", "a", "a", "a", "w", "w", "t", "t"])
+  preds = np.array([0, 9, 8, 5, 4, 9, 6, 0])
+  s = tm.summarize(preds, labels, written, variants)
+  assert s["top1"] == 3 / 8 and s["n"] == 8
+  # success over the 6 examples with class text: hits at 1, 2, 6 -> 3/6.
+  assert s["success_rate"] == 3 / 6 and s["n_written"] == 6
+  assert s["by_variant"]["a"] == {"top1": 0.25, "success_rate": 0.5, "n": 4, "n_written": 4}
+  assert s["by_variant"]["w"]["top1"] == 0.5 and np.isnan(s["by_variant"]["w"]["success_rate"])
+  assert s["by_variant"]["t"]["top1"] == s["by_variant"]["t"]["success_rate"] == 0.5
+  logits = np.eye(10)[preds] * 3.0
+  assert json.dumps(tm.summarize(logits, labels, written, variants), sort_keys=True) == \
+      json.dumps(s, sort_keys=True)   # NaN-safe comparison
+  flat = tm.flat_metrics(s)
+  assert flat["top1/a"] == 0.25 and flat["success_rate/t"] == 0.5 and len(flat) == 8
+  assert tm.accuracy(preds, labels) == 3 / 8
+  assert tm.attack_success_rate(preds, written) == 0.5
+  with pytest.raises(ValueError, match="differ in shape"):
+    tm.accuracy(preds[:3], labels)
+  with pytest.raises(KeyError, match="not in the typographic manifest"):
+    tm.from_ids(["nope"], [0], {})
+
+
+def test_sequence_metrics_with_controlled_predictions(inet_set):
+  """A 'model' that reads the written word on half the images and is right on
+  the rest: success and accuracy come out as counted by hand."""
+  es = ts.load(inet_set)
+  table = ts.example_table(es)
+  ids = sorted(table)
+  preds = []
+  for i, eid in enumerate(ids):
+    label, written, _ = table[eid]
+    preds.append(written if (i % 2 == 0 and written >= 0) else label)
+  preds = np.array(preds)
+  got = es.sequence_metric_fn(ids, preds, None)
+  for v in ("roz", "true_class", "random_word"):
+    sel = [i for i, e in enumerate(ids) if table[e][2] == v]
+    lab = np.array([table[ids[i]][0] for i in sel])
+    wr = np.array([table[ids[i]][1] for i in sel])
+    assert got[f"top1/{v}"] == pytest.approx(np.mean(preds[sel] == lab))
+    if v == "random_word":
+      assert np.isnan(got[f"success_rate/{v}"]) and got[f"top1/{v}"] == 1.0
+    else:
+      assert got[f"success_rate/{v}"] == pytest.approx(np.mean(preds[sel] == wr))
+  assert got["success_rate/true_class"] == got["top1/true_class"] == 1.0
+  assert 0 < got["success_rate/roz"] < 1 and got["top1/roz"] == pytest.approx(1 - got["success_rate/roz"])
+  assert set(got) == set(es.sequence_metrics)
+
+
+# --- config -----------------------------------------------------------------------------
+
+
+def _config(arg):
+  spec = importlib.util.spec_from_file_location("typographic_config",
+                                                os.path.join(ROOT, "configs", "typographic.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+def test_config_generates_reloads_and_scores_both_sets(srcs):
+  from jaxbench import runner
+  root = os.path.join(srcs["out"], "cfg")
+  config = _config(f"imagenet_src={srcs['imagenet']},cifar_src={srcs['cifar']},root={root},"
+                   "variants=roz+true_class,max_examples=8")
+  runner.validate(config)
+  assert config.preprocess == "clip" and config.zeroshot.templates == "clip80"
+  assert len(config.datasets) == 2
+  sets = [catalog.get(spec) for spec in config.datasets]       # generates, then reads
+  assert [es.name for es in sets] == [
+      "imagenet_t(max_examples=8, seed=0, variants=('roz', 'true_class'))",
+      "cifar10_t(max_examples=8, seed=0, variants=('roz', 'true_class'))"]
+  inet, cifar = sets
+  assert os.path.exists(os.path.join(root, "imagenet_t_seed0", gen.HEADER))
+  assert cifar.num_classes == 10 and cifar.class_names[1] == "automobile"
+  assert cifar.model_label_space == "cifar10" and len(cifar) == 16
+  img = Image.open(io.BytesIO(cifar.source[0]["image_bytes"]))
+  assert img.size == (32, 32) and img.format == "PNG"
+  for es in sets:
+    table = ts.example_table(es)
+    ids = sorted(table)
+    got = es.sequence_metric_fn(ids, np.array([table[i][1] for i in ids]), None)
+    assert got["success_rate/roz"] == got["success_rate/true_class"] == 1.0
+    assert got["top1/roz"] == 0.0 and got["top1/true_class"] == 1.0
+  # A second resolution reuses the sets (no regeneration).
+  t0 = os.path.getmtime(os.path.join(root, "cifar10_t_seed0", gen.MANIFEST))
+  catalog.get(config.datasets[1])
+  assert os.path.getmtime(os.path.join(root, "cifar10_t_seed0", gen.MANIFEST)) == t0
+  # CLIP's CIFAR-10 templates are the other zero-shot setting.
+  from jaxbench.zeroshot import prompts
+  assert len(prompts.templates(_config("templates=cifar10").zeroshot.templates)) == 18
+  assert len(prompts.templates(config.zeroshot.templates)) == 80
+  with pytest.raises(ValueError, match="bad argument 'colour=red'"):
+    _config("colour=red")
+
+
+def test_runner_scores_cifar10_t_from_the_config(srcs, tiny_clip, tmp_path):
+  """configs/typographic.py through the real runner with a tiny random CLIP: the
+  set is generated, scored, and the typographic rows written."""
+  from absl import flags
+  from jaxbench import runner
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  clip_dir, _ = tiny_clip
+  config = _config(f"cifar_src={srcs['cifar']},imagenet_src=none,root={tmp_path / 'sets'},"
+                   f"variants=roz+true_class,models={clip_dir},batch_size=8")
+  config.num_workers = 0
+  rows = runner.run(config, str(tmp_path / "wd"), print_fn=lambda *a: None)
+  got = {r["metric"]: r for r in rows}
+  assert {"top1", "success_rate", "top1/roz", "success_rate/roz", "top1/true_class",
+          "success_rate/true_class"} <= set(got)
+  assert all(r["n"] == 40 and r["suite"] == "typographic" for r in rows)
+  v = {k: r["value"] for k, r in got.items()}
+  # The runner's top1 (its own labels) equals the mean of the per-variant top1s
+  # computed from the manifest by id (equal-size variants): ids and predictions line up.
+  assert v["top1"] == pytest.approx((v["top1/roz"] + v["top1/true_class"]) / 2)
+  assert v["success_rate/true_class"] == v["top1/true_class"]
+  assert v["success_rate"] == pytest.approx((v["success_rate/roz"] + v["success_rate/true_class"]) / 2)
+  with open(tmp_path / "wd" / "results.jsonl") as f:
+    assert len(f.read().splitlines()) == len(rows)
