@@ -426,7 +426,8 @@ def imagenet_p_generated(perturbation: str, difficulty: int = 1, root: Optional[
   src = GeneratedSequenceSource(base, pert, seed, indices)
   meta = _preprocess_meta("center_crop")
   meta.update({"source": repr(src), "n": len(src), "images": len(src.indices),
-               "frames_per_video": pert.frames, **pert.provenance})
+               "frames_per_video": pert.frames, "data": "generated (not the official MP4s)",
+               "generation": pert.provenance})
   return EvalSet(name="", source=src, num_classes=1000, class_names=_imagenet_space(),
                  sequence_metrics=("flip_prob", "t5d"),
                  sequence_metric_fn=imagenet_p_metrics.make_sequence_metric_fn(
