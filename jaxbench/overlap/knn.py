@@ -120,64 +120,8 @@ class Searcher:
     self._queries = jax.device_put(q.reshape(self.nqb, qb, self.dim),
                                    NamedSharding(self.mesh, P()))
     self._dev = NamedSharding(self.mesh, P("data"))
-    self._step = self._build_step()
-    self._final = self._build_final()
-
-  # ------------------------------------------------------------------ device code
-  def _build_step(self):
-    k, b, rows = self.k, self.block, self.rows_dev
-    nb = rows // b
-
-    def local(bm, bi, bv, q, c, row0, nvalid):
-      # bm, bi: (1, nqb, qb, k); bv: (1, nqb, qb, k, b); c: (rows, D) this device's rows.
-      c = _l2n(c.astype(jnp.float32))
-      valid = lax.iota(jnp.int32, rows) < nvalid[0]
-      blk0 = row0[0] // b
-
-      def tile(args):
-        bm_q, bi_q, bv_q, qq = args
-        sims = jnp.dot(qq, c.T, preferred_element_type=jnp.float32)
-        sims = jnp.where(valid, sims, -jnp.inf).reshape(qq.shape[0], nb, b)
-        # State first: on equal maxima the earlier (lower-row) block wins, as top_k
-        # keeps the lower position.
-        new_m, pos = lax.top_k(jnp.concatenate([bm_q, sims.max(-1)], axis=1), k)
-        from_state = pos < k
-        ps = jnp.minimum(pos, k - 1)
-        pc = jnp.maximum(pos - k, 0)
-        vals = jnp.where(from_state[..., None],
-                         jnp.take_along_axis(bv_q, ps[..., None], axis=1),
-                         jnp.take_along_axis(sims, pc[..., None], axis=1))
-        ids = jnp.where(from_state, jnp.take_along_axis(bi_q, ps, axis=1), pc + blk0)
-        return new_m, ids, vals
-
-      out = lax.map(tile, (bm[0], bi[0], bv[0], q))
-      return tuple(o[None] for o in out)
-
-    spec = P("data")
-    fn = jax.shard_map(local, mesh=self.mesh,
-                       in_specs=(spec, spec, spec, P(), spec, spec, spec),
-                       out_specs=(spec, spec, spec))
-    return jax.jit(fn, donate_argnums=(0, 1, 2))
-
-  def _build_final(self):
-    k, b = self.k, self.block
-
-    def local(bm, bi, bv):
-      del bm
-      bi, bv = bi[0], bv[0]  # (nqb, qb, k), (nqb, qb, k, b)
-      # Blocks in row order, so that on equal scores top_k keeps the lower row.
-      order = jnp.argsort(jnp.where(bi < 0, jnp.iinfo(jnp.int32).max, bi), axis=-1)
-      bi = jnp.take_along_axis(bi, order, axis=-1)
-      bv = jnp.take_along_axis(bv, order[..., None], axis=-2)
-      rows = (bi[..., None] * b + jnp.arange(b, dtype=jnp.int32)).reshape(*bi.shape[:2], -1)
-      s, p = lax.top_k(bv.reshape(*bv.shape[:2], -1), k)
-      r = jnp.take_along_axis(rows, p, axis=-1)
-      r = jnp.where(jnp.isneginf(s), -1, r)
-      return s[None], r[None]
-
-    spec = P("data")
-    return jax.jit(jax.shard_map(local, mesh=self.mesh, in_specs=(spec,) * 3,
-                                 out_specs=(spec, spec)))
+    self._step = _build_step(self.mesh, self.k, self.block, self.rows_dev)
+    self._final = _build_final(self.mesh, self.k, self.block)
 
   def _init_state(self):
     shape = (self.n_dev, self.nqb, self.qb, self.k)
@@ -268,9 +212,72 @@ class Searcher:
     if jax.process_count() == 1:
       return local
     from jax.experimental import multihost_utils
-    s = multihost_utils.process_allgather(local.scores)
-    o = multihost_utils.process_allgather(local.ordinals)
+    s = np.asarray(multihost_utils.process_allgather(local.scores))
+    # Ordinals are int64; without jax_enable_x64 a gather would truncate them to int32,
+    # so they travel as pairs of int32 words.
+    words = np.ascontiguousarray(local.ordinals, np.int64).view(np.int32)
+    o = np.ascontiguousarray(multihost_utils.process_allgather(words), np.int32)
+    o = o.view(np.int64)
     return merge([TopK(s[i], o[i]) for i in range(s.shape[0])], self.k)
+
+
+# --------------------------------------------------------------------------- device code
+@functools.lru_cache(maxsize=None)
+def _build_step(mesh: Mesh, k: int, b: int, rows: int):
+  """One search step (cached: every Searcher with these shapes shares one compilation)."""
+  nb = rows // b
+
+  def local(bm, bi, bv, q, c, row0, nvalid):
+    # bm, bi: (1, nqb, qb, k); bv: (1, nqb, qb, k, b); c: (rows, D) this device's rows.
+    c = _l2n(c.astype(jnp.float32))
+    valid = lax.iota(jnp.int32, rows) < nvalid[0]
+    blk0 = row0[0] // b
+
+    def tile(args):
+      bm_q, bi_q, bv_q, qq = args
+      sims = jnp.dot(qq, c.T, preferred_element_type=jnp.float32)
+      sims = jnp.where(valid, sims, -jnp.inf).reshape(qq.shape[0], nb, b)
+      # State first: on equal maxima the earlier (lower-row) block wins, as top_k
+      # keeps the lower position.
+      new_m, pos = lax.top_k(jnp.concatenate([bm_q, sims.max(-1)], axis=1), k)
+      from_state = pos < k
+      ps = jnp.minimum(pos, k - 1)
+      pc = jnp.maximum(pos - k, 0)
+      vals = jnp.where(from_state[..., None],
+                       jnp.take_along_axis(bv_q, ps[..., None], axis=1),
+                       jnp.take_along_axis(sims, pc[..., None], axis=1))
+      ids = jnp.where(from_state, jnp.take_along_axis(bi_q, ps, axis=1), pc + blk0)
+      return new_m, ids, vals
+
+    out = lax.map(tile, (bm[0], bi[0], bv[0], q))
+    return tuple(o[None] for o in out)
+
+  spec = P("data")
+  fn = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec, P(), spec, spec, spec),
+                     out_specs=(spec, spec, spec))
+  return jax.jit(fn, donate_argnums=(0, 1, 2))
+
+
+@functools.lru_cache(maxsize=None)
+def _build_final(mesh: Mesh, k: int, b: int):
+  """Per-device selection of the top-k rows from the k best blocks."""
+
+  def local(bm, bi, bv):
+    del bm
+    bi, bv = bi[0], bv[0]  # (nqb, qb, k), (nqb, qb, k, b)
+    # Blocks in row order, so that on equal scores top_k keeps the lower row.
+    order = jnp.argsort(jnp.where(bi < 0, jnp.iinfo(jnp.int32).max, bi), axis=-1)
+    bi = jnp.take_along_axis(bi, order, axis=-1)
+    bv = jnp.take_along_axis(bv, order[..., None], axis=-2)
+    rows = (bi[..., None] * b + jnp.arange(b, dtype=jnp.int32)).reshape(*bi.shape[:2], -1)
+    s, p = lax.top_k(bv.reshape(*bv.shape[:2], -1), k)
+    r = jnp.take_along_axis(rows, p, axis=-1)
+    r = jnp.where(jnp.isneginf(s), -1, r)
+    return s[None], r[None]
+
+  spec = P("data")
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 3,
+                               out_specs=(spec, spec)))
 
 
 def _by_device(x: jax.Array) -> list[np.ndarray]:

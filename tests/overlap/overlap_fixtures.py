@@ -94,7 +94,9 @@ PRE = Preprocess(size=SIZE, resize=SIZE, interpolation="bicubic")
 
 def thumb_model(name: str = "ovltest:thumb") -> Model:
   net = Thumb()
-  params = net.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
+  # A NumPy orthogonal matrix: no eager JAX ops (slow under jax.distributed).
+  q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((192, 192)))
+  params = {"params": {"Dense_0": {"kernel": q.astype(np.float32)}}}
   return Model(name=name, params={"net": params}, preprocess=PRE, kind="zeroshot",
                net_image=lambda p, x: net.apply(p, x),
                net_text=lambda p, ids: jnp.zeros((ids.shape[0], 192)),
@@ -103,7 +105,10 @@ def thumb_model(name: str = "ovltest:thumb") -> Model:
 
 def classifier_model(name: str = "ovltest:clf", classes: int = 3) -> Model:
   net = TinyClassifier(classes)
-  params = net.init(jax.random.key(1), jnp.zeros((1, SIZE, SIZE, 3)))
+  rng = np.random.default_rng(1)
+  params = {"params": {"Dense_0": {
+      "kernel": rng.standard_normal((48, classes)).astype(np.float32) / 7,
+      "bias": np.zeros(classes, np.float32)}}}
   return Model(name=name, params={"net": params}, preprocess=PRE, kind="supervised",
                label_space="custom", num_classes=classes,
                net_logits=lambda p, x: net.apply(p, x))
