@@ -546,29 +546,41 @@ class Attack:
     if _traced(images, labels, params, keys, targets, mask):
       return self._trace(apply, params, None, images, labels, keys, targets, mask)
     static, dyn = self._split()
-    result = _jit_call(static, apply, params, dyn, images, labels,
-                       key_data(keys, images.shape[0]), targets, mask)
+    result = _jit_call(static.erase_eps(), apply, params, dyn, images, labels,
+                       key_data(keys, images.shape[0]), targets, mask,
+                       self.eps_array(images.shape[0]))
     from jaxbench.attacks import checks  # noqa: cyclic at import time
     checks.warn(result, self.name)
     return result
 
-  def _trace(self, apply, params, dyn, images, labels, keys, targets, mask):
+  def eps_array(self, n: int) -> jax.Array:
+    """(n,) float32 radii: the threat's eps, +inf for unbudgeted minimal attacks."""
+    return jnp.full((n,), jnp.inf if self.threat.eps is None else self.threat.eps,
+                    jnp.float32)
+
+  def erase_eps(self) -> "Attack":
+    """A copy whose eps is a placeholder: eps travels as an array instead, so
+    one compiled program serves every radius (eps sweeps, RoZ's grids)."""
+    tm = self.threat
+    return self.with_threat(dataclasses.replace(tm, eps=None if tm.eps is None else 0.0))
+
+  def _trace(self, apply, params, dyn, images, labels, keys, targets, mask, eps=None):
     attack = self._merge(dyn) if dyn is not None else self
     n = images.shape[0]
     kd = keys if (keys is not None and not _is_typed_key(keys)
                   and getattr(keys, "shape", None) == (n, 2)) else key_data(keys, n)
     models = attack._models(apply, params, dyn)
-    eps = jnp.full((n,), jnp.inf if attack.threat.eps is None else attack.threat.eps,
-                   jnp.float32)
+    eps = attack.eps_array(n) if eps is None else eps
     mask = jnp.ones((n,), bool) if mask is None else mask.astype(bool)
     tg = jnp.full((n,), -1, jnp.int32) if targets is None else targets.astype(jnp.int32)
     raw = attack._attack(models, images, labels.astype(jnp.int32), kd, eps, tg, mask)
+    raw.setdefault("eps", eps)
     return finalize(attack.threat, models, images, labels.astype(jnp.int32), raw, mask)
 
 
 @functools.partial(jax.jit, static_argnames=("attack", "apply"))
-def _jit_call(attack, apply, params, dyn, images, labels, keys, targets, mask):
-  return attack._trace(apply, params, dyn, images, labels, keys, targets, mask)
+def _jit_call(attack, apply, params, dyn, images, labels, keys, targets, mask, eps):
+  return attack._trace(apply, params, dyn, images, labels, keys, targets, mask, eps)
 
 
 def finalize(threat: ThreatModel, models: Models, images, labels, raw: dict,
@@ -580,14 +592,12 @@ def finalize(threat: ThreatModel, models: Models, images, labels, raw: dict,
     models: victim functions.
     images: (N, H, W, C) clean pixels.
     labels: (N,) int32.
-    raw: attack output dict (see :class:`Attack`).
+    raw: attack output dict (see :class:`Attack`); ``raw['eps']`` (N,) radii.
     mask: (N,) bool, False for padding.
   """
   z0 = threat.to_space(images)
   lo, hi = threat.bounds_np()
-  eps = raw.get("eps")
-  if eps is None:
-    eps = jnp.full(labels.shape, jnp.inf if threat.eps is None else threat.eps, jnp.float32)
+  eps = raw["eps"]
   keep = ~(raw["clean_correct"] & mask)
   # eps is +inf for unbudgeted minimal attacks: the ball is then everything.
   z = project(raw["x"], z0, eps, threat.norm, lo, hi)
@@ -693,7 +703,7 @@ class Iterative(Attack):
     raise NotImplementedError
 
   def output(self, state: dict) -> dict:
-    return {"x": state["x"], "clean_pred": state["clean_pred"],
+    return {"x": state["x"], "eps": state["eps"], "clean_pred": state["clean_pred"],
             "clean_correct": state["clean_correct"], "target": state["target"],
             "queries": state["queries"], "steps": state["t"],
             "zero_grad": state["zero_grad"], "prob_like": state["prob_like"]}

@@ -232,8 +232,10 @@ class Square(base.Iterative):
 
     def square(k, sd):
       k1, k2, k3 = jax.random.split(k, 3)
-      r0 = jax.random.randint(k1, (), 0, h - sd)
-      c0 = jax.random.randint(k2, (), 0, w - sd)
+      # Every position, the last row/column included (AutoAttack's
+      # randint(0, h - s) never places a square there).
+      r0 = jax.random.randint(k1, (), 0, h - sd + 1)
+      c0 = jax.random.randint(k2, (), 0, w - sd + 1)
       sign = jax.random.rademacher(k3, (ch,), z0.dtype)
       rows = jnp.arange(h)[:, None]
       cols = jnp.arange(w)[None, :]

@@ -119,7 +119,8 @@ def run(attack: base.Iterative, apply, params, batches: Iterable[dict], *,
   if not isinstance(attack, base.Iterative):
     raise base.AttackInputError(f"refill needs an iterative attack, got {attack.name!r}")
   static, dyn = attack._split()
-  tm = attack.threat
+  static = static.erase_eps()
+  eps_value = attack.eps_array(1)[0]
   bsz = batch_size
   stream = _stream(batches)
   put = (lambda x: jax.device_put(x, sharding)) if sharding is not None else jnp.asarray
@@ -153,7 +154,7 @@ def run(attack: base.Iterative, apply, params, batches: Iterable[dict], *,
       for (eid, (im, lb, kd, tg)), j in zip(fresh, empty):
         imgs[j], labs[j], kds[j], tgs[j], take[j] = im, lb, kd, tg, True
         slot[j] = eid
-      eps = np.full((bsz,), np.inf if tm.eps is None else tm.eps, np.float32)
+      eps = np.full((bsz,), eps_value, np.float32)
       new = _init(static, put(imgs), put(labs), put(kds), put(eps), put(tgs), put(take))
       state = new if state is None else _merge(put(take), new, state)
     live = int((slot >= 0).sum())

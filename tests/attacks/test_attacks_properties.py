@@ -1,0 +1,140 @@
+"""Properties every attack must have (cleverhans-style table, checked analytically).
+
+On a 2-class linear model in 2-D the optimal L-inf (L2) attack is known in
+closed form: an example with margin m = f_y - f_other is breakable iff
+m < eps * ||w_y - w_other||_1 (_2). Attacks that reach the optimum on a linear
+model (FGSM, BIM, PGD, MIM, NES, SPSA, APGD, DeepFool, C&W) must break exactly
+those examples; eps = 0 must return the input bit for bit; every output must
+lie in its ball and bounds; initially misclassified examples are untouched.
+"""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxbench import attacks
+from attack_helpers import keys, linear_apply, make_linear, toy2d
+
+EPS = 0.15
+X, P = toy2d(n=32)
+DW = np.asarray(P["w"])[:, 0] - np.asarray(P["w"])[:, 1]
+CLEAN = np.asarray(linear_apply(P, X))
+PRED = CLEAN.argmax(-1)
+MARGIN = np.abs(CLEAN[:, 0] - CLEAN[:, 1])
+LABELS = PRED.copy()
+LABELS[:3] = 1 - LABELS[:3]            # three initially misclassified examples
+KEYS = keys(len(X))
+
+
+def _l1(v):
+  return np.abs(v).sum()
+
+
+# (spec template, dual-norm length of dw, relative borderline margin to skip)
+UNTARGETED = [
+    ("fgsm(eps={e})", _l1(DW), 0.01),
+    ("bim(eps={e})", _l1(DW), 0.01),
+    ("pgd(eps={e})", _l1(DW), 0.01),
+    ("mim(eps={e})", _l1(DW), 0.01),
+    ("nes(eps={e})", _l1(DW), 0.01),
+    ("spsa(eps={e})", _l1(DW), 0.01),
+    ("apgd_ce(eps={e}, steps=20)", _l1(DW), 0.01),
+    ("deepfool(eps={e})", _l1(DW), 0.03),
+    ("pgd(eps={e}, norm='l2')", np.linalg.norm(DW), 0.01),
+    ("cw(eps={e}, steps=60, binary_steps=6, lr=0.05)", np.linalg.norm(DW), 0.06),
+]
+
+
+@pytest.mark.parametrize("template,dual,border", UNTARGETED,
+                         ids=[t[0].split("(")[0] + ("_l2" if "l2" in t[0] else "")
+                              for t in UNTARGETED])
+def test_identity_bounds_and_optimal_success(template, dual, border):
+  # eps = 0: the identity, bit for bit, and nothing broken.
+  a0 = attacks.get(template.format(e=0.0))
+  r0 = a0(linear_apply, P, X, LABELS, KEYS)
+  np.testing.assert_array_equal(np.asarray(r0.adv_images), np.asarray(X))
+  assert not np.any(np.asarray(r0.success))
+
+  a = attacks.get(template.format(e=EPS))
+  r = a(linear_apply, P, X, LABELS, KEYS)
+  adv = np.asarray(r.adv_images)
+  delta = (adv - np.asarray(X)).reshape(len(X), -1)
+  norm = np.abs(delta).max(1) if a.threat.norm == "linf" else np.linalg.norm(delta, axis=1)
+  assert np.all(norm <= EPS * (1 + 1e-5) + 1e-6)
+  assert np.all((adv >= 0) & (adv <= 1))
+  assert np.all(np.asarray(r.diagnostics["in_ball"]))
+  assert np.all(np.asarray(r.diagnostics["in_bounds"]))
+  # Misclassified before the attack: untouched, never a success.
+  np.testing.assert_array_equal(adv[:3], np.asarray(X)[:3])
+  succ = np.asarray(r.success)
+  assert not succ[:3].any()
+  # Exactly the analytically breakable examples are broken.
+  breakable = MARGIN < EPS * dual
+  clear = np.abs(MARGIN / dual - EPS) > border * EPS
+  sel = clear.copy()
+  sel[:3] = False
+  assert sel.sum() >= 15 and breakable[sel].any() and (~breakable[sel]).any()
+  np.testing.assert_array_equal(succ[sel], breakable[sel])
+  # The reported success is a re-evaluation of the returned images.
+  pred = np.asarray(linear_apply(P, jnp.asarray(adv))).argmax(-1)
+  np.testing.assert_array_equal(succ[3:], (pred != LABELS)[3:])
+
+
+X3 = X
+# Nearest-centroid classifier (linear) with three regions in the unit square.
+_C = np.array([[0.35, 0.35], [0.65, 0.35], [0.5, 0.65]])
+P3 = {"w": jnp.asarray((20 * _C.T).astype(np.float32)),
+      "b": jnp.asarray((-10 * (_C ** 2).sum(1)).astype(np.float32))}
+Y3 = np.asarray(linear_apply(P3, X3)).argmax(-1)
+T3 = (Y3 + 1) % 3
+
+
+@pytest.mark.parametrize("spec", [
+    "bim(eps=0.3, targeted='given')",
+    "pgd(eps=0.3, targeted='least_likely')",
+    "nes(eps=0.3, targeted='random', q=50)",
+    "cw(targeted='given', steps=60, binary_steps=6, lr=0.05)",
+])
+def test_targeted_success(spec):
+  a = attacks.get(spec)
+  r = a(linear_apply, P3, X3, Y3, KEYS, targets=jnp.asarray(T3))
+  d = {k: np.asarray(v) for k, v in r.diagnostics.items()}
+  succ = np.asarray(r.success)
+  # 31 of the 32 targets are reachable within eps = 0.3 (brute force).
+  assert succ.mean() >= 0.9
+  # Success means the *target* is predicted, and targets follow the mode.
+  np.testing.assert_array_equal(d["adv_pred"][succ], d["target"][succ])
+  clean = np.asarray(linear_apply(P3, X3))
+  mode = a.threat.targeted
+  if mode == "given":
+    np.testing.assert_array_equal(d["target"], T3)
+  elif mode == "least_likely":
+    np.testing.assert_array_equal(d["target"], clean.argmin(-1))
+  else:
+    assert np.all(d["target"] != Y3) and np.all((d["target"] >= 0) & (d["target"] < 3))
+
+
+XS = jnp.asarray(np.random.default_rng(1).uniform(size=(16, 4, 4, 3)).astype(np.float32))
+PS = make_linear(48, 5, seed=5, scale=0.5)
+YS = np.asarray(linear_apply(PS, XS)).argmax(-1)
+KS = keys(16, seed=7)
+
+
+@pytest.mark.parametrize("template", [
+    "dim(eps={e})", "square(eps={e}, n_queries=200)", "apgd_t(eps={e}, steps=10)",
+    "square(eps={e}, n_queries=200, targeted='random')"])
+def test_identity_bounds_success_images(template):
+  r0 = attacks.get(template.format(e=0.0))(linear_apply, PS, XS, YS, KS)
+  np.testing.assert_array_equal(np.asarray(r0.adv_images), np.asarray(XS))
+  a = attacks.get(template.format(e=0.08))
+  r = a(linear_apply, PS, XS, YS, KS)
+  adv = np.asarray(r.adv_images)
+  assert np.abs(adv - np.asarray(XS)).max() <= 0.08 + 1e-6
+  assert adv.min() >= 0 and adv.max() <= 1
+  succ = np.asarray(r.success)
+  assert succ.mean() >= 0.5
+  pred = np.asarray(linear_apply(PS, jnp.asarray(adv))).argmax(-1)
+  want = (pred == np.asarray(r.diagnostics["target"])) if a.threat.targeted else pred != YS
+  np.testing.assert_array_equal(succ, want)
+  if a.name == "square":
+    q = np.asarray(r.queries)
+    assert q.max() <= 201 and np.all(q[succ] < 201)
