@@ -145,7 +145,41 @@ def test_embedding_files_and_their_errors(tmp_path):
   err("shape", np.zeros(5, np.float32), ["a"] * 5, r"float \(N, D\) array")
 
 
-def test_empty_corpus_is_an_error(tmp_path):
+@pytest.fixture(scope="module")
+def embedder():
+  return embed.Embedder(fx.thumb_model(), batch_size=8, hashes=("phash",))
+
+
+def test_store_resumes_after_interruption(tmp_path, embedder):
+  os.makedirs(tmp_path / "c")
+  fx.write_shard(str(tmp_path / "c" / "00000.tar"),
+                 [(f"k{i}", fx.jpeg_bytes(_img(i))) for i in range(10)])
+  corpus = corpus_lib.open_corpus(str(tmp_path / "c"))
+  root = str(tmp_path / "store")
+  meta = {"images": corpus.spec, "corpus": corpus.describe(), **embedder.describe()}
+  store = embed.EmbeddingStore(root, meta, chunk=5)
+  first = next(embedder.embed((it.id, it.ordinal, it.data) for it in corpus.items()))
+  store.append(first)  # 8 rows: one 5-row chunk on disk, 3 rows lost in the "crash"
+  assert store.last_ordinal == corpus_lib.ordinal(0, 4) and not store.complete
+  chunk0 = os.path.join(store.part_dir, "emb-00000.npy")
+  stamp = os.stat(chunk0).st_mtime_ns
+  done = embed.embed_corpus(embedder, corpus_lib.open_corpus(str(tmp_path / "c")), root,
+                            chunk=5)
+  assert os.stat(chunk0).st_mtime_ns == stamp  # the finished chunk was not redone
+  chunks = list(done.chunks())
+  assert [len(c.ids) for c in chunks] == [5, 5]
+  ids = [i for c in chunks for i in c.ids]
+  assert ids == [f"00000/k{i}" for i in range(10)]
+  ref = embedder.embed_all((it.id, it.ordinal, it.data) for it in corpus.items())
+  np.testing.assert_allclose(np.concatenate([c.emb for c in chunks]), ref.emb, atol=1e-6)
+  np.testing.assert_array_equal(np.concatenate([c.hashes["phash"] for c in chunks]),
+                                ref.hashes["phash"])
+  # A store made for another model is refused, not mixed.
+  with pytest.raises(corpus_lib.CorpusError, match="was written for"):
+    embed.EmbeddingStore(root, {**meta, "model": "other"})
+
+
+def test_empty_corpus_is_an_error(tmp_path, embedder):
   os.makedirs(tmp_path / "empty")
   with pytest.raises(corpus_lib.CorpusError, match="empty corpus"):
     corpus_lib.open_corpus(str(tmp_path / "empty"))
@@ -159,8 +193,6 @@ def test_empty_corpus_is_an_error(tmp_path):
     fx.add_member(tf, "../x.jpg", fx.jpeg_bytes(_img(0)))
     fx.add_member(tf, "y.txt", b"no image")
     fx.add_member(tf, "z.jpg", b"not an image")
-  fx.register_test_models()
-  e = embed.Embedder(fx.thumb_model(), batch_size=8, hashes=())
   with pytest.raises(corpus_lib.CorpusError, match=r"empty corpus: .* no valid image"):
-    embed.embed_corpus(e, corpus_lib.open_corpus(str(tmp_path / "bad")),
+    embed.embed_corpus(embedder, corpus_lib.open_corpus(str(tmp_path / "bad")),
                        str(tmp_path / "store"))
