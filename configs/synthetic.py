@@ -165,8 +165,8 @@ def _lazy(c, index):
   def compute(_, *unused):
     return plan(c)[index]
 
-  return config_dict.FieldReference(refs[0], field_type=object,
-                                    op=config_dict._Op(compute, tuple(refs[1:])))  # pylint: disable=protected-access
+  op = config_dict._Op(compute, tuple(refs[1:]))  # pylint: disable=protected-access
+  return config_dict.FieldReference(refs[0], field_type=object, op=op)
 
 
 def get_config(arg=None):

@@ -108,7 +108,8 @@ def videos_from_ids(ids: Sequence[str], preds) -> list[np.ndarray]:
   for video in sorted(groups):
     frames = sorted(groups[video])
     if [f for f, _ in frames] != list(range(len(frames))):
-      raise ValueError(f"video {video!r} has frames {[f for f, _ in frames]}, expected 0..{len(frames) - 1}")
+      raise ValueError(f"video {video!r} has frames {[f for f, _ in frames]}, expected "
+                       f"0..{len(frames) - 1}")
     videos.append(preds[[i for _, i in frames]])
   return videos
 

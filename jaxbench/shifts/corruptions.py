@@ -796,7 +796,11 @@ FROST_ENV = "JAXBENCH_FROST_DIR"
 
 
 def frost_dir(user_dir: Optional[str] = None) -> str:
-  """The directory holding frost1.png .. frost5.jpg, or a FileNotFoundError saying where to get them."""
+  """The directory holding frost1.png .. frost5.jpg.
+
+  Raises:
+    FileNotFoundError: naming where it looked and where to get the pictures.
+  """
   candidates = [user_dir, os.environ.get(FROST_ENV),
                 os.path.join(os.path.expanduser("~"), ".cache", "jaxbench", "frost")]
   try:   # the imagecorruptions package ships the same pictures

@@ -1,4 +1,5 @@
-"""Synthetic-shift sets: ImageNet-C trees, TFDS variants, ImageNet-P videos, Stylized, cue conflict."""
+"""Synthetic-shift sets: ImageNet-C trees, TFDS variants, ImageNet-P videos, Stylized,
+cue conflict."""
 import io
 import os
 
