@@ -424,7 +424,7 @@ def _font_facts(v: typo.Variant) -> dict:
   if v.renderer == "roz_matplotlib":
     return {"renderer": "matplotlib", "family": "Times New Roman", "size": 20, "dpi": 150,
             "resolved": typo.roz_matplotlib_font()}
-  return {"renderer": "opencv", "face": v.font,
+  return {"renderer": typo.renderer_name(v.font), "face": v.font,
           "scale": v.scale, "thickness": v.thickness, "measure_thickness": v.measure_thickness,
           "color": list(v.color), "outline": v.outline, "outline_color": list(v.outline_color),
           "supersample": v.supersample, "line_type": "LINE_8"}

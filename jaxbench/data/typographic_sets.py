@@ -14,14 +14,18 @@ imported; the catalog imports it on demand):
   cifar10_t(root='~/data/cifar10_t', src='~/data/cifar-10-batches-bin', seed=0,
             variants=('roz', 'true_class'))
 With ``src`` the set is generated first when ``root`` does not hold it yet
-(generation is deterministic and refuses a root holding a different set).
+(generation is deterministic and refuses a root holding a different set); on
+several hosts process 0 generates and the others wait for ``complete``, so
+``root`` must be on a filesystem they share.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
+import time
 from typing import Optional, Sequence
+
+import jax
 
 from jaxbench import registry as registry_lib
 from jaxbench import typographic as generator
@@ -41,6 +45,10 @@ class ManifestSource:
 
   def __len__(self) -> int:
     return len(self._lines)
+
+  def example_id(self, index: int) -> str:
+    """The id of record ``index`` without reading its image (the runner's hook)."""
+    return self._lines[index]["id"]
 
   def table(self) -> dict:
     """id -> (label, written_label, variant) for every record."""
@@ -148,7 +156,7 @@ def load(root: str, variants: Optional[Sequence[str]] = None, seed: Optional[int
       class_names=tuple(class_names),
       model_label_space=space,
       sequence_metrics=metric_names,
-      sequence_metric_fn=functools.partial(_sequence_metrics, source.table()),
+      sequence_metric_fn=SequenceMetrics(source.table()),
       metadata={"kind": header["kind"], "seed": header["seed"], "root": root,
                 "variants": {v: header["variants"][v]["spec"] for v in chosen},
                 "counts": {v: counts[v] for v in chosen},
@@ -157,24 +165,39 @@ def load(root: str, variants: Optional[Sequence[str]] = None, seed: Optional[int
                 "fonts": {v: header["fonts"][v] for v in chosen}})
 
 
-def _sequence_metrics(table: dict, ids, preds, correct=None) -> dict:
-  """EvalSet.sequence_metric_fn: metric name -> value from per-example preds.
+class SequenceMetrics:
+  """EvalSet.sequence_metric_fn of a typographic set.
 
-  'top1' is left to the runner's accumulator (same value); the success rate
-  and, with several variants, per-variant top1 / success rate are added.
+  ``__call__(ids, preds, correct)`` -> metric name -> value: 'success_rate'
+  and, with several variants, 'top1/<v>' and 'success_rate/<v>' ('top1' is
+  the runner's own accumulator, same value). ``details(ids, preds)`` -> the
+  full :func:`jaxbench.metrics.typographic.summarize` breakdown (with counts
+  per variant; NaN as None) for the row's details.
   """
-  del correct  # recomputed from the table's labels
-  out = typo_metrics.flat_metrics(typo_metrics.from_ids(list(ids), preds, table))
-  out.pop("top1")
-  return out
+
+  def __init__(self, table: dict):
+    self.table = table
+
+  def __call__(self, ids, preds, correct=None) -> dict:
+    del correct  # recomputed from the manifest's labels
+    out = typo_metrics.flat_metrics(typo_metrics.from_ids(list(ids), preds, self.table))
+    out.pop("top1")
+    return out
+
+  def details(self, ids, preds) -> dict:
+    summary = typo_metrics.from_ids(list(ids), preds, self.table)
+    return json.loads(json.dumps(summary).replace("NaN", "null"))
 
 
 def _make(kind: str, root: str, src: Optional[str], seed: int, variants, workers: int,
           max_examples: int) -> EvalSet:
   variants = (variants,) if isinstance(variants, str) else tuple(variants)
   if src is not None:
-    generator.generate(src, root, kind, seed=seed, variants=variants, workers=workers,
-                       max_examples=max_examples)
+    if jax.process_index() == 0:
+      generator.generate(src, root, kind, seed=seed, variants=variants, workers=workers,
+                         max_examples=max_examples)
+    else:  # multi-host: process 0 writes the set, the others wait for it
+      _wait_complete(root)
   names = [typo.parse_variant(v, kind)[0] for v in variants]
   # The results key says what the set is, not where it lives (as the catalog).
   what = {"seed": seed, "variants": tuple(names)}
@@ -182,6 +205,22 @@ def _make(kind: str, root: str, src: Optional[str], seed: int, variants, workers
     what["max_examples"] = max_examples
   return load(root, variants=names, seed=seed, kind=kind,
               name=registry_lib.format_spec(kind, (), what))
+
+
+def _wait_complete(root: str, poll_s: float = 10.0, timeout_s: float = 48 * 3600):
+  root = os.path.abspath(os.path.expanduser(root))
+  t0 = time.time()
+  while True:
+    try:
+      header = generator.read_header(root)
+    except typo.TypographicError:
+      header = None  # being rewritten
+    if header is not None and header.get("complete"):
+      return
+    if time.time() - t0 > timeout_s:
+      raise typo.TypographicError(f"{root}: waited {timeout_s:.0f} s for process 0 to "
+                                  "generate the typographic set")
+    time.sleep(poll_s)
 
 
 @SETS.register("imagenet_t")

@@ -6,11 +6,13 @@ functions of per-example predictions, so they apply unchanged to zero-shot and
 supervised models and to any label space (1000-way ImageNet-T, 10-way
 CIFAR-10-T).
 
-Examples whose text names no class (written label -1: the random-word control)
-count for accuracy but not for the success rate; ``n_written`` says how many
-examples the success rate is over. For the true-class control the written label
-is the true label, so its success rate equals its accuracy by construction.
-All values are fractions in [0, 1]; a rate over zero examples is NaN.
+The success rate is over examples whose text names a class *other than the
+true one* (as every RoZ example does); ``n_written`` says how many. Examples
+with no class text (written label -1: the random-word control) or with the
+true class written (the true-class control) count for accuracy only, so a
+control variant's success rate is NaN and mixing controls into a set does not
+dilute the attack's rate. All values are fractions in [0, 1]; a rate over zero
+examples is NaN.
 """
 from __future__ import annotations
 
@@ -45,17 +47,21 @@ def accuracy(preds, labels) -> float:
   return _rate(p == y)
 
 
-def attack_success_rate(preds, written_labels) -> float:
-  """P(pred = written class) over examples whose text names a class.
+def attack_success_rate(preds, written_labels, labels=None) -> float:
+  """P(pred = written class) over examples whose text names another class.
 
   Args:
     preds: (N,) int predicted classes or (N, K) logits.
     written_labels: (N,) int written classes; -1 = no class (excluded).
+    labels: (N,) true classes; examples with the true class written are
+      excluded (None: keep them).
   """
   p, w = _preds(preds), np.asarray(written_labels, np.int64)
   if p.shape != w.shape:
     raise ValueError(f"preds {p.shape} and written_labels {w.shape} differ in shape")
   keep = w >= 0
+  if labels is not None:
+    keep &= w != np.asarray(labels, np.int64)
   return _rate(p[keep] == w[keep])
 
 
@@ -80,8 +86,9 @@ def summarize(preds, labels, written_labels, variants: Optional[Sequence[str]] =
                      f"written {w.shape}, variants {v.shape}")
 
   def one(sel):
-    return {"top1": accuracy(p[sel], y[sel]), "success_rate": attack_success_rate(p[sel], w[sel]),
-            "n": int(sel.sum()), "n_written": int((w[sel] >= 0).sum())}
+    return {"top1": accuracy(p[sel], y[sel]),
+            "success_rate": attack_success_rate(p[sel], w[sel], y[sel]),
+            "n": int(sel.sum()), "n_written": int(((w[sel] >= 0) & (w[sel] != y[sel])).sum())}
 
   out = one(np.ones(len(p), bool))
   out["by_variant"] = {str(name): one(v == name) for name in sorted(set(v.tolist()))}

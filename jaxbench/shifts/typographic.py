@@ -497,44 +497,75 @@ def _line2_pixels(segs: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndar
   return ys[inside], xs[inside]
 
 
-def put_text(img: np.ndarray, text: str, org: tuple[int, int], font: str, scale: float,
-             color, thickness: int) -> None:
-  """Draws ``text`` in place with its baseline-left origin at ``org`` (LINE_8).
-
-  Hershey fonts follow OpenCV <= 4's putText: each glyph is a set of polylines
-  in font units around 'R', scaled by round(scale * 2**16) in 16.16 fixed
-  point. One-pixel strokes are rasterised as OpenCV 4's Line2 (with its
-  clipping), bit-exact; thicker strokes (not used by RoZ) go through the
-  installed OpenCV's ``polylines``.
-  """
-  if font in CV2_FONTS:
-    cv2.putText(img, text, org, CV2_FONTS[font], scale, color, thickness, cv2.LINE_8)
-    return
+@functools.lru_cache(maxsize=4096)
+def _hershey_strokes(font: str, text: str, scale: float) -> tuple[np.ndarray, ...]:
+  """The text's polylines as int64 (P, 2) 16.16 points for an origin at (0, 0)."""
   g = _hershey(font)
   hscale = int(round(scale * (1 << _XY_SHIFT)))
-  view_x = int(org[0]) << _XY_SHIFT
-  view_y = (int(org[1]) << _XY_SHIFT) - g["base"] * hscale
+  view_x, view_y = 0, -g["base"] * hscale
   strokes = []
   for c in _hershey_chars(text):
     glyph = g["glyphs"][c]
     left, right = ord(glyph[0]) - 82, ord(glyph[1]) - 82
     view_x -= left * hscale
     for stroke in glyph[2:].split(" "):
-      if len(stroke) >= 4:
+      if len(stroke) >= 4:   # a single point draws nothing
         pts = np.frombuffer(stroke.encode(), np.uint8).astype(np.int64).reshape(-1, 2) - 82
         strokes.append(pts * hscale + np.array([view_x, view_y]))
     view_x += right * hscale
+  return tuple(strokes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hershey_segments(font: str, text: str, scale: float) -> np.ndarray:
+  strokes = _hershey_strokes(font, text, scale)
   if not strokes:
+    return np.zeros((0, 4), np.int64)
+  return np.concatenate([np.concatenate([p[:-1], p[1:]], 1) for p in strokes])
+
+
+def put_texts(img: np.ndarray, text: str, origins, font: str, scale: float, color,
+              thickness: int) -> None:
+  """Draws ``text`` in place at every baseline-left origin in ``origins`` (LINE_8).
+
+  Hershey fonts follow OpenCV <= 4's putText: each glyph is a set of polylines
+  in font units around 'R', scaled by round(scale * 2**16) in 16.16 fixed
+  point. One-pixel strokes are rasterised as OpenCV 4's Line2 (with its
+  clipping), bit-exact; thicker strokes (not used by RoZ) go through the
+  installed OpenCV's ``polylines`` (also identical to OpenCV 4.10, tested).
+  """
+  origins = [(int(x), int(y)) for x, y in origins]
+  if font in CV2_FONTS:
+    for org in origins:
+      cv2.putText(img, text, org, CV2_FONTS[font], scale, color, thickness, cv2.LINE_8)
     return
+  shift = np.array([[x << _XY_SHIFT, y << _XY_SHIFT] for x, y in origins], np.int64)
   if thickness == 1:
-    segs = np.concatenate([np.concatenate([p[:-1], p[1:]], 1) for p in strokes])
+    base = _hershey_segments(font, text, float(scale))
+    if not len(base) or not len(shift):
+      return
+    segs = (base[None] + np.tile(shift, 2)[:, None]).reshape(-1, 4)
     ys, xs = _line2_pixels(segs, img.shape[0], img.shape[1])
     img[ys, xs] = color
     return
+  strokes = [p + o for o in shift for p in _hershey_strokes(font, text, float(scale))]
+  if not strokes:
+    return
   if max(np.abs(p).max() for p in strokes) >= 2**31:
-    raise TypographicError(f"text origin {org} is too far out for 16.16 fixed point")
+    raise TypographicError(f"text origins {origins} are too far out for 16.16 fixed point")
   cv2.polylines(img, [p.astype(np.int32) for p in strokes], False, color, thickness,
                 cv2.LINE_8, _XY_SHIFT)
+
+
+def put_text(img: np.ndarray, text: str, org: tuple[int, int], font: str, scale: float,
+             color, thickness: int) -> None:
+  """Draws ``text`` in place with its baseline-left origin at ``org`` (see put_texts)."""
+  put_texts(img, text, [org], font, scale, color, thickness)
+
+
+def renderer_name(font: str) -> str:
+  """What draws ``font``: OpenCV 4's Hershey putText (reproduced) or this OpenCV."""
+  return "hershey_opencv4" if font in HERSHEY_FONTS else f"opencv_{cv2.__version__}"
 
 
 def _measure(text: str, font: str, scale: float, thickness: int) -> tuple[int, int, int]:
@@ -610,8 +641,7 @@ def layout(variant: Variant, text: str, height: int, width: int,
 def _text_mask(shape_hw, text, font, lay: Layout) -> np.ndarray:
   """uint8 {0, 255} canvas mask of the text drawn at every origin of ``lay``."""
   mask = np.zeros(shape_hw, np.uint8)
-  for x, y in lay.origins:
-    put_text(mask, text, (x, y), font, lay.scale, 255, lay.thickness)
+  put_texts(mask, text, lay.origins, font, lay.scale, 255, lay.thickness)
   return mask
 
 
@@ -654,8 +684,7 @@ def draw(image: np.ndarray, text: str, lay: Layout, variant: Variant) -> np.ndar
   if k == 1 and not r:
     # Binary text, RoZ's exact drawing: putText straight onto a copy.
     out = np.ascontiguousarray(image).copy()
-    for x, y in lay.origins:
-      put_text(out, text, (x, y), variant.font, lay.scale, variant.color, lay.thickness)
+    put_texts(out, text, lay.origins, variant.font, lay.scale, variant.color, lay.thickness)
     return out
   mask = _text_mask((image.shape[0] * k, image.shape[1] * k), text, variant.font, lay)
   layers = []
@@ -829,7 +858,8 @@ def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Option
   if lay is None:
     return Rendered(None, text, written, reason)
   out = draw(image, text, lay, variant)
-  font = {"renderer": "opencv", "face": variant.font, "scale": round(lay.scale, 6),
+  font = {"renderer": renderer_name(variant.font), "face": variant.font,
+          "scale": round(lay.scale, 6),
           "thickness": lay.thickness, "measure_thickness": variant.measure_thickness,
           "color": list(variant.color), "outline": variant.outline,
           "outline_color": list(variant.outline_color), "supersample": k}

@@ -101,18 +101,21 @@ def test_metrics_against_hand_counts():
   preds = np.array([0, 9, 8, 5, 4, 9, 6, 0])
   s = tm.summarize(preds, labels, written, variants)
   assert s["top1"] == 3 / 8 and s["n"] == 8
-  # success over the 6 examples with class text: hits at 1, 2, 6 -> 3/6.
-  assert s["success_rate"] == 3 / 6 and s["n_written"] == 6
+  # Success over the 4 examples whose text names another class (not the
+  # random words 4, 5 nor the true class written on 6, 7): hits at 1, 2 -> 2/4.
+  assert s["success_rate"] == 2 / 4 and s["n_written"] == 4
   assert s["by_variant"]["a"] == {"top1": 0.25, "success_rate": 0.5, "n": 4, "n_written": 4}
   assert s["by_variant"]["w"]["top1"] == 0.5 and np.isnan(s["by_variant"]["w"]["success_rate"])
-  assert s["by_variant"]["t"]["top1"] == s["by_variant"]["t"]["success_rate"] == 0.5
+  assert s["by_variant"]["t"]["top1"] == 0.5 and s["by_variant"]["t"]["n_written"] == 0
+  assert np.isnan(s["by_variant"]["t"]["success_rate"])
   logits = np.eye(10)[preds] * 3.0
   assert json.dumps(tm.summarize(logits, labels, written, variants), sort_keys=True) == \
       json.dumps(s, sort_keys=True)   # NaN-safe comparison
   flat = tm.flat_metrics(s)
-  assert flat["top1/a"] == 0.25 and flat["success_rate/t"] == 0.5 and len(flat) == 8
+  assert flat["top1/a"] == 0.25 and flat["success_rate/a"] == 0.5 and len(flat) == 8
   assert tm.accuracy(preds, labels) == 3 / 8
-  assert tm.attack_success_rate(preds, written) == 0.5
+  assert tm.attack_success_rate(preds, written) == 3 / 6      # true-class texts kept
+  assert tm.attack_success_rate(preds, written, labels) == 2 / 4
   with pytest.raises(ValueError, match="differ in shape"):
     tm.accuracy(preds[:3], labels)
   with pytest.raises(KeyError, match="not in the typographic manifest"):
@@ -136,13 +139,16 @@ def test_sequence_metrics_with_controlled_predictions(inet_set):
     lab = np.array([table[ids[i]][0] for i in sel])
     wr = np.array([table[ids[i]][1] for i in sel])
     assert got[f"top1/{v}"] == pytest.approx(np.mean(preds[sel] == lab))
-    if v == "random_word":
-      assert np.isnan(got[f"success_rate/{v}"]) and got[f"top1/{v}"] == 1.0
-    else:
+    if v == "roz":
       assert got[f"success_rate/{v}"] == pytest.approx(np.mean(preds[sel] == wr))
-  assert got["success_rate/true_class"] == got["top1/true_class"] == 1.0
+    else:   # controls: no other class written
+      assert np.isnan(got[f"success_rate/{v}"]) and got[f"top1/{v}"] == 1.0
   assert 0 < got["success_rate/roz"] < 1 and got["top1/roz"] == pytest.approx(1 - got["success_rate/roz"])
   assert set(got) == set(es.sequence_metrics)
+  assert got["success_rate"] == got["success_rate/roz"]
+  details = es.sequence_metric_fn.details(ids, preds)
+  assert details["by_variant"]["true_class"]["success_rate"] is None
+  assert sum(d["n"] for d in details["by_variant"].values()) == len(ids)
 
 
 # --- config -----------------------------------------------------------------------------
@@ -178,7 +184,7 @@ def test_config_generates_reloads_and_scores_both_sets(srcs):
     table = ts.example_table(es)
     ids = sorted(table)
     got = es.sequence_metric_fn(ids, np.array([table[i][1] for i in ids]), None)
-    assert got["success_rate/roz"] == got["success_rate/true_class"] == 1.0
+    assert got["success_rate/roz"] == 1.0 and np.isnan(got["success_rate/true_class"])
     assert got["top1/roz"] == 0.0 and got["top1/true_class"] == 1.0
   # A second resolution reuses the sets (no regeneration).
   t0 = os.path.getmtime(os.path.join(root, "cifar10_t_seed0", gen.MANIFEST))
@@ -201,7 +207,7 @@ def test_runner_scores_cifar10_t_from_the_config(srcs, tiny_clip, tmp_path):
     flags.FLAGS.mark_as_parsed()
   clip_dir, _ = tiny_clip
   config = _config(f"cifar_src={srcs['cifar']},imagenet_src=none,root={tmp_path / 'sets'},"
-                   f"variants=roz+true_class,models={clip_dir},batch_size=8")
+                   f"variants=roz+true_class,models={clip_dir},batch_size=8,templates=cifar10")
   config.num_workers = 0
   rows = runner.run(config, str(tmp_path / "wd"), print_fn=lambda *a: None)
   got = {r["metric"]: r for r in rows}
@@ -212,7 +218,8 @@ def test_runner_scores_cifar10_t_from_the_config(srcs, tiny_clip, tmp_path):
   # The runner's top1 (its own labels) equals the mean of the per-variant top1s
   # computed from the manifest by id (equal-size variants): ids and predictions line up.
   assert v["top1"] == pytest.approx((v["top1/roz"] + v["top1/true_class"]) / 2)
-  assert v["success_rate/true_class"] == v["top1/true_class"]
-  assert v["success_rate"] == pytest.approx((v["success_rate/roz"] + v["success_rate/true_class"]) / 2)
+  assert v["success_rate"] == v["success_rate/roz"] and np.isnan(v["success_rate/true_class"])
+  seq = got["top1"]["details"]["sequence"]["by_variant"]
+  assert seq["roz"]["n"] == seq["true_class"]["n"] == 20
   with open(tmp_path / "wd" / "results.jsonl") as f:
     assert len(f.read().splitlines()) == len(rows)
