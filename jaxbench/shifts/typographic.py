@@ -29,8 +29,8 @@ Deliberate differences from RoZ's script (documented, all tested):
     overlap. Here two boxes are rejected whenever their half-open pixel
     rectangles intersect, so placements never overlap.
   * RoZ retries a placement forever; here after ``max_tries`` draws the image is
-    skipped with reason ``'no_room'`` (never happens at the defaults on ImageNet
-    sized images, but a 60x60 source would hang RoZ).
+    skipped with reason ``'no_room'`` (rare on ImageNet-size images; a small
+    image with a long word, where 8 boxes cannot fit, would hang RoZ's loop).
   * RoZ's label choice loop prefers labels that do *not* fit (a quirk, see
     protocol.md §1.4); here the written label is uniform over the eligible
     classes other than the true one, and the image is skipped when it does not
@@ -41,7 +41,10 @@ ticks, white margins) as the dataset image. The default here writes the 10
 CIFAR names 4 times onto the 32x32 image itself: text is rasterised on an
 8x supersampled canvas and area-averaged back (anti-aliased), then alpha
 composited, so pixels away from the text keep their exact values. The
-``renderer='roz_matplotlib'`` option reproduces RoZ's figure rendering.
+``renderer='roz_matplotlib'`` option reproduces RoZ's figure rendering (the
+JPEG bytes equal ``plt.savefig``'s, tested; 'Times New Roman' falls back to
+matplotlib's default face where it is not installed, and the resolved font
+file is recorded).
 
 Variants beyond RoZ (fields of :class:`Variant`): number of placements, font
 and scale, colour, outline, position policy ('random', 'centered', 'large' =
@@ -169,7 +172,8 @@ class Variant:
 
   Attributes:
     count: number of placements (RoZ: 8 on ImageNet, 4 on CIFAR).
-    font: a key of FONTS.
+    font: 'hershey_duplex' (RoZ: OpenCV 4's Hershey strokes, reproduced) or a
+      'cv2_*' face drawn by the installed OpenCV (OpenCV 5: TrueType sans).
     scale: OpenCV fontScale on the drawing canvas.
     thickness: stroke thickness on the canvas (pixels).
     measure_thickness: thickness passed to getTextSize for the box (RoZ: 2).
@@ -183,8 +187,8 @@ class Variant:
     word: the text for text='fixed'.
     supersample: canvas scale factor; text is drawn at this scale and area
       averaged back (1 = draw directly, binary pixels as in RoZ).
-    renderer: 'opencv' or 'roz_matplotlib' (RoZ's CIFAR-10-T figures; only the
-      text, count and colour fields apply).
+    renderer: 'opencv' (the font above) or 'roz_matplotlib' (RoZ's CIFAR-10-T
+      figures; only the text, count and colour fields apply).
     max_tries: rejection-sampling budget per placement before 'no_room'.
   """
   count: int = 8
