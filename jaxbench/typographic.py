@@ -341,6 +341,13 @@ def generate(src: str, dst: str, kind: str, seed: int = 0,
   items = list_source(src, kind)
   if max_examples >= 0:
     items = items[:max_examples]
+  stems: dict[tuple[str, str], str] = {}
+  for it in items:  # output names drop the extension: x.JPEG and x.png would collide
+    key = (it.folder, os.path.splitext(it.id.split("/")[-1])[0])
+    if key in stems:
+      raise SourceError(f"{src}: {stems[key]!r} and {it.id!r} would write the same output "
+                        "file (same name, different extension); rename one")
+    stems[key] = it.id
   fmts = [_default_format(kind, v, image_format) for _, v in parsed]
   header = {
       "format": FORMAT, "kind": kind, "seed": seed, "source": src,

@@ -68,7 +68,7 @@ import io
 import json
 import logging
 import os
-from typing import Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -466,7 +466,7 @@ def _line2_pixels(segs: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndar
   Returns:
     (ys, xs) int arrays of the pixels inside the image.
   """
-  one, half = 1 << _XY_SHIFT, 1 << (_XY_SHIFT - 1)
+  half = 1 << (_XY_SHIFT - 1)
   sw, sh = w << _XY_SHIFT, h << _XY_SHIFT
   segs = segs.copy()
   outside = ((segs[:, [0, 2]] < 0) | (segs[:, [0, 2]] > sw - 1)).any(1) | \

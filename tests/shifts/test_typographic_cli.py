@@ -185,6 +185,11 @@ def test_bad_sources_are_named(tmp_path):
   (tmp_path / "e").mkdir()
   with pytest.raises(gen.SourceError, match="no images found"):
     gen.list_source(str(tmp_path / "e"), "cifar10_t")
+  (tmp_path / "f" / "cat").mkdir(parents=True)
+  for ext in ("png", "jpeg"):
+    Image.fromarray(fx.smooth(40, 40, 0)).save(tmp_path / "f" / "cat" / f"x.{ext}")
+  with pytest.raises(gen.SourceError, match="would write the same output file"):
+    gen.generate(str(tmp_path / "f"), str(tmp_path / "g"), "cifar10_t", log=None)
 
 
 def test_roz_matplotlib_figures(tmp_path):
