@@ -1,0 +1,331 @@
+"""Pieces every model family shares: inference BatchNorm, checked weight import, builders.
+
+Weights are *pulled*, not pushed: a family builds its Flax module, asks JAX for
+the parameter shapes (``jax.eval_shape``, no compute) and then, for every leaf,
+names the checkpoint tensor it comes from and how it is laid out
+(:class:`Src`). :func:`pull` fetches and converts each tensor and reports, in
+one error, every tensor that is missing, has the wrong shape (expected and
+found, in the checkpoint's own layout) or is left over. This keeps name maps
+explicit and makes bad checkpoints fail with a message that names the tensor.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbench.models import api, hub
+
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class CheckpointMismatch(ValueError):
+  """A checkpoint whose tensors do not fit the architecture its config names."""
+
+
+class UnknownArchitecture(ValueError):
+  """A config naming an architecture (or option) this package does not implement."""
+
+
+# --- layers ------------------------------------------------------------------
+
+class BatchNorm(nn.Module):
+  """BatchNorm in inference mode with its statistics stored as parameters.
+
+  Evaluation never updates statistics, so keeping them in ``params`` keeps the
+  model one pytree (``{'net': ...}``) that jit shards like any other weight.
+  Computes ``(x - mean) / sqrt(var + eps) * scale + bias`` as one affine map.
+  """
+  eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    mean = self.param("mean", nn.initializers.zeros, (c,))
+    var = self.param("var", nn.initializers.ones, (c,))
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    inv = f32(scale) * jax.lax.rsqrt(f32(var) + self.eps)
+    shift = f32(bias) - f32(mean) * inv
+    return x * inv.astype(x.dtype) + shift.astype(x.dtype)
+
+
+def conv(features: int, kernel: int, stride: int = 1, padding: Optional[int] = None,
+         groups: int = 1, bias: bool = False, name: Optional[str] = None) -> nn.Conv:
+  """A PyTorch-style Conv2d (symmetric explicit padding, default kernel // 2)."""
+  p = kernel // 2 if padding is None else padding
+  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                 padding=((p, p), (p, p)), feature_group_count=groups, use_bias=bias,
+                 name=name)
+
+
+def avg_pool(x, k: int):
+  """AvgPool2d(k) (stride k, no padding, floor) on NHWC."""
+  return nn.avg_pool(x, (k, k), strides=(k, k), padding="VALID")
+
+
+def max_pool_3x3_s2(x):
+  """MaxPool2d(3, stride 2, padding 1): pads with -inf like PyTorch."""
+  return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def adaptive_avg_pool(x, out_hw: tuple[int, int]):
+  """PyTorch's adaptive_avg_pool2d on NHWC for static shapes (also upsamples).
+
+  Output cell i averages input rows floor(i*H/out) .. ceil((i+1)*H/out) - 1.
+  """
+  def matrix(n_in, n_out):
+    a = np.zeros((n_out, n_in), np.float32)
+    for i in range(n_out):
+      s, e = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+      a[i, s:e] = 1.0 / (e - s)
+    return jnp.asarray(a, x.dtype)
+  h, w = x.shape[1:3]
+  x = jnp.einsum("oh,nhwc->nowc", matrix(h, out_hw[0]), x)
+  return jnp.einsum("pw,nowc->nopc", matrix(w, out_hw[1]), x)
+
+
+# --- checked weight import ---------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Src:
+  """Where one Flax leaf comes from in a checkpoint.
+
+  Attributes:
+    key: the checkpoint tensor's name.
+    fwd: checkpoint array -> Flax array.
+    want: Flax shape -> the shape the checkpoint tensor must have.
+  """
+  key: str
+  fwd: Callable[[np.ndarray], np.ndarray]
+  want: Callable[[tuple], tuple]
+
+
+def copy(key: str) -> Src:
+  return Src(key, lambda a: a, lambda s: tuple(s))
+
+
+def conv_kernel(key: str) -> Src:
+  """PyTorch (O, I/groups, kh, kw) -> Flax (kh, kw, I/groups, O)."""
+  return Src(key, lambda a: np.transpose(a, (2, 3, 1, 0)),
+             lambda s: (s[3], s[2], s[0], s[1]))
+
+
+def dense_kernel(key: str) -> Src:
+  """PyTorch Linear (out, in) -> Flax Dense (in, out)."""
+  return Src(key, lambda a: a.T, lambda s: (s[1], s[0]))
+
+
+def reshaped(key: str, src_shape: Callable[[tuple], tuple]) -> Src:
+  """Same elements, other shape (``(1, 1, D)`` class tokens -> ``(D,)``); :func:`pull`
+  reshapes every leaf to its Flax shape."""
+  return Src(key, lambda a: a, lambda s: tuple(src_shape(tuple(s))))
+
+
+def chunk(key: str, i: int, n: int, *, transpose: bool) -> Src:
+  """Part ``i`` of ``n`` along axis 0 (fused qkv projections).
+
+  Args:
+    transpose: the part is a Linear weight (out, in) going to a Dense kernel.
+  """
+  def fwd(a):
+    part = np.split(a, n, axis=0)[i]
+    return part.T if transpose else part
+
+  def want(s):
+    if transpose:
+      return (n * s[1], s[0])
+    return (n * s[0],) + tuple(s[1:])
+  return Src(key, fwd, want)
+
+
+def torch_name(path: Sequence[str]) -> tuple[str, str]:
+  """Default Flax path -> (PyTorch module name, PyTorch leaf name).
+
+  Flax submodules are named like PyTorch ones with indices after underscores
+  (``layer1_0/downsample_1`` is ``layer1.0.downsample.1``); leaves map
+  kernel/scale/mean/var/embedding to weight/weight/running_mean/running_var/weight.
+  """
+  mods = [re.sub(r"_(\d+)", r".\1", p) for p in path[:-1]]
+  leaf = {"kernel": "weight", "scale": "weight", "mean": "running_mean",
+          "var": "running_var", "embedding": "weight"}.get(path[-1], path[-1])
+  return ".".join(mods), leaf
+
+
+def default_src(path: Sequence[str], shape: tuple, prefix: str = "") -> Src:
+  """Src for the common case (convs, linears, norms) via :func:`torch_name`."""
+  mod, leaf = torch_name(path)
+  key = prefix + (f"{mod}.{leaf}" if mod else leaf)
+  if path[-1] == "kernel":
+    return conv_kernel(key) if len(shape) == 4 else dense_kernel(key)
+  return copy(key)
+
+
+def named_src(module_key: str, leaf: str, shape: tuple) -> Src:
+  """Src for one Flax leaf of the PyTorch module named ``module_key`` (verbatim)."""
+  name = {"kernel": "weight", "scale": "weight", "mean": "running_mean",
+          "var": "running_var", "embedding": "weight"}.get(leaf, leaf)
+  key = f"{module_key}.{name}"
+  if leaf == "kernel":
+    return conv_kernel(key) if len(shape) == 4 else dense_kernel(key)
+  return copy(key)
+
+
+def param_shapes(module: nn.Module, *inputs, method=None) -> Any:
+  """Parameter ShapeDtypeStructs of ``module`` for example inputs (no compute)."""
+  kwargs = {"method": method} if method is not None else {}
+  return jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs, **kwargs))["params"]
+
+
+def _path_str(path) -> tuple[str, ...]:
+  return tuple(str(getattr(k, "key", k)) for k in path)
+
+
+def pull(shapes: Any, tensors: dict[str, np.ndarray], src: Callable[[tuple, tuple], Src], *,
+         source: str, what: str, ignore: Callable[[str], bool] = lambda k: False) -> dict:
+  """Builds the Flax params for ``shapes`` from checkpoint ``tensors``.
+
+  Args:
+    shapes: pytree of ShapeDtypeStruct (from :func:`param_shapes`).
+    tensors: checkpoint name -> NumPy array.
+    src: (Flax path tuple, Flax shape) -> :class:`Src`.
+    source: the repo or directory, for messages.
+    what: the architecture, for messages ("timm resnet50").
+    ignore: checkpoint names that are expected to go unused (BN counters, buffers).
+
+  Returns:
+    Nested dict of float32 NumPy arrays with the structure of ``shapes``.
+
+  Raises:
+    CheckpointMismatch: listing shape mismatches (tensor, expected, found),
+      missing tensors (with expected shape) and unexpected tensors.
+  """
+  out: dict = {}
+  used, missing, bad = set(), [], []
+  for path, sds in jax.tree_util.tree_leaves_with_path(shapes):
+    p = _path_str(path)
+    s = src(p, tuple(sds.shape))
+    want = tuple(s.want(tuple(sds.shape)))
+    if s.key not in tensors:
+      missing.append(f"{s.key} (expected shape {want})")
+      continue
+    a = tensors[s.key]
+    used.add(s.key)
+    if tuple(a.shape) != want:
+      bad.append(f"{s.key}: expected {want}, found {tuple(a.shape)}")
+      continue
+    value = np.asarray(s.fwd(a)).reshape(sds.shape)
+    node = out
+    for k in p[:-1]:
+      node = node.setdefault(k, {})
+    node[p[-1]] = value
+  unexpected = sorted(k for k in tensors if k not in used and not ignore(k))
+  if missing or bad or unexpected:
+    def show(items):
+      head = items[:12]
+      more = f" ... and {len(items) - 12} more" if len(items) > 12 else ""
+      return "[" + "; ".join(head) + "]" + more
+    parts = []
+    if bad:
+      parts.append(f"shape mismatches {show(bad)}")
+    if missing:
+      parts.append(f"missing tensors {show(missing)}")
+    if unexpected:
+      parts.append(f"unexpected tensors {show(unexpected)}")
+    raise CheckpointMismatch(f"checkpoint {source!r} does not fit {what}: " + "; ".join(parts))
+  return out
+
+
+def bn_counter(key: str) -> bool:
+  """BatchNorm's ``num_batches_tracked`` counters carry no weights."""
+  return key.endswith("num_batches_tracked")
+
+
+# --- files -----------------------------------------------------------------
+
+def safetensors_files(ref: str, revision: Optional[str], names: Iterable[str],
+                      pickles: Iterable[str], *, layout: str) -> list[str]:
+  """The safetensors weight files of one layout (not any .safetensors in the repo).
+
+  Repos often hold several layouts side by side (timm's CLIP repos have timm's
+  ``model.safetensors`` *and* OpenCLIP's ``open_clip_model.safetensors``), so
+  each layout asks for its own file names.
+
+  Args:
+    names: acceptable weight files in order of preference; ``X.safetensors``
+      also accepts a sharded ``X.safetensors.index.json``.
+    pickles: this layout's pickle names, for the converter hint.
+
+  Raises:
+    hub.WeightsError: only pickles (names the converter) or nothing.
+  """
+  files = hub.list_files(ref, revision)
+  for n in names:
+    if n in files:
+      return [n]
+    index = n + ".index.json"
+    if index in files:
+      path = hub.resolve(ref, [index], revision=revision)[index]
+      return sorted(set(hub.read_json(path)["weight_map"].values()))
+  found = [p for p in pickles if p in files or p + ".index.json" in files]
+  if found:
+    raise hub.WeightsError(
+        f"{ref!r} holds {layout} weights only as pickle {found}; jaxbench never unpickles. "
+        f"Convert once with `python -m jaxbench.convert --src {ref} --dst DIR` (needs torch) "
+        "and load DIR.")
+  raise hub.WeightsError(f"{ref!r} has no {layout} weights: expected one of {list(names)}; "
+                         f"files: {files}")
+
+
+# --- models ----------------------------------------------------------------
+
+def check_precision(precision: str):
+  if precision not in PRECISIONS:
+    raise ValueError(f"unknown precision {precision!r}; known: {sorted(PRECISIONS)}")
+  return PRECISIONS[precision]
+
+
+def cast(params, precision: str):
+  """Params as jnp arrays in the model's precision (params and compute share it)."""
+  dtype = check_precision(precision)
+  return jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+
+
+def supervised_model(module: nn.Module, net_params, preprocess: api.Preprocess, *, name: str,
+                     num_classes: int, provenance: dict, precision: str = "float32",
+                     label_space: Optional[str] = None) -> api.Model:
+  """Wraps a classifier ``module(x_normalised) -> logits`` in the Model contract."""
+  def net_logits(p, x):
+    return module.apply({"params": p}, x)
+  if label_space is None:
+    label_space = "imagenet1k" if num_classes == 1000 else f"{num_classes}-way"
+  return api.Model(name=name, params={"net": cast(net_params, precision)},
+                   preprocess=preprocess, kind="supervised", label_space=label_space,
+                   num_classes=num_classes, provenance=provenance, net_logits=net_logits,
+                   precision=precision, arch=module)
+
+
+def zeroshot_model(module: nn.Module, net_params, preprocess: api.Preprocess, *, name: str,
+                   provenance: dict, tokenizer, context_length: int,
+                   precision: str = "float32", score: str = "softmax") -> api.Model:
+  """Wraps an image-text ``module`` with ``encode_image``/``encode_text`` methods."""
+  def net_image(p, x):
+    return module.apply({"params": p}, x, method="encode_image")
+
+  def net_text(p, ids):
+    return module.apply({"params": p}, ids, method="encode_text")
+  return api.Model(name=name, params={"net": cast(net_params, precision)},
+                   preprocess=preprocess, kind="zeroshot", provenance=provenance,
+                   net_image=net_image, net_text=net_text, tokenizer=tokenizer,
+                   context_length=context_length, precision=precision, score=score,
+                   arch=module)
+
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}

@@ -1,0 +1,402 @@
+"""OpenCLIP checkpoint layout: ``open_clip_config.json`` + ``open_clip_model.safetensors``.
+
+Used by OpenCLIP's Hugging Face repos (``timm/resnet50_clip.openai``,
+``timm/vit_base_patch32_clip_224.openai``, ``laion/CLIP-ViT-B-32-laion2B-s34B-b79K``).
+The config's ``model_cfg`` is OpenCLIP's model config; two image towers are
+implemented:
+
+* ViT (``vision_cfg.layers`` an int): mapped onto :class:`jaxbench.models.clip.CLIP`
+  (the same modules as the transformers layout, so both layouts share one tested
+  transformer);
+* ModifiedResNet (``vision_cfg.layers`` four ints): :mod:`jaxbench.models.clip_resnet`
+  with CLIP's text tower (:class:`ClipResNet`).
+
+Options OpenCLIP offers beyond these (timm or HF towers, layer scale, attentional
+pooling, SigLIP-style heads) are refused with a message naming them, never
+silently ignored. ``quick_gelu`` comes from the config or the spec
+(``openclip:timm/resnet50_clip.openai(quick_gelu=True)``): OpenAI's weights need
+it, and not every hub config records it.
+
+Tokenizer: the repo's own tokenizer files if any, else the config's
+``hf_tokenizer_name``, else CLIP's BPE (from the vocabulary file shipped with
+open_clip when installed, else the ``openai/clip-vit-base-patch32`` repo).
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import importlib.util
+import os
+from typing import Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbench.models import api, clip, hub, layers
+from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
+
+CONFIG = "open_clip_config.json"
+WEIGHTS = "open_clip_model.safetensors"
+PICKLES = ("open_clip_pytorch_model.bin",)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+
+# Config keys we implement (or that do not change the network), with the values
+# we implement where only the default is supported.
+_VISION_DEFAULTS = dict(ls_init_value=None, attentional_pool=False, no_ln_pre=False,
+                        pos_embed_type="learnable", final_ln_after_pool=False, pool_type="tok",
+                        act_kwargs=None, block_type=None, qk_norm=False,
+                        scaled_cosine_attn=False, scale_heads=False, scale_attn_inner=False,
+                        scale_attn=False, scale_fc=False, timm_model_name=None)
+_VISION_KNOWN = {"layers", "width", "head_width", "mlp_ratio", "patch_size", "image_size",
+                 "norm_kwargs", "output_tokens", "patch_dropout", "attn_pooler_queries",
+                 "attn_pooler_heads", "timm_model_pretrained", "timm_pool", "timm_proj",
+                 "timm_proj_bias", "timm_drop", "timm_drop_path"}
+_TEXT_DEFAULTS = dict(ls_init_value=None, embed_cls=False, no_causal_mask=False,
+                      final_ln_after_pool=False, proj_type="linear", proj_bias=False,
+                      act_kwargs=None, block_type=None, qk_norm=False, scaled_cosine_attn=False,
+                      scale_heads=False, scale_attn_inner=False, scale_attn=False,
+                      scale_fc=False, hf_model_name=None)
+_TEXT_KNOWN = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio",
+               "hf_tokenizer_name", "tokenizer_mode", "tokenizer_kwargs", "pad_id", "eos_id",
+               "pool_type", "norm_kwargs", "output_tokens", "hf_model_pretrained",
+               "hf_proj_type", "hf_pooler_type"}
+_TOP_KNOWN = {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "cast_dtype", "custom_text",
+              "init_logit_scale"}
+
+
+def _check_options(cfg: dict, defaults: dict, known: set, where: str, source: str):
+  bad = {k: cfg[k] for k in cfg if k in defaults and cfg[k] != defaults[k]}
+  unknown = sorted(k for k in cfg if k not in defaults and k not in known)
+  if bad or unknown:
+    raise layers.UnknownArchitecture(
+        f"{source}: {CONFIG} {where} uses options jaxbench does not implement: "
+        f"{bad if bad else ''}{' unknown keys ' + str(unknown) if unknown else ''}. Supported: "
+        "OpenAI-style CLIP with a ViT (vision_cfg.layers an int) or ModifiedResNet "
+        "(vision_cfg.layers four ints) image tower and the causal text transformer; "
+        f"keys {sorted(known | set(defaults))} with {defaults} at their defaults.")
+
+
+def _eps(c: dict) -> float:
+  return float((c.get("norm_kwargs") or {}).get("eps", 1e-5))
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenClipSpec:
+  """What an open_clip_config.json describes, in our terms."""
+  tower: str                       # 'vit' or 'resnet'
+  clip_cfg: clip.ClipConfig        # text tower (and the ViT image tower)
+  resnet: Optional[ModifiedResNetConfig] = None
+
+
+def parse_config(model_cfg: dict, *, quick_gelu: Optional[bool] = None,
+                 source: str = "") -> OpenClipSpec:
+  """OpenClipSpec from OpenCLIP's ``model_cfg``.
+
+  Args:
+    quick_gelu: overrides ``model_cfg['quick_gelu']`` when not None.
+
+  Raises:
+    UnknownArchitecture: options outside what is implemented, named.
+  """
+  top_unknown = sorted(set(model_cfg) - _TOP_KNOWN)
+  if top_unknown or model_cfg.get("custom_text"):
+    raise layers.UnknownArchitecture(
+        f"{source}: {CONFIG} model_cfg has unsupported keys "
+        f"{top_unknown or ['custom_text']}; supported: {sorted(_TOP_KNOWN - {'custom_text'})}")
+  v, t = dict(model_cfg["vision_cfg"]), dict(model_cfg["text_cfg"])
+  _check_options(v, _VISION_DEFAULTS, _VISION_KNOWN, "vision_cfg", source)
+  _check_options(t, _TEXT_DEFAULTS, _TEXT_KNOWN, "text_cfg", source)
+  if t.get("pool_type", "argmax") not in ("argmax", "eos"):
+    raise layers.UnknownArchitecture(f"{source}: text_cfg.pool_type {t['pool_type']!r} is not "
+                                     "implemented; known: 'argmax', 'eos'")
+  qg = bool(model_cfg.get("quick_gelu", False)) if quick_gelu is None else bool(quick_gelu)
+  act = "quick_gelu" if qg else "gelu"
+  tw = int(t.get("width", 512))
+  text = clip.TowerConfig(width=tw, layers=int(t.get("layers", 12)), heads=int(t.get("heads", 8)),
+                          mlp_dim=int(tw * float(t.get("mlp_ratio", 4.0))), act=act, eps=_eps(t))
+  size = v.get("image_size", 224)
+  if isinstance(size, (list, tuple)):
+    if len(set(size)) != 1:
+      raise layers.UnknownArchitecture(f"{source}: non-square image_size {size} is not supported")
+    size = size[0]
+  embed = int(model_cfg["embed_dim"])
+  head_width = int(v.get("head_width", 64))
+  vl = v.get("layers", 12)
+  argmax = t.get("pool_type", "argmax") == "argmax"
+  common = dict(image_size=int(size), vocab_size=int(t.get("vocab_size", 49408)),
+                context_length=int(t.get("context_length", 77)), embed_dim=embed,
+                eos_token_id=int(t.get("eos_id", 49407)) if not argmax else 49407,
+                legacy_argmax_pool=argmax)
+  if isinstance(vl, (list, tuple)):
+    width = int(v.get("width", 64))
+    resnet = ModifiedResNetConfig(layers=tuple(int(x) for x in vl), width=width,
+                                  image_size=int(size), heads=width * 32 // head_width,
+                                  output_dim=embed)
+    # The ViT slot of ClipConfig is unused by ClipResNet; keep it minimal.
+    cfg = clip.ClipConfig(vision=clip.TowerConfig(1, 0, 1, 1), text=text, patch_size=1, **common)
+    return OpenClipSpec("resnet", cfg, resnet)
+  vw = int(v.get("width", 768))
+  vision = clip.TowerConfig(width=vw, layers=int(vl), heads=vw // head_width,
+                            mlp_dim=int(vw * float(v.get("mlp_ratio", 4.0))), act=act, eps=_eps(v))
+  cfg = clip.ClipConfig(vision=vision, text=text, patch_size=int(v.get("patch_size", 16)),
+                        **common)
+  return OpenClipSpec("vit", cfg)
+
+
+class ClipResNet(nn.Module):
+  """CLIP with a ModifiedResNet image tower; same methods as :class:`clip.CLIP`."""
+  cfg: clip.ClipConfig
+  resnet: ModifiedResNetConfig
+
+  def setup(self):
+    self.visual = ModifiedResNet(self.resnet, name="visual")
+    self.text_model = clip.TextTower(self.cfg, name="text_model")
+    self.text_projection = nn.Dense(self.cfg.embed_dim, use_bias=False, name="text_projection")
+    self.logit_scale = self.param("logit_scale", nn.initializers.constant(np.log(1 / 0.07)), ())
+
+  def encode_image(self, x):
+    return self.visual(x)
+
+  def encode_text(self, ids):
+    return self.text_projection(self.text_model(ids))
+
+  def encode_text_embeddings(self, x, eot_index):
+    return self.text_projection(self.text_model.from_embeddings(x, eot_index))
+
+  def embed_tokens(self, ids):
+    return self.text_model.embed_tokens(ids)
+
+  def __call__(self, images, ids):
+    return self.encode_image(images), self.encode_text(ids), self.logit_scale
+
+
+# --- name maps ------------------------------------------------------------------
+
+def _block_src(rest: tuple, shape: tuple, prefix: str) -> layers.Src:
+  """A transformer layer's leaf (our clip.EncoderLayer names) -> OpenCLIP resblock names."""
+  mod, leaf = rest[0], rest[-1]
+  if mod == "self_attn":
+    proj = rest[1]
+    if proj == "out_proj":
+      return layers.named_src(prefix + "attn.out_proj", leaf, shape)
+    i = "qkv".index(proj[0])
+    key = prefix + "attn.in_proj_" + ("weight" if leaf == "kernel" else "bias")
+    return layers.chunk(key, i, 3, transpose=(leaf == "kernel"))
+  name = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "fc1": "mlp.c_fc",
+          "fc2": "mlp.c_proj"}[mod]
+  return layers.named_src(prefix + name, leaf, shape)
+
+
+def _text_src(path: tuple, shape: tuple) -> layers.Src:
+  """text_model/... of clip.TextTower -> OpenCLIP's top-level text names."""
+  if path[0] == "token_embedding":
+    return layers.copy("token_embedding.weight")
+  if path[0] == "position_embedding":
+    return layers.copy("positional_embedding")
+  if path[0] == "final_layer_norm":
+    return layers.named_src("ln_final", path[-1], shape)
+  i = int(path[1].split("_")[1])       # encoder/layers_i/...
+  return _block_src(path[2:], shape, f"transformer.resblocks.{i}.")
+
+
+def _vit_src(path: tuple, shape: tuple) -> layers.Src:
+  """vision_model/... of clip.VisionTower -> OpenCLIP's visual.* names."""
+  head = path[0]
+  if head == "patch_embedding":
+    return layers.conv_kernel("visual.conv1.weight")
+  if head == "class_embedding":
+    return layers.copy("visual.class_embedding")
+  if head == "position_embedding":
+    return layers.copy("visual.positional_embedding")
+  if head in ("pre_layrnorm", "post_layernorm"):
+    name = "ln_pre" if head == "pre_layrnorm" else "ln_post"
+    return layers.named_src("visual." + name, path[-1], shape)
+  i = int(path[1].split("_")[1])
+  return _block_src(path[2:], shape, f"visual.transformer.resblocks.{i}.")
+
+
+def src(path: tuple, shape: tuple) -> layers.Src:
+  """Our CLIP/ClipResNet param path -> OpenCLIP state-dict tensor."""
+  top = path[0]
+  if top == "logit_scale":
+    return layers.copy("logit_scale")
+  if top == "text_projection":
+    return layers.copy("text_projection")       # used as x @ P: already (in, out)
+  if top == "visual_projection":
+    return layers.copy("visual.proj")
+  if top == "text_model":
+    return _text_src(path[1:], shape)
+  if top == "vision_model":
+    return _vit_src(path[1:], shape)
+  if top == "visual":                          # ModifiedResNet: names match
+    return layers.default_src(path[1:], shape, "visual.")
+  raise KeyError(path)
+
+
+def _ignore(key: str) -> bool:
+  return layers.bn_counter(key) or key.endswith("attn_mask")
+
+
+def params_from_openclip(tensors: dict, spec: OpenClipSpec, source: str = ""):
+  """(module, Flax params) from an OpenCLIP state dict (NumPy)."""
+  cfg = spec.clip_cfg
+  img = jnp.zeros((1, cfg.image_size, cfg.image_size, 3))
+  ids = jnp.zeros((1, cfg.context_length), jnp.int32)
+  module = clip.CLIP(cfg) if spec.tower == "vit" else ClipResNet(cfg, spec.resnet)
+  shapes = layers.param_shapes(module, img, ids)
+  what = (f"OpenCLIP {spec.tower} (width {spec.resnet.width}, layers {spec.resnet.layers})"
+          if spec.tower == "resnet" else
+          f"OpenCLIP ViT (width {cfg.vision.width}, layers {cfg.vision.layers}, "
+          f"patch {cfg.patch_size})")
+  params = layers.pull(shapes, tensors, src, source=source, what=what, ignore=_ignore)
+  return module, params
+
+
+# --- preprocessing and tokenizer ------------------------------------------------
+
+def preprocess_from_config(pp: dict, size: int) -> api.Preprocess:
+  """OpenCLIP ``preprocess_cfg`` -> Preprocess (resize the short side, center crop)."""
+  mode = pp.get("resize_mode", "shortest")
+  crop = {"shortest": "center", "squash": "squash"}.get(mode, mode)
+  interp = pp.get("interpolation", "bicubic")
+  if interp not in layers.INTERPOLATIONS:
+    raise ValueError(f"preprocess_cfg interpolation {interp!r} unknown; known: "
+                     f"{layers.INTERPOLATIONS}")
+  return api.Preprocess(size=size, resize=size, interpolation=interp, crop=crop,
+                        mean=tuple(float(m) for m in pp.get("mean", api.CLIP_MEAN)),
+                        std=tuple(float(s) for s in pp.get("std", api.CLIP_STD)))
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+  """GPT-2/CLIP's reversible byte -> printable-character table."""
+  printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
+               + list(range(ord("\xae"), ord("\xff") + 1)))
+  chars = list(printable)
+  extra = 0
+  for b in range(256):
+    if b not in printable:
+      printable.append(b)
+      chars.append(256 + extra)
+      extra += 1
+  return dict(zip(printable, (chr(c) for c in chars)))
+
+
+def clip_bpe_tokenizer(bpe_path: str):
+  """transformers' CLIPTokenizer built from CLIP's ``bpe_simple_vocab_16e6.txt.gz``.
+
+  The vocabulary is the 256 byte symbols, the same with an end-of-word mark, one
+  token per merge (the first 48 894 merges) and the two special tokens: 49 408
+  entries, the layout OpenAI's tokenizer and transformers' share.
+  """
+  from transformers import CLIPTokenizer
+  with gzip.open(bpe_path, "rt", encoding="utf-8") as f:
+    lines = f.read().split("\n")
+  merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
+  base = list(_bytes_to_unicode().values())
+  vocab = base + [b + "</w>" for b in base] + ["".join(m) for m in merges]
+  vocab += ["<|startoftext|>", "<|endoftext|>"]
+  return CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)},
+                       merges=list(merges))
+
+
+def _bundled_bpe() -> Optional[str]:
+  spec = importlib.util.find_spec("open_clip")
+  if spec is None or not spec.origin:
+    return None
+  path = os.path.join(os.path.dirname(spec.origin), "bpe_simple_vocab_16e6.txt.gz")
+  return path if os.path.exists(path) else None
+
+
+class OpenClipTokenizer:
+  """``list[str] -> int32 (N, context_length)``, OpenCLIP's conventions.
+
+  ``<|startoftext|> tokens <|endoftext|>``, truncated to the context keeping the
+  end token, zero padded. The underlying tokenizer is found lazily (first call),
+  so loading a model never needs the network.
+  """
+
+  def __init__(self, root: str, text_cfg: dict, context_length: int, files: list[str]):
+    self.root, self.text_cfg, self.context_length = root, text_cfg, context_length
+    self.has_files = any(f in files for f in TOKENIZER_FILES)
+    self._tok = None
+    self.describe = self._source()
+
+  def _source(self) -> str:
+    if self.has_files:
+      return f"transformers:AutoTokenizer({self.root})"
+    if self.text_cfg.get("hf_tokenizer_name"):
+      return f"transformers:AutoTokenizer({self.text_cfg['hf_tokenizer_name']})"
+    return "clip-bpe:bpe_simple_vocab_16e6"
+
+  def _load(self):
+    from transformers import AutoTokenizer
+    if self.has_files:
+      return AutoTokenizer.from_pretrained(self.root)
+    if self.text_cfg.get("hf_tokenizer_name"):
+      return AutoTokenizer.from_pretrained(self.text_cfg["hf_tokenizer_name"])
+    bpe = _bundled_bpe()
+    if bpe:
+      return clip_bpe_tokenizer(bpe)
+    try:
+      return AutoTokenizer.from_pretrained("openai/clip-vit-base-patch32")
+    except Exception as e:
+      raise hub.WeightsError(
+          f"{self.root!r} has no tokenizer files and CLIP's BPE vocabulary was not found "
+          "(install open_clip_torch, or make openai/clip-vit-base-patch32 reachable or "
+          f"cached): {e}") from e
+
+  def __call__(self, texts) -> np.ndarray:
+    if self._tok is None:
+      self._tok = self._load()
+    enc = self._tok(list(texts), padding="max_length", max_length=self.context_length,
+                    truncation=True, return_attention_mask=True)
+    ids = np.asarray(enc["input_ids"], np.int64)
+    return np.where(np.asarray(enc["attention_mask"]) > 0, ids, 0).astype(np.int32)
+
+
+# --- loader -------------------------------------------------------------------
+
+def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
+         precision: str = "float32", quick_gelu: Optional[bool] = None, **unused) -> api.Model:
+  """Loads an OpenCLIP-layout repo or directory as a zero-shot Model.
+
+  Args:
+    ref: Hugging Face repo id or local directory.
+    revision: branch, tag or commit (hub repos).
+    precision: 'float32' or 'bfloat16' (params and compute).
+    quick_gelu: force QuickGELU on/off (OpenAI weights need it on).
+  """
+  if unused:
+    raise ValueError(f"unknown options for an OpenCLIP model: {sorted(unused)}; "
+                     "known: revision, precision, quick_gelu")
+  layers.check_precision(precision)
+  files = hub.resolve(ref, [CONFIG], revision=revision)
+  config = hub.read_json(files[CONFIG])
+  if "model_cfg" not in config:
+    raise ValueError(f"{files[CONFIG]} has no 'model_cfg' (keys: {sorted(config)})")
+  model_cfg = config["model_cfg"]
+  ocs = parse_config(model_cfg, quick_gelu=quick_gelu, source=ref)
+  names = layers.safetensors_files(ref, revision, [WEIGHTS], PICKLES, layout="OpenCLIP")
+  files.update(hub.resolve(ref, names, revision=revision))
+  tensors = hub.load_safetensors([files[n] for n in names])
+  module, net = params_from_openclip(tensors, ocs, source=ref)
+  cfg = ocs.clip_cfg
+  preprocess = preprocess_from_config(config.get("preprocess_cfg", {}), cfg.image_size)
+  listing = hub.list_files(ref, revision)
+  root = ref if hub.is_local(ref) else os.path.dirname(files[CONFIG])
+  if not hub.is_local(ref) and any(f in listing for f in TOKENIZER_FILES):
+    tok_names = [f for f in listing if f.startswith(("tokenizer", "vocab", "merges",
+                                                     "special_tokens"))]
+    hub.resolve(ref, tok_names, revision=revision)
+  tokenizer = OpenClipTokenizer(root, model_cfg["text_cfg"], cfg.context_length, listing)
+  prov = hub.provenance(ref, files, revision, layout="openclip")
+  prov.update(tokenizer=tokenizer.describe, architecture=f"openclip-{ocs.tower}",
+              quick_gelu=cfg.text.act == "quick_gelu")
+  return layers.zeroshot_model(module, net, preprocess, name=spec or f"openclip:{ref}",
+                               provenance=prov, tokenizer=tokenizer,
+                               context_length=cfg.context_length, precision=precision)
+
+
+def detect(files: list[str], ref: str) -> bool:
+  return CONFIG in files
