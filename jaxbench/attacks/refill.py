@@ -12,8 +12,8 @@ Every example owns its iteration counter, keys and state (see
 :class:`~jaxbench.attacks.base.Iterative`) and a step leaves finished examples
 bit-identical, so results equal running each example alone; finished
 examples are finalised (projection + one re-evaluation) in full batches.
-Compiled functions: one init, one chunk, one merge and one finalise, all at
-the fixed batch shape.
+Compiled functions: one refill (init + merge), one chunk and one finalise,
+all at the fixed batch shape.
 """
 from __future__ import annotations
 
@@ -30,19 +30,27 @@ from jaxbench.attacks import base, ensemble
 
 
 @functools.partial(jax.jit, static_argnames=("attack",))
-def _init(attack, images, labels, keys, eps, targets, mask):
-  return attack.init(images, labels, keys, eps, targets, mask)
+def _refill(attack, state, images, labels, keys, eps, targets, take):
+  """Fresh state for the slots where ``take``; others keep ``state``."""
+  return base.select(take, attack.init(images, labels, keys, eps, targets, take), state)
+
+
+def _empty_state(attack, imgs, labs, kds, eps, tgs, put):
+  """A batch of finished placeholder slots with the state's structure."""
+  shapes = jax.eval_shape(attack.init, imgs, labs, kds, eps, tgs, np.zeros(labs.shape, bool))
+
+  def fill(path, sd):
+    done = getattr(path[-1], "key", None) == "done"
+    return put(np.ones(sd.shape, sd.dtype) if done else np.zeros(sd.shape, sd.dtype))
+  return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 @functools.partial(jax.jit, static_argnames=("attack", "apply", "n"))
 def _chunk(attack, apply, params, dyn, state, n):
+  """n steps, and every slot's output (read back only for finished slots)."""
   a = attack._merge(dyn) if dyn is not None else attack
-  return base.run(a, a._models(apply, params, dyn), state, n)
-
-
-@functools.partial(jax.jit, static_argnames=("attack",))
-def _output(attack, state):
-  return attack.output(state)
+  state = base.run(a, a._models(apply, params, dyn), state, n)
+  return state, a.output(state)
 
 
 @functools.partial(jax.jit, static_argnames=("attack", "apply"))
@@ -50,10 +58,6 @@ def _finish(attack, apply, params, dyn, images, labels, raw, mask):
   a = attack._merge(dyn) if dyn is not None else attack
   return base.finalize(a.threat, a._models(apply, params, dyn), images, labels, raw, mask)
 
-
-@jax.jit
-def _merge(take, new, old):
-  return base.select(take, new, old)
 
 
 def examples_from_arrays(images, labels, keys=None, targets=None,
@@ -155,19 +159,21 @@ def run(attack: base.Iterative, apply, params, batches: Iterable[dict], *,
         imgs[j], labs[j], kds[j], tgs[j], take[j] = im, lb, kd, tg, True
         slot[j] = eid
       eps = np.full((bsz,), eps_value, np.float32)
-      new = _init(static, put(imgs), put(labs), put(kds), put(eps), put(tgs), put(take))
-      state = new if state is None else _merge(put(take), new, state)
+      if state is None:
+        state = _empty_state(static, imgs, labs, kds, eps, tgs, put)
+      state = _refill(static, state, put(imgs), put(labs), put(kds), put(eps), put(tgs),
+                      put(take))
     live = int((slot >= 0).sum())
     if live == 0:
       break
-    state = _chunk(static, apply, params, dyn, state, chunk_steps)
+    state, raw = _chunk(static, apply, params, dyn, state, chunk_steps)
     stats.chunks += 1
     stats.slot_steps += bsz * chunk_steps
     stats.live_slot_steps += live * chunk_steps
     done = np.asarray(jax.device_get(state["done"]))
     fin = np.flatnonzero(done & (slot >= 0))
     if fin.size:
-      raw = jax.device_get(_output(static, state))
+      raw = jax.device_get(raw)
       for j in fin:
         done_raw[int(slot[j])] = {k: np.asarray(v[j]) for k, v in raw.items()}
         slot[j] = -1

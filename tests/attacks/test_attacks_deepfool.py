@@ -1,0 +1,103 @@
+"""DeepFool and C&W against hand computations on linear models.
+
+Model: f(x) = x @ W + b with W = [[0, 1, 1], [0, 0, 2]], b = (1.5, 0, 0).
+At x0 = (0.3, 0.4): f = (1.5, 0.3, 1.1), label 0.
+  L-inf (RoZ): |f_1 - f_0| / ||w_1 - w_0||_1 = 1.2 / 1 = 1.2,
+               |f_2 - f_0| / ||w_2 - w_0||_1 = 0.4 / 3 = 0.1333 -> class 2,
+               r = (0.13333 + 1e-4) * (1, 1), x' = x0 + 1.02 r = (0.436102, 0.536102),
+               ||1.02 r||_inf = 0.136102 (the minimal L-inf perturbation is 0.13333).
+  L2:          0.4 / sqrt(5) = 0.178885 -> r = 0.178985 * (1, 2) / sqrt(5),
+               x' = (0.381646, 0.563291), ||1.02 r||_2 = 0.182565.
+At x0 = (0.6, 0.2): f = (1.5, 0.6, 1.0), label 0.
+  L-inf: 0.5 / 3 = 0.16667 -> x' = (0.770102, 0.370102), norm 0.170102.
+  L2:    0.5 / sqrt(5) = 0.223607 -> x' = (0.702046, 0.404091), norm 0.228181.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxbench import attacks
+from jaxbench.attacks import base, deepfool
+from attack_helpers import (keys, linear_apply, make_zeroshot, toy2d, zeroshot_apply)
+
+P = {"w": jnp.asarray([[0.0, 1.0, 1.0], [0.0, 0.0, 2.0]]),
+     "b": jnp.asarray([1.5, 0.0, 0.0])}
+X = jnp.asarray([[[[0.3, 0.4]]], [[[0.6, 0.2]]]], jnp.float32)
+Y = np.array([0, 0])
+
+
+@pytest.mark.parametrize("norm,adv,norms", [
+    ("linf", [[0.436102, 0.536102], [0.770102, 0.370102]], [0.136102, 0.170102]),
+    ("l2", [[0.381646, 0.563291], [0.702046, 0.404091]], [0.182565, 0.228181]),
+])
+def test_deepfool_hand_computed_linear(norm, adv, norms):
+  r = attacks.get(f"deepfool(eps=1.0, norm='{norm}')")(linear_apply, P, X, Y)
+  np.testing.assert_allclose(np.asarray(r.adv_images).reshape(2, 2), adv, atol=2e-6)
+  np.testing.assert_allclose(np.asarray(r.diagnostics["min_eps"]), norms, atol=2e-6)
+  assert np.all(np.asarray(r.success))
+  np.testing.assert_array_equal(np.asarray(r.diagnostics["iterations"]), [1, 1])
+  np.testing.assert_array_equal(np.asarray(r.diagnostics["adv_pred"]), [2, 2])
+
+
+def test_deepfool_budget_rule():
+  # RoZ: robust iff ||(1 + overshoot) r_tot|| > eps; the example is then returned clean.
+  r = attacks.get("deepfool(eps=0.15)")(linear_apply, P, X, Y)
+  np.testing.assert_array_equal(np.asarray(r.success), [True, False])
+  np.testing.assert_array_equal(np.asarray(r.adv_images[1]), np.asarray(X[1]))
+  np.testing.assert_allclose(np.asarray(r.diagnostics["min_eps"]), [0.136102, 0.170102],
+                             atol=2e-6)
+
+
+ZP = make_zeroshot(48, 6, 20, seed=1)
+ZX = jnp.asarray(np.random.default_rng(2).uniform(size=(5, 4, 4, 3)).astype(np.float32))
+ZY = np.asarray(zeroshot_apply(ZP, ZX)).argmax(1)
+
+
+def test_embedding_path_class_gradients_equal_jacobian():
+  a = attacks.get("deepfool(embed='always', class_chunk=7)")
+  models = base.Models(zeroshot_apply, ZP, a.threat)
+  logits, grads = a._linearize(models, ZX, 20)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(zeroshot_apply(ZP, ZX)), atol=1e-5)
+  jac = jax.jacrev(lambda z: zeroshot_apply(ZP, z))(ZX)           # (N, K, N, H, W, C)
+  jac = jnp.stack([jac[i, :, i] for i in range(5)], 1)              # (K, N, H, W, C)
+  label = jnp.asarray(ZY)
+  cls = jnp.broadcast_to(jnp.arange(20)[:, None], (20, 5))
+  want = jac - jac[label, jnp.arange(5)][None]
+  np.testing.assert_allclose(np.asarray(grads(cls, label)), np.asarray(want), atol=1e-4)
+
+
+def test_embedding_and_generic_paths_agree():
+  r1 = attacks.get("deepfool(eps=0.5, embed='always', class_chunk=7)")(zeroshot_apply, ZP, ZX, ZY)
+  r2 = attacks.get("deepfool(eps=0.5, embed='never', class_chunk=7)")(zeroshot_apply, ZP, ZX, ZY)
+  np.testing.assert_array_equal(np.asarray(r1.success), np.asarray(r2.success))
+  np.testing.assert_allclose(np.asarray(r1.adv_images), np.asarray(r2.adv_images), atol=1e-4)
+  np.testing.assert_allclose(np.asarray(r1.diagnostics["min_eps"]),
+                             np.asarray(r2.diagnostics["min_eps"]), rtol=1e-3)
+  assert np.asarray(r1.success).mean() >= 0.6
+
+
+def test_deepfool_top_k_candidates_equal_all_when_k_is_all():
+  r1 = attacks.get("deepfool(eps=0.5, embed='never', class_chunk=7)")(zeroshot_apply, ZP, ZX, ZY)
+  r2 = attacks.get("deepfool(eps=0.5, embed='never', class_chunk=7, candidates=20)")(
+      zeroshot_apply, ZP, ZX, ZY)
+  np.testing.assert_allclose(np.asarray(r1.adv_images), np.asarray(r2.adv_images), atol=1e-6)
+
+
+def test_cw_minimal_l2_matches_distance_to_hyperplane():
+  # Same toy and spec as the property table (compiled once per session).
+  x, p = toy2d(n=32)
+  clean = np.asarray(linear_apply(p, x))
+  labels = clean.argmax(-1)
+  labels[:3] = 1 - labels[:3]
+  r = attacks.get("cw(eps=0.15, steps=60, binary_steps=6, lr=0.05)")(
+      linear_apply, p, x, labels, keys(32))
+  dw = np.asarray(p["w"])[:, 0] - np.asarray(p["w"])[:, 1]
+  dist = np.abs(clean[:, 0] - clean[:, 1]) / np.linalg.norm(dw)
+  found = np.asarray(r.diagnostics["min_eps"])
+  np.testing.assert_array_equal(found[:3], 0.0)        # misclassified: 0 (RoZ)
+  ok = np.isfinite(found[3:])
+  assert ok.mean() >= 0.8
+  # Never below the true minimum (that would not be adversarial), close above it.
+  assert np.all(found[3:][ok] >= dist[3:][ok] * (1 - 1e-4))
+  np.testing.assert_allclose(found[3:][ok], dist[3:][ok], rtol=0.05)

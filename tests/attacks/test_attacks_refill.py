@@ -1,0 +1,105 @@
+"""Batch independence: 1 vs 8 devices, batch 1 vs 16, survivor refill, ensembles."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxbench import attacks
+from jaxbench.attacks import metrics, refill
+from attack_helpers import keys, linear_apply, make_linear, toy2d
+
+# Same data and spec as the property table's DIM case (compiled once).
+XS = jnp.asarray(np.random.default_rng(1).uniform(size=(16, 4, 4, 3)).astype(np.float32))
+PS = make_linear(48, 5, seed=5, scale=0.5)
+YS = np.asarray(linear_apply(PS, XS)).argmax(-1)
+KS = keys(16, seed=7)
+
+
+def _same(r1, r2):
+  np.testing.assert_allclose(np.asarray(r1.adv_images), np.asarray(r2.adv_images), atol=1e-6)
+  for k in ("success", "queries"):
+    np.testing.assert_array_equal(np.asarray(getattr(r1, k)), np.asarray(getattr(r2, k)))
+  np.testing.assert_array_equal(np.asarray(r1.diagnostics["steps"]),
+                                np.asarray(r2.diagnostics["steps"]))
+
+
+def test_dim_same_on_1_and_8_devices_and_batch_1_and_16():
+  # DIM: per-example random diversity, momentum and early stop.
+  a = attacks.get("dim(eps=0.08)")
+  full = a(linear_apply, PS, XS, YS, KS)
+  assert 0 < np.asarray(full.success).mean() < 1
+  steps = np.asarray(full.diagnostics["steps"])
+  assert len(set(steps.tolist())) > 2        # examples stop at different steps
+  alone = [a(linear_apply, PS, XS[i:i + 1], YS[i:i + 1], KS[i:i + 1]) for i in range(16)]
+  alone = jax.tree.map(lambda *xs: np.concatenate(xs), *alone)
+  _same(full, alone)
+  mesh = jax.make_mesh((8,), ("data",))
+  sh, rep = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  f = jax.jit(lambda p, x, y, k: a(linear_apply, p, x, y, k),
+              in_shardings=(rep, sh, sh, sh), out_shardings=sh)
+  sharded = f(PS, XS, jnp.asarray(YS), KS)
+  assert len(sharded.adv_images.sharding.device_set) == 8
+  _same(full, sharded)
+
+
+# 2-class linear model: the minimal L-inf eps is margin / ||w_0 - w_1||_1.
+RNG = np.random.default_rng(4)
+XM = jnp.asarray(RNG.uniform(0.3, 0.7, size=(12, 4, 4, 3)).astype(np.float32))
+PM = make_linear(48, 2, seed=7, scale=0.05)
+GRID = tuple(round(0.01 * i, 2) for i in range(1, 13))
+
+
+def _analytic_min_eps(x, p, labels):
+  logits = np.asarray(linear_apply(p, x))
+  dw = np.abs(np.asarray(p["w"])[:, 0] - np.asarray(p["w"])[:, 1]).sum()
+  need = np.abs(logits[:, 0] - logits[:, 1]) / dw
+  idx = np.searchsorted(np.asarray(GRID), need, side="right")
+  want = np.where(idx < len(GRID), np.asarray(GRID)[np.minimum(idx, len(GRID) - 1)], np.inf)
+  return np.where(logits.argmax(1) == labels, want, 0.0), need
+
+
+def test_min_eps_binary_search_with_refill_equals_alone_and_analytic():
+  labels = np.asarray(linear_apply(PM, XM)).argmax(1)
+  labels[0] = 1 - labels[0]                     # misclassified: minimal eps 0
+  want, need = _analytic_min_eps(XM, PM, labels)
+  border = np.min(np.abs(need[:, None] - np.asarray(GRID)[None]), axis=1) < 1e-4
+  assert not border.any() and np.isfinite(want).sum() >= 6 and np.isinf(want).any()
+  a = attacks.get(f"min_eps(attack='bim(steps=20)', grid={GRID})")
+  k = keys(12, seed=2)
+  res, stats = refill.run(a, linear_apply, PM, refill.examples_from_arrays(XM, labels, k, batch=5),
+                          batch_size=4, chunk_steps=3)
+  np.testing.assert_array_equal(res.diagnostics["min_eps"], want.astype(np.float32))
+  assert stats.examples == 12 and stats.occupancy > 0.5
+  alone = [a(linear_apply, PM, XM[i:i + 1], labels[i:i + 1], k[i:i + 1]) for i in range(12)]
+  alone = jax.tree.map(lambda *xs: np.concatenate(xs), *alone)
+  np.testing.assert_array_equal(res.adv_images, alone.adv_images)
+  np.testing.assert_array_equal(res.queries, alone.queries)
+  np.testing.assert_array_equal(res.diagnostics["min_eps"], alone.diagnostics["min_eps"])
+  m = metrics.summarize(res)
+  assert m["median_min_eps"] == float(np.median(want.astype(np.float32)))
+
+
+def test_ensemble_is_worst_case_over_stages():
+  x, p = toy2d(n=32)
+  labels = np.asarray(linear_apply(p, x)).argmax(-1)
+  labels[:3] = 1 - labels[:3]
+  k = keys(32)
+  fg = attacks.get("fgsm(eps=0.15)")(linear_apply, p, x, labels, k)
+  ens = attacks.get("ensemble(attacks=['fgsm', 'deepfool'], eps=0.15)")
+  r = ens(linear_apply, p, x, labels, k)
+  # Stage i sees stage-folded keys; deepfool is deterministic, fgsm too.
+  df = attacks.get("deepfool(eps=0.15)")(linear_apply, p, x, labels, k)
+  rob_fg = ~np.asarray(fg.success) & np.asarray(fg.diagnostics["clean_correct"])
+  rob_df = ~np.asarray(df.success) & np.asarray(df.diagnostics["clean_correct"])
+  stages = np.asarray(r.diagnostics["robust_stage"])
+  np.testing.assert_array_equal(stages[:, 0], rob_fg)
+  np.testing.assert_array_equal(stages[:, 1], rob_fg & rob_df)
+  robust = np.asarray(r.diagnostics["clean_correct"]) & np.asarray(r.diagnostics["adv_correct"])
+  np.testing.assert_array_equal(robust, rob_fg & rob_df)
+  m = metrics.summarize(r)
+  assert m["stage_robust_acc"] == [rob_fg.mean(), (rob_fg & rob_df).mean()]
+  assert m["robust_acc"] == (rob_fg & rob_df).mean()
+  # The same cascade with refill, stage by stage over survivors.
+  out, _ = refill.run_ensemble(ens, linear_apply, p, x, labels, k, batch_size=8)
+  np.testing.assert_array_equal(out["robust_stage"], stages)
+  np.testing.assert_allclose(out["adv_images"], np.asarray(r.adv_images), atol=1e-6)
