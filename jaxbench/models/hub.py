@@ -100,7 +100,11 @@ def list_files(ref: str, revision: Optional[str] = None) -> list[str]:
     try:
       path = hf.snapshot_download(ref, revision=revision, local_files_only=True)
     except Exception as e:
-      raise WeightsError(f"Hugging Face repo {ref!r} is not reachable and not cached: {e}") from e
+      offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+      hint = (" (HF_HUB_OFFLINE is set: run once online to fill the cache, or pass a local "
+              "directory)" if offline else "")
+      raise WeightsError(f"Hugging Face repo {ref!r} is not reachable and not cached{hint}: "
+                         f"{e}") from e
     return list_files(path)
 
 
