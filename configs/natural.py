@@ -15,7 +15,7 @@ Config args (``--config=configs/natural.py:ARGS``, comma-separated):
   all_v2      all three ImageNetV2 variants instead of matched-frequency only.
   no_controls the seven shifted sets only.
 """
-import ml_collections
+from jaxbench import configs
 
 NATURAL = ("imagenet_v2(variant='matched-frequency')", "imagenet_r", "objectnet",
            "imagenet_sketch", "imagenet_a", "imagenet_vid_robust", "ytbb_robust")
@@ -34,31 +34,11 @@ def get_config(arg=None):
   if unknown:
     raise ValueError(f"configs/natural.py: unknown config args {sorted(unknown)}; known: "
                      "roz, all_v2, no_controls")
-  c = ml_collections.ConfigDict()
-  c.suite = "natural"
-  c.seed = 0
-  c.models = ("clip_vit_b32",)   # tuples: overridable from the command line
-  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates="clip80",
-                                              head="imagenet", logit_scale="model"))
-  c.preprocess = ""
-  c.data_root = "~/data"
-  c.tfds_dir = ""   # fallback TFDS data_dir for sets not found under data_root
   natural = list(NATURAL)
   if "all_v2" in args:
     natural = list(V2_ALL) + natural[1:]
-  c.datasets = tuple(natural + ([] if "no_controls" in args else list(CONTROLS)))
-  c.transforms = ("clean",)
-  c.batch_size = 128
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  c.param_sharding = "replicate"
-  c.checkpoint_every = 50
-  c.log_every = 10
-  c.num_workers = 8
-  c.precision = "float32"
-  c.max_examples = -1
-  c.report = False
-  c.workdir_policy = "strict"
-  if "roz" in args:   # fixed logit scale 100, CLIP preprocessing for every model
-    c.zeroshot.logit_scale = "100"
-    c.preprocess = "clip"
+  c = configs.base("natural",
+                   datasets=natural + ([] if "no_controls" in args else list(CONTROLS)))
+  if "roz" in args:
+    configs.roz(c)
   return c
