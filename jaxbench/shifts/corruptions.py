@@ -34,7 +34,7 @@ import functools
 import io
 import math
 import os
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -955,11 +955,14 @@ class _Corruption:
 
   @property
   def spec(self) -> str:
+    """Canonical spec (the results key): options that change outputs included."""
     if self.family == "corrupt":
-      return format_spec("corrupt", (), {"name": self.name, "severity": self.severity,
-                                         "res": self.res})
-    return format_spec(self.family, (), {"corruption": self.name,
-                                         "severity": self.severity})
+      kwargs = {"name": self.name, "severity": self.severity, "res": self.res}
+    else:
+      kwargs = {"corruption": self.name, "severity": self.severity}
+    if not getattr(self, "quantize", True):
+      kwargs["quantize"] = False
+    return format_spec(self.family, (), kwargs)
 
   @property
   def params(self):

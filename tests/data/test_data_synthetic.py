@@ -11,7 +11,6 @@ from PIL import Image
 from jaxbench import labels as labels_lib
 from jaxbench.data import catalog, sources
 from jaxbench.data import synthetic as S
-from jaxbench.metrics import imagenet_p as P
 
 WNIDS = labels_lib.imagenet_wnids()
 

@@ -212,7 +212,6 @@ def main():
   data = {"img224": img224, "img32": img32}
   for res, images in (("imagenet", img224[None]), ("cifar", img32)):
     ref = load_reference(res)
-    size = images.shape[1]
     for ci, name in enumerate(NAMES):
       if name in NOT_HERE:
         continue

@@ -259,6 +259,8 @@ def test_registry_specs_and_kinds():
   assert fog.kind == "device" and hasattr(fog, "device_fn") and not hasattr(fog, "host_fn")
   assert fog.spec == "imagenet_c(corruption='fog', severity=3)"
   assert fog.provenance["source"] == "generated"
+  raw = shifts.get("imagenet_c(corruption='fog', severity=3, quantize=False)")
+  assert raw.spec == "imagenet_c(corruption='fog', quantize=False, severity=3)"
   jpeg = shifts.get("corrupt(name='jpeg_compression', severity=2, res='cifar')")
   assert jpeg.kind == "host" and hasattr(jpeg, "host_fn") and not hasattr(jpeg, "device_fn")
   assert jpeg.params == 65
