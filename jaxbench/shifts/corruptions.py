@@ -5,7 +5,11 @@ The parameters are those of hendrycks/robustness ``ImageNet-C/create_c``:
 Resize(256)+CenterCrop(224)) and ``make_cifar_c.py`` (``res='cifar'``, 32x32).
 The algorithms follow create_c; where create_c called ImageMagick (motion blur,
 and the motion blur inside snow) they follow the NumPy re-implementation of the
-``imagecorruptions`` package, the only runnable reference.
+``imagecorruptions`` package, the only runnable reference. Where that package
+departs from create_c, create_c wins: elastic_transform is create_c's random
+affine plus elastic field (the package rewrote it), frost crops the picture
+unscaled (the package enlarges it by 1.1). create_c's quirks are kept: glass
+blur's "swap" of NumPy pixel views is a copy, frost never picks frost6.jpg.
 
 Device-side (jittable, vmapped over the batch, randomness from per-example keys):
   gaussian_noise shot_noise impulse_noise speckle_noise gaussian_blur glass_blur
