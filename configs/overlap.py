@@ -72,7 +72,7 @@ def get_config(arg=None):
       hashes=("phash", "dhash"),
       hash_radius=config_dict.placeholder(dict),  # {'phash': 4, ...}; None = calibrate
       block=64,                 # rows per candidate block in the search (speed knob)
-      query_block=4096,         # queries per search tile
+      query_block=512,          # queries per search tile (CPU cache; raise on GPU/TPU)
       store_chunk=65536,        # rows per embedding file
       store_dtype="float32",
       calibration=ml_collections.ConfigDict(dict(

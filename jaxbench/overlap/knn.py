@@ -92,12 +92,14 @@ class Searcher:
     chunk: corpus rows per step per process (rounded up to a multiple of
       ``block * local devices``). Does not change results, only memory and speed.
     block: rows per candidate block (see module docstring); a speed knob.
-    query_block: queries per tile; bounds the (query_block x rows/device) tile.
+    query_block: queries per tile; bounds the (query_block x rows/device) similarity
+      tile. 512 keeps a 16384-row step's tile near the CPU's last-level cache (measured
+      fastest on CPU); raise it on accelerators.
     mesh: mesh with a 'data' axis (default: all devices).
   """
 
   def __init__(self, queries: np.ndarray, k: int, *, chunk: int = 16384, block: int = 64,
-               query_block: int = 4096, mesh: Optional[Mesh] = None):
+               query_block: int = 512, mesh: Optional[Mesh] = None):
     queries = np.asarray(queries, np.float32)
     if queries.ndim != 2 or queries.shape[0] == 0:
       raise ValueError(f"queries must be a non-empty (Q, D) array, got {queries.shape}")
@@ -143,8 +145,10 @@ class Searcher:
       buf_o.append(np.asarray(ords, np.int64))
       n += emb.shape[0]
       while n >= self.rows_step:
-        e = np.concatenate(buf_e)
-        o = np.concatenate(buf_o)
+        # One buffered block (the usual case when files are a multiple of the step) is
+        # sliced, not copied.
+        e = buf_e[0] if len(buf_e) == 1 else np.concatenate(buf_e)
+        o = buf_o[0] if len(buf_o) == 1 else np.concatenate(buf_o)
         yield e[:self.rows_step], o[:self.rows_step]
         buf_e, buf_o, n = [e[self.rows_step:]], [o[self.rows_step:]], n - self.rows_step
     if n:

@@ -111,11 +111,13 @@ def _resolve_ids(corpus: corpus_lib.EmbeddingFiles, ordinals: set[int]) -> dict[
 
 # --------------------------------------------------------------------------- the suite
 def _calibration_images(evalsets, config, num: int):
+  """About ``num`` images spread evenly over every set (sets are often sorted by class)."""
   imgs, ids = [], []
   per = max(1, num // len(evalsets))
   for es in evalsets:
-    for i in range(min(per, _num_examples(es, config))):
-      rec = es.source[i]
+    n = _num_examples(es, config)
+    for i in np.unique(np.linspace(0, n - 1, min(per, n)).round().astype(int)):
+      rec = es.source[int(i)]
       p = _payload(rec, es)
       try:
         img = p if isinstance(p, np.ndarray) else corpus_lib.decode_image(p)
@@ -211,7 +213,7 @@ def run(config, workdir: str, *, print_fn=print) -> list[dict]:
   # 4. one exact k-NN pass over the corpus for all evaluation sets together
   searcher = knn.Searcher(np.concatenate([b.emb for b, _ in queries]), k,
                           chunk=int(ov.get("chunk", 16384)), block=int(ov.get("block", 64)),
-                          query_block=int(ov.get("query_block", 4096)), mesh=mesh)
+                          query_block=int(ov.get("query_block", 512)), mesh=mesh)
   share = corpus_emb.shard(jax.process_index(), jax.process_count())
   top = searcher.search((c.emb, c.ordinals) for c in share.chunks())
   if not parallel.is_writer():

@@ -12,7 +12,6 @@ import os
 import tarfile
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image

@@ -1,5 +1,4 @@
 """Corpus readers: img2dataset tar shards (and their bad members), folders, embedding files."""
-import io
 import json
 import os
 import tarfile
