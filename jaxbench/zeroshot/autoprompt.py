@@ -26,7 +26,8 @@ Each restart runs ``iterations`` iterations (restart 0 from ``init``, others
 from random tokens); the trigger held after every iteration is logged, and
 prompts are ranked by how often they appear in the log, as RoZ ranks its
 ``*.log`` files. The top-N form the head like templates do (normalise, mean,
-renormalise). Randomness: ``fold_in(key(seed), restart)``, then the iteration.
+renormalise). Randomness: rows and positions from ``fold_in(fold_in(key(seed),
+restart), iteration)``; random starts from ``default_rng([seed, restart])``.
 """
 from __future__ import annotations
 
@@ -146,16 +147,6 @@ def trigger_loss(arch, net, ids, eot, class_mask, trig_emb, feats, labels, weigh
                              scale, bias, mesh)
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "mesh"))
-def trigger_grad(arch, net, ids, eot, class_mask, trig_emb, feats, labels, weights, scale, bias,
-                 mesh=None):
-  """(loss, d loss / d trigger embeddings (M, W))."""
-  base = clip_auto.embed_ids(arch, net, ids)
-  f = lambda e: _loss_of_embeddings(arch, net, base, eot, class_mask, e, feats, labels,
-                                    weights, scale, bias, mesh)[0]
-  return jax.value_and_grad(f)(trig_emb)
-
-
 @functools.partial(jax.jit, static_argnames=("arch", "num_candidates", "chunk", "mesh"))
 def search_step(arch, net, table, allowed, ids, eot, class_mask, trigger, feats, labels,
                 weights, scale, bias, key, *, num_candidates: int, chunk: int = 0,
@@ -175,7 +166,8 @@ def search_step(arch, net, table, allowed, ids, eot, class_mask, trigger, feats,
   Returns:
     dict: 'trigger' (M,) after the iteration, 'loss' its loss, 'start_loss'
     the current trigger's loss, 'position', 'accepted', 'candidates' (C,),
-    'candidate_losses' (C,), 'predicted' (C,) HotFlip estimates.
+    'candidate_losses' (C,), 'predicted' (C,) HotFlip estimates, 'grad' (M, W)
+    the gradient of the start loss w.r.t. the trigger embeddings.
   """
   m = trigger.shape[0]
   base = clip_auto.embed_ids(arch, net, ids)
@@ -195,7 +187,7 @@ def search_step(arch, net, table, allowed, ids, eot, class_mask, trigger, feats,
   return {"trigger": jnp.where(accepted, triggers[best], trigger),
           "loss": jnp.where(accepted, cand_losses[best], loss), "start_loss": loss,
           "position": pos, "accepted": accepted, "candidates": cand,
-          "candidate_losses": cand_losses, "predicted": -neg}
+          "candidate_losses": cand_losses, "predicted": -neg, "grad": grad}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -225,6 +217,8 @@ def make_problem(model: Model, feats: np.ndarray, labels: np.ndarray,
       features of the wrong shape, excluded token ids outside the vocabulary.
   """
   layout = clip_auto.make_layout(model, classnames, cfg.num_tokens, cfg.suffix)
+  if mesh is not None and mesh.size == 1:
+    mesh = None    # one device: no constraints, and the unsharded compilation
   feats = np.asarray(feats, np.float32)
   labels = np.asarray(labels, np.int32)
   if feats.ndim != 2 or labels.shape != (feats.shape[0],) or not len(labels):
@@ -277,9 +271,19 @@ def iteration_rows(problem: Problem, key, cfg: AutoPromptConfig):
                     mesh=problem.mesh)
 
 
+@jax.jit
+def iteration_keys(seed, restart, iteration):
+  """(rows key, position key) of one iteration: fold_in(key(seed), restart), iteration."""
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), restart), iteration)
+  return tuple(jax.random.split(key))
+
+
 def initial_trigger(model: Model, layout: clip_auto.PromptLayout, cfg: AutoPromptConfig,
-                    restart: int, key) -> np.ndarray:
-  """Restart 0 starts from ``cfg.init``; later ones from random allowed tokens."""
+                    restart: int) -> np.ndarray:
+  """Restart 0 starts from ``cfg.init``; later ones from random allowed tokens.
+
+  Random starts draw from ``np.random.default_rng([seed, restart])``.
+  """
   if cfg.init and (restart == 0 or not cfg.random_restarts):
     tok = np.asarray(model.tokenize([cfg.init])[0])
     tok = tok[(tok != 0) & ~np.isin(tok, layout.specials)]
@@ -291,8 +295,8 @@ def initial_trigger(model: Model, layout: clip_auto.PromptLayout, cfg: AutoPromp
   allowed[list(layout.specials)] = False
   allowed[[int(t) for t in cfg.exclude_tokens]] = False
   pool = np.nonzero(allowed)[0]
-  pick = jax.random.choice(key, len(pool), (cfg.num_tokens,), replace=True)
-  return pool[np.asarray(pick)].astype(np.int32)
+  rng = np.random.default_rng([cfg.seed, restart])
+  return pool[rng.integers(0, len(pool), cfg.num_tokens)].astype(np.int32)
 
 
 def search(model: Model, feats: np.ndarray, labels: np.ndarray, classnames: Sequence[str],
@@ -321,20 +325,20 @@ def search(model: Model, feats: np.ndarray, labels: np.ndarray, classnames: Sequ
   net = model.params["net"]
   t0 = time.perf_counter()
   for restart in range(r):
-    rkey = jax.random.fold_in(jax.random.key(cfg.seed), restart)
-    trigger = initial_trigger(model, p.layout, cfg, restart, jax.random.fold_in(rkey, 1 << 30))
+    trigger = initial_trigger(model, p.layout, cfg, restart)
     log[restart, 0] = trigger
-    trig = jnp.asarray(trigger)
     for it in range(t_iters):
-      key = jax.random.fold_in(rkey, it)
-      krows, kpos = jax.random.split(key)
+      krows, kpos = iteration_keys(cfg.seed, restart, it)
       f, l, w = iteration_rows(p, krows, cfg)
-      out = search_step(model.arch, net, p.table, p.allowed, p.ids, p.eot, p.class_mask, trig,
-                        f, l, w, p.scale, p.bias, kpos, num_candidates=cfg.num_candidates,
-                        chunk=cfg.candidate_chunk, mesh=mesh)
-      trig = out["trigger"]
+      out = search_step(model.arch, net, p.table, p.allowed, p.ids, p.eot, p.class_mask,
+                        trigger, f, l, w, p.scale, p.bias, kpos,
+                        num_candidates=cfg.num_candidates, chunk=cfg.candidate_chunk,
+                        mesh=p.mesh)
+      # Back to the host every iteration: the log needs it, and a host array keeps
+      # the next call's argument placement (and so its compilation) unchanged.
       host = jax.device_get({k: out[k] for k in ("trigger", "loss", "start_loss", "accepted")})
-      log[restart, it + 1] = host["trigger"]
+      trigger = np.asarray(host["trigger"], np.int32)
+      log[restart, it + 1] = trigger
       start_losses[restart, it] = host["start_loss"]
       losses[restart, it] = host["loss"]
       accepted[restart, it] = host["accepted"]

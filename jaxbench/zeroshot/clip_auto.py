@@ -445,13 +445,13 @@ def encode_ids(model: Model, ids: np.ndarray, eot: np.ndarray, *,
                batch_size: int = 256) -> np.ndarray:
   """Unit text features (N, D) of prompts (N, L) pooled at ``eot`` (N,).
 
-  Runs in chunks of a fixed size (the last one padded): one compilation per
-  (L, chunk) whatever N is. Pooling at the given EOT positions equals the
+  Runs in chunks of ``batch_size`` (the last one padded): one compilation per
+  prompt length whatever N is. Pooling at the given EOT positions equals the
   model's own ``encode_text`` (which finds them by argmax) for prompts without
   special tokens in their slots.
   """
   n = len(ids)
-  chunk = min(batch_size, 1 << max(0, (n - 1).bit_length()))
+  chunk = batch_size
   out = []
   for s in range(0, n, chunk):
     i, e = ids[s:s + chunk], eot[s:s + chunk]

@@ -12,7 +12,7 @@ The image features are computed once (no augmentation: CoOp's random crops and
 flips are not reproduced). Each step runs the text tower forward and backward
 over the K class prompts, sharded over the mesh's 'data' axis, and the batch of
 image rows, also sharded over 'data'. One epoch is one compiled ``lax.scan``.
-Batch order: a permutation per epoch from ``fold_in(key(seed), epoch)``.
+Batch order: a permutation per epoch from ``default_rng([seed, epoch])``.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxbench.models.api import Model
 from jaxbench.zeroshot import clip_auto
@@ -39,7 +39,7 @@ class CoopConfig:
     num_tokens: M context vectors.
     class_specific: one context per class (CSC) instead of a shared one.
     init: text whose M token embeddings initialise the context ('' = random
-      normal, std 0.02, from the seed).
+      normal, std 0.02, from ``default_rng(seed)``).
     suffix: text after the context with '{}' for the class name.
     lr, momentum, weight_decay: SGD.
     epochs: passes over the k-shot split.
@@ -91,20 +91,31 @@ class CoopResult:
   seconds: float
 
 
-def schedule(cfg: CoopConfig, steps_per_epoch: int) -> optax.Schedule:
-  """Constant warm-up for ``warmup_epochs``, then cosine from ``lr`` to 0."""
-  warm = cfg.warmup_epochs * steps_per_epoch
-  cosine = optax.cosine_decay_schedule(cfg.lr, (cfg.epochs - cfg.warmup_epochs)
-                                       * steps_per_epoch)
-  if not warm:
-    return cosine
-  return optax.join_schedules([optax.constant_schedule(cfg.warmup_lr), cosine], [warm])
+def hyperparams(cfg: CoopConfig, steps_per_epoch: int) -> dict:
+  """The optimiser's numbers as float32 scalars (traced: no recompilation per value)."""
+  return {k: np.float32(v) for k, v in dict(
+      lr=cfg.lr, warmup_lr=cfg.warmup_lr, momentum=cfg.momentum,
+      weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_epochs * steps_per_epoch,
+      total_steps=cfg.epochs * steps_per_epoch).items()}
 
 
-def optimizer(cfg: CoopConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD with momentum and (coupled, as torch's SGD) weight decay."""
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
-                     optax.sgd(schedule(cfg, steps_per_epoch), momentum=cfg.momentum))
+def learning_rate(step, hp: dict):
+  """Constant ``warmup_lr`` for the warm-up steps, then cosine from ``lr`` to 0.
+
+  ``lr_t = lr * (1 + cos(pi * (t - warm) / (total - warm))) / 2`` after warm-up.
+  """
+  warm, total = hp["warmup_steps"], hp["total_steps"]
+  span = jnp.maximum(total - warm, 1.0)
+  t = jnp.clip(step - warm, 0.0, span)
+  cosine = hp["lr"] * 0.5 * (1.0 + jnp.cos(jnp.pi * t / span))
+  return jnp.where(step < warm, hp["warmup_lr"], cosine)
+
+
+def optimizer(hp: dict) -> optax.GradientTransformation:
+  """SGD with momentum and coupled weight decay (torch.optim.SGD's update), CoOp's schedule."""
+  return optax.chain(optax.add_decayed_weights(hp["weight_decay"]),
+                     optax.sgd(lambda count: learning_rate(count, hp),
+                               momentum=hp["momentum"]))
 
 
 def context_loss(arch, net, ids, eot, class_mask, ctx, feats, labels, weights, scale, bias,
@@ -128,34 +139,20 @@ def context_loss(arch, net, ids, eot, class_mask, ctx, feats, labels, weights, s
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "mesh"))
-def context_grad(arch, net, ids, eot, class_mask, ctx, feats, labels, weights, scale, bias,
-                 mesh=None):
-  """(loss, d loss / d ctx)."""
-  f = lambda c: context_loss(arch, net, ids, eot, class_mask, c, feats, labels, weights, scale,
-                             bias, mesh)[0]
-  return jax.value_and_grad(f)(ctx)
-
-
-def _schedule_key(cfg: CoopConfig) -> CoopConfig:
-  """The fields the optimiser depends on (others zeroed: fewer recompilations)."""
-  return dataclasses.replace(cfg, num_tokens=1, class_specific=False, init="", suffix="{}",
-                             batch_size=1, logit_scale=0.0, seed=0)
-
-
-@functools.partial(jax.jit, static_argnames=("arch", "opt_cfg", "steps_per_epoch", "mesh"))
-def train_epoch(arch, opt_cfg, steps_per_epoch, net, ids, eot, class_mask, ctx, opt_state, feats, labels, order,
+def train_epoch(arch, net, ids, eot, class_mask, ctx, opt_state, hp, feats, labels, order,
                 weights, scale, bias, mesh=None):
   """One epoch of SGD steps as a ``lax.scan`` over batches.
 
   Args:
-    opt_cfg, steps_per_epoch: what the optimiser is built from (static).
+    opt_state: the optimiser state (``optimizer(hp).init(ctx)``).
+    hp: :func:`hyperparams`.
     order: int32 (S, B) row indices of each step's batch (padding rows have
       weight 0 in ``weights`` (S, B)).
 
   Returns:
     (ctx, opt_state, losses (S,), accuracies (S,)).
   """
-  opt = optimizer(opt_cfg, steps_per_epoch)
+  opt = optimizer(hp)
   class_pad = ctx.ndim == 3 and ctx.shape[0] != ids.shape[0]
 
   def step(carry, xs):
@@ -196,8 +193,8 @@ def init_context(model: Model, layout: clip_auto.PromptLayout, cfg: CoopConfig) 
   else:
     width = int(jax.eval_shape(lambda: clip_auto.embed_ids(
         model.arch, net, jnp.zeros((1,), jnp.int32))).shape[-1])
-    ctx = 0.02 * np.asarray(jax.random.normal(jax.random.key(cfg.seed),
-                                              (cfg.num_tokens, width)), np.float32)
+    ctx = 0.02 * np.random.default_rng(cfg.seed).standard_normal(
+        (cfg.num_tokens, width)).astype(np.float32)
   if cfg.class_specific:
     ctx = np.repeat(ctx[None], layout.num_classes, 0)
   return ctx
@@ -205,8 +202,7 @@ def init_context(model: Model, layout: clip_auto.PromptLayout, cfg: CoopConfig) 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int):
   """(order (S, B) int32, weights (S, B)): this epoch's shuffled batches, last padded."""
-  perm = np.asarray(jax.random.permutation(
-      jax.random.fold_in(jax.random.key(seed), epoch), n), np.int32)
+  perm = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
   steps = -(-n // batch_size)
   order = np.zeros(steps * batch_size, np.int32)
   order[:n] = perm
@@ -247,6 +243,8 @@ def train(model: Model, feats: np.ndarray, labels: np.ndarray, classnames: Seque
   if labels.min() < 0 or labels.max() >= layout.num_classes:
     raise ValueError(f"labels span [{labels.min()}, {labels.max()}] but there are "
                      f"{layout.num_classes} class names")
+  if mesh is not None and mesh.size == 1:
+    mesh = None    # one device: no constraints, and the unsharded compilation
   d = clip_auto.data_size(mesh)
   if cfg.batch_size % d:
     raise ValueError(f"coop batch_size {cfg.batch_size} is not a multiple of the mesh's data "
@@ -255,16 +253,22 @@ def train(model: Model, feats: np.ndarray, labels: np.ndarray, classnames: Seque
   scale, bias = clip_auto.logit_scale_of(model, cfg.logit_scale)
   ctx0 = init_context(model, layout, cfg)
   steps_per_epoch = -(-len(labels) // cfg.batch_size)
-  opt = optimizer(cfg, steps_per_epoch)
-  ctx = jnp.asarray(ctx0)
-  state = opt.init(ctx)
+  hp = hyperparams(cfg, steps_per_epoch)
+  # Every epoch must see the same argument placement to reuse one compilation:
+  # on a mesh everything is replicated up front (rows are split inside the step);
+  # on one device the state goes back to the host between epochs (it is small).
+  put = (lambda x: jax.device_put(x, NamedSharding(mesh, P()))) if mesh else np.asarray
+  ctx = put(ctx0)
+  state = jax.tree.map(put, optimizer(hp).init(jnp.asarray(ctx0)))
+  ids, eot, mask, feats_d, labels_d = map(put, (ids, eot, mask, feats, labels))
   net = model.params["net"]
   losses, accs = [], []
   t0 = time.perf_counter()
   for epoch in range(cfg.epochs):
     order, w = epoch_batches(len(labels), cfg.batch_size, cfg.seed, epoch)
-    ctx, state, lo, ac = train_epoch(model.arch, _schedule_key(cfg), steps_per_epoch, net, ids, eot, mask, ctx, state,
-                                     feats, labels, order, w, scale, bias, mesh=mesh)
+    ctx, state, lo, ac = train_epoch(model.arch, net, ids, eot, mask, ctx, state, hp, feats_d,
+                                     labels_d, put(order), put(w), scale, bias, mesh=mesh)
+    ctx, state = jax.tree.map(put, (ctx, state))
     losses.append(np.asarray(lo))
     accs.append(np.asarray(ac))
     if log_every and (epoch + 1) % log_every == 0:
