@@ -19,6 +19,10 @@ def data():
   c[500] = c[10]
   c[700] = 2 * c[10]
   q[3] = c[10]
+  # Seven identical rows, some in one block, others in other blocks, steps and devices,
+  # tie across the k boundary: query 5 must get the five with the lowest ordinals.
+  c[[21, 22, 120, 121, 620, 621]] = c[20]
+  q[5] = c[20]
   ords = (np.arange(N) * 3 + 7).astype(np.int64)  # ordinals need not be contiguous
   return q, c, ords
 
@@ -55,8 +59,10 @@ def test_matches_bruteforce_for_any_chunking_and_device_count(data, devices, chu
                    query_block=16, mesh=_mesh(devices))
   np.testing.assert_array_equal(top.ordinals, ref_o)
   np.testing.assert_allclose(top.scores, ref_s, atol=2e-6)
-  # The three tied duplicates of query 3 come first, by ordinal.
+  # The three tied duplicates of query 3 come first, by ordinal; of the seven tied rows
+  # of query 5 the five lowest ordinals are kept.
   np.testing.assert_array_equal(top.ordinals[3, :3], ords[[10, 500, 700]])
+  np.testing.assert_array_equal(top.ordinals[5], ords[[20, 21, 22, 120, 121]])
 
 
 def test_process_local_shares_merge_to_the_global_result(data):
