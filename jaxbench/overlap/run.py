@@ -303,10 +303,16 @@ def main(argv=None):
   from absl import app, flags
   from ml_collections import config_flags
 
-  config_flags.DEFINE_config_file("config", None, "configs/overlap.py", lock_config=False)
-  flags.DEFINE_string("workdir", None, "output directory (results.jsonl, overlap/)")
-  flags.DEFINE_bool("distributed", False, "start JAX's multi-host runtime (auto-detected "
-                    "cluster: TPU VM, SLURM)")
+  # jaxbench.main defines the same flags when both are imported in one process.
+  if "config" not in flags.FLAGS:
+    # Overrides (--config.x=...) are read from sys_argv: give it the argv parsed here.
+    config_flags.DEFINE_config_file("config", None, "configs/overlap.py", lock_config=False,
+                                    sys_argv=argv)
+  if "workdir" not in flags.FLAGS:
+    flags.DEFINE_string("workdir", None, "output directory (results.jsonl, overlap/)")
+  if "distributed" not in flags.FLAGS:
+    flags.DEFINE_bool("distributed", False, "start JAX's multi-host runtime "
+                      "(auto-detected cluster: TPU VM, SLURM)")
 
   def _main(_):
     from jaxbench import parallel

@@ -94,7 +94,8 @@ def suite(tmp_path_factory):
   workdir = str(base / "work")
   rows = ov_run.run(cfg, workdir, print_fn=lambda *a: None)
   return dict(rows=rows, workdir=workdir, planted=planted, unrelated=unrelated,
-              eval_ids=eval_ids, cfg=cfg, base=str(base))
+              eval_ids=eval_ids, cfg=cfg, base=str(base), eval_root=str(eval_root),
+              corpus=str(corpus))
 
 
 def _pairs(workdir):
@@ -193,3 +194,22 @@ def test_rerun_reuses_corpus_embeddings(suite, monkeypatch):
   assert str(suite["cfg"].overlap.corpus) not in calls  # corpus not embedded again
   ours = lambda rs: {r["key"]: r["value"] for r in rs if r["transform"] != "clean"}
   assert ours(rows) == ours(suite["rows"]) and len(ours(rows)) == 5
+
+
+def test_command_line_entry(suite, capsys, monkeypatch):
+  """``python -m jaxbench.overlap --config=configs/overlap.py`` with overrides (in-process)."""
+  argv = ["overlap", f"--config={os.path.join(REPO, 'configs', 'overlap.py')}",
+          f"--workdir={suite['workdir']}", "--config.models=('ovltest:clf',)",
+          f"--config.datasets=(\"image_folder(root='{suite['eval_root']}')\",)",
+          "--config.data_root=", "--config.batch_size=16", "--config.num_workers=2",
+          f"--config.overlap.corpus={suite['corpus']}",
+          "--config.overlap.detector=ovltest:thumb", "--config.overlap.k=3",
+          "--config.overlap.chunk=16", "--config.overlap.block=8",
+          "--config.overlap.gallery=50", "--config.overlap.calibration.num=12"]
+  monkeypatch.setattr("sys.argv", argv)  # ml_collections reads --config.* from sys.argv
+  with pytest.raises(SystemExit) as exit_info:
+    ov_run.main(argv)
+  assert exit_info.value.code in (None, 0)
+  out = capsys.readouterr().out
+  rate = [r for r in suite["rows"] if r["metric"] == "overlap_rate"][0]["value"]
+  assert f"overlap_rate\t{rate:.4f}" in out
