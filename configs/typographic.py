@@ -31,6 +31,8 @@ Config argument (comma-separated key=value, all optional):
 """
 import ml_collections
 
+from jaxbench import configs
+
 _DEFAULTS = dict(imagenet_src="", cifar_src="", root="~/data/typographic", variants="roz",
                  models="clip_vit_b32", templates="clip80", seed="0", max_examples="-1",
                  batch_size="128", workers="0")
@@ -63,41 +65,27 @@ def get_config(arg=None):
   a = _parse(arg)
   seed, max_examples = int(a["seed"]), int(a["max_examples"])
   variants = [v for v in a["variants"].split("+") if v]
-  config = ml_collections.ConfigDict()
-  config.suite = "typographic"
-  config.seed = seed
-  config.models = [m for m in a["models"].split("+") if m]
   if a["templates"] not in ("clip80", "cifar10"):
     raise ValueError(f"configs/typographic.py: templates={a['templates']!r}, expected "
                      "'clip80' or 'cifar10'")
-  # ImageNet-T: the ImageNet head; CIFAR-10-T: a head over the set's class names.
-  config.zeroshot = ml_collections.ConfigDict(dict(
-      classnames="imagenet", templates=a["templates"], head="imagenet", logit_scale="100"))
-  config.preprocess = "clip"
-  config.datasets = []
-  sets = {}
+  datasets, sets = [], {}
   for kind, src in (("imagenet_t", a["imagenet_src"]), ("cifar10_t", a["cifar_src"])):
     if src == "none":
       continue
     spec = _dataset_spec(kind, a["root"], src, seed, variants, int(a["workers"]), max_examples)
-    config.datasets.append(spec)
+    datasets.append(spec)
     sets[kind] = spec
-  if not config.datasets:
+  if not datasets:
     raise ValueError("configs/typographic.py: both sets are 'none'")
-  config.transforms = ["clean"]
+  # ImageNet-T: the ImageNet head; CIFAR-10-T: a head over the set's class names.
+  config = configs.roz(configs.base("typographic", models=[m for m in a["models"].split("+") if m],
+                                    datasets=datasets, templates=a["templates"]))
+  config.seed = seed
   config.batch_size = int(a["batch_size"])
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  config.param_sharding = "replicate"
-  config.checkpoint_every = 50
-  config.log_every = 10
-  config.num_workers = 8
-  config.precision = "float32"
   config.max_examples = max_examples
-  config.report = False
-  config.workdir_policy = "strict"
   # Suite section (informational: the dataset specs above carry everything the
   # runner needs; the metrics come from each set's sequence_metric_fn).
-  config.suite_keys = ["typographic"]
+  config.suite_keys = ("typographic",)
   config.typographic = ml_collections.ConfigDict(dict(
-      sets=sets, variants=variants, metrics=["top1", "success_rate"]))
+      sets=sets, variants=tuple(variants), metrics=("top1", "success_rate")))
   return config

@@ -336,7 +336,11 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
        "correct1": jnp.int32(int(done_ok.sum())),
        "correct5": jnp.int32(int(done.get("correct5", np.zeros(0, bool)).sum()) if done else 0)},
       parallel.replicated(mesh))
-  it = pipeline.batches(evalset, model.preprocess, the_plan, seed=int(config.seed),
+  preprocess = model.preprocess
+  if evalset.metadata.get("resize_to_crop"):
+    # ImageNet-C/-P reference protocol: the stored 224 images are center-cropped only.
+    preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
+  it = pipeline.batches(evalset, preprocess, the_plan, seed=int(config.seed),
                         host_shift=host_shift, num_threads=int(_get(config, "num_workers", 8)))
   every = max(1, int(_get(config, "checkpoint_every", 50)))
   log_every = max(1, int(_get(config, "log_every", 10)))
@@ -437,7 +441,9 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
       metrics["top5"] = float(outputs["correct5"][valid].mean()) if n_valid else 0.0
     if evalset.sequence_metric_fn is not None:
       ids = [_example_id(evalset, int(i)) for i in outputs["index"][valid]]
-      seq = evalset.sequence_metric_fn(ids, outputs["pred"][valid], outputs["correct1"][valid])
+      fn = evalset.sequence_metric_fn
+      preds = outputs["top5" if getattr(fn, "wants_top5", False) else "pred"][valid]
+      seq = fn(ids, preds, outputs["correct1"][valid])
       metrics.update(seq)
       if hasattr(evalset.sequence_metric_fn, "details"):
         seq_details = evalset.sequence_metric_fn.details(ids, outputs["pred"][valid])

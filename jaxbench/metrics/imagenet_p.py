@@ -120,6 +120,7 @@ def make_sequence_metric_fn(perturbation: str, difficulty: int):
     del correct
     out = scores(videos_from_ids(ids, preds), perturbation, difficulty)
     return {k: v for k, v in out.items() if k in ("flip_prob", "t5d")}
+  fn.wants_top5 = True   # the runner then passes (N, 5) ranked classes, not top-1
   return fn
 
 

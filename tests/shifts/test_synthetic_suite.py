@@ -140,6 +140,10 @@ def test_disk_tfds_and_generated_modes(tiny_clip, data_root, tmp_path):
   expected = P.scores([preds], "rotate", 1)["flip_prob"]
   assert p_row["value"] == pytest.approx(expected)
   assert p_row["value"] == pytest.approx(np.mean(preds[1:] != preds[:-1]))
+  # Top-5 distance from the stored ranked top-5 classes.
+  t5_row = by[("imagenet_p(difficulty=1, perturbation='rotate')", "clean", "t5d")]
+  top5 = out["top5"][np.argsort(out["index"])]
+  assert t5_row["value"] == pytest.approx(P.scores([top5], "rotate", 1)["t5d"])
   # --- tfds: imagenet2012_corrupted, keyed under its own name.
   tfds_dir = str(data_root / "tfds")
   rows = runner.run(_config(model_dir, parts="imagenet_c",
