@@ -99,6 +99,10 @@ def build(config: dict, source: str = ""):
         f"{sorted(fam.args)}")
   if int(args.get("in_chans", 3)) != 3:
     raise layers.UnknownArchitecture(f"{source}: in_chans={args['in_chans']}; only RGB (3)")
+  pool = args.get("global_pool", config.get("global_pool", "avg"))
+  if fam.name != "vit" and pool != "avg":
+    raise layers.UnknownArchitecture(f"{source}: timm {arch} global_pool={pool!r} is not "
+                                     "implemented; known: 'avg'")
   num_classes = int(args.get("num_classes", config.get("num_classes", 1000)))
   cfg = fam.config(arch, args, num_classes, config)
   return fam, cfg, fam.module(cfg)

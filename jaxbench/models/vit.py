@@ -28,6 +28,7 @@ class ViTConfig:
     class_token: prepend a learned [CLS] token.
     pre_norm: LayerNorm after the embeddings (CLIP-style towers in timm).
     pool: 'token' ([CLS]) or 'avg' (mean over patch tokens, then ``fc_norm``).
+    patch_bias: bias on the patch convolution (timm drops it when ``pre_norm``).
   """
   tower: clip.TowerConfig
   image_size: int = 224
@@ -36,6 +37,7 @@ class ViTConfig:
   class_token: bool = True
   pre_norm: bool = False
   pool: str = "token"
+  patch_bias: bool = True
 
 
 class ViT(nn.Module):
@@ -51,7 +53,7 @@ class ViT(nn.Module):
     ln = lambda name: nn.LayerNorm(epsilon=t.eps, name=name, dtype=x.dtype)
     p = cfg.patch_size
     x = nn.Conv(t.width, (p, p), strides=(p, p), padding="VALID", name="patch_embed",
-                dtype=x.dtype)(x)
+                use_bias=cfg.patch_bias, dtype=x.dtype)(x)
     n = x.shape[0]
     x = x.reshape(n, -1, t.width)
     n_tok = x.shape[1] + int(cfg.class_token)
@@ -122,9 +124,10 @@ def timm_config(arch: str, args: dict, num_classes: int, global_pool: Optional[s
                            heads=int(args.get("num_heads", heads)),
                            mlp_dim=int(width * float(args.get("mlp_ratio", 4.0))), act=act,
                            eps=1e-5 if is_clip else 1e-6)
+  pre_norm = bool(args.get("pre_norm", bool(is_clip)))
   return ViTConfig(tower=tower, image_size=int(img), patch_size=int(args.get("patch_size", patch)),
                    num_classes=num_classes, class_token=bool(args.get("class_token", True)),
-                   pre_norm=bool(args.get("pre_norm", bool(is_clip))), pool=pool)
+                   pre_norm=pre_norm, pool=pool, patch_bias=not pre_norm)
 
 
 def _encoder_src(i: int, rest: tuple, shape: tuple, block_key, qkv) -> layers.Src:

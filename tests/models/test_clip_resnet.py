@@ -54,33 +54,39 @@ def _ids(n, length, vocab, seed=0):
   return ids
 
 
-def test_small_modified_resnet_matches_open_clip(small_rn):
-  d, ref = small_rn
+@pytest.fixture(scope="module")
+def small_fp32(small_rn):
+  """The small model loaded in fp32 and its jitted image embeddings of fixed images."""
+  d, _ = small_rn
   model = models.load(d)                      # a directory: detected as the OpenCLIP layout
+  x = H.images(3, 64)
+  return model, x, np.asarray(jax.jit(model.encode_image)(model.params, x))
+
+
+def test_small_modified_resnet_matches_open_clip(small_rn, small_fp32):
+  d, ref = small_rn
+  model, x, got_i = small_fp32
   assert model.kind == "zeroshot" and model.provenance["layout"] == "openclip"
   assert model.provenance["architecture"] == "openclip-resnet"
   assert model.preprocess.size == 64 and model.preprocess.interpolation == "bicubic"
-  x = H.images(3, 64)
   ids = _ids(3, 12, 64)
   zi, zt = _ref_features(ref, model, x, ids)
-  got_i = jax.jit(model.encode_image)(model.params, x)
   got_t = jax.jit(model.encode_text)(model.params, ids)
   assert H.max_abs(got_i, zi) < 1e-4 and np.abs(zi).max() > 0.1
   assert H.max_abs(got_t, zt) < 1e-4
   # The logit scale is the checkpoint's, not a default.
   np.testing.assert_allclose(float(model.params["net"]["logit_scale"]),
-                             float(ref.logit_scale), rtol=1e-6)
+                             float(ref.logit_scale.detach()), rtol=1e-6)
 
 
-def test_bf16_close_to_fp32(small_rn):
+def test_bf16_close_to_fp32(small_rn, small_fp32):
   """bf16 params and compute: embeddings within 5% of their scale of fp32 (stated tolerance)."""
   d, _ = small_rn
-  x = H.images(2, 64, seed=1)
-  fp32 = models.load(d)
+  fp32, x, a = small_fp32
   bf16 = models.load(d, precision="bfloat16")
   assert bf16.precision == "bfloat16" and bf16.describe()["precision"] == "bfloat16"
+  assert fp32.describe()["precision"] == "float32"
   assert jax.tree.leaves(bf16.params)[0].dtype == jax.numpy.bfloat16
-  a = np.asarray(jax.jit(fp32.encode_image)(fp32.params, x))
   b = np.asarray(jax.jit(bf16.encode_image)(bf16.params, x))
   assert H.max_abs(a, b) < 0.05 * np.abs(a).max()
   assert H.max_abs(a, b) > 0                # it did run in bf16

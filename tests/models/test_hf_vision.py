@@ -82,7 +82,11 @@ def _saved_names(ref, tmp_path):
 
 def test_full_resnet50_and_vit_b16_have_checkpoint_tensors(tmp_path):
   """microsoft/resnet-50 and google/vit-base-patch16-224 configurations (transformers'
-  defaults): every tensor name and shape of the saved checkpoint is read, none is left."""
+  defaults): every tensor name and shape of the saved checkpoint is read, none is left.
+
+  With the small numeric tests above this covers the transformers layouts at full size:
+  the modules they map onto run the full ResNet-50 and ViT-B numerically against timm
+  (test_timm_layout.py) and open_clip (test_openclip.py)."""
   from transformers import (ResNetConfig, ResNetForImageClassification, ViTConfig,
                             ViTForImageClassification)
   torch.manual_seed(0)
@@ -95,17 +99,6 @@ def test_full_resnet50_and_vit_b16_have_checkpoint_tensors(tmp_path):
   want = _saved_names(v, tmp_path / "v")
   got = _our_shapes(vit.ViT(vit.hf_config(v.config.to_dict())), vit.hf_src, 224)
   assert got == {k: s for k, s in want.items() if not k.startswith("vit.pooler")}
-
-
-def test_full_resnet50_matches_transformers(tmp_path):
-  """microsoft/resnet-50's configuration (random weights), batch 1, fp32 within 1e-4."""
-  from transformers import ResNetConfig, ResNetForImageClassification
-  torch.manual_seed(0)
-  ref = H.randomize(ResNetForImageClassification(ResNetConfig(num_labels=1000)), 3)
-  ref.save_pretrained(str(tmp_path))
-  model = models.load(str(tmp_path))
-  err, scale = _compare(model, ref, 224, n=1, seed=3)
-  assert err < 1e-4 * max(1.0, scale)
 
 
 def test_processor_configs_give_the_processors_crops():

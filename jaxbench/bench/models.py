@@ -1,0 +1,105 @@
+"""Forward throughput of zoo models against their PyTorch references, in one run.
+
+  python -m jaxbench.bench models [--batch 32] [--models rn50,vit_b16] [--repeats 3]
+
+* ``rn50``: CLIP's ModifiedResNet-50 image tower (224 px) — ours vs open_clip's;
+* ``vit_b16``: ViT-B/16 classifier (224 px) — ours vs timm's ``vit_base_patch16_224``.
+
+Both run random weights in fp32 at the same batch, images/s side by side with
+the ratio (ours / reference; the target is >= 1). Our weights are converted
+from the reference's state dict through the same name maps the loaders use, and
+the outputs are compared, so the two timings are of the same function. JAX
+times a jitted forward (compile excluded); PyTorch runs under
+``torch.inference_mode`` with its default threads. On a shared machine the
+figures are noisy: compare ratios from one run, not absolute numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbench.bench import common
+from jaxbench.models import layers
+
+
+def _rn50():
+  from open_clip.modified_resnet import ModifiedResNet as TorchRN
+  from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
+  ref = TorchRN(layers=(3, 4, 6, 3), output_dim=1024, heads=32, image_size=224, width=64).eval()
+  module = ModifiedResNet(ModifiedResNetConfig())
+  return ref, module, layers.default_src, 224
+
+
+def _vit_b16():
+  import timm
+  from jaxbench.models import vit
+  ref = timm.create_model("vit_base_patch16_224", pretrained=False).eval()
+  cfg = vit.timm_config("vit_base_patch16_224", {}, 1000)
+  return ref, vit.ViT(cfg), vit.timm_src(cfg), 224
+
+
+BUILDERS = {"rn50": ("CLIP RN50 image tower", "open_clip", _rn50),
+            "vit_b16": ("ViT-B/16 classifier", "timm", _vit_b16)}
+
+
+def run_one(name: str, batch: int, min_seconds: float, repeats: int = 3) -> dict:
+  import torch
+  title, ref_name, build = BUILDERS[name]
+  ref, module, src, size = build()
+  tensors = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+  shapes = layers.param_shapes(module, jnp.zeros((1, size, size, 3)))
+  params = jax.tree.map(jnp.asarray, layers.pull(shapes, tensors, src, source="random",
+                                                 what=title, ignore=layers.bn_counter))
+  x = np.random.default_rng(0).standard_normal((batch, size, size, 3)).astype(np.float32)
+  xj = jnp.asarray(x)
+  xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+  f = jax.jit(lambda p, a: module.apply({"params": p}, a))
+  out = np.asarray(f(params, xj))
+  with torch.inference_mode():
+    want = ref(xt).numpy()
+  err = float(np.abs(out - want).max())
+  t_jax = common.time_fn(lambda: f(params, xj).block_until_ready(), min_seconds=min_seconds,
+                         repeats=repeats)
+
+  def torch_fwd():
+    with torch.inference_mode():
+      ref(xt)
+  t_torch = common.time_fn(torch_fwd, min_seconds=min_seconds, repeats=repeats)
+  return {"model": name, "title": title, "reference": ref_name, "batch": batch,
+          "jax_img_s": batch / t_jax, "ref_img_s": batch / t_torch,
+          "ratio": t_torch / t_jax, "max_abs_diff": err}
+
+
+def main(argv):
+  parser = argparse.ArgumentParser(prog="python -m jaxbench.bench models")
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--models", default="rn50,vit_b16")
+  parser.add_argument("--min_seconds", type=float, default=1.0,
+                      help="minimum time per timing repeat")
+  parser.add_argument("--repeats", type=int, default=3, help="timing repeats (median)")
+  parser.add_argument("--out", default="", help="append figures as a JSON line to this file")
+  args = parser.parse_args(argv[1:])
+  import torch
+  names = [n for n in args.models.split(",") if n]
+  unknown = [n for n in names if n not in BUILDERS]
+  if unknown:
+    sys.exit(f"unknown models {unknown}; known: {sorted(BUILDERS)}")
+  print(f"# forward images/s, fp32, batch {args.batch}; jax {jax.__version__} on "
+        f"{jax.devices()[0].platform} x{len(jax.devices())}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {os.cpu_count()} CPUs (shared machine: noisy)")
+  print("| model | jaxbench img/s | reference | reference img/s | ratio | max abs diff |")
+  print("|---|---|---|---|---|---|")
+  rows = []
+  for n in names:
+    r = run_one(n, args.batch, args.min_seconds, args.repeats)
+    rows.append(r)
+    print(f"| {r['title']} | {r['jax_img_s']:.2f} | {r['reference']} | {r['ref_img_s']:.2f} | "
+          f"{r['ratio']:.2f} | {r['max_abs_diff']:.1e} |", flush=True)
+  if args.out:
+    common.record(args.out, "models", {"rows": rows})
+  return rows
