@@ -80,13 +80,6 @@ class PromptLayout:
   def num_classes(self) -> int:
     return len(self.classnames)
 
-  def full_ids(self, trigger: Sequence[int]) -> np.ndarray:
-    """int32 (K, context_length) token ids with ``trigger`` in the slots."""
-    ids = fill(self.ids, np.asarray(trigger, np.int32))
-    out = np.zeros((ids.shape[0], self.context_length), np.int32)
-    out[:, :ids.shape[1]] = ids
-    return out
-
 
 def check_text_model(model: Model) -> None:
   """Learned prompts run the text tower on embeddings: CLIP-family models only."""
@@ -265,7 +258,10 @@ def data_size(mesh: Optional[Mesh]) -> int:
 
 def logit_scale_of(model: Model, logit_scale: Union[str, float]) -> tuple[float, Optional[float]]:
   """(scale, bias): the model's own ('model') or a fixed scale (RoZ: 100)."""
-  scale, bias = head_lib._model_scale(model)
+  net = model.params["net"]
+  scale = float(np.exp(np.asarray(net["logit_scale"], np.float32))) \
+      if "logit_scale" in net else 100.0
+  bias = float(np.asarray(net["logit_bias"], np.float32)) if "logit_bias" in net else None
   if logit_scale != "model":
     scale = float(logit_scale)
   return scale, bias
@@ -300,7 +296,6 @@ def image_features(model: Model, source, *, batch_size: int = 128, mesh: Optiona
   es = evalset.EvalSet(name=name, source=source, num_classes=0)
   pc, pi = jax.process_count(), jax.process_index()
   the_plan = pipeline.plan(np.arange(n), batch_size, pi, pc)
-  feats = np.zeros((n, 0), np.float32)
   out_f: dict[int, np.ndarray] = {}
   out_l: dict[int, int] = {}
   encode = functools.partial(_encode_batch, model.encode_image)
@@ -332,12 +327,13 @@ def image_features(model: Model, source, *, batch_size: int = 128, mesh: Optiona
 def _id_to_token() -> tuple[dict, dict]:
   from jaxbench.zeroshot import tokenizer as tok
   vocab, _ = tok.vocab_and_merges()
-  # GPT-2's table maps printable bytes to themselves and the n-th other byte
-  # (ascending) to chr(256 + n).
-  chars = tok._bytes_to_unicode()
-  printable = {ord(c) for c in chars if ord(c) < 256}
-  others = [b for b in range(256) if b not in printable]
-  byte_of = {c: (ord(c) if ord(c) < 256 else others[ord(c) - 256]) for c in chars}
+  # Byte-level BPE symbols: printable bytes stand for themselves, the n-th other
+  # byte (ascending) is written chr(256 + n).
+  printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+               *range(ord("®"), ord("ÿ") + 1)]
+  others = [b for b in range(256) if b not in set(printable)]
+  byte_of = {chr(b): b for b in printable}
+  byte_of.update({chr(256 + n): b for n, b in enumerate(others)})
   return {i: t for t, i in vocab.items()}, byte_of
 
 
@@ -384,8 +380,11 @@ def rank_prompts(sequences: Sequence[Sequence[int]],
   return sorted(counts.items(), key=lambda kv: (-kv[1], first[kv[0]]))
 
 
+_SEPARATORS = str.maketrans({c: " " for c in ",[]()"})
+
+
 def read_prompt_log(path: str, *, add_default: bool = True) -> list[tuple[tuple, int]]:
-  """RoZ's prompt logs: one whitespace-separated token-id sequence per line.
+  """RoZ's prompt logs: one token-id sequence per line (spaces, commas, brackets).
 
   Args:
     path: a ``*.log`` file (RoZ ``scripts/*/Prompts/ViT-B_32.log``).
@@ -404,7 +403,7 @@ def read_prompt_log(path: str, *, add_default: bool = True) -> list[tuple[tuple,
       if not line:
         continue
       try:
-        seqs.append(tuple(int(x) for x in line.replace(",", " ").split()))
+        seqs.append(tuple(int(x) for x in line.translate(_SEPARATORS).split()))
       except ValueError as e:
         raise ValueError(f"{path}:{n}: expected whitespace-separated token ids, found "
                          f"{line[:80]!r}") from e
