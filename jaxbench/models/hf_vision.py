@@ -1,4 +1,4 @@
-"""transformers image classifiers: ``ViTForImageClassification`` and ``ResNetForImageClassification``.
+"""transformers image classifiers: ViTForImageClassification, ResNetForImageClassification.
 
 ``config.json``'s ``model_type`` ('vit', 'resnet') picks the family; the weights
 map onto :mod:`jaxbench.models.vit` and :mod:`jaxbench.models.resnet`, the same

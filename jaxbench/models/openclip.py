@@ -18,14 +18,12 @@ silently ignored. ``quick_gelu`` comes from the config or the spec
 it, and not every hub config records it.
 
 Tokenizer: the repo's own tokenizer files if any, else the config's
-``hf_tokenizer_name``, else CLIP's BPE (from the vocabulary file shipped with
-open_clip when installed, else the ``openai/clip-vit-base-patch32`` repo).
+``hf_tokenizer_name``, else CLIP's BPE (the vocabulary shipped in
+``jaxbench/resources``), always with OpenCLIP's conventions (zero padding).
 """
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import importlib.util
 import os
 from typing import Optional
 
@@ -268,44 +266,12 @@ def preprocess_from_config(pp: dict, size: int) -> api.Preprocess:
                         std=tuple(float(s) for s in pp.get("std", api.CLIP_STD)))
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-  """GPT-2/CLIP's reversible byte -> printable-character table."""
-  printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
-               + list(range(ord("\xae"), ord("\xff") + 1)))
-  chars = list(printable)
-  extra = 0
-  for b in range(256):
-    if b not in printable:
-      printable.append(b)
-      chars.append(256 + extra)
-      extra += 1
-  return dict(zip(printable, (chr(c) for c in chars)))
-
-
-def clip_bpe_tokenizer(bpe_path: str):
-  """transformers' CLIPTokenizer built from CLIP's ``bpe_simple_vocab_16e6.txt.gz``.
-
-  The vocabulary is the 256 byte symbols, the same with an end-of-word mark, one
-  token per merge (the first 48 894 merges) and the two special tokens: 49 408
-  entries, the layout OpenAI's tokenizer and transformers' share.
-  """
+def clip_bpe_tokenizer():
+  """transformers' CLIPTokenizer over CLIP's BPE shipped with jaxbench (resources/)."""
   from transformers import CLIPTokenizer
-  with gzip.open(bpe_path, "rt", encoding="utf-8") as f:
-    lines = f.read().split("\n")
-  merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
-  base = list(_bytes_to_unicode().values())
-  vocab = base + [b + "</w>" for b in base] + ["".join(m) for m in merges]
-  vocab += ["<|startoftext|>", "<|endoftext|>"]
-  return CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)},
-                       merges=list(merges))
-
-
-def _bundled_bpe() -> Optional[str]:
-  spec = importlib.util.find_spec("open_clip")
-  if spec is None or not spec.origin:
-    return None
-  path = os.path.join(os.path.dirname(spec.origin), "bpe_simple_vocab_16e6.txt.gz")
-  return path if os.path.exists(path) else None
+  from jaxbench.zeroshot import tokenizer as bpe
+  vocab, merges = bpe.vocab_and_merges()
+  return CLIPTokenizer(vocab=vocab, merges=[tuple(m.split()) for m in merges])
 
 
 class OpenClipTokenizer:
@@ -335,16 +301,7 @@ class OpenClipTokenizer:
       return AutoTokenizer.from_pretrained(self.root)
     if self.text_cfg.get("hf_tokenizer_name"):
       return AutoTokenizer.from_pretrained(self.text_cfg["hf_tokenizer_name"])
-    bpe = _bundled_bpe()
-    if bpe:
-      return clip_bpe_tokenizer(bpe)
-    try:
-      return AutoTokenizer.from_pretrained("openai/clip-vit-base-patch32")
-    except Exception as e:
-      raise hub.WeightsError(
-          f"{self.root!r} has no tokenizer files and CLIP's BPE vocabulary was not found "
-          "(install open_clip_torch, or make openai/clip-vit-base-patch32 reachable or "
-          f"cached): {e}") from e
+    return clip_bpe_tokenizer()
 
   def __call__(self, texts) -> np.ndarray:
     if self._tok is None:

@@ -84,7 +84,8 @@ def _with_config(src, dst, edit):
 
 
 def test_unknown_timm_architecture_lists_known(timm_dir, tmp_path):
-  d = _with_config(timm_dir[0], str(tmp_path / "a"), lambda c: c.update(architecture="convnext_tiny"))
+  d = _with_config(timm_dir[0], str(tmp_path / "a"),
+                   lambda c: c.update(architecture="convnext_tiny"))
   with pytest.raises(layers.UnknownArchitecture) as e:
     models.load(d)
   msg = str(e.value)

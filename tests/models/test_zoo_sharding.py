@@ -6,7 +6,6 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxbench.models import api, clip, layers, openclip, sharding, vit
-from jaxbench.models.clip_resnet import ModifiedResNetConfig
 
 
 def test_leaf_spec_rule():
