@@ -19,9 +19,9 @@ import dataclasses
 import math
 from typing import Any, Callable, Optional
 
-from jaxbench.models import api, efficientnet, hub, layers, resnet, vgg, vit
-
 import jax.numpy as jnp
+
+from jaxbench.models import api, efficientnet, hub, layers, resnet, vgg, vit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,16 +108,12 @@ def build(config: dict, source: str = ""):
   return fam, cfg, fam.module(cfg)
 
 
-def example_input(module, size: int):
-  return jnp.zeros((1, size, size, 3), jnp.float32)
-
-
 def params_from_timm(tensors: dict, config: dict, size: int, source: str = ""):
   """(module, Flax params) from a timm state dict and config.json."""
   fam, cfg, module = build(config, source)
   if fam.name == "vit":
     size = cfg.image_size
-  shapes = layers.param_shapes(module, example_input(module, size))
+  shapes = layers.param_shapes(module, jnp.zeros((1, size, size, 3), jnp.float32))
   params = layers.pull(shapes, tensors, fam.src(cfg), source=source,
                        what=f"timm {config['architecture']}", ignore=layers.bn_counter)
   return module, cfg, params

@@ -61,6 +61,13 @@ def test_small_configs_match_timm(tmp_path, name, kwargs, size):
   err, scale = _compare(model, ref, size)
   assert err < 1e-4 * max(1.0, scale), (err, scale)
   assert scale > 1e-2
+  if name.startswith("vit") and "global_pool" not in kwargs:
+    # bf16 params and compute: logits within 5% of their scale of fp32 (stated tolerance).
+    bf16 = models.load(d, precision="bfloat16")
+    x = H.images(2, size, 5)
+    a = np.asarray(jax.jit(model.apply)(model.params, x))
+    b = np.asarray(jax.jit(bf16.apply)(bf16.params, x))
+    assert b.dtype == np.float32 and 0 < H.max_abs(a, b) < 0.05 * np.abs(a).max()
 
 
 FULL = [

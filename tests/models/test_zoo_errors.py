@@ -214,3 +214,26 @@ def test_preprocess_override(timm_dir):
   assert zoo.override_preprocess(model, "clip_bilinear").preprocess.interpolation == "bilinear"
   with pytest.raises(ValueError, match="unknown preprocess override 'imagenet'.*'clip'"):
     zoo.override_preprocess(model, "imagenet")
+
+
+def test_registry_name_loads_from_the_offline_hub_cache(timm_dir, tmp_path, monkeypatch):
+  """'resnet50_tv' -> timm:timm/resnet50.tv_in1k, read from a Hugging Face cache offline;
+  provenance records the snapshot commit and the weights' SHA-256."""
+  import huggingface_hub as hf
+  commit = "0123456789abcdef0123456789abcdef01234567"
+  repo = tmp_path / "hub" / "models--timm--resnet50.tv_in1k"
+  snap = repo / "snapshots" / commit
+  shutil.copytree(timm_dir[0], snap)
+  (repo / "refs").mkdir()
+  (repo / "refs" / "main").write_text(commit)
+  monkeypatch.setattr(hf.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+  monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+  monkeypatch.setattr(hf.constants, "HF_HUB_OFFLINE", True)
+  hub._CONFIG_CACHE.clear()
+  model = models.load("resnet50_tv")
+  assert model.name == "resnet50_tv" and model.num_classes == 10
+  prov = model.provenance
+  assert (prov["source"], prov["revision"], prov["layout"]) == (
+      "timm/resnet50.tv_in1k", commit, "timm")
+  assert prov["sha256"]["model.safetensors"] == hub.sha256(
+      os.path.join(timm_dir[0], "model.safetensors"))
