@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import jax
@@ -737,8 +736,3 @@ def run(attack: Iterative, models: Models, state: dict, n: Optional[int] = None)
   state, _ = jax.lax.while_loop(cond, body, (state, jnp.int32(0)))
   return state
 
-
-def check_concrete_warnings(result: AttackResult, name: str):
-  """Kept for API symmetry; see :func:`jaxbench.attacks.checks.warn`."""
-  from jaxbench.attacks import checks
-  checks.warn(result, name)

@@ -21,7 +21,6 @@ import warnings
 from typing import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 BLACKBOX = ("nes", "spsa", "square")
@@ -35,9 +34,15 @@ def _np(x):
   return np.asarray(jax.device_get(x))
 
 
+def _diag(result) -> Mapping:
+  """Diagnostics of an AttackResult, or per-example outputs as
+  :func:`jaxbench.attacks.metrics.outputs` returns (concatenated over batches)."""
+  return result if isinstance(result, Mapping) else result.diagnostics
+
+
 def ball_and_bounds(result) -> dict:
   """Counts of examples outside their ball / bounds (padding excluded)."""
-  d = result.diagnostics
+  d = _diag(result)
   m = _np(d["mask"])
   return {"outside_ball": int(np.sum(m & ~_np(d["in_ball"]))),
           "outside_bounds": int(np.sum(m & ~_np(d["in_bounds"])))}
@@ -46,7 +51,7 @@ def ball_and_bounds(result) -> dict:
 def zero_gradient_fraction(result) -> dict:
   """Mean fraction of exactly-zero gradient elements at the clean images, and
   the fraction of examples whose gradient is entirely zero."""
-  d = result.diagnostics
+  d = _diag(result)
   m = _np(d["mask"]) & _np(d["clean_correct"])
   z = _np(d["zero_grad_frac"])[m]
   if z.size == 0:
@@ -56,7 +61,7 @@ def zero_gradient_fraction(result) -> dict:
 
 
 def probability_outputs(result) -> dict:
-  d = result.diagnostics
+  d = _diag(result)
   m = _np(d["mask"])
   p = _np(d["prob_like"])[m]
   return {"prob_like_frac": float(np.mean(p)) if p.size else 0.0}
@@ -93,7 +98,11 @@ def blackbox_beats_whitebox(robust_acc: Mapping[str, float],
 
 
 def summary(result) -> dict:
-  """All per-result checks in one dict for the results row."""
+  """All per-result checks in one dict for the results row.
+
+  Args:
+    result: an :class:`AttackResult` or per-example outputs (a mapping).
+  """
   out = {}
   out.update(ball_and_bounds(result))
   out.update(zero_gradient_fraction(result))

@@ -73,6 +73,7 @@ class DeepFool(base.Iterative):
     max_iters: linearisation steps (RoZ: 50).
     candidates: None for every class (RoZ), or k for the clean top-k.
     class_chunk: classes per batched gradient/GEMM chunk (memory bound).
+    jac_chunk: embedding rows per batched vector-Jacobian product (memory bound).
     embed: 'auto' (use the zero-shot structure when it has fewer embedding
       dimensions than candidate classes), 'never' or 'always'.
     project_exceeding: return the ball projection instead of the clean image
@@ -83,6 +84,7 @@ class DeepFool(base.Iterative):
   max_iters: int = 50
   candidates: Optional[int] = None
   class_chunk: int = 128
+  jac_chunk: int = 128
   embed: str = "auto"
   project_exceeding: bool = False
 
@@ -97,8 +99,10 @@ class DeepFool(base.Iterative):
       raise AttackInputError(f"deepfool: embed={self.embed!r}: expected auto|never|always")
     if self.candidates is not None and self.candidates < 2:
       raise AttackInputError(f"deepfool: candidates={self.candidates!r}: expected >= 2")
-    if self.max_iters < 1 or self.class_chunk < 1 or self.overshoot < 0:
-      raise AttackInputError("deepfool: max_iters, class_chunk >= 1 and overshoot >= 0")
+    if (self.max_iters < 1 or self.class_chunk < 1 or self.jac_chunk < 1
+        or self.overshoot < 0):
+      raise AttackInputError("deepfool: max_iters, class_chunk, jac_chunk >= 1 and "
+                             "overshoot >= 0")
 
   def init(self, images, labels, keys, eps, targets, mask):
     s = super().init(images, labels, keys, eps, targets, mask)
@@ -133,8 +137,15 @@ class DeepFool(base.Iterative):
     u, vjp_u = jax.vjp(ufn, z)
     hp = jax.lax.Precision.HIGHEST
     logits = scale * jnp.matmul(u, w.T, precision=hp) + bias
-    basis = jnp.broadcast_to(jnp.eye(d, dtype=u.dtype)[:, None, :], (d,) + u.shape)
-    jac = jax.vmap(vjp_u)(basis)[0]                 # (D, N, H, W, C)
+    # du/dz row by row: D vector-Jacobian products, jac_chunk at a time so the
+    # backward pass's memory stays bounded.
+    c = min(self.jac_chunk, d)
+    nchunk = -(-d // c)
+    eye = jnp.eye(nchunk * c, d, dtype=u.dtype).reshape(nchunk, c, d)
+    jac = jax.lax.map(
+        lambda rows: jax.vmap(vjp_u)(jnp.broadcast_to(rows[:, None, :], (c,) + u.shape))[0],
+        eye)
+    jac = jac.reshape((nchunk * c,) + z.shape)[:d]   # (D, N, H, W, C)
 
     def grads(cls, label):
       dw = scale * (w[cls] - w[label][None])        # (C, N, D)

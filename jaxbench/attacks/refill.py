@@ -17,10 +17,9 @@ all at the fixed batch shape.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator
 
 import jax
 import jax.numpy as jnp

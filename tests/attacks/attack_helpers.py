@@ -74,11 +74,23 @@ def cnn_apply(params, images):
   return TinyCNN().apply(params, x)
 
 
-def cnn_pair(size=8, seed=0):
-  """(flax params, torch module) computing the same logits from NCHW/NHWC."""
+def cnn_pair(seed=0):
+  """(flax params, torch module) computing the same logits from NCHW/NHWC.
+
+  Weights are drawn with NumPy (He-style scales) rather than ``TinyCNN.init``,
+  whose eager tracing costs seconds.
+  """
   import torch
-  params = TinyCNN().init(jax.random.key(seed), jnp.zeros((1, size, size, 3)))
-  p = jax.tree.map(np.asarray, params)["params"]
+  rng = np.random.default_rng(seed)
+
+  def conv(cin, cout):
+    return {"kernel": (rng.normal(size=(3, 3, cin, cout)) * np.sqrt(2 / (9 * cin))
+                       ).astype(np.float32),
+            "bias": (rng.normal(size=(cout,)) * 0.1).astype(np.float32)}
+  p = {"Conv_0": conv(3, 8), "Conv_1": conv(8, 16),
+       "Dense_0": {"kernel": (rng.normal(size=(16, 10)) / 4).astype(np.float32),
+                   "bias": (rng.normal(size=(10,)) * 0.1).astype(np.float32)}}
+  params = {"params": jax.tree.map(jnp.asarray, p)}
 
   class Torch(torch.nn.Module):
     def __init__(self):

@@ -4,7 +4,6 @@ import math
 import os
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -88,6 +87,8 @@ def test_probability_outputs_warn():
   with pytest.warns(checks.AttackWarning, match="look like probabilities"):
     r = attacks.get("fgsm(eps=0.15)")(softmax_apply, P, X, y, keys(32))
   assert checks.probability_outputs(r)["prob_like_frac"] == 1.0
+  # The same checks from stored per-example outputs (what the runner keeps).
+  assert checks.summary(metrics.outputs(r)) == checks.summary(r)
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     attacks.get("fgsm(eps=0.15)")(linear_apply, P, X, y, keys(32))

@@ -40,7 +40,7 @@ def test_fgsm_linear_is_eps_sign_w():
 
 @pytest.fixture(scope="module")
 def cnn():
-  params, net = cnn_pair(size=8, seed=0)
+  params, net = cnn_pair(seed=0)
   mean = torch.tensor(MEAN).reshape(1, 3, 1, 1)
   std = torch.tensor(STD).reshape(1, 3, 1, 1)
 
@@ -92,25 +92,29 @@ def test_agrees_with_torchattacks(cnn, spec, make):
   assert np.abs(ours - x).max() > 1e-3      # the attack did something
 
 
-def test_diversity_transform_matches_torchvision_resize_pad():
-  import torchvision.transforms.functional as TF
+def test_diversity_transform_matches_torch_resize_pad():
+  # RoZ: torchvision resize (bilinear, tensors: no antialias) to rnd, then pad
+  # left//2 on the top/left and the rest on the bottom/right; torchvision's
+  # tensor resize is F.interpolate(bilinear, align_corners=False).
   rng = np.random.default_rng(0)
   x = rng.uniform(size=(10, 10, 3)).astype(np.float32)
-  f = jax.jit(gradient.diverse)
-  for rnd in (9, 10):
-    ours = np.asarray(f(jnp.asarray(x), jnp.bool_(True), jnp.int32(rnd)))
-    t = torch.from_numpy(x.transpose(2, 0, 1))
-    r = TF.resize(t, [rnd, rnd], interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
+  f = jax.jit(jax.vmap(gradient.diverse))
+  sides = np.array([9, 10, 9], np.int32)
+  ours = np.asarray(f(jnp.asarray(np.stack([x] * 3)), jnp.asarray([True, True, False]),
+                      jnp.asarray(sides)))
+  for i, rnd in enumerate(sides[:2]):
+    t = torch.from_numpy(x.transpose(2, 0, 1))[None]
+    r = torch.nn.functional.interpolate(t, size=(rnd, rnd), mode="bilinear",
+                                        align_corners=False, antialias=False)
     left = 10 - rnd
-    r = TF.pad(r, [left // 2, left // 2, left - left // 2, left - left // 2])
-    np.testing.assert_allclose(ours, r.numpy().transpose(1, 2, 0), atol=1e-5)
-  np.testing.assert_array_equal(np.asarray(f(jnp.asarray(x), jnp.bool_(False), jnp.int32(9))), x)
+    r = torch.nn.functional.pad(r, [left // 2, left - left // 2, left // 2, left - left // 2])
+    np.testing.assert_allclose(ours[i], r[0].numpy().transpose(1, 2, 0), atol=1e-5)
+  np.testing.assert_array_equal(ours[2], x)         # not applied: the input itself
   # Draws: sides in [floor(0.9 * 10), 10], applied with the given probability.
-  draws = jax.vmap(lambda k: gradient.diversity_params(k, 10, 0.5, 0.9))(
-      jax.random.split(jax.random.key(0), 2000))
-  sides = np.asarray(draws[1])
-  assert set(np.unique(sides)) == {9, 10}
-  assert 0.45 < np.asarray(draws[0]).mean() < 0.55
+  draws = jax.jit(jax.vmap(lambda k: gradient.diversity_params(k, 10, 0.5, 0.9)))(
+      jax.random.split(jax.random.key(0), 1000))
+  assert set(np.unique(np.asarray(draws[1]))) == {9, 10}
+  assert 0.44 < np.asarray(draws[0]).mean() < 0.56
 
 
 def _roz_bim_numpy(z0, label, w, b, eps, mean, std):
