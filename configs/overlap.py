@@ -66,7 +66,7 @@ def get_config(arg=None):
       k=10,                     # neighbours kept per evaluation image
       # Cosine threshold; None = calibrate on synthetic near-duplicates of eval images.
       threshold=config_dict.placeholder(float),
-      chunk=16384,              # corpus rows per search step per process
+      chunk=8192,               # corpus rows per search step per process
       detector="",              # model spec of the duplicate detector; '' = models[0]
       mode="auto",              # 'image' (encode_image), 'features' (apply), 'auto'
       hashes=("phash", "dhash"),

@@ -212,7 +212,7 @@ def run(config, workdir: str, *, print_fn=print) -> list[dict]:
 
   # 4. one exact k-NN pass over the corpus for all evaluation sets together
   searcher = knn.Searcher(np.concatenate([b.emb for b, _ in queries]), k,
-                          chunk=int(ov.get("chunk", 16384)), block=int(ov.get("block", 64)),
+                          chunk=int(ov.get("chunk", 8192)), block=int(ov.get("block", 64)),
                           query_block=int(ov.get("query_block", 512)), mesh=mesh)
   share = corpus_emb.shard(jax.process_index(), jax.process_count())
   top = searcher.search((c.emb, c.ordinals) for c in share.chunks())
