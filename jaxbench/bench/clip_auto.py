@@ -42,6 +42,7 @@ flags.DEFINE_integer("shots", 16, "image features per class")
 flags.DEFINE_integer("candidates", 10, "AutoPrompt candidates evaluated per iteration")
 flags.DEFINE_integer("iterations", 2, "timed AutoPrompt iterations")
 flags.DEFINE_integer("epochs", 1, "timed CoOp epochs (shots*classes/32 steps each)")
+flags.DEFINE_integer("torch_steps", 3, "timed PyTorch CoOp steps")
 flags.DEFINE_integer("text_layers", 12, "text layers (ViT-B/32: 12)")
 flags.DEFINE_bool("torch", True, "also time the PyTorch references")
 flags.DEFINE_string("out", "bench_results.jsonl", "JSON lines file to append to")
@@ -164,11 +165,11 @@ def bench_autoprompt(model, ref, names, feats, labels, ceiling) -> dict:
 
 def bench_coop(model, ref, names, feats, labels, ceiling) -> dict:
   from jaxbench.zeroshot import clip_auto, coop
-  cfg = coop.CoopConfig(epochs=2, batch_size=32, warmup_epochs=1, seed=0)
+  cfg = coop.CoopConfig(epochs=1, batch_size=32, warmup_epochs=0, seed=0)
   t0 = time.perf_counter()
   coop.train(model, feats, labels, names, cfg)                    # compiles
   compile_s = time.perf_counter() - t0
-  cfg = coop.CoopConfig(epochs=FLAGS.epochs + 1, batch_size=32, warmup_epochs=1, seed=0)
+  cfg = coop.CoopConfig(epochs=FLAGS.epochs, batch_size=32, warmup_epochs=0, seed=0)
   res = coop.train(model, feats, labels, names, cfg)
   jax_s = res.seconds / res.steps
   layout = clip_auto.make_layout(model, names, 4, "{}.")
@@ -195,7 +196,7 @@ def bench_coop(model, ref, names, feats, labels, ceiling) -> dict:
       opt.step()
 
     step(0)
-    n = max(2, res.steps // (FLAGS.epochs + 1))
+    n = FLAGS.torch_steps
     t0 = time.perf_counter()
     for b in range(n):
       step(b % (len(labels) // 32))

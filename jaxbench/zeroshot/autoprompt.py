@@ -242,11 +242,11 @@ def make_problem(model: Model, feats: np.ndarray, labels: np.ndarray,
   rep = (lambda x: jax.device_put(x, jax.sharding.NamedSharding(mesh, P()))) if mesh \
       else jnp.asarray
   return Problem(model=model, layout=layout, ids=rep(ids), eot=rep(eot), class_mask=rep(mask),
-                 table=table, allowed=rep(allowed), feats=rep(l2n(feats)),
+                 table=rep(table), allowed=rep(allowed), feats=rep(_l2n(feats)),
                  labels=rep(labels), scale=scale, bias=bias, mesh=mesh)
 
 
-def l2n(x: np.ndarray) -> np.ndarray:
+def _l2n(x: np.ndarray) -> np.ndarray:
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
