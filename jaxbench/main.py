@@ -52,8 +52,13 @@ def main(argv):
           f"{_PID.value}) within {_INIT_TIMEOUT.value}s: {e}", file=sys.stderr)
     sys.exit(3)
   signal.signal(signal.SIGTERM, runner.request_stop)
+  config = _CONFIG.value
   try:
-    rows = runner.run(_CONFIG.value, _WORKDIR.value, dry_run=_DRY_RUN.value)
+    if "suite" in config and config.suite == "overlap" and not _DRY_RUN.value:
+      from jaxbench.overlap import run as overlap_run   # evaluation + overlap search
+      rows = overlap_run.run(config, _WORKDIR.value)
+    else:
+      rows = runner.run(config, _WORKDIR.value, dry_run=_DRY_RUN.value)
   except runner.Preempted as e:
     logging.warning("%s", e)
     print(f"preempted: {e}", file=sys.stderr)

@@ -275,7 +275,8 @@ class PassSpec:
   transform: str
 
 
-def _pass_id(ps: PassSpec, config) -> str:
+def pass_id_for(ps: PassSpec, config) -> str:
+  """The store directory name of a pass (model spec, dataset spec, transform spec)."""
   opts = json.dumps({"zs": dict(_get(config, "zeroshot", {}) or {}),
                      "pp": _get(config, "preprocess", ""),
                      "prec": _get(config, "precision", "float32"), "seed": int(config.seed),
@@ -503,7 +504,7 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
   for model_spec in dict.fromkeys(m for m, _, _ in plan):
     model_passes = [p for p in plan if p[0] == model_spec]
     todo = [p for p in model_passes
-            if not _pass_done(store, _pass_id(PassSpec(*p), config), finished)]
+            if not _pass_done(store, pass_id_for(PassSpec(*p), config), finished)]
     if not todo:
       logging.info("all passes of %s are finished; skipping", model_spec)
       continue
@@ -521,7 +522,7 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
                                    _get(config, "param_sharding", "replicate"))
       for _, _, tspec in [p for p in todo if p[1] == dspec]:
         ps = PassSpec(label, dname, tspec)
-        pid = _pass_id(PassSpec(model_spec, dspec, tspec), config)
+        pid = pass_id_for(PassSpec(model_spec, dspec, tspec), config)
         transform = transforms.get(tspec).bind(model)
         rows, outputs = run_pass(ps, pid, model, evalset, transform, use_project, config,
                                  mesh, store, prov, params)

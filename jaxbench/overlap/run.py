@@ -79,7 +79,7 @@ def correctness(config, workdir: str, model_spec: str, dataset_spec: str,
                 evalset: EvalSet) -> dict[str, bool]:
   """Per-example top-1 correctness from the runner's stored clean pass (id -> bool)."""
   from jaxbench import runner, store as store_lib
-  pid = runner._pass_id(runner.PassSpec(registry.canonical(model_spec),
+  pid = runner.pass_id_for(runner.PassSpec(registry.canonical(model_spec),
                                         registry.canonical(dataset_spec), "clean"), config)
   out = store_lib.Store(workdir, writer=False).outputs(pid)
   if out is None:

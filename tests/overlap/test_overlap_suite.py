@@ -131,7 +131,7 @@ def test_rows_rates_and_accuracy_split_by_hand(suite):
   # Hand computation from the runner's stored per-example correctness.
   st = store_lib.Store(suite["workdir"])
   cfg = suite["cfg"]
-  pid = runner._pass_id(runner.PassSpec("ovltest:clf", cfg.datasets[0], "clean"), cfg)
+  pid = runner.pass_id_for(runner.PassSpec("ovltest:clf", cfg.datasets[0], "clean"), cfg)
   out = st.outputs(pid)
   from jaxbench.data import catalog
   es = catalog.get(cfg.datasets[0])
