@@ -1,12 +1,16 @@
 """CLIP-Auto: learn prompts on a k-shot ImageNet train split, then evaluate with them.
 
     python -m jaxbench.main --config=configs/clip_auto.py --workdir=runs/auto \
-      --config.clip_auto.train="image_folder(root='~/data/imagenet/train')"
+      --config.data_root=/data \
+      --config.clip_auto.train="image_folder(root='/data/imagenet/train')"
     python -m jaxbench.main --config=configs/clip_auto.py:coop --workdir=runs/coop
 
-The learning step (``jaxbench.zeroshot.clip_auto.learn``) writes
-``WORKDIR/clip_auto/<model>.json``; evaluation reads it through
-``zeroshot.templates='learned:auto'``. The learning step alone:
+The training set is any labelled dataset spec of ``jaxbench.data.catalog``: an
+ImageNet train tree (``image_folder(root=...)``, wnid folders) or a prepared TFDS
+copy (``tfds(name='imagenet2012', split='train', data_dir=...)``). The learning
+step (``jaxbench.zeroshot.clip_auto.learn``) writes
+``WORKDIR/clip_auto/<model>.json`` (and the k-shot split, by ids); evaluation reads
+it through ``zeroshot.templates='learned:auto'``. The learning step alone:
 
     python -m jaxbench.zeroshot.clip_auto --config=configs/clip_auto.py --workdir=runs/auto
 
@@ -16,44 +20,32 @@ configs/adv.py, or RoZ's published prompts with
 ``--config.zeroshot.templates=learned:/path/RoZ/scripts/.../Prompts/ViT-B_32.log``
 (append ``:N`` to ensemble the N most frequent).
 
-Args (``configs/clip_auto.py:ARG``): 'autoprompt' (default; RoZ's CLIP-Auto:
-4 discrete tokens, logits x100, CLIP preprocessing), 'coop' (CoOp, 16 shots,
-shared context), 'coop_csc' (class-specific context).
+Config args (``configs/clip_auto.py:ARG``): 'autoprompt' (default; RoZ's
+CLIP-Auto: 4 discrete tokens, RoZ's protocol of logits x100 and CLIP
+preprocessing), 'coop' (CoOp, shared context), 'coop_csc' (class-specific).
 """
 import ml_collections
+
+from jaxbench import configs
+
+DATASETS = ("imagenet", "imagenet_v2(variant='matched-frequency')", "imagenet_r",
+            "imagenet_sketch", "imagenet_a", "objectnet")
 
 
 def get_config(arg=None):
   arg = arg or "autoprompt"
   if arg not in ("autoprompt", "coop", "coop_csc"):
     raise ValueError(f"configs/clip_auto.py:{arg}: use autoprompt, coop or coop_csc")
-  c = ml_collections.ConfigDict()
-  c.suite = "clip_auto"
+  c = configs.base("clip_auto", datasets=DATASETS, templates="learned:auto")
+  if arg == "autoprompt":
+    configs.roz(c)
   c.suite_keys = ("clip_auto",)
-  c.seed = 0
-  c.models = ["clip_vit_b32"]
-  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates="learned:auto",
-                                              head="imagenet", logit_scale="model"))
-  c.preprocess = ""
-  c.datasets = ["imagenet(root='~/data/imagenet/val')",
-                "imagenet_v2(root='~/data/imagenetv2-matched-frequency')",
-                "imagenet_r(root='~/data/imagenet-r')",
-                "imagenet_sketch(root='~/data/imagenet-sketch')",
-                "imagenet_a(root='~/data/imagenet-a')"]
-  c.transforms = ["clean"]
-  c.batch_size = 128
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  c.checkpoint_every = 50
-  c.precision = "float32"
-  c.max_examples = -1
-  c.report = False
-
   c.clip_auto = ml_collections.ConfigDict()
   c.clip_auto.method = "coop" if arg.startswith("coop") else "autoprompt"
   c.clip_auto.train = "image_folder(root='~/data/imagenet/train')"
-  c.clip_auto.k = 16                 # images per class (1, 2, 4, 8, 16)
+  c.clip_auto.k = 16                   # images per class (1, 2, 4, 8, 16)
   c.clip_auto.split_seed = 0
-  c.clip_auto.classnames = ""        # '' = zeroshot.classnames; 'dataset' = the train set's
+  c.clip_auto.classnames = ""          # '' = zeroshot.classnames; 'dataset' = the train set's
   c.clip_auto.overwrite = False
   c.clip_auto.feature_batch_size = 0   # 0 = batch_size
   # AutoPrompt (Shin et al. 2020) defaults with RoZ's 4 tokens and 40 candidates.
@@ -66,7 +58,4 @@ def get_config(arg=None):
       num_tokens=4, class_specific=arg == "coop_csc", init="a photo of a", suffix="{}.",
       lr=0.002, momentum=0.9, weight_decay=5e-4, epochs=50, batch_size=32, warmup_epochs=1,
       warmup_lr=1e-5, logit_scale="model"))
-  if arg == "autoprompt":
-    c.preprocess = "clip"            # RoZ feeds every model CLIP's preprocessing
-    c.zeroshot.logit_scale = "100"
   return c

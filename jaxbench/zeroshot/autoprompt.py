@@ -355,5 +355,5 @@ def search(model: Model, feats: np.ndarray, labels: np.ndarray, classnames: Sequ
   ranked = clip_auto.rank_prompts(seqs)
   # Equal counts: the lower mean loss first (stable sort keeps first appearance next).
   ranked = sorted(ranked, key=lambda kv: (-kv[1], mean_loss[kv[0]]))
-  return SearchResult(log=log, losses=losses, start_losses=start_losses, accepted=accepted, ranked=ranked,
-                      mean_loss=mean_loss, seconds=seconds)
+  return SearchResult(log=log, losses=losses, start_losses=start_losses, accepted=accepted,
+                      ranked=ranked, mean_loss=mean_loss, seconds=seconds)

@@ -812,8 +812,9 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
                          "config.clip_auto.autoprompt", seed)
   else:
     settings = _settings(coop.CoopConfig, ca.get("coop"), "config.clip_auto.coop", seed)
-  data_root = config.data_root if "data_root" in config else None
-  train = catalog.get(ca["train"], data_root=data_root)
+  data_root = (config.data_root if "data_root" in config else None) or None
+  tfds_dir = (config.tfds_dir if "tfds_dir" in config else None) or None
+  train = catalog.get(ca["train"], data_root=data_root, tfds_dir=tfds_dir)
   zs = dict(config.zeroshot) if "zeroshot" in config else {}
   names_spec = ca.get("classnames") or zs.get("classnames", "imagenet")
   names = tuple(train.class_names) if names_spec == "dataset" else \

@@ -1,9 +1,7 @@
 """AutoPrompt (RoZ's CLIP-Auto): HotFlip scores, search, heads, RoZ logs, config run."""
-import dataclasses
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -197,9 +195,12 @@ def test_bad_input_is_named(t, tmp_path):
     autoprompt.search(m, feats, labels, ["one " * 73] * 5, CFG)
 
 
-def test_config_learns_then_evaluates(t, tmp_path):
-  """configs/clip_auto.py: k-shot split from an image folder, search on 8 devices, head."""
+def test_config_learns_then_evaluates_through_the_runner(t, tmp_path, monkeypatch):
+  """configs/clip_auto.py: k-shot split of an image folder, search on 8 devices, then the
+  runner evaluates with the learned head (through the ``head_for`` hook)."""
   import importlib.util
+  from jaxbench import runner
+  from jaxbench.zeroshot import head as head_lib
   root = tmp_path / "train"
   for c, name in enumerate(tl.NAMES):
     (root / name).mkdir(parents=True)
@@ -212,11 +213,13 @@ def test_config_learns_then_evaluates(t, tmp_path):
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   config = mod.get_config("autoprompt")
-  config.models = [model_dir]
+  config.models = (model_dir,)
+  config.datasets = (f"image_folder(root='{root}')",)
   config.clip_auto.train = f"image_folder(root='{root}')"
   config.clip_auto.classnames = "dataset"
-  config.clip_auto.autoprompt.update(dict(iterations=10, restarts=2, num_candidates=16, candidate_chunk=0,
-                                          batch_size=16, accumulation_steps=5, top_n=1))
+  config.clip_auto.autoprompt.update(dict(iterations=10, restarts=2, num_candidates=16,
+                                          candidate_chunk=0, batch_size=16,
+                                          accumulation_steps=5, top_n=1))
   config.batch_size = 16
   workdir = str(tmp_path / "run")
   lines = []
@@ -228,16 +231,24 @@ def test_config_learns_then_evaluates(t, tmp_path):
   assert doc["model"]["name"] == model_dir and doc["steps"] == 20
   assert doc["metrics"]["train_acc_learned"] >= doc["metrics"]["train_acc_start"] + 0.1
   assert "->" in lines[0]
-  # Evaluation side: the runner's head hook finds the artifact from its cache dir.
-  names = sorted(tl.NAMES)          # 'name' folders: labels by sorted folder name
-  labels = np.asarray([names.index(n) for n in tl.NAMES])[t.labels]
-  model = dataclasses.replace(t.model, name=model_dir)
-  head = clip_auto.head_for(model, names, "learned:auto",
-                            cache_dir=os.path.join(workdir, "heads"))
-  acc = clip_auto.accuracy(head, t.feats, labels)
-  acc0 = clip_auto.accuracy(clip_auto.trigger_head(model, [tl.START], names), t.feats, labels)
-  assert acc >= acc0 + 0.05, (acc0, acc)
-  # A second learn keeps the artifact.
-  clip_auto.learn(config, workdir, print_fn=lines.append)
+  clip_auto.learn(config, workdir, print_fn=lines.append)       # kept, not redone
   assert "keeping it" in lines[-1]
 
+  # Evaluation: the runner, its build_head routed through head_for (the proposed hook).
+  build = head_lib.build_head
+  monkeypatch.setattr(head_lib, "build_head", lambda m, c, tm, **kw: clip_auto.head_for(
+      m, c, tm, **kw) if str(tm).startswith("learned:") else build(m, c, tm, **kw))
+  rows = runner.run(config, workdir, print_fn=lambda *a: None)
+  top1 = [r for r in rows if r["metric"] == "top1"][0]
+  assert top1["n"] == 100 and "templates=learned:auto" in top1["model"]
+  assert top1["model_info"]["head"]["templates"] == f"learned:{os.path.basename(path)}:top1"
+  # The same number from the learned head on the same images (sorted folder labels).
+  names = sorted(tl.NAMES)
+  head = clip_auto.load_learned_head(t.model, path, names)
+  keep = np.concatenate([np.nonzero(t.labels == c)[0][:20] for c in range(5)])
+  labels = np.asarray([names.index(n) for n in tl.NAMES])[t.labels[keep]]
+  np.testing.assert_allclose(top1["value"], clip_auto.accuracy(head, t.feats[keep], labels),
+                             atol=0.011)
+  acc0 = clip_auto.accuracy(clip_auto.trigger_head(t.model, [tl.START], names),
+                            t.feats[keep], labels)
+  assert top1["value"] >= acc0 + 0.05, (acc0, top1["value"])
