@@ -188,9 +188,14 @@ def load_model(spec: str, config) -> Model:
   return model
 
 
+def _head_builder():
+  """build_head, extended with learned prompts (templates='learned:PATH[:N]')."""
+  from jaxbench.zeroshot import clip_auto
+  return clip_auto.head_for
+
+
 def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple[Model, bool]:
   """Zero-shot head for this set; returns (model, whether to apply evalset.project)."""
-  from jaxbench.zeroshot import head as head_lib
   zs = {**ZEROSHOT_DEFAULTS, **dict(_get(config, "zeroshot", {}) or {})}
   if not model.is_zeroshot:
     if model.label_space != evalset.model_label_space and evalset.project is None:
@@ -202,14 +207,14 @@ def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple
     return model, evalset.project is not None and model.label_space == evalset.model_label_space
   scale = zs["logit_scale"] if zs["logit_scale"] == "model" else float(zs["logit_scale"])
   if zs["head"] == "imagenet" and evalset.model_label_space == "imagenet1k":
-    head = head_lib.build_head(model, zs["classnames"], zs["templates"], logit_scale=scale,
-                               cache_dir=cache_dir)
+    head = _head_builder()(model, zs["classnames"], zs["templates"], logit_scale=scale,
+                           cache_dir=cache_dir)
     return model.with_head(head), evalset.project is not None
   if not evalset.class_names:
     raise ConfigError(f"dataset {evalset.name!r} has no class names for a zero-shot head")
   templates = zs["templates"]
-  head = head_lib.build_head(model, list(evalset.class_names), templates, logit_scale=scale,
-                             label_space=f"{evalset.name}:classes", cache_dir=cache_dir)
+  head = _head_builder()(model, list(evalset.class_names), templates, logit_scale=scale,
+                         label_space=f"{evalset.name}:classes", cache_dir=cache_dir)
   return model.with_head(head), False
 
 
@@ -494,6 +499,9 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
   mesh_cfg = dict(_get(config, "mesh", {}) or {})
   mesh = parallel.make_mesh(int(mesh_cfg.get("data", -1)), int(mesh_cfg.get("model", 1)))
   prov = provenance(config, mesh)
+  if "clip_auto" in config:   # learn prompts first; evaluation then uses them as a head
+    from jaxbench.zeroshot import clip_auto
+    clip_auto.learn(config, store.workdir, mesh=mesh)
   parallel.assert_same_across_hosts(
       json.dumps([plan, config_identity(config), prov["jaxbench"], prov["git"]],
                  sort_keys=True, default=str), "config, plan and package version")

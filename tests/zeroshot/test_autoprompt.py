@@ -195,12 +195,11 @@ def test_bad_input_is_named(t, tmp_path):
     autoprompt.search(m, feats, labels, ["one " * 73] * 5, CFG)
 
 
-def test_config_learns_then_evaluates_through_the_runner(t, tmp_path, monkeypatch):
+def test_config_learns_then_evaluates_through_the_runner(t, tmp_path):
   """configs/clip_auto.py: k-shot split of an image folder, search on 8 devices, then the
   runner evaluates with the learned head (through the ``head_for`` hook)."""
   import importlib.util
   from jaxbench import runner
-  from jaxbench.zeroshot import head as head_lib
   root = tmp_path / "train"
   for c, name in enumerate(tl.NAMES):
     (root / name).mkdir(parents=True)
@@ -234,10 +233,7 @@ def test_config_learns_then_evaluates_through_the_runner(t, tmp_path, monkeypatc
   clip_auto.learn(config, workdir, print_fn=lines.append)       # kept, not redone
   assert "keeping it" in lines[-1]
 
-  # Evaluation: the runner, its build_head routed through head_for (the proposed hook).
-  build = head_lib.build_head
-  monkeypatch.setattr(head_lib, "build_head", lambda m, c, tm, **kw: clip_auto.head_for(
-      m, c, tm, **kw) if str(tm).startswith("learned:") else build(m, c, tm, **kw))
+  # Evaluation: runner.run learns (kept from above) then evaluates with the learned head.
   rows = runner.run(config, workdir, print_fn=lambda *a: None)
   top1 = [r for r in rows if r["metric"] == "top1"][0]
   assert top1["n"] == 100 and "templates=learned:auto" in top1["model"]
