@@ -18,6 +18,7 @@ Nested attack specs are strings; they inherit the wrapper's threat model.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 from jaxbench import registry
@@ -119,10 +120,8 @@ def prepare(attack: Attack, model, load: Optional[Callable] = None) -> Attack:
     if isinstance(attack, transfer.Transfer):
       attack = bind(attack)
     elif isinstance(attack, minimal.MinEps):
-      attack = attack.__class__(threat=attack.threat, attack=bind(attack.attack),
-                                grid=attack.grid)
+      attack = dataclasses.replace(attack, attack=bind(attack.attack))
     else:
-      attack = type(attack)(**{**{f: getattr(attack, f) for f in attack.__dataclass_fields__},
-                               "attacks": tuple(bind(a) if isinstance(a, transfer.Transfer)
-                                                else a for a in stages)})
+      attack = dataclasses.replace(attack, attacks=tuple(
+          bind(a) if isinstance(a, transfer.Transfer) else a for a in stages))
   return attack

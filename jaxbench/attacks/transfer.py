@@ -64,9 +64,9 @@ class Transfer(base.Iterative):
   def with_threat(self, threat):
     return dataclasses.replace(self, threat=threat)
 
-  def spec(self) -> str:
+  def spec(self, threat: bool = True) -> str:
     bare = dataclasses.replace(self, surrogate_apply=None, surrogate_params=None)
-    return base.Attack.spec(bare)
+    return base.Attack.spec(bare, threat)
 
   def _split(self):
     return dataclasses.replace(self, surrogate_params=None), self.surrogate_params

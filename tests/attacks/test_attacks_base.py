@@ -223,6 +223,39 @@ def test_transfer_uses_surrogate_gradient_and_victim_check():
   assert np.asarray(r.success).any() and not np.asarray(r.success).all()
 
 
+def test_prepare_binds_normalisation_and_surrogates():
+  class FakeModel:
+    def __init__(self, name, pre):
+      self.name, self.preprocess, self.params = name, pre, {"w": name}
+
+    def apply(self, params, x):
+      return x
+
+    def with_preprocess(self, pre):
+      return FakeModel(self.name, pre)
+
+  loaded = []
+
+  def load(spec):
+    loaded.append(spec)
+    return FakeModel(spec, IMNET_PRE)
+
+  victim = FakeModel("victim", CLIP_PRE)
+  for spec in ["transfer(attack='bim', eps=8/255, space='normalized')",
+               "min_eps(attack=\"transfer(attack='fgsm')\", grid=(0.001, 0.002), "
+               "space='normalized')",
+               "ensemble(attacks=['fgsm', \"transfer(attack='mim', surrogate='vgg16_tv')\"], "
+               "eps=8/255, space='normalized')"]:
+    a = attacks.prepare(attacks.get(spec), victim, load=load)
+    t = (a if a.name == "transfer" else a.attack if a.name == "min_eps" else a.attacks[1])
+    assert t.surrogate_apply is not None and t.surrogate_params == {"w": t.surrogate}
+    # RoZ: the surrogate sees the victim's (CLIP) normalisation.
+    assert t.surrogate_apply.__self__.preprocess == CLIP_PRE
+    assert a.threat.mean == tuple(CLIP_MEAN) and t.threat.mean == tuple(CLIP_MEAN)
+    assert a.spec() == attacks.get(spec).spec()
+  assert loaded == ["resnet152_tv", "resnet152_tv", "vgg16_tv"]
+
+
 # -- config ------------------------------------------------------------------
 def _config():
   path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "adv.py")
