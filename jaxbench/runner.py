@@ -253,7 +253,7 @@ def make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
     if transform.kind == "attack":
       _, clean1, _ = correctness(scored(params, x), batch)
       out["clean_correct1"] = clean1 & mask
-    x, extras = transform.device(scored, params, x, batch["label"], keys)
+    x, extras = transform.device(scored, params, x, batch["label"], keys, mask=mask)
     logits, finite = scored_and_finite(params, x)
     logits = jnp.where(finite[:, None], logits, -jnp.inf)
     top, c1, c5 = correctness(logits, batch)
@@ -438,9 +438,11 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
                        f"({model.precision})")
   metrics: dict[str, float] = {}
   seq_details = None
+  checks_row = None
   if transform.kind == "attack":
     v = {k: a[valid] for k, a in outputs.items()}
-    metrics.update(transforms.attack_metrics(v))
+    attack_values, checks_row = transforms.attack_metrics(v)
+    metrics.update(attack_values)
   else:
     metrics["top1"] = float(outputs["correct1"][valid].mean()) if n_valid else 0.0
     if min(5, evalset.num_classes if evalset.project is not None else model.num_classes) == 5:
@@ -459,6 +461,9 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
              "pass_id": pid, "dataset_meta": evalset.metadata}
   if seq_details is not None:
     details["sequence"] = seq_details
+  if checks_row is not None:
+    details["checks"] = checks_row
+    details["attack"] = transform.spec
   info = model.describe()
   rows = []
   for metric, value in metrics.items():

@@ -34,27 +34,32 @@ class Transform:
     return getattr(self.obj, "device_fn", None) if self.kind == "shift" else None
 
   def bind(self, model) -> "Transform":
-    """Fills model-dependent settings (normalised-space epsilon needs mean/std)."""
-    if self.kind == "attack" and hasattr(self.obj, "for_model"):
-      return dataclasses.replace(self, obj=self.obj.for_model(model.preprocess))
+    """Fills model-dependent settings: normalised-space epsilon needs the model's
+    mean/std, transfer attacks load and bind their surrogate model."""
+    if self.kind == "attack":
+      from jaxbench import attacks
+      return dataclasses.replace(self, obj=attacks.prepare(self.obj, model))
     return self
 
-  def device(self, apply, params, images, labels, keys):
-    """Returns (images to score, per-example extras dict of (N,) arrays)."""
+  def device(self, apply, params, images, labels, keys, mask=None):
+    """Returns (images to score, per-example extras dict of (N, ...) arrays).
+
+    Attacks see the padding mask, so padded slots are neither attacked nor counted;
+    their per-example diagnostics (attack-space norms, checks, stages) are kept.
+    """
     if self.kind == "clean" or (self.kind == "shift" and self.device_fn is None):
       return images, {}
     if self.kind == "shift":
       return jnp.clip(self.device_fn(keys, images), 0.0, 1.0), {}
-    result = self.obj(apply, params, images, labels, keys)
-    delta = (result.adv_images - images).reshape(images.shape[0], -1)
-    extras = {"success": result.success.astype(jnp.bool_),
-              "queries": jnp.asarray(result.queries, jnp.int32),
-              "linf": jnp.max(jnp.abs(delta), axis=1),
-              "l2": jnp.linalg.norm(delta, axis=1)}
-    for k, v in (result.diagnostics or {}).items():
-      v = jnp.asarray(v)
-      if v.ndim == 1 and v.shape[0] == images.shape[0]:
-        extras[f"diag_{k}"] = v
+    from jaxbench.attacks import metrics as attack_metrics
+    result = self.obj(apply, params, images, labels, keys, mask=mask)
+    d = dict(result.diagnostics or {})
+    d["success"] = result.success
+    d["queries"] = result.queries
+    n = images.shape[0]
+    extras = {f"atk_{k}": jnp.asarray(v) for k, v in d.items()
+              if k in attack_metrics.PER_EXAMPLE and jnp.ndim(v) >= 1 and
+              jnp.shape(v)[0] == n}
     return result.adv_images, extras
 
 
@@ -84,23 +89,27 @@ def example_keys(seed: int, uids: jax.Array) -> jax.Array:
   return jax.vmap(lambda u: jax.random.fold_in(base, u))(uids)
 
 
-def attack_metrics(out: dict[str, np.ndarray]) -> dict[str, float]:
-  """Robust accuracy etc. from per-example outputs of an attack pass.
+def attack_metrics(out: dict[str, np.ndarray]) -> tuple[dict[str, float], dict]:
+  """(metrics, checks) of an attack pass from its per-example outputs.
 
-  Robust accuracy counts an example only if it was classified correctly before
-  the attack and the re-evaluated adversarial image is still correct;
-  success rate is over initially correct examples.
+  The reported clean and robust accuracy are the runner's own re-evaluation of the
+  clean and returned images (``clean_correct1``, ``correct1``): robust only if
+  correct before and after. Norms, queries, per-stage robust accuracy and minimal
+  epsilons come from :func:`jaxbench.attacks.metrics.summarize` (norms in the
+  attack's own space); the sanity checks from :func:`jaxbench.attacks.checks.summary`.
   """
-  clean = out["clean_correct1"].astype(bool)
-  robust = out["correct1"].astype(bool) & clean
-  n = max(len(clean), 1)
-  fooled = clean & ~robust
-  res = {"clean_acc": clean.sum() / n, "robust_acc": robust.sum() / n,
-         "success_rate": fooled.sum() / max(clean.sum(), 1),
-         "mean_queries": float(np.mean(out["queries"])) if len(clean) else 0.0}
-  if fooled.any():
-    res["mean_linf"] = float(np.mean(out["linf"][fooled]))
-    res["median_linf"] = float(np.median(out["linf"][fooled]))
-    res["mean_l2"] = float(np.mean(out["l2"][fooled]))
-    res["median_l2"] = float(np.median(out["l2"][fooled]))
-  return {k: float(v) for k, v in res.items()}
+  from jaxbench.attacks import checks, metrics as attack_metrics
+  atk = {k[len("atk_"):]: v for k, v in out.items() if k.startswith("atk_")}
+  atk["clean_correct"] = out["clean_correct1"]
+  atk["adv_correct"] = out["correct1"]
+  atk.setdefault("mask", np.ones(len(out["correct1"]), bool))
+  summary = attack_metrics.summarize(atk)
+  metrics = {k: v for k, v in summary.items()
+             if k != "n" and isinstance(v, (int, float, np.floating, np.integer))
+             and k not in ("outside_ball", "outside_bounds")}
+  for i, v in enumerate(summary.get("stage_robust_acc", []) or []):
+    metrics[f"stage{i}_robust_acc"] = v
+  checks_row = {k: (float(v) if isinstance(v, (np.floating, float)) else v)
+                for k, v in checks.summary(atk).items()}
+  # NaN (e.g. norms when nothing was fooled) is left out: the report lists it missing.
+  return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}, checks_row
