@@ -12,6 +12,10 @@ the outputs are compared, so the two timings are of the same function. JAX
 times a jitted forward (compile excluded); PyTorch runs under
 ``torch.inference_mode`` with its default threads. On a shared machine the
 figures are noisy: compare ratios from one run, not absolute numbers.
+
+``--onednn`` sets ``XLA_FLAGS=--xla_cpu_use_onednn=true`` before JAX starts: XLA's
+CPU backend then calls oneDNN for matmuls (what PyTorch uses) instead of Eigen,
+which is what decides the transformer's figure on CPU.
 """
 from __future__ import annotations
 
@@ -82,15 +86,22 @@ def main(argv):
   parser.add_argument("--min_seconds", type=float, default=1.0,
                       help="minimum time per timing repeat")
   parser.add_argument("--repeats", type=int, default=3, help="timing repeats (median)")
-  parser.add_argument("--out", default="", help="append figures as a JSON line to this file")
+  parser.add_argument("--out", default="bench_results.jsonl",
+                      help="append figures as a JSON line to this file ('': none)")
+  parser.add_argument("--onednn", action="store_true",
+                      help="XLA CPU matmuls through oneDNN (must precede JAX's start)")
   args = parser.parse_args(argv[1:])
+  if args.onednn:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_use_onednn=true").strip()
   import torch
   names = [n for n in args.models.split(",") if n]
   unknown = [n for n in names if n not in BUILDERS]
   if unknown:
     sys.exit(f"unknown models {unknown}; known: {sorted(BUILDERS)}")
   print(f"# forward images/s, fp32, batch {args.batch}; jax {jax.__version__} on "
-        f"{jax.devices()[0].platform} x{len(jax.devices())}, torch {torch.__version__} "
+        f"{jax.devices()[0].platform} x{len(jax.devices())} "
+        f"(XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {os.cpu_count()} CPUs (shared machine: noisy)")
   print("| model | jaxbench img/s | reference | reference img/s | ratio | max abs diff |")
   print("|---|---|---|---|---|---|")
