@@ -70,8 +70,8 @@ def _eot_lengths(ids: np.ndarray) -> np.ndarray:
   return np.where(nonpad.any(1), ids.shape[1] - np.argmax(nonpad[:, ::-1], axis=1), 1)
 
 
-def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 256,
-                   bucket: int = 8, encode=None) -> np.ndarray:
+def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 128,
+                   bucket: int = 2, encode=None) -> np.ndarray:
   """Unit-norm text embeddings (N, D) for token ids (N, context), length-bucketed.
 
   Args:
@@ -139,8 +139,8 @@ def head_key(model: Model, classnames: Sequence[str], templates: Sequence[str]) 
 def build_head(model: Model, classnames: Union[str, Sequence[str]] = "imagenet",
                templates: Union[str, Sequence[str]] = "clip80", *,
                logit_scale: Union[str, float] = "model", label_space: Optional[str] = None,
-               cache_dir: Optional[str] = None, batch_size: int = 256,
-               bucket: int = 8) -> ZeroShotHead:
+               cache_dir: Optional[str] = None, batch_size: int = 128,
+               bucket: int = 2) -> ZeroShotHead:
   """Builds (or loads from ``cache_dir``) the zero-shot head of ``model``.
 
   Args:
