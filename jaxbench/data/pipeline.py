@@ -53,9 +53,18 @@ def decode(image_bytes: bytes) -> Image.Image:
 def resize_crop(img: Image.Image, pp: Preprocess) -> np.ndarray:
   """torchvision's Resize(short side) + CenterCrop, with PIL filters.
 
+  ``pp.crop == 'squash'`` (transformers' ViT/SigLIP processors, timm's squash
+  mode) resizes both sides to ``pp.resize`` (aspect ratio not kept), then
+  center-crops to ``pp.size``.
+
   Returns:
     uint8 (size, size, 3).
   """
+  if pp.crop == "squash":
+    if img.size != (pp.resize, pp.resize):
+      img = img.resize((pp.resize, pp.resize), _FILTERS[pp.interpolation])
+    off = (pp.resize - pp.size) // 2
+    return np.asarray(img.crop((off, off, off + pp.size, off + pp.size)), dtype=np.uint8)
   w, h = img.size
   short, long_ = (w, h) if w <= h else (h, w)
   new_short = pp.resize

@@ -142,7 +142,8 @@ def load_safetensors(paths: Iterable[str]) -> dict[str, np.ndarray]:
       else:
         raise WeightsError(f"cannot read safetensors file {path}: {e}") from e
     tensors.update(loaded)
-  return {k: (v.astype(np.float32) if v.dtype.kind == "f" or str(v.dtype) == "bfloat16" else v)
+  return {k: (v.astype(np.float32, copy=False)
+              if v.dtype.kind == "f" or str(v.dtype) == "bfloat16" else v)
           for k, v in tensors.items()}
 
 

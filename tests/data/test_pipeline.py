@@ -123,3 +123,15 @@ def test_host_shift_randomness_depends_on_seed_and_id_only():
   np.testing.assert_array_equal(a.map(2)["image"], b.map(2)["image"])
   assert not np.array_equal(a.map(2)["image"], a.map(3)["image"])
   assert not np.array_equal(a.map(2)["image"], c.map(2)["image"])
+
+
+def test_squash_resize_matches_transformers_processor_layout():
+  """crop='squash': both sides to `resize` (no aspect kept), then center crop."""
+  rng = np.random.default_rng(3)
+  img = Image.fromarray(rng.integers(0, 256, (300, 500, 3), dtype=np.uint8))
+  pp = Preprocess(size=224, resize=224, interpolation="bilinear", crop="squash")
+  want = np.asarray(img.resize((224, 224), Image.BILINEAR))
+  np.testing.assert_array_equal(pipeline.resize_crop(img, pp), want)
+  pp2 = Preprocess(size=200, resize=224, interpolation="bicubic", crop="squash")
+  want2 = np.asarray(img.resize((224, 224), Image.BICUBIC))[12:212, 12:212]
+  np.testing.assert_array_equal(pipeline.resize_crop(img, pp2), want2)
