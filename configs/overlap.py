@@ -18,6 +18,8 @@ import importlib.util
 import os
 
 import ml_collections
+
+from jaxbench import configs
 from ml_collections import config_dict
 
 
@@ -36,29 +38,12 @@ def get_config(arg=None):
   if unknown:
     raise ValueError(f"configs/overlap.py: unknown config args {sorted(unknown)}; known: "
                      "roz, natural")
-  c = ml_collections.ConfigDict()
-  c.suite = "overlap"
-  c.suite_keys = ("overlap",)
-  c.seed = 0
-  c.models = ("clip_vit_b32",)
-  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates="clip80",
-                                              head="imagenet", logit_scale="model"))
-  c.preprocess = ""
-  c.data_root = "~/data"
-  c.datasets = ("imagenet_r", "imagenet_sketch", "imagenet_a",
-                "imagenet_v2(variant='matched-frequency')")
+  datasets = ("imagenet_r", "imagenet_sketch", "imagenet_a",
+              "imagenet_v2(variant='matched-frequency')")
   if "natural" in args:
-    c.datasets = _natural_sets()
-  c.transforms = ("clean",)
-  c.batch_size = 128
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  c.checkpoint_every = 50
-  c.log_every = 10
-  c.num_workers = 8
-  c.precision = "float32"
-  c.max_examples = -1
-  c.report = False
-  c.workdir_policy = "strict"
+    datasets = _natural_sets()
+  c = configs.base("overlap", datasets=datasets)
+  c.suite_keys = ("overlap",)
   c.overlap = ml_collections.ConfigDict(dict(
       # Tar shards (a dir, 'dir/{00000..00099}.tar', 'dir/*.tar'), an image folder, a .npy
       # embedding file (+ NAME.ids.txt) or an embedding store directory.

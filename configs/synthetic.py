@@ -44,6 +44,8 @@ shape_bias / shape_match / texture_match for cue conflict.
 import logging
 
 import ml_collections
+
+from jaxbench import configs
 from ml_collections.config_dict import config_dict
 
 BENCHMARK = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
@@ -173,16 +175,13 @@ def get_config(arg=None):
   if arg:
     raise ValueError("configs/synthetic.py takes no config argument; override fields, e.g. "
                      "--config.imagenet_c.source=tfds")
-  c = ml_collections.ConfigDict()
-  c.suite = "synthetic"
+  c = configs.base("synthetic")
+  # datasets/transforms are computed lazily from the sections below (so command-line
+  # overrides of e.g. imagenet_c.source take effect): drop the base's plain tuples.
+  del c["datasets"]
+  del c["transforms"]
   c.suite_keys = ("parts", "imagenet_c", "imagenet_p", "stylized", "cue_conflict",
                   "imagenet")
-  c.seed = 0
-  c.models = ["clip_vit_b32"]
-  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates="clip80",
-                                              head="imagenet", logit_scale="model"))
-  c.preprocess = ""
-  c.data_root = "~/data"
   c.parts = "imagenet_c,imagenet_p,stylized"
   c.imagenet_c = ml_collections.ConfigDict(dict(
       source="disk", root="", tfds_dir="", corruptions="benchmark", severities="1,2,3,4,5",
@@ -194,14 +193,4 @@ def get_config(arg=None):
   c.imagenet = ml_collections.ConfigDict(dict(root="", tfds_dir=""))
   c.datasets = _lazy(c, 0)
   c.transforms = _lazy(c, 1)
-  c.batch_size = 128
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  c.param_sharding = "replicate"
-  c.checkpoint_every = 50
-  c.log_every = 10
-  c.num_workers = 8
-  c.precision = "float32"
-  c.max_examples = -1
-  c.report = False
-  c.workdir_policy = "strict"
   return c
