@@ -39,7 +39,7 @@ LAYOUTS: dict[str, Layout] = {}
 NAMES = registry.Registry("model name")
 
 # Modules that register layouts and names when imported.
-_PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo")
+_PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo", "jaxbench.demo.models")
 
 
 def register_layout(layout: Layout):
