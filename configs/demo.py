@@ -57,6 +57,17 @@ def _runner_supports(*keys):
   return all(k in runner.KNOWN_KEYS for k in keys) and hasattr(runner, "suite_for")
 
 
+def _templates():
+  """The digit templates by name when template sets can be registered (a short model
+  label in the results: 'demo_clip@templates=digits'), else the tuple itself."""
+  from jaxbench.zeroshot import prompts
+  register = getattr(prompts, "register_templates", None)
+  if register is None:
+    return TEMPLATES
+  register("digits", TEMPLATES)
+  return "digits"
+
+
 def get_config(arg=None):
   import jaxbench.demo  # noqa: F401  registers demo_clip/demo_cnn and digits/digits_t
   part = (arg or "").strip() or "all"
@@ -66,7 +77,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.models = MODELS
-  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates=TEMPLATES,
+  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates=_templates(),
                                               head="imagenet", logit_scale="model"))
   c.preprocess = ""
   c.batch_size = 256

@@ -143,8 +143,9 @@ def _fit(step_fn: Callable, state, steps: int, state_file: str, identity: dict,
          what: str, checkpoint_every: int, stop_after: Optional[int]):
   """Runs the jitted ``step_fn(state, i) -> (state, loss)`` from the last checkpoint.
 
-  A Python loop over one compiled step: XLA:CPU runs convolutions inside a
-  ``while`` loop (``lax.fori_loop``) more than ten times slower than at top level.
+  A Python loop over one compiled step: XLA:CPU runs the CLIP's patch
+  convolution several times slower inside a ``while`` loop (``lax.fori_loop``)
+  than at top level (``python -m jaxbench.bench demo``).
   """
   restored = cache.load_state(state_file, state, identity)
   start = 0
@@ -196,8 +197,9 @@ def _clip_program(cfg: ClipTrainConfig, tokenizer_dir: str):
   ccfg = cfg.clip_config()
   images, labels, cap_ids, cap_eot, vocab, n_phr = _clip_tables(cfg, tokenizer_dir)
   model = clip.CLIP(ccfg)
-  full = model.init(jax.random.key(cfg.seed), jnp.zeros((1, cfg.image_size, cfg.image_size, 3)),
-                    jnp.zeros((1, 4), jnp.int32))["params"]
+  x0 = jnp.zeros((1, cfg.image_size, cfg.image_size, 3))
+  full = jax.jit(lambda k: model.init(k, x0, jnp.zeros((1, 4), jnp.int32))["params"])(
+      jax.random.key(cfg.seed))
   full = jax.tree.map(np.asarray, full)
   table = full["text_model"]["token_embedding"]["embedding"]
   net = dict(full)
