@@ -28,10 +28,33 @@ TOL = 0.02         # "monotonically within noise": a rise of at most 2 points
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  cache = str(tmp_path_factory.mktemp("demo_cache"))
-  got = {}
-  path = demo_models.checkpoint("clip", cache, steps=STEPS, trained=got)
-  return {"cache": cache, "path": path, "params": got["params"]}
+  """The trained CLIP: its cache, checkpoint directory and in-memory Flax params.
+
+  Under pytest-xdist the workers share one cache (the run's common temporary
+  directory) and a lock, so the model is trained once per run; the worker that
+  trains also dumps the params it trained, which the others compare against.
+  """
+  from filelock import FileLock
+  base = tmp_path_factory.getbasetemp()
+  root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo_clip_cache"
+  root.mkdir(exist_ok=True)
+  dump = root / "trained_params.npz"
+  with FileLock(str(root / "train.lock")):
+    got = {}
+    path = demo_models.checkpoint("clip", str(root), steps=STEPS, trained=got)
+    if got:
+      flat = {"/".join(str(getattr(k, "key", k)) for k in p): np.asarray(v)
+              for p, v in jax.tree_util.tree_leaves_with_path(got["params"])}
+      np.savez(dump, **flat)
+  params: dict = {}
+  with np.load(dump) as z:
+    for name in z.files:
+      node = params
+      parts = name.split("/")
+      for part in parts[:-1]:
+        node = node.setdefault(part, {})
+      node[parts[-1]] = z[name]
+  return {"cache": str(root), "path": path, "params": params}
 
 
 @pytest.fixture(scope="module")
