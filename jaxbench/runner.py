@@ -40,6 +40,7 @@ KNOWN_KEYS = {
     "suite", "seed", "models", "zeroshot", "preprocess", "datasets", "transforms",
     "batch_size", "mesh", "checkpoint_every", "precision", "max_examples", "report",
     "num_workers", "log_every", "param_sharding", "workdir_policy", "data_root", "tfds_dir",
+    "dataset_transforms",
 }
 # Config keys that may change between runs on one workdir (they do not change results).
 VOLATILE_KEYS = {"batch_size", "mesh", "checkpoint_every", "num_workers", "log_every",
@@ -413,11 +414,21 @@ def _example_id(evalset: EvalSet, index: int) -> str:
   return str(src[index]["id"])
 
 
-def suite_of(config, transform: transforms.Transform) -> str:
-  """The row's suite: the config's, or with suite='auto' derived from the transform."""
+def suite_for(config, transform_spec: str, evalset: Optional[EvalSet] = None) -> str:
+  """The row's suite for a transform spec (see :func:`suite_of`)."""
+  return suite_of(config, transforms.Transform(transform_spec, transform_spec.split(":")[0]
+                                               if ":" in transform_spec else "clean"), evalset)
+
+
+def suite_of(config, transform: transforms.Transform,
+             evalset: Optional[EvalSet] = None) -> str:
+  """The row's suite: the config's, or with suite='auto' the dataset's own
+  (``metadata['suite']``), else derived from the transform."""
   suite = str(_get(config, "suite", "zeroshot"))
   if suite != "auto":
     return suite
+  if evalset is not None and evalset.metadata.get("suite"):
+    return str(evalset.metadata["suite"])
   if transform.kind == "attack":
     return "adv"
   if transform.kind == "shift":
@@ -469,7 +480,7 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
   for metric, value in metrics.items():
     rows.append({"key": store_lib.row_key(ps.model, ps.dataset, ps.transform, metric),
                  "model": ps.model, "dataset": ps.dataset, "transform": ps.transform,
-                 "suite": suite_of(config, transform), "metric": metric,
+                 "suite": suite_of(config, transform, evalset), "metric": metric,
                  "value": float(value), "n": n_valid, "details": details,
                  "model_info": info, "provenance": prov})
   return rows
@@ -480,9 +491,12 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
 def plan_passes(config) -> list[tuple[str, str, str]]:
   """(model spec, dataset spec, transform spec) triples, canonical, in run order."""
   out = []
+  per_set = dict(_get(config, "dataset_transforms", {}) or {})
   for m in config.models:
     for d in config.datasets:
-      for t in (list(_get(config, "transforms", ["clean"])) or ["clean"]):
+      # dataset_transforms: {dataset name: transforms} replaces config.transforms there.
+      tlist = per_set.get(registry.parse(d)[0], _get(config, "transforms", ["clean"]))
+      for t in (list(tlist) or ["clean"]):
         tspec = t if t == "clean" else t.split(":", 1)[0] + ":" + registry.canonical(
             t.split(":", 1)[1]) if ":" in t else t
         out.append((registry.canonical(m), registry.canonical(d), tspec))

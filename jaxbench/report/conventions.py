@@ -108,7 +108,7 @@ IMAGENET_P_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom
                             "spatter", "brightness", "translate", "rotate", "tilt", "scale",
                             "speckle_noise", "gaussian_blur", "snow", "shear")
 
-TYPOGRAPHIC_SETS = {"imagenet_t": "imagenet", "cifar10_t": "cifar10"}
+TYPOGRAPHIC_SETS = {"imagenet_t": "imagenet", "cifar10_t": "cifar10", "digits_t": "digits"}
 
 
 def canonical_metric(name: str) -> str:
