@@ -64,8 +64,7 @@ def test_words_match_an_independent_wordnet_copy():
   # timm ships WordNet lemmas for the 1000 wnids; found without importing timm (slow).
   import importlib.util
   spec = importlib.util.find_spec("timm")
-  if spec is None:
-    pytest.skip("timm (a test dependency) is not installed")
+  assert spec is not None, "timm is a test dependency (pyproject [test] extra)"
   timm_info = os.path.join(os.path.dirname(spec.origin), "data", "_info")
   lemma = dict(l.rstrip("\n").split("\t", 1) for l in open(f"{timm_info}/imagenet_synset_to_lemma.txt"))
   assert [lemma[w] for w in IMAGENET.wnids] == list(IMAGENET.words)
