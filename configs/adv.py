@@ -69,7 +69,9 @@ def min_eps_transforms():
   specs += [f"min_eps(attack=\"transfer(attack='fgsm', surrogate='{_SURROGATE}')\", "
             f"grid={_grid(100)}, {sp})"]
   specs += [f"min_eps(attack=\"transfer(attack={a!r}, surrogate='{_SURROGATE}')\", "
-            f"grid={_grid(600)}, {sp})" for a in ("bim", "mim(steps=9)", "dim(steps=9)")]
+            f"grid={_grid(600)}, {sp})"
+            # RoZ's search runs BIM with 20 steps at every radius, not the eps rule.
+            for a in ("bim(steps=20)", "mim(steps=9)", "dim(steps=9)")]
   specs += [f"min_eps(attack='nes(steps=20, q=100, sigma=0.001)', grid={_grid(10)}, {sp})",
             f"min_eps(attack='spsa(steps=20, q=100, sigma=0.001)', grid={_grid(30)}, {sp})",
             f"deepfool({_N})"]

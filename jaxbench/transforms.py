@@ -112,4 +112,6 @@ def attack_metrics(out: dict[str, np.ndarray]) -> tuple[dict[str, float], dict]:
   checks_row = {k: (float(v) if isinstance(v, (np.floating, float)) else v)
                 for k, v in checks.summary(atk).items()}
   # NaN (e.g. norms when nothing was fooled) is left out: the report lists it missing.
-  return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}, checks_row
+  # +inf is a value (median_min_eps when most examples were never broken: "> max
+  # grid", noted in the checks); results.jsonl stores it as Infinity.
+  return {k: float(v) for k, v in metrics.items() if not np.isnan(v)}, checks_row

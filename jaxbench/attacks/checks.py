@@ -14,6 +14,9 @@ robust accuracy, not a failure of the run:
   (cross-entropy on softmax outputs has vanishing gradients).
 * ``blackbox_beats_whitebox``: a score-based attack found more adversarial
   examples than the strongest white-box one, a classic sign of masking.
+* ``min_eps_search``: minimal-perturbation attacks: how many examples have no
+  minimal eps (never broken within the grid, DeepFool not converged), and a
+  "> max grid" note when that makes the median +inf.
 """
 from __future__ import annotations
 
@@ -97,6 +100,44 @@ def blackbox_beats_whitebox(robust_acc: Mapping[str, float],
   return {"flag": bool(bb[kb] < wb[kw] - tol), "best_blackbox": kb, "best_whitebox": kw}
 
 
+def min_eps_search(result) -> dict:
+  """Examples without a minimal eps, for rows of minimal attacks ({} otherwise).
+
+  Returns:
+    min_eps_never_broken: examples (padding excluded) whose minimal eps is +inf;
+    deepfool_nonconverged: DeepFool examples not fooled within max_iters (when
+      the attack reports them); min_eps_max_radius: the largest radius tried on
+      the never-broken ones (the grid's last; DeepFool: its eps); and, when the
+      median minimal eps is +inf, median_min_eps_note, e.g. "> max grid (0.009):
+      6 of 10 examples never broken within the grid" (DeepFool: "inf: DeepFool
+      did not converge within max_iters on 6 of 10 examples").
+  """
+  d = _diag(result)
+  if "min_eps" not in d:
+    return {}
+  m = _np(d["mask"]).astype(bool)
+  me = _np(d["min_eps"]).astype(np.float64)[m]
+  never = ~np.isfinite(me)
+  out = {"min_eps_never_broken": int(never.sum())}
+  nonconv = None
+  if "nonconverged" in d:
+    nonconv = int(np.sum(_np(d["nonconverged"]).astype(bool) & m))
+    out["deepfool_nonconverged"] = nonconv
+  radius = None
+  if "eps" in d and never.any():
+    radius = float(np.max(_np(d["eps"]).astype(np.float64)[m][never]))
+    out["min_eps_max_radius"] = radius
+  if me.size and not np.isfinite(np.median(me)):
+    k = f"{int(never.sum())} of {me.size} examples"
+    if nonconv is not None:
+      note = f"inf: DeepFool did not converge within max_iters on {k}"
+    else:
+      where = f" ({radius:g})" if radius is not None else ""
+      note = f"> max grid{where}: {k} never broken within the grid"
+    out["median_min_eps_note"] = note
+  return out
+
+
 def summary(result) -> dict:
   """All per-result checks in one dict for the results row.
 
@@ -107,6 +148,7 @@ def summary(result) -> dict:
   out.update(ball_and_bounds(result))
   out.update(zero_gradient_fraction(result))
   out.update(probability_outputs(result))
+  out.update(min_eps_search(result))
   return out
 
 
@@ -121,6 +163,10 @@ def warn(result, name: str = "attack"):
   if s["outside_ball"] or s["outside_bounds"]:
     warnings.warn(f"{name}: {s['outside_ball']} examples outside the eps-ball and "
                   f"{s['outside_bounds']} outside the bounds", AttackWarning, stacklevel=3)
+  if s.get("deepfool_nonconverged"):
+    warnings.warn(f"{name}: DeepFool did not converge within max_iters on "
+                  f"{s['deepfool_nonconverged']} examples; they are not counted robust "
+                  "(deepfool_nonconverged)", AttackWarning, stacklevel=3)
   if s["all_zero_grad_examples"] > 0.1:
     warnings.warn(f"{name}: {100 * s['all_zero_grad_examples']:.0f}% of examples have an "
                   "all-zero input gradient (gradient masking?)", AttackWarning, stacklevel=3)

@@ -13,6 +13,15 @@ r_tot||`` exceeds eps; an example whose minimal perturbation exceeds eps is
 returned unperturbed (``project_exceeding=True`` returns its projection onto
 the ball instead, a stronger but non-RoZ variant).
 
+Non-convergence: an example still classified as its clean label after
+``max_iters`` steps (a flat or saturated model, clipping at the bounds, too few
+iterations) has no minimal perturbation. RoZ raises an error there; here it is
+returned unperturbed, flagged in ``diagnostics['nonconverged']`` and its
+``min_eps`` is +inf. Rule: such an example is *not* robust
+(:func:`jaxbench.attacks.metrics.summarize` leaves it out of robust_acc and
+counts it in ``deepfool_nonconverged``): failing to find the boundary is not
+evidence that it lies beyond eps.
+
 Candidates: every class (RoZ) or the top-k classes of the clean logits.
 
 Class gradients. Generic path: one vector-Jacobian product per candidate class,
@@ -239,4 +248,6 @@ class DeepFool(base.Iterative):
     out["x"] = jnp.where(base._per_example(keep, z0.ndim), s["x"], z0)
     out["diag_min_eps"] = min_eps
     out["diag_iterations"] = jnp.maximum(s["t"] - 1, 0)
+    # Attacked (clean-correct, not padding) but not fooled within max_iters.
+    out["diag_nonconverged"] = s["clean_correct"] & ~s["fooled"]
     return out

@@ -4,9 +4,18 @@ RoZ's second mode (``attack_one_sample`` with ``search='binary'``, protocol.md
 §1.3): for each image, binary search a sorted grid of epsilons for the
 smallest one at which the attack succeeds, assuming success is monotone in
 eps; report the median over images. Misclassified images get 0, images never
-broken +inf (RoZ: 1e10). RoZ's grids: {1..9}/1000 (white-box FGSM/BIM/MIM/DIM
-with 20 steps), {1..600}/1000 transfer ({1..100}/1000 for FGSM), {1..10}/1000
-NES and {1..30}/1000 SPSA.
+broken +inf (RoZ: 1e10); a median of +inf means more than half of the images
+(half, for an even count) were never broken within the grid, i.e. "> max
+grid". RoZ's grids: {1..9}/1000 (white-box FGSM/BIM/MIM/DIM), {1..600}/1000
+transfer ({1..100}/1000 for FGSM), {1..10}/1000 NES and {1..30}/1000 SPSA.
+
+Iterations per probe: RoZ's ``search_attack`` runs BIM, NES and SPSA with a
+fixed ``steps = 20`` at every radius (MIM/DIM keep their 19/9 updates, FGSM
+its one step), never the eps-dependent rule ``int(min(eps*255 + 4,
+1.25*eps*255))`` of the fixed-eps mode, which would give 0 updates at eps
+0.001-0.003 and 157 at 0.6. So an inner attack that leaves its step count to
+that rule (``steps=None``, also inside a transfer attack) runs ``steps`` (20)
+updates per probe here.
 
 The search is a state machine over the inner attack's state: when an
 example's inner run finishes, its result is checked with one victim forward,
@@ -27,6 +36,20 @@ from jaxbench.attacks import base
 from jaxbench.attacks.base import AttackInputError
 
 ROZ_WHITE_GRID = tuple(i / 1000 for i in range(1, 10))
+ROZ_SEARCH_STEPS = 20
+
+
+def fixed_steps(attack: base.Attack, steps: int) -> base.Attack:
+  """``attack`` with ``steps`` updates where it (or the attack it wraps, for
+  transfer) would otherwise follow the eps-dependent rule (``steps=None``)."""
+  names = {f.name for f in dataclasses.fields(attack)}
+  if "attack" in names and isinstance(attack.attack, base.Attack):
+    inner = fixed_steps(attack.attack, steps)
+    if inner is not attack.attack:
+      attack = dataclasses.replace(attack, attack=inner)
+  if "steps" in names and attack.steps is None:
+    attack = dataclasses.replace(attack, steps=steps)
+  return attack
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -36,9 +59,12 @@ class MinEps(base.Iterative):
   Attributes:
     attack: an iterative attack (its eps is replaced per example).
     grid: sorted radii in the threat space (RoZ white-box: 0.001 .. 0.009).
+    steps: updates per probe for an inner attack whose step count would follow
+      the eps-dependent rule (``steps=None``; RoZ's search: 20 at every radius).
   """
   attack: base.Iterative = None
   grid: tuple = ROZ_WHITE_GRID
+  steps: int = ROZ_SEARCH_STEPS
 
   name: ClassVar[str] = "min_eps"
   minimal: ClassVar[bool] = True
@@ -50,8 +76,10 @@ class MinEps(base.Iterative):
     grid = tuple(float(g) for g in self.grid)
     if not grid or any(g < 0 for g in grid) or list(grid) != sorted(grid):
       raise AttackInputError(f"min_eps: grid={self.grid!r}: expected sorted radii >= 0")
+    if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+      raise AttackInputError(f"min_eps: steps={self.steps!r}: expected an int >= 1")
     object.__setattr__(self, "grid", grid)
-    object.__setattr__(self, "attack", self.attack.with_threat(
+    object.__setattr__(self, "attack", fixed_steps(self.attack, self.steps).with_threat(
         dataclasses.replace(self.threat, eps=grid[-1])))
     super().__post_init__()
 

@@ -106,3 +106,58 @@ def test_cw_minimal_l2_matches_distance_to_hyperplane():
   # Never below the true minimum (that would not be adversarial), close above it.
   assert np.all(found[3:][ok] >= dist[3:][ok] * (1 - 1e-4))
   np.testing.assert_allclose(found[3:][ok], dist[3:][ok], rtol=0.05)
+
+
+def kinked_apply(p, x):
+  """Logit 1 - logit 0 = min(x_a, 0.5) + x_b - 0.9 on (N, 1, 1, 2) images.
+
+  DeepFool (L-inf, overshoot 0.02), by hand:
+    A = (0.1, 0.1): f = -0.7, w = (1, 1), pert 0.35 -> x = 0.1 + 1.02 * 0.3501
+        = (0.457102, 0.457102), f = +0.014204: fooled after 1 step, ||r|| = 0.357102.
+    B = (0.45, 0.1): f = -0.35, pert 0.175 -> x = (0.628602, 0.278602), f = -0.121398:
+        not fooled after 1 step; step 2 has w = (0, 1) (x_a is past the kink), pert
+        0.121398 -> x_b = 0.1 + 1.02 * (0.1751 + 0.121498) = 0.40253, f = +0.00253:
+        fooled after 2 steps, ||r|| = 0.30253.
+    C = (0.9, 0.9): f = +0.5, misclassified before the attack.
+  """
+  del p
+  f = jnp.minimum(x[:, 0, 0, 0], 0.5) + x[:, 0, 0, 1] - 0.9
+  return jnp.stack([jnp.zeros_like(f), f], -1)
+
+
+KX = jnp.asarray([[[[0.1, 0.1]]], [[[0.45, 0.1]]], [[[0.9, 0.9]]]], jnp.float32)
+KY = np.array([0, 0, 0])
+
+
+def test_deepfool_nonconverged_counted_and_not_robust():
+  from jaxbench import transforms
+  from jaxbench.attacks import checks, metrics
+  with pytest.warns(checks.AttackWarning, match="did not converge within max_iters on 1"):
+    r = attacks.get("deepfool(eps=0.3, max_iters=1)")(kinked_apply, {}, KX, KY)
+  np.testing.assert_array_equal(np.asarray(r.diagnostics["nonconverged"]), [False, True, False])
+  np.testing.assert_allclose(np.asarray(r.diagnostics["min_eps"]), [0.357102, np.inf, 0.0],
+                             atol=2e-6)
+  # A exceeds eps (robust, returned clean); B is returned clean but not robust.
+  np.testing.assert_array_equal(np.asarray(r.adv_images), np.asarray(KX))
+  m = metrics.summarize(r)
+  assert m["clean_acc"] == pytest.approx(2 / 3) and m["robust_acc"] == pytest.approx(1 / 3)
+  assert m["deepfool_nonconverged"] == 1
+  # The runner's path: its own re-evaluation of the returned images.
+  t = transforms.get("attack:deepfool(eps=0.3, max_iters=1)")
+  with pytest.warns(checks.AttackWarning, match="did not converge"):
+    adv, extras = t.device(kinked_apply, {}, KX, jnp.asarray(KY), keys(3))
+  correct = np.asarray(kinked_apply({}, adv)).argmax(-1) == KY
+  clean = np.asarray(kinked_apply({}, KX)).argmax(-1) == KY
+  out = {k: np.asarray(v) for k, v in extras.items()}
+  out.update(clean_correct1=clean, correct1=correct)
+  values, checks_row = transforms.attack_metrics(out)
+  assert values["robust_acc"] == pytest.approx(1 / 3)
+  assert values["deepfool_nonconverged"] == 1 and checks_row["deepfool_nonconverged"] == 1
+  # With room to converge, B's minimal perturbation 0.30253 > eps: robust.
+  r2 = attacks.get("deepfool(eps=0.3, max_iters=2)")(kinked_apply, {}, KX, KY)
+  np.testing.assert_array_equal(np.asarray(r2.diagnostics["nonconverged"]), [False] * 3)
+  np.testing.assert_allclose(np.asarray(r2.diagnostics["min_eps"]), [0.357102, 0.30253, 0.0],
+                             atol=2e-6)
+  np.testing.assert_array_equal(np.asarray(r2.diagnostics["iterations"]), [1, 2, 0])
+  m2 = metrics.summarize(r2)
+  assert m2["robust_acc"] == pytest.approx(2 / 3) and m2["deepfool_nonconverged"] == 0
