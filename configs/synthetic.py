@@ -11,9 +11,11 @@ r"""Synthetic distribution shifts: ImageNet-C, ImageNet-P, Stylized-ImageNet (an
   tfds       TFDS ``imagenet2012_corrupted/<c>_<s>`` from --config.imagenet_c.tfds_dir
              (a TFDS regeneration, keyed ``imagenet2012_corrupted(...)``).
   generated  corruptions computed on the fly on ImageNet val (device-side where
-             possible), as transforms ``shift:imagenet_c(corruption=..., severity=...)``
-             on dataset ``imagenet``: results carry the transform, never mixed
-             with the on-disk rows.
+             possible), as transforms ``shift:imagenet_c(corruption=..., severity=...,
+             jpeg_quality=85)`` on dataset ``imagenet``: results carry the
+             transform, never mixed with the on-disk rows. jpeg_quality=85 adds
+             the official files' JPEG save, so that generated and on-disk
+             numbers are comparable (row details['shift'] records it).
 
 Clean ImageNet val (``imagenet``, from data_root or --config.imagenet.root /
 --config.imagenet.tfds_dir) is always evaluated: relative mCE needs its error.
@@ -112,7 +114,10 @@ def plan(c):
         for s in _ints(ic["severities"], range(1, 6), "severities")]
   if ic["source"] == "generated":
     if "imagenet_c" in parts:
-      transforms += [f"shift:imagenet_c(corruption={n!r}, severity={s})" for n, s in cs]
+      # jpeg_quality=85: the official files' JPEG save, spelled out so that the
+      # key differs from rows generated without it.
+      transforms += [f"shift:imagenet_c(corruption={n!r}, severity={s}, jpeg_quality=85)"
+                     for n, s in cs]
     dropped = [p for p in parts if p != "imagenet_c"]
     if dropped and tuple(dropped) not in _WARNED:
       _WARNED.add(tuple(dropped))

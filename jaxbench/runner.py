@@ -475,6 +475,10 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
   if checks_row is not None:
     details["checks"] = checks_row
     details["attack"] = transform.spec
+  shift_prov = getattr(transform.obj, "provenance", None) if transform.kind == "shift" else None
+  if isinstance(shift_prov, dict):
+    # What the shift object did (generated vs on disk, JPEG-85 save, ...).
+    details["shift"] = shift_prov
   info = model.describe()
   rows = []
   for metric, value in metrics.items():

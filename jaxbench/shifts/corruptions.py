@@ -27,9 +27,20 @@ so tests can feed the random fields the reference drew and compare outputs.
 ``arrays`` are numeric parameters (blur operators, ...) whose shapes do not
 depend on the severity, so one compilation serves all five severities.
 
-Generated corruptions are a *variant* of ImageNet-C, never the official files
-(those were also JPEG-encoded at quality 85 after corruption); results carry
-``provenance['source'] = 'generated'``.
+Generated corruptions are a *variant* of ImageNet-C, never the official files;
+results carry ``provenance['source'] = 'generated'``. The official ImageNet-C
+files were saved by create_c as ``Image.fromarray(np.uint8(img)).save(path,
+quality=85, optimize=True)``: a JPEG at quality 85 after every corruption,
+which changes the noise corruptions by 12-44/255 and shrinks their effect.
+``jpeg_quality=85`` (the default of the ``imagenet_c`` family, whose goal is
+comparability with on-disk ImageNet-C) adds that round trip to the generated
+images: the uint8 output (truncated, as np.uint8) is encoded and decoded with
+PIL at that quality (``optimize`` changes only the entropy coding, not the
+pixels; PIL's libjpeg may differ slightly from the 2018 one). ``cifar10_c`` and
+``corrupt`` default to ``jpeg_quality=None``: CIFAR-10-C was stored as uint8
+arrays, no JPEG. The setting is part of the spec when it differs from the
+family's default and always part of ``provenance``. Device corruptions run the
+round trip on the host through ``jax.pure_callback``.
 """
 from __future__ import annotations
 
@@ -802,11 +813,17 @@ def snow_np(x: np.ndarray, p, layer: np.ndarray, angle: float) -> np.ndarray:
   h, w = x.shape[:2]
   x = np.asarray(x, np.float32) / 255.
   layer = _clipped_zoom_np(layer[..., None], p[2])
+  # create_c's clipped_zoom trims the zoomed layer to the image size (centred)
+  # *before* the motion blur; imagecorruptions blurs the larger layer and crops
+  # after, which pulls snow from beyond the border into the edge pixels (and,
+  # through the 180-degree copy, into the opposite edges).
+  top, left = (layer.shape[0] - h) // 2, (layer.shape[1] - w) // 2
+  layer = layer[top:top + h, left:left + w]
   layer[layer < p[3]] = 0
   layer = np.clip(layer.squeeze(), 0, 1)
   layer = motion_blur_np(layer, radius=p[4], sigma=p[5], angle=angle)
   layer = np.round(layer * 255).astype(np.uint8) / 255.
-  layer = layer[..., None][:h, :w, :]
+  layer = layer[..., None]
   grey = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).reshape(h, w, 1)
   x = p[6] * x + (1 - p[6]) * np.maximum(x, grey * 1.5 + 0.5)
   return np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255
@@ -837,6 +854,7 @@ def spatter_water_np(x: np.ndarray, p, liquid: np.ndarray) -> np.ndarray:
 
 
 def jpeg_np(x: np.ndarray, quality: int) -> np.ndarray:
+  """PIL JPEG encode/decode of a uint8 (H, W, 3) image at ``quality``."""
   from PIL import Image
   buf = io.BytesIO()
   Image.fromarray(np.asarray(x, np.uint8)).convert("RGB").save(buf, "JPEG", quality=quality)
@@ -944,6 +962,39 @@ def _as_keys(keys, n: int):
   return jax.random.wrap_key_data(keys)
 
 
+def _jpeg_batch(x: jax.Array, quality: int) -> jax.Array:
+  """The official files' save: JPEG round trip of (N, H, W, 3) images on the uint8 grid.
+
+  Args:
+    x: float32 (N, H, W, 3) in [0, 1], values k/255 (already quantized).
+    quality: JPEG quality (85 for ImageNet-C).
+  Returns:
+    float32 (N, H, W, 3): the decoded JPEG / 255.
+  """
+  def host(a):
+    a = np.round(np.asarray(a, np.float32) * 255).astype(np.uint8)
+    out = np.stack([jpeg_np(im, quality) for im in a]) if len(a) else a
+    return (out.astype(np.float32) / 255).astype(np.float32)
+  return jax.pure_callback(host, jax.ShapeDtypeStruct(x.shape, jnp.float32), x,
+                           vmap_method="sequential")
+
+
+# Default jpeg_quality per spec family: ImageNet-C files on disk are JPEG q85.
+JPEG_DEFAULT = {"imagenet_c": 85, "cifar10_c": None, "corrupt": None}
+
+
+def _check_jpeg(quality, quantize=True):
+  if quality is None:
+    return None
+  if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+    raise ValueError(f"jpeg_quality={quality!r}: expected an int in 1..100 (85 as the "
+                     "official ImageNet-C files) or None for no JPEG round trip")
+  if not quantize:
+    raise ValueError(f"jpeg_quality={quality} needs quantize=True: a JPEG file holds "
+                     "uint8 pixels (for float outputs pass jpeg_quality=None too)")
+  return quality
+
+
 def _quantize(x):
   # The reference stores np.uint8(values): truncation. The small offset keeps
   # float32 round-off just below an integer from dropping a whole level.
@@ -956,6 +1007,8 @@ class _Corruption:
   severity: int
   res: str = "imagenet"
   family: str = "imagenet_c"   # spec name the object was built under
+  # JPEG round trip of the output at this quality (None: none); see module docstring.
+  jpeg_quality: Optional[int] = None
 
   @property
   def spec(self) -> str:
@@ -966,6 +1019,8 @@ class _Corruption:
       kwargs = {"corruption": self.name, "severity": self.severity}
     if not getattr(self, "quantize", True):
       kwargs["quantize"] = False
+    if self.jpeg_quality != JPEG_DEFAULT.get(self.family):
+      kwargs["jpeg_quality"] = self.jpeg_quality
     return format_spec(self.family, (), kwargs)
 
   @property
@@ -977,7 +1032,7 @@ class _Corruption:
     return {"source": "generated", "reference": "hendrycks/robustness create_c "
             f"({'make_cifar_c' if self.res == 'cifar' else 'make_imagenet_c'}.py)",
             "corruption": self.name, "severity": self.severity, "res": self.res,
-            "kind": self.kind}
+            "kind": self.kind, "jpeg_quality": self.jpeg_quality}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -994,7 +1049,8 @@ class DeviceCorruption(_Corruption):
       images: float32 (N, H, W, 3) in [0, 1] (uint8 accepted).
     Returns:
       float32 (N, H, W, 3) in [0, 1]; on the uint8 grid (truncated, as the
-      reference's np.uint8) when ``quantize``.
+      reference's np.uint8) when ``quantize``, then JPEG round-tripped at
+      ``jpeg_quality`` when set.
     """
     images = jnp.asarray(images)
     if images.dtype == jnp.uint8:
@@ -1012,7 +1068,10 @@ class DeviceCorruption(_Corruption):
       return kern.apply(x, kern.sample(key, x, arrays, static), arrays, static)
 
     out = jax.vmap(one)(keys, images)
-    return _quantize(out) if self.quantize else out
+    if not self.quantize:
+      return out
+    out = _quantize(out)
+    return _jpeg_batch(out, self.jpeg_quality) if self.jpeg_quality else out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1022,6 +1081,7 @@ class HostCorruption(_Corruption):
   kind: str = dataclasses.field(default="host", init=False)
 
   def __post_init__(self):
+    _check_jpeg(self.jpeg_quality)
     if self.name == "frost":
       frost_dir(self.frost_dir)   # fail at build time, not in a pipeline worker
 
@@ -1034,8 +1094,8 @@ class HostCorruption(_Corruption):
     p = self.params
     h, w = x.shape[:2]
     if self.name == "jpeg_compression":
-      return jpeg_np(x, p)
-    if self.name == "motion_blur":
+      out = jpeg_np(x, p)
+    elif self.name == "motion_blur":
       out = motion_blur_np(x, p[0], p[1], rng.uniform(-45, 45))
     elif self.name == "snow":
       layer = rng.normal(loc=p[0], scale=p[1], size=(h, w))
@@ -1049,37 +1109,50 @@ class HostCorruption(_Corruption):
       out = frost_np(x, p, tex[top:top + h, left:left + w])
     else:
       raise ValueError(f"{self.name} is not a host-side corruption")
-    return np.uint8(np.clip(out, 0, 255))
+    out = np.uint8(np.clip(out, 0, 255))
+    return jpeg_np(out, self.jpeg_quality) if self.jpeg_quality else out
 
 
 def make(name: str, severity: int, res: str = "imagenet", *, family: str = "imagenet_c",
-         quantize: bool = True, frost_dir: Optional[str] = None):
-  """A DeviceCorruption or HostCorruption for ``name`` at ``severity``."""
+         quantize: bool = True, frost_dir: Optional[str] = None,
+         jpeg_quality: Optional[int] = None):
+  """A DeviceCorruption or HostCorruption for ``name`` at ``severity``.
+
+  Args:
+    jpeg_quality: JPEG round trip of every output at this quality (85: as the
+      official ImageNet-C files), None for none.
+  """
   table(name, severity, res)   # validates
+  _check_jpeg(jpeg_quality, quantize)
   if is_device(name, severity, res):
-    return DeviceCorruption(name, int(severity), res, family, quantize)
-  return HostCorruption(name, int(severity), res, family, frost_dir)
+    return DeviceCorruption(name, int(severity), res, family, jpeg_quality=jpeg_quality,
+                            quantize=quantize)
+  return HostCorruption(name, int(severity), res, family, jpeg_quality=jpeg_quality,
+                        frost_dir=frost_dir)
 
 
 @SHIFTS.register("imagenet_c")
 def imagenet_c(corruption: str, severity: int, quantize: bool = True,
-               frost_dir: Optional[str] = None):
-  """ImageNet-C corruption with make_imagenet_c.py's parameters (224x224 images)."""
+               frost_dir: Optional[str] = None, jpeg_quality: Optional[int] = 85):
+  """ImageNet-C corruption with make_imagenet_c.py's parameters (224x224 images),
+  JPEG round-tripped at quality 85 as the official files (``jpeg_quality=None``: not)."""
   return make(corruption, severity, "imagenet", family="imagenet_c", quantize=quantize,
-              frost_dir=frost_dir)
+              frost_dir=frost_dir, jpeg_quality=jpeg_quality)
 
 
 @SHIFTS.register("cifar10_c")
 def cifar10_c(corruption: str, severity: int, quantize: bool = True,
-              frost_dir: Optional[str] = None):
-  """CIFAR-10-C corruption with make_cifar_c.py's parameters (32x32 images)."""
+              frost_dir: Optional[str] = None, jpeg_quality: Optional[int] = None):
+  """CIFAR-10-C corruption with make_cifar_c.py's parameters (32x32 images); the
+  official CIFAR-10-C arrays are uint8, not JPEG."""
   return make(corruption, severity, "cifar", family="cifar10_c", quantize=quantize,
-              frost_dir=frost_dir)
+              frost_dir=frost_dir, jpeg_quality=jpeg_quality)
 
 
 @SHIFTS.register("corrupt")
 def corrupt(name: str, severity: int, res: str = "imagenet", quantize: bool = True,
-            frost_dir: Optional[str] = None):
-  """Any corruption with either parameter set: res='imagenet' | 'cifar'."""
+            frost_dir: Optional[str] = None, jpeg_quality: Optional[int] = None):
+  """Any corruption with either parameter set: res='imagenet' | 'cifar' (no JPEG
+  round trip unless ``jpeg_quality`` is given)."""
   return make(name, severity, res, family="corrupt", quantize=quantize,
-              frost_dir=frost_dir)
+              frost_dir=frost_dir, jpeg_quality=jpeg_quality)

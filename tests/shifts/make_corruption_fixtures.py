@@ -20,6 +20,10 @@ that made the official ImageNet-C / CIFAR-10-C files):
     elastic field is transcribed below with the same library calls.
   * frost: the package rescales the frost picture by 1.1; create_c crops it
     as is. Frost is checked against a hand computation in the tests instead.
+  * snow: the package's clipped_zoom keeps the whole zoomed snow layer, blurs
+    it and crops after; create_c's trims it to the image size first. The
+    package's snow runs with create_c's clipped_zoom (transcribed below)
+    swapped in, which changes the pixels near the borders.
 Motion blur and snow used ImageMagick (Wand) in create_c; the package's NumPy
 motion blur is the reference here (and what jaxbench implements).
 
@@ -147,6 +151,27 @@ def load_reference(res: str) -> types.ModuleType:
   return module
 
 
+def clipped_zoom_create_c(img, zoom_factor):
+  """create_c's clipped_zoom: centre crop, scipy zoom(order=1), trim to size."""
+  from scipy.ndimage import zoom as scizoom
+  h = img.shape[0]
+  ch = int(np.ceil(h / zoom_factor))
+  top = (h - ch) // 2
+  img = scizoom(img[top:top + ch, top:top + ch], (zoom_factor, zoom_factor, 1), order=1)
+  trim_top = (img.shape[0] - h) // 2
+  return img[trim_top:trim_top + h, trim_top:trim_top + h]
+
+
+def snow_create_c(ref, image, severity):
+  """The package's snow with create_c's clipped_zoom (crop before the blur)."""
+  package_zoom = ref.clipped_zoom
+  ref.clipped_zoom = clipped_zoom_create_c
+  try:
+    return ref.snow(image, severity)
+  finally:
+    ref.clipped_zoom = package_zoom
+
+
 def elastic_create_c(image, severity, res):
   """create_c's elastic_transform (random affine, then elastic field)."""
   import cv2
@@ -227,6 +252,8 @@ def main():
           np.random.seed(int(seed))
           if name == "elastic_transform":
             out = elastic_create_c(Image.fromarray(img), severity, res)
+          elif name == "snow":
+            out = snow_create_c(ref, Image.fromarray(img), severity)
           else:
             out = getattr(ref, name)(Image.fromarray(img), severity)
           out = np.asarray(out, np.float64)

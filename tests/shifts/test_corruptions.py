@@ -10,7 +10,9 @@ reference draws unseeded (impulse) or that are trivially `draw / c` (shot) are
 compared by their statistics instead, as are our own samplers.
 """
 import functools
+import io
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -259,8 +261,10 @@ def test_registry_specs_and_kinds():
   assert fog.kind == "device" and hasattr(fog, "device_fn") and not hasattr(fog, "host_fn")
   assert fog.spec == "imagenet_c(corruption='fog', severity=3)"
   assert fog.provenance["source"] == "generated"
-  raw = shifts.get("imagenet_c(corruption='fog', severity=3, quantize=False)")
-  assert raw.spec == "imagenet_c(corruption='fog', quantize=False, severity=3)"
+  assert fog.jpeg_quality == 85 and fog.provenance["jpeg_quality"] == 85
+  raw = shifts.get("imagenet_c(corruption='fog', severity=3, quantize=False, jpeg_quality=None)")
+  assert raw.spec == "imagenet_c(corruption='fog', jpeg_quality=None, quantize=False, severity=3)"
+  assert raw.provenance["jpeg_quality"] is None
   jpeg = shifts.get("corrupt(name='jpeg_compression', severity=2, res='cifar')")
   assert jpeg.kind == "host" and hasattr(jpeg, "host_fn") and not hasattr(jpeg, "device_fn")
   assert jpeg.params == 65
@@ -283,6 +287,10 @@ def test_bad_specs_raise_clear_errors():
     shifts.get("corrupt(name='fog', severity=1, res='tiny')")
   with pytest.raises(SpecError, match="unknown shift 'imagenet_cc'"):
     shifts.get("imagenet_cc(corruption='fog', severity=1)")
+  with pytest.raises(ValueError, match="jpeg_quality=85 needs quantize=True"):
+    shifts.get("imagenet_c(corruption='fog', severity=3, quantize=False)")
+  with pytest.raises(ValueError, match="jpeg_quality=101: expected an int in 1..100"):
+    shifts.get("imagenet_c(corruption='fog', severity=3, jpeg_quality=101)")
   with pytest.raises(ValueError, match=r"expected a uint8 \(H, W, 3\) image"):
     C.make("motion_blur", 1).host_fn(np.zeros((8, 8), np.float32), np.random.default_rng(0))
 
@@ -304,8 +312,9 @@ def test_frost_blends_a_texture_crop(tmp_path):
   textures = _write_textures(str(tmp_path), sizes)
   img = FIX["img224"]
   for severity in (1, 5):
+    # The corruption itself, without the official files' JPEG-85 save.
     shift = shifts.get(f"imagenet_c(corruption='frost', severity={severity}, "
-                       f"frost_dir={str(tmp_path)!r})")
+                       f"frost_dir={str(tmp_path)!r}, jpeg_quality=None)")
     assert shift.kind == "host"
     c0, c1 = C.table("frost", severity)
     out = shift.host_fn(img, np.random.default_rng(severity)).astype(np.float64)
@@ -367,3 +376,67 @@ def test_zoom_plans_keep_the_top_rows():
   for res, n in (("imagenet", 224), ("cifar", 32)):
     for zooms in C.PARAMS[res]["zoom_blur"]:
       assert (C._zoom_plan(n, zooms)[:, 2] == 0).all()
+
+
+def _pil_jpeg(img_uint8, quality):
+  """Independent reference: PIL encode/decode, as create_c's save (quality=85)."""
+  from PIL import Image
+  buf = io.BytesIO()
+  Image.fromarray(img_uint8).save(buf, "JPEG", quality=quality)
+  buf.seek(0)
+  return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def test_imagenet_c_default_adds_the_official_jpeg85_save():
+  img = FIX["img224"]
+  x = np.stack([img, img[::-1]]).astype(np.float32) / 255
+  keys = jax.random.split(jax.random.key(3), 2)
+  plain = shifts.get("imagenet_c(corruption='gaussian_noise', severity=3, jpeg_quality=None)")
+  saved = shifts.get("imagenet_c(corruption='gaussian_noise', severity=3)")
+  assert saved.jpeg_quality == 85 and plain.jpeg_quality is None
+  a = np.asarray(plain.device_fn(keys, x))
+  b = np.asarray(jax.jit(saved.device_fn)(keys, x))    # as in the runner's compiled step
+  a8 = np.round(a * 255).astype(np.uint8)
+  np.testing.assert_allclose(a8 / 255, a, atol=1e-6)    # uint8 grid before the save
+  want = np.stack([_pil_jpeg(im, 85) for im in a8])
+  np.testing.assert_array_equal(np.round(b * 255).astype(np.uint8), want)
+  assert np.abs(b - a).mean() * 255 > 5     # the save changes the noise a lot
+  # Host corruptions too (create_c's jpeg_compression output is saved again).
+  host = shifts.get("imagenet_c(corruption='jpeg_compression', severity=1)")
+  out = host.host_fn(img, np.random.default_rng(0))
+  np.testing.assert_array_equal(out, _pil_jpeg(_pil_jpeg(img, 25), 85))
+  # CIFAR-10-C is stored as uint8 arrays: no JPEG by default.
+  assert shifts.get("cifar10_c(corruption='gaussian_noise', severity=3)").jpeg_quality is None
+
+
+@functools.lru_cache(maxsize=None)
+def _package_reference(res):
+  """imagecorruptions' module (CIFAR tables for 'cifar'), loaded with the fixture
+  maker's shims; its pkg_resources stand-in is removed again afterwards."""
+  import make_corruption_fixtures as M
+  had = "pkg_resources" in sys.modules
+  try:
+    return M.load_reference(res)
+  finally:
+    if not had:
+      sys.modules.pop("pkg_resources", None)
+
+
+def test_snow_crops_the_layer_before_the_blur_like_create_c():
+  # Reference: the package's snow with create_c's clipped_zoom (trim to the
+  # image size, then blur), same NumPy draws. Whole images, borders included:
+  # blurring the larger layer first put up to 170/255 of extra snow there.
+  import make_corruption_fixtures as M
+  from PIL import Image
+  for res, images in (("imagenet", FIX["img224"][None]), ("cifar", FIX["img32"])):
+    ref = _package_reference(res)
+    for severity in range(1, 6):
+      p = C.table("snow", severity, res)
+      for i, img in enumerate(images):
+        np.random.seed(100 * severity + i)
+        want = M.snow_create_c(ref, Image.fromarray(img), severity)
+        np.random.seed(100 * severity + i)
+        layer = np.random.normal(size=img.shape[:2], loc=p[0], scale=p[1])
+        got = C.snow_np(img, p, layer, np.random.uniform(-135, -45))
+        np.testing.assert_allclose(got, want, atol=1e-3,
+                                   err_msg=f"{res} snow severity {severity}")

@@ -162,7 +162,11 @@ def test_disk_tfds_and_generated_modes(tiny_clip, data_root, tmp_path):
   by = _by(rows)
   assert {d for d, _, _ in by} == {"imagenet"}
   for name in ("contrast", "jpeg_compression"):
-    row = by[("imagenet", f"shift:imagenet_c(corruption={name!r}, severity=5)", "top1")]
+    row = by[("imagenet",
+              f"shift:imagenet_c(corruption={name!r}, jpeg_quality=85, severity=5)", "top1")]
     assert row["n"] == 2
+    # The official files' JPEG-85 save is recorded with the row.
+    assert row["details"]["shift"]["jpeg_quality"] == 85
+    assert row["details"]["shift"]["source"] == "generated"
   clean = _outputs(str(tmp_path / "generated"), "imagenet")
   assert len(clean["index"]) == 2
