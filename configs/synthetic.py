@@ -172,9 +172,8 @@ def _lazy(c, index):
 
 
 def get_config(arg=None):
-  if arg:
-    raise ValueError("configs/synthetic.py takes no config argument; override fields, e.g. "
-                     "--config.imagenet_c.source=tfds")
+  # No arguments (override fields instead, e.g. --config.imagenet_c.source=tfds).
+  configs.parse_args(arg, "configs/synthetic.py")
   c = configs.base("synthetic")
   # datasets/transforms are computed lazily from the sections below (so command-line
   # overrides of e.g. imagenet_c.source take effect): drop the base's plain tuples.
