@@ -73,7 +73,10 @@ def parse_args(arg: Optional[str], where: str, *, presets: Sequence[str] = (),
     if not sep and key in options:
       given_options.add(key)
       continue
-    if not sep or key not in defaults:
+    if not sep:   # a word that is no preset/option
+      raise ValueError(f"{where}:{arg}: unknown config args [{token!r}]; accepted: "
+                       f"{accepted_text}")
+    if key not in defaults:
       raise ValueError(f"{where}:{arg}: bad argument {token!r}; accepted: {accepted_text}")
     if key in given:
       raise ValueError(f"{where}:{arg}: {key!r} given twice")
