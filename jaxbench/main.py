@@ -77,7 +77,8 @@ def main(argv):
   if not _WORKDIR.value and not _DRY_RUN.value:
     raise app.UsageError("--workdir is required")
   logging.set_verbosity(logging.INFO)
-  stopping.check("while starting up")
+  if stopping.requested():   # local flag only: jax must not start before initialize()
+    raise stopping.Preempted("stopped by SIGTERM while starting up; nothing was run")
   import jax
   from jaxbench import cli, parallel
   try:

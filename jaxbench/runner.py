@@ -621,6 +621,9 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
   if dry_run:
     preflight(config)
     plan = plan_passes(config)
+    if workdir and os.path.isdir(os.path.expanduser(workdir)):
+      # Would the real run be refused by the workdir's finished rows? Say so now.
+      check_workdir_config(store_lib.Store(workdir, writer=False, create=False), config)
     print_fn(f"plan: {len(plan)} passes into {workdir}")
     for m, d, t in plan:
       print_fn(f"  model={m}  dataset={d}  transform={t}")
