@@ -105,9 +105,11 @@ def test_workdir_without_finished_rows_is_reused_by_a_changed_config(tiny_clip, 
   assert rows
   with open(tmp_path / "config.json") as f:
     assert json.load(f)["seed"] == 0
-  # Once rows are finished, another config is refused as before.
+  # Once rows are finished, another config is refused as before -- by the dry run too.
   with pytest.raises(runner.ConfigError, match="seed: workdir has 0, config has 7"):
     runner.run(_config(model_dir, folder, seed=7), str(tmp_path))
+  code, _, err = _execute(_config(model_dir, folder, seed=7), tmp_path, dry_run=True)
+  assert code == 2 and "seed: workdir has 0, config has 7" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("key,value,message", [
