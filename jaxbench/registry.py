@@ -162,8 +162,11 @@ class Registry:
 
   def factory(self, name: str) -> Callable[..., Any]:
     if name not in self._factories:
+      import difflib
       known = ", ".join(self.names()) or "(none registered)"
-      raise SpecError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+      close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
+      hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+      raise SpecError(f"unknown {self.kind} {name!r}{hint}; known {self.kind}s: {known}")
     return self._factories[name]
 
   def get(self, spec: str, **overrides) -> Any:

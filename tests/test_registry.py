@@ -25,3 +25,13 @@ def test_spec_parser_keeps_ordinary_arithmetic():
   assert registry.parse("bim(eps=8/255, steps=-(-3), grid=(1/1000, 2/1000))") == (
       "bim", (), {"eps": 8 / 255, "steps": 3, "grid": (0.001, 0.002)})
   assert registry.canonical("f(a=1e-3, b='x'  , c=True)") == "f(a=0.001, b='x', c=True)"
+
+
+def test_unknown_name_suggests_the_closest():
+  r = registry.Registry("attack")
+  for name in ("bim", "fgsm", "pgd"):
+    r.register(name, lambda **kw: kw)
+  with pytest.raises(registry.SpecError,
+                     match="unknown attack 'fgms' \\(did you mean 'fgsm'\\?\\); known attacks: "
+                           "bim, fgsm, pgd"):
+    r.get("fgms(eps=1/255)")
