@@ -98,3 +98,21 @@ def test_shared_argument_parser():
     configs.parse_args("roz", "configs/synthetic.py")
   assert configs.split_models("a+b") == ("a", "b")
   assert configs.split_models("roz", ("m1", "m2")) == ("m1", "m2")
+
+
+def test_synthetic_plan_follows_section_overrides_and_is_replaced_by_datasets():
+  c = _load("synthetic.py", None, ["--config.imagenet_c.source=generated",
+                                   "--config.imagenet_c.corruptions=fog",
+                                   "--config.imagenet_c.severities=2,5"])
+  assert tuple(c.datasets) == ("imagenet",)
+  assert tuple(c.transforms) == ("clean", "shift:imagenet_c(corruption='fog', severity=2)",
+                                 "shift:imagenet_c(corruption='fog', severity=5)")
+  c = _load("synthetic.py", None, ["--config.parts=stylized",
+                                   "--config.stylized.root=/x/stylized"])
+  assert tuple(c.datasets) == ("imagenet", "stylized_imagenet(root='/x/stylized')")
+  c = _load("synthetic.py", None, ["--config.datasets=('imagenet_r',)",
+                                   "--config.imagenet_c.source=generated"])
+  assert tuple(c.datasets) == ("imagenet_r",) and len(c.transforms) == 1 + 15 * 5
+  # No private ml_collections API: the plan is read through FieldReference.attr.
+  with open(os.path.join(REPO, "configs", "synthetic.py")) as f:
+    assert "_Op" not in f.read()
