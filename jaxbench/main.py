@@ -88,6 +88,9 @@ def main(argv):
           f"{_COORD.value or 'auto-detected'}, {_NPROC.value} processes, this is process "
           f"{_PID.value}) within {_INIT_TIMEOUT.value}s: {e}", file=sys.stderr)
     sys.exit(3)
+  # Again: jax.distributed.initialize installs its own SIGTERM handler (preemption
+  # notifier); the runner's checkpoint-and-exit-75 protocol needs ours.
+  signal.signal(signal.SIGTERM, stopping.request_stop)
   code = cli.execute(_CONFIG.value, _WORKDIR.value, dry_run=_DRY_RUN.value,
                      is_lead=lambda: jax.process_index() == 0)
   if code:
