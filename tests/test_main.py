@@ -305,3 +305,34 @@ def test_finished_run_prints_table_and_bad_files_and_rerun_prints_it_again(
              str(tmp_path / "results.jsonl") in l and "details.bad_files" in l for l in bad)
   code, again, err = _execute(cfg, tmp_path)
   assert code == 0 and again == out
+
+
+def _catches_sigterm(pid):
+  """Whether process ``pid`` has a SIGTERM handler installed (/proc SigCgt mask)."""
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      mask = next(int(l.split()[1], 16) for l in f if l.startswith("SigCgt:"))
+  except (OSError, StopIteration):
+    return False
+  return bool(mask >> (15 - 1) & 1)
+
+
+def test_sigterm_during_imports_exits_75_without_work(tiny_clip, folder, tmp_path):
+  import signal
+  import time
+  model_dir, _ = tiny_clip
+  cfg_path = _write_config_file(tmp_path / "cfg.py", _config(model_dir, folder))
+  wd = tmp_path / "wd"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
+  env.pop("XLA_FLAGS", None)
+  proc = subprocess.Popen([sys.executable, "-m", "jaxbench.main", f"--config={cfg_path}",
+                           f"--workdir={wd}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 60
+  while not _catches_sigterm(proc.pid) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.002)
+  proc.send_signal(signal.SIGTERM)   # main.py's first statement installed the handler
+  _, err = proc.communicate(timeout=240)
+  assert proc.returncode == 75, err[-2000:]
+  assert "preempted: stopped by SIGTERM" in err
+  assert not (wd / "passes").exists() and not (wd / "config.json").exists()
