@@ -43,3 +43,14 @@ def check(where: str) -> None:
   """Raises :class:`Preempted` naming ``where`` when any host was asked to stop."""
   if agreed():
     raise Preempted(f"stopped by SIGTERM {where}; rerun the same command to resume")
+
+
+def check_local(where: str) -> None:
+  """:func:`check` for code that hosts may not all run (a head another host found in
+  the cache): with one process it stops at once; with several it does nothing, and
+  the runner's agreed check after the phase stops every host together."""
+  if not _STOP["requested"]:
+    return
+  import jax
+  if jax.process_count() == 1:
+    raise Preempted(f"stopped by SIGTERM {where}; rerun the same command to resume")
