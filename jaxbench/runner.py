@@ -526,7 +526,8 @@ def _transform_specs(config) -> list[str]:
   return list(dict.fromkeys(specs))
 
 
-def preflight(config, *, datasets: Optional[list[str]] = None) -> dict[str, EvalSet]:
+def preflight(config, *, datasets: Optional[list[str]] = None,
+              dry_run: bool = False) -> dict[str, EvalSet]:
   """The validation shared by ``--dry_run`` and the real run, before any work.
 
   Checks the config's keys and values (:func:`validate`), every model spec
@@ -539,6 +540,8 @@ def preflight(config, *, datasets: Optional[list[str]] = None) -> dict[str, Eval
   Args:
     config: the run's config.
     datasets: canonical dataset specs to resolve (default: all of the config's).
+    dry_run: sets generated on first use (a spec with ``src=``, e.g. ImageNet-T)
+      are not generated: their ``src`` must exist.
 
   Returns:
     {canonical dataset spec: EvalSet} of the resolved sets (reused by the run).
@@ -588,6 +591,11 @@ def preflight(config, *, datasets: Optional[list[str]] = None) -> dict[str, Eval
   evalsets: dict[str, EvalSet] = {}
   wanted = dict.fromkeys(d for _, d, _ in plan) if datasets is None else datasets
   for d in wanted:
+    src = registry.parse(d)[2].get("src")
+    if dry_run and isinstance(src, str):
+      if not os.path.exists(os.path.expanduser(src)):
+        problems.append(f"config.datasets: {d!r}: src {src!r} does not exist")
+      continue
     try:
       evalsets[d] = catalog.get(d, data_root=_get(config, "data_root", None) or None,
                                 tfds_dir=_get(config, "tfds_dir", None) or None)
@@ -619,7 +627,7 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
   written only when the first pass starts.
   """
   if dry_run:
-    preflight(config)
+    preflight(config, dry_run=True)
     plan = plan_passes(config)
     if workdir and os.path.isdir(os.path.expanduser(workdir)):
       # Would the real run be refused by the workdir's finished rows? Say so now.

@@ -336,3 +336,17 @@ def test_sigterm_during_imports_exits_75_without_work(tiny_clip, folder, tmp_pat
   assert proc.returncode == 75, err[-2000:]
   assert "preempted: stopped by SIGTERM" in err
   assert not (wd / "passes").exists() and not (wd / "config.json").exists()
+
+
+def test_dry_run_does_not_generate_sets_from_src(tiny_clip, folder, tmp_path):
+  """ImageNet-T-style specs generate their set on first use: the dry run only checks
+  that src exists."""
+  model_dir, _ = tiny_clip
+  root = tmp_path / "imagenet_t_seed0"
+  spec = f"imagenet_t(root={str(root)!r}, src={folder!r}, seed=0)"
+  code, out, err = _execute(_config(model_dir, folder, datasets=(spec,)), None, dry_run=True)
+  assert code == 0, err
+  assert "plan: 1 passes" in out and not root.exists()
+  missing = spec.replace(repr(folder), repr(str(tmp_path / "nowhere")))
+  code, _, err = _execute(_config(model_dir, folder, datasets=(missing,)), None, dry_run=True)
+  assert code == 2 and "nowhere' does not exist" in err and err.count("\n") == 1
