@@ -29,6 +29,11 @@ Further arguments (comma-separated key=value): models ('+'-separated specs,
 'roz' = RoZ's six CLIP backbones and its supervised baselines; default
 clip_vit_b32), max_examples, batch_size, seed.
 
+Like every suite, the config takes ``--config.models``, ``--config.datasets``,
+``--config.transforms`` (tuples of spec strings) and ``--config.data_root``
+overrides; ImageNet val is found under data_root (``imagenet`` in
+data_root/imagenet/val), or name it: ``--config.datasets="(\"imagenet(root='/x/val')\",)"``.
+
 Attacks run with survivor refill where they stop per example
 (``config.attack.refill``). Results rows: clean_acc, robust_acc,
 success_rate, norms and queries per attack (jaxbench.attacks.metrics), with
@@ -36,11 +41,13 @@ the sanity checks (jaxbench.attacks.checks) in each row's details.
 """
 import ml_collections
 
+from jaxbench import configs
+
 ROZ_MODELS = ("clip_rn50", "clip_rn101", "clip_rn50x4", "clip_rn50x16", "clip_vit_b32",
               "clip_vit_b16", "resnet50_tv", "resnet101_tv", "vgg16_tv", "vgg19_tv",
               "effnet_b3", "vit_b32_384")
 PRESETS = ("roz", "min_eps", "pixel")
-_DEFAULTS = dict(models="clip_vit_b32", max_examples="-1", batch_size="64", seed="0")
+_DEFAULTS = dict(models="clip_vit_b32", max_examples=-1, batch_size=64, seed=0)
 
 # RoZ: eps = 8/255 in CLIP-normalised units, bounds [-1.8, 2.15] (the default
 # bounds of space='normalized').
@@ -54,7 +61,7 @@ def roz_transforms():
   score = [f"nes({_N}, q=100, sigma=0.001)", f"spsa({_N}, q=100, sigma=0.001)"]
   transfer = [f"transfer(attack={a!r}, surrogate={_SURROGATE!r}, {_N})"
               for a in ("fgsm", "bim", "mim(steps=9)", "dim(steps=9)")]
-  return ["attack:" + s for s in white + score + transfer]
+  return tuple("attack:" + s for s in white + score + transfer)
 
 
 def _grid(k):
@@ -75,7 +82,7 @@ def min_eps_transforms():
   specs += [f"min_eps(attack='nes(steps=20, q=100, sigma=0.001)', grid={_grid(10)}, {sp})",
             f"min_eps(attack='spsa(steps=20, q=100, sigma=0.001)', grid={_grid(30)}, {sp})",
             f"deepfool({_N})"]
-  return ["attack:" + s for s in specs]
+  return tuple("attack:" + s for s in specs)
 
 
 def pixel_transforms():
@@ -85,49 +92,25 @@ def pixel_transforms():
     specs += [f"pgd(eps={e}/255, steps=20)", f"autoattack(eps={e}/255)"]
   for e in (0.1, 0.5):
     specs += [f"pgd(eps={e}, norm='l2', steps=20)", f"apgd_ce(eps={e}, norm='l2')"]
-  return ["attack:" + s for s in specs]
-
-
-def _parse(arg):
-  parts = [p for p in (arg or "").split(",") if p]
-  preset = "roz"
-  if parts and "=" not in parts[0]:
-    preset = parts.pop(0)
-  if preset not in PRESETS:
-    raise ValueError(f"configs/adv.py:{preset}: unknown preset; expected one of {PRESETS}")
-  out = dict(_DEFAULTS)
-  for part in parts:
-    key, sep, value = part.partition("=")
-    if not sep or key not in out:
-      raise ValueError(f"configs/adv.py: bad argument {part!r}; expected key=value with key "
-                       f"one of {sorted(out)}")
-    out[key] = value
-  return preset, out
+  return tuple("attack:" + s for s in specs)
 
 
 def get_config(arg=None):
-  preset, a = _parse(arg)
-  config = ml_collections.ConfigDict()
-  config.suite = "adv"
-  config.seed = int(a["seed"])
-  models = [m for m in a["models"].split("+") if m]
-  config.models = list(ROZ_MODELS) if models == ["roz"] else models
+  args = configs.parse_args(arg, "configs/adv.py", presets=PRESETS, default_preset="roz",
+                            values=_DEFAULTS)
+  preset, a = args.preset, args.values
   pixel = preset == "pixel"
-  config.zeroshot = ml_collections.ConfigDict(dict(
-      classnames="imagenet", templates="clip80", head="imagenet",
-      logit_scale="model" if pixel else "100"))
-  config.preprocess = "" if pixel else "clip"
-  config.datasets = ["imagenet(root='~/data/imagenet/val')"]
-  config.transforms = {"roz": roz_transforms, "min_eps": min_eps_transforms,
-                       "pixel": pixel_transforms}[preset]()
-  config.batch_size = int(a["batch_size"])
-  config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  config.checkpoint_every = 50
-  config.precision = "float32"
-  config.max_examples = int(a["max_examples"])
-  config.report = False
+  transforms = {"roz": roz_transforms, "min_eps": min_eps_transforms,
+                "pixel": pixel_transforms}[preset]()
+  config = configs.base("adv", models=configs.split_models(a["models"], ROZ_MODELS),
+                        datasets=("imagenet",), transforms=transforms)
+  if not pixel:
+    configs.roz(config)   # logit scale 100, CLIP preprocessing for every model
+  config.seed = a["seed"]
+  config.batch_size = a["batch_size"]
+  config.max_examples = a["max_examples"]
 
-  config.suite_keys = ["attack"]
+  config.suite_keys = ("attack",)
   config.attack = ml_collections.ConfigDict(dict(
       preset=preset,
       # Per-example early-stopping attacks keep the compiled batch full of
@@ -135,9 +118,9 @@ def get_config(arg=None):
       refill=True,
       chunk_steps=2,
       # Metrics written per attack (jaxbench.attacks.metrics.summarize).
-      metrics=["clean_acc", "robust_acc", "success_rate", "mean_linf", "median_linf",
+      metrics=("clean_acc", "robust_acc", "success_rate", "mean_linf", "median_linf",
                "mean_l2", "median_l2", "mean_queries", "median_min_eps",
-               "stage_robust_acc"],
+               "stage_robust_acc"),
       # RoZ settings, recorded with the rows (the specs above carry them).
       roz=dict(eps=8 / 255, space="normalized", bounds=(-1.8, 2.15), step_ratio=0.15,
                steps_rule="int(min(eps*255 + 4, 1.25*eps*255))", mim_updates=19,

@@ -33,9 +33,9 @@ DATASETS = ("imagenet", "imagenet_v2(variant='matched-frequency')", "imagenet_r"
 
 
 def get_config(arg=None):
-  arg = arg or "autoprompt"
-  if arg not in ("autoprompt", "coop", "coop_csc"):
-    raise ValueError(f"configs/clip_auto.py:{arg}: use autoprompt, coop or coop_csc")
+  arg = configs.parse_args(arg, "configs/clip_auto.py",
+                           presets=("autoprompt", "coop", "coop_csc"),
+                           default_preset="autoprompt").preset
   c = configs.base("clip_auto", datasets=DATASETS, templates="learned:auto")
   if arg == "autoprompt":
     configs.roz(c)

@@ -20,9 +20,13 @@ and the report (``report/report.md``, effective robustness against the CNNs).
 ``get_config(arg)``: no arg, one config with every pass (each row's suite is
 derived from its pass, ``suite='auto'``); ``zeroshot``, ``synthetic``,
 ``typographic`` or ``adv``: that suite only (what the driver runs, one workdir
-each). Sequences are tuples so the command line can override them.
+each). Built from ``jaxbench.configs.base``: sequences are tuples and the
+command line overrides ``models``, ``datasets``, ``transforms`` and ``data_root``
+as for every suite.
 """
 import ml_collections
+
+from jaxbench import configs
 
 PARTS = ("zeroshot", "synthetic", "typographic", "adv")
 
@@ -70,25 +74,11 @@ def _templates():
 
 def get_config(arg=None):
   import jaxbench.demo  # noqa: F401  registers demo_clip/demo_cnn and digits/digits_t
-  part = (arg or "").strip() or "all"
-  if part not in PARTS + ("all",):
-    raise ValueError(f"configs/demo.py: unknown part {part!r}; expected one of "
-                     f"{PARTS} or nothing (everything)")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.models = MODELS
-  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates=_templates(),
-                                              head="imagenet", logit_scale="model"))
-  c.preprocess = ""
+  part = configs.parse_args(arg, "configs/demo.py", presets=PARTS + ("all",),
+                            default_preset="all").preset
+  c = configs.base("auto", models=MODELS, templates=_templates())
   c.batch_size = 256
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  c.param_sharding = "replicate"
-  c.checkpoint_every = 50
-  c.log_every = 10
   c.num_workers = 2
-  c.precision = "float32"
-  c.max_examples = -1
-  c.workdir_policy = "strict"
   if part == "all":
     c.datasets = ("digits", "digits_t")
     c.transforms = _transforms("zeroshot") + _transforms("synthetic") + _transforms("adv")

@@ -29,11 +29,8 @@ CONTROLS = ("imagenet", "imagenet_val_on_r_classes", "imagenet_val_on_a_classes"
 
 
 def get_config(arg=None):
-  args = {a.strip() for a in (arg or "").split(",") if a.strip()}
-  unknown = args - {"roz", "all_v2", "no_controls"}
-  if unknown:
-    raise ValueError(f"configs/natural.py: unknown config args {sorted(unknown)}; known: "
-                     "roz, all_v2, no_controls")
+  args = configs.parse_args(arg, "configs/natural.py",
+                            options=("roz", "all_v2", "no_controls")).options
   natural = list(NATURAL)
   if "all_v2" in args:
     natural = list(V2_ALL) + natural[1:]

@@ -33,11 +33,7 @@ def _natural_sets() -> tuple:
 
 
 def get_config(arg=None):
-  args = {a.strip() for a in (arg or "").split(",") if a.strip()}
-  unknown = args - {"roz", "natural"}
-  if unknown:
-    raise ValueError(f"configs/overlap.py: unknown config args {sorted(unknown)}; known: "
-                     "roz, natural")
+  args = configs.parse_args(arg, "configs/overlap.py", options=("roz", "natural")).options
   datasets = ("imagenet_r", "imagenet_sketch", "imagenet_a",
               "imagenet_v2(variant='matched-frequency')")
   if "natural" in args:
@@ -67,6 +63,5 @@ def get_config(arg=None):
       workers=4,                # host threads decoding corpus images
   ))
   if "roz" in args:
-    c.zeroshot.logit_scale = "100"
-    c.preprocess = "clip"
+    configs.roz(c)
   return c

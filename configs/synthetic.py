@@ -48,7 +48,6 @@ import logging
 import ml_collections
 
 from jaxbench import configs
-from ml_collections.config_dict import config_dict
 
 BENCHMARK = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
              "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
@@ -161,25 +160,30 @@ def plan(c):
   return datasets, transforms
 
 
-def _lazy(c, index):
-  """A reference that recomputes plan(c)[index] from the sections when read, so
-  command-line overrides of the sections (applied after get_config) take effect."""
-  refs = [c.get_ref("parts")]
-  for section in ("imagenet_c", "imagenet_p", "stylized", "cue_conflict", "imagenet"):
-    for key in c[section]:
-      refs.append(c[section].get_ref(key))
+class _Plan:
+  """The plan of a config's sections, recomputed on every read.
 
-  def compute(_, *unused):
-    return plan(c)[index]
+  ``c.datasets``/``c.transforms`` are references to these properties (through the
+  public ``FieldReference.attr``), so command-line overrides of the sections,
+  applied after get_config, take effect; overriding ``--config.datasets`` or
+  ``--config.transforms`` replaces the computed value.
+  """
 
-  op = config_dict._Op(compute, tuple(refs[1:]))  # pylint: disable=protected-access
-  return config_dict.FieldReference(refs[0], field_type=object, op=op)
+  def __init__(self, c):
+    self._c = c
+
+  @property
+  def datasets(self) -> tuple:
+    return tuple(plan(self._c)[0])
+
+  @property
+  def transforms(self) -> tuple:
+    return tuple(plan(self._c)[1])
 
 
 def get_config(arg=None):
-  if arg:
-    raise ValueError("configs/synthetic.py takes no config argument; override fields, e.g. "
-                     "--config.imagenet_c.source=tfds")
+  # No arguments (override fields instead, e.g. --config.imagenet_c.source=tfds).
+  configs.parse_args(arg, "configs/synthetic.py")
   c = configs.base("synthetic")
   # datasets/transforms are computed lazily from the sections below (so command-line
   # overrides of e.g. imagenet_c.source take effect): drop the base's plain tuples.
@@ -196,6 +200,7 @@ def get_config(arg=None):
   c.stylized = ml_collections.ConfigDict(dict(root=""))
   c.cue_conflict = ml_collections.ConfigDict(dict(tfds_dir=""))
   c.imagenet = ml_collections.ConfigDict(dict(root="", tfds_dir=""))
-  c.datasets = _lazy(c, 0)
-  c.transforms = _lazy(c, 1)
+  planned = ml_collections.FieldReference(_Plan(c), field_type=object)
+  c.datasets = planned.attr("datasets")
+  c.transforms = planned.attr("transforms")
   return c

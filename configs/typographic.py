@@ -34,19 +34,8 @@ import ml_collections
 from jaxbench import configs
 
 _DEFAULTS = dict(imagenet_src="", cifar_src="", root="~/data/typographic", variants="roz",
-                 models="clip_vit_b32", templates="clip80", seed="0", max_examples="-1",
-                 batch_size="128", workers="0")
-
-
-def _parse(arg):
-  out = dict(_DEFAULTS)
-  for part in filter(None, (arg or "").split(",")):
-    key, sep, value = part.partition("=")
-    if not sep or key not in out:
-      raise ValueError(f"configs/typographic.py: bad argument {part!r}; expected key=value with "
-                       f"key one of {sorted(out)}")
-    out[key] = value
-  return out
+                 models="clip_vit_b32", templates="clip80", seed=0, max_examples=-1,
+                 batch_size=128, workers=0)
 
 
 def _dataset_spec(kind, root, src, seed, variants, workers, max_examples):
@@ -62,8 +51,8 @@ def _dataset_spec(kind, root, src, seed, variants, workers, max_examples):
 
 
 def get_config(arg=None):
-  a = _parse(arg)
-  seed, max_examples = int(a["seed"]), int(a["max_examples"])
+  a = configs.parse_args(arg, "configs/typographic.py", values=_DEFAULTS).values
+  seed, max_examples = a["seed"], a["max_examples"]
   variants = [v for v in a["variants"].split("+") if v]
   if a["templates"] not in ("clip80", "cifar10"):
     raise ValueError(f"configs/typographic.py: templates={a['templates']!r}, expected "
@@ -78,7 +67,7 @@ def get_config(arg=None):
   if not datasets:
     raise ValueError("configs/typographic.py: both sets are 'none'")
   # ImageNet-T: the ImageNet head; CIFAR-10-T: a head over the set's class names.
-  config = configs.roz(configs.base("typographic", models=[m for m in a["models"].split("+") if m],
+  config = configs.roz(configs.base("typographic", models=configs.split_models(a["models"]),
                                     datasets=datasets, templates=a["templates"]))
   config.seed = seed
   config.batch_size = int(a["batch_size"])

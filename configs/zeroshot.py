@@ -11,7 +11,8 @@ from jaxbench import configs
 
 
 def get_config(arg=None):
+  args = configs.parse_args(arg, "configs/zeroshot.py", options=("roz",))
   c = configs.base("zeroshot")
-  if arg == "roz":
+  if "roz" in args.options:
     configs.roz(c)
   return c

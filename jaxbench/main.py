@@ -2,48 +2,85 @@
 
 Flags:
   --config        an ml_collections config file; override any field with
-                  ``--config.models="['clip_vit_b32']"`` etc. (ml_collections
-                  refuses unknown fields, naming them).
+                  ``--config.models="('clip_vit_b32',)"`` etc. (an unknown field is
+                  refused in one line, naming the closest known one).
   --workdir       where results.jsonl, per-example outputs and checkpoints go.
-  --dry_run       print the plan of passes and exit.
+  --dry_run       validate models, data paths, attack/shift specs and prompt sets,
+                  print the plan of passes and exit (2 on any bad spec).
   --coordinator, --num_processes, --process_id
                   explicit multi-host start (JAX's own detection is used on TPU
                   VMs and SLURM otherwise).
 
 SIGTERM (spot preemption) makes every host checkpoint at the next step boundary
-and exit with status 75; rerunning the same command resumes.
+(or stop before the next phase while imports, model loading or head building are
+under way) and exit with status 75; rerunning the same command resumes. A
+finished run prints a short results table (the full rows are in results.jsonl);
+rerunning a finished workdir prints it again.
 """
 from __future__ import annotations
 
+# First of all: remember a SIGTERM that arrives while jax and the models import.
 import signal
-import sys
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+from jaxbench import stopping
+
+signal.signal(signal.SIGTERM, stopping.request_stop)
+
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 # Exit status after a SIGTERM checkpoint (EX_TEMPFAIL): rerun the command to resume.
 PREEMPTED_EXIT_CODE = 75
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the plan and exit")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "validate, print the plan and exit")
 _COORD = flags.DEFINE_string("coordinator", "", "host:port of process 0 (multi-host)")
 _NPROC = flags.DEFINE_integer("num_processes", 0, "number of processes (multi-host)")
 _PID = flags.DEFINE_integer("process_id", -1, "this process's index (multi-host)")
 _INIT_TIMEOUT = flags.DEFINE_integer("init_timeout", 300,
                                      "seconds to wait for the coordinator")
 
+_HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "--helpfull", "--helpxml", "-?")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with one-line errors (exit 2) and ``--help`` exiting 0.
+
+  Config-file errors (a bad preset argument) and overrides of unknown config keys
+  (``--config.batchsize=4``) surface here, before main runs.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except SystemExit as e:
+    if any(a.split("=")[0] in _HELP_FLAGS for a in argv[1:]) and e.code in (0, 1, None):
+      sys.exit(0)   # absl exits 1 after printing help; asking for help is not a failure
+    raise
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
+    text = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split()).strip("'\"")
+    if isinstance(e, (AttributeError, KeyError)):
+      # ml_collections: "'batchsize' Did you mean "batch_size" instead of "batchsize"?"
+      key, _, hint = text.partition("' ")
+      text = f"unknown config key '{key.strip(chr(39))}'" + (f"; {hint}" if hint else "")
+    print(f"error: {text}", file=sys.stderr)
+    print(f"(run {argv[0] if argv else 'jaxbench.main'} --help for the flags)",
+          file=sys.stderr)
+    sys.exit(2)
+
 
 def main(argv):
   del argv
-  from jaxbench import parallel, runner, registry
-  from jaxbench.models import hub
   if _CONFIG.value is None:
     raise app.UsageError("--config is required, e.g. --config=configs/zeroshot.py")
   if not _WORKDIR.value and not _DRY_RUN.value:
     raise app.UsageError("--workdir is required")
   logging.set_verbosity(logging.INFO)
+  if stopping.requested():   # local flag only: jax must not start before initialize()
+    raise stopping.Preempted("stopped by SIGTERM while starting up; nothing was run")
+  import jax
+  from jaxbench import cli, parallel
   try:
     parallel.initialize(_COORD.value, _NPROC.value, _PID.value, _INIT_TIMEOUT.value)
   except Exception as e:  # noqa: BLE001 -- JAX raises several types for this
@@ -51,28 +88,18 @@ def main(argv):
           f"{_COORD.value or 'auto-detected'}, {_NPROC.value} processes, this is process "
           f"{_PID.value}) within {_INIT_TIMEOUT.value}s: {e}", file=sys.stderr)
     sys.exit(3)
-  signal.signal(signal.SIGTERM, runner.request_stop)
-  config = _CONFIG.value
-  try:
-    if "suite" in config and config.suite == "overlap" and not _DRY_RUN.value:
-      from jaxbench.overlap import run as overlap_run   # evaluation + overlap search
-      rows = overlap_run.run(config, _WORKDIR.value)
-    else:
-      rows = runner.run(config, _WORKDIR.value, dry_run=_DRY_RUN.value)
-  except runner.Preempted as e:
-    logging.warning("%s", e)
-    print(f"preempted: {e}", file=sys.stderr)
-    sys.exit(PREEMPTED_EXIT_CODE)
-  except (runner.ConfigError, registry.SpecError, hub.WeightsError, FileNotFoundError,
-          NotADirectoryError, ValueError) as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  if rows and jax.process_index() == 0:
-    width = max(len(r["key"]) for r in rows)
-    for r in rows:
-      print(f"{r['key']:<{width}}  {r['value']:.4f}  (n={r['n']})")
+  # Again: jax.distributed.initialize installs its own SIGTERM handler (preemption
+  # notifier); the runner's checkpoint-and-exit-75 protocol needs ours.
+  signal.signal(signal.SIGTERM, stopping.request_stop)
+  code = cli.execute(_CONFIG.value, _WORKDIR.value, dry_run=_DRY_RUN.value,
+                     is_lead=lambda: jax.process_index() == 0)
+  if code:
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  try:
+    app.run(main, flags_parser=parse_flags)
+  except stopping.Preempted as e:   # SIGTERM before the runner started
+    print(f"preempted: {e}", file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)

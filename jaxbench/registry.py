@@ -3,7 +3,9 @@
 A spec string is a Python call expression with literal arguments, e.g.
 ``bim(eps=8/255, space='normalized')`` or just ``fgsm``. Arguments may use
 arithmetic on numbers (``8/255``), tuples, lists, strings, booleans and None.
-Specs are parsed with :mod:`ast`, never ``eval``: nothing in a spec can run code.
+Specs are parsed with :mod:`ast`, never ``eval``: nothing in a spec can run code,
+and sizes are bounded (no ``**``, spec length, number magnitude, element count), so
+no spec can make the parser hang or exhaust memory (``eps=10**10**10``).
 
 The canonical form of a spec (:func:`canonical`) sorts keyword arguments and
 prints floats with ``repr`` so that two spellings of one object share one key in
@@ -20,8 +22,11 @@ _BINOPS = {
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
-    ast.Pow: operator.pow,
 }
+# Bounds on what a spec may describe: far above any real grid or radius.
+MAX_SPEC_CHARS = 100_000
+MAX_ELEMENTS = 100_000          # items in one tuple/list/dict literal
+MAX_ABS_NUMBER = 1e18           # magnitude of any number, literal or computed
 
 
 class SpecError(ValueError):
@@ -31,12 +36,28 @@ class SpecError(ValueError):
 def _literal(node: ast.AST, spec: str) -> Any:
   """Evaluates a literal expression node (numbers, strings, arithmetic)."""
   if isinstance(node, ast.Constant):
-    return node.value
+    return _bounded(node.value, spec)
   if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
     value = _literal(node.operand, spec)
     return -value if isinstance(node.op, ast.USub) else value
+  if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+    raise SpecError(f"spec {spec!r}: '**' is not allowed; write the number out "
+                    f"(e.g. 1e-3), got {ast.unparse(node)!r}")
   if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-    return _BINOPS[type(node.op)](_literal(node.left, spec), _literal(node.right, spec))
+    left, right = _literal(node.left, spec), _literal(node.right, spec)
+    if not all(_is_number(v) for v in (left, right)):
+      # 'ab' * 10**9 or list concatenation would build huge objects: numbers only.
+      raise SpecError(f"spec {spec!r}: arithmetic is allowed on numbers only, got "
+                      f"{ast.unparse(node)!r}")
+    try:
+      value = _BINOPS[type(node.op)](left, right)
+    except ZeroDivisionError as e:
+      raise SpecError(f"spec {spec!r}: division by zero in {ast.unparse(node)!r}") from e
+    return _bounded(value, spec)
+  if isinstance(node, (ast.Tuple, ast.List, ast.Dict)):
+    n = len(node.keys) if isinstance(node, ast.Dict) else len(node.elts)
+    if n > MAX_ELEMENTS:
+      raise SpecError(f"spec: a literal with {n} elements; at most {MAX_ELEMENTS} allowed")
   if isinstance(node, (ast.Tuple, ast.List)):
     values = [_literal(e, spec) for e in node.elts]
     return tuple(values) if isinstance(node, ast.Tuple) else values
@@ -48,6 +69,22 @@ def _literal(node: ast.AST, spec: str) -> Any:
                   f"{ast.unparse(node)!r}")
 
 
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bounded(value: Any, spec: str) -> Any:
+  """``value`` if it is not a number, or a number of magnitude <= MAX_ABS_NUMBER."""
+  if _is_number(value) and not abs(value) <= MAX_ABS_NUMBER:
+    if isinstance(value, float) and value != value:   # nan is a value, not a size
+      return value
+    shown = f"{value:.3g}" if isinstance(value, float) else f"an integer of " \
+        f"{value.bit_length()} bits"
+    raise SpecError(f"spec {spec[:200]!r}: number {shown} is out of range "
+                    f"(|x| <= {MAX_ABS_NUMBER:g})")
+  return value
+
+
 def parse(spec: str) -> tuple[str, tuple, dict]:
   """Parses ``name(arg, key=value)`` into (name, args, kwargs).
 
@@ -57,6 +94,9 @@ def parse(spec: str) -> tuple[str, tuple, dict]:
   spec = spec.strip()
   if not spec:
     raise SpecError("empty spec string")
+  if len(spec) > MAX_SPEC_CHARS:
+    raise SpecError(f"spec {spec[:80]!r}... is {len(spec)} characters long; at most "
+                    f"{MAX_SPEC_CHARS} allowed")
   if "(" not in spec:
     return spec, (), {}
   head, _, _ = spec.partition("(")
@@ -122,8 +162,11 @@ class Registry:
 
   def factory(self, name: str) -> Callable[..., Any]:
     if name not in self._factories:
+      import difflib
       known = ", ".join(self.names()) or "(none registered)"
-      raise SpecError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+      close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
+      hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+      raise SpecError(f"unknown {self.kind} {name!r}{hint}; known {self.kind}s: {known}")
     return self._factories[name]
 
   def get(self, spec: str, **overrides) -> Any:

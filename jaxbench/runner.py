@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxbench import parallel, registry, store as store_lib, transforms
+from jaxbench import parallel, registry, stopping, store as store_lib, transforms
 from jaxbench.data import pipeline
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Model, Preprocess, CLIP_MEAN, CLIP_STD
@@ -53,26 +53,12 @@ class ConfigError(ValueError):
   """A config key or value the runner cannot use."""
 
 
-class Preempted(Exception):
-  """SIGTERM arrived; every host checkpointed at the same step boundary and stopped."""
-
-
-# Set by the SIGTERM handler (main.py); checked at every step boundary.
-_STOP = {"requested": False}
-
-
-def request_stop(*unused) -> None:
-  """Signal handler: finish the current step, checkpoint, exit (spot preemption)."""
-  _STOP["requested"] = True
-
-
-def _stop_agreed() -> bool:
-  """True on every host when any host was asked to stop (one tiny all-gather a step)."""
-  flag = _STOP["requested"]
-  if jax.process_count() == 1:
-    return flag
-  from jax.experimental import multihost_utils
-  return bool(np.asarray(multihost_utils.process_allgather(np.asarray([flag]))).any())
+# SIGTERM (spot preemption): the flag lives in jaxbench.stopping so main.py can install
+# the handler before importing jax; checked at every step boundary and between phases.
+Preempted = stopping.Preempted
+_STOP = stopping._STOP   # pylint: disable=protected-access  (same package)
+request_stop = stopping.request_stop
+_stop_agreed = stopping.agreed
 
 
 # --- provenance ------------------------------------------------------------------
@@ -118,6 +104,12 @@ def validate(config) -> None:
     raise ConfigError("config.datasets is empty: name at least one dataset")
   if int(config.batch_size) <= 0:
     raise ConfigError(f"config.batch_size must be positive, got {config.batch_size}")
+  if int(_get(config, "checkpoint_every", 50)) < 1:
+    raise ConfigError(f"config.checkpoint_every={config.checkpoint_every}: the number of "
+                      "batches between progress checkpoints must be >= 1")
+  if int(_get(config, "max_examples", -1)) == 0 or int(_get(config, "max_examples", -1)) < -1:
+    raise ConfigError(f"config.max_examples={config.max_examples}: use -1 for every example "
+                      "of each set, or a positive count")
   if _get(config, "precision", "float32") not in ("float32", "bfloat16"):
     raise ConfigError(f"config.precision {config.precision!r}: use 'float32' or 'bfloat16'")
   if _get(config, "preprocess", "") not in ("", "clip"):
@@ -141,10 +133,14 @@ def config_identity(config) -> dict:
 
 
 def check_workdir_config(store: store_lib.Store, config) -> None:
-  """Refuses a workdir written by a different config, naming the differences."""
+  """Refuses a workdir whose finished rows came from a different config, naming the
+  differences. Writes nothing: :func:`write_workdir_config` does, when the first pass
+  starts, so a run that fails before any work leaves the workdir reusable; a workdir
+  with no finished rows (every earlier run failed or was stopped before finishing a
+  pass) is reused by any config."""
   path = os.path.join(store.workdir, "config.json")
   ident = config_identity(config)
-  if os.path.exists(path):
+  if os.path.exists(path) and store.rows():
     with open(path) as f:
       old = json.load(f)
     if old != ident and _get(config, "workdir_policy", "strict") == "strict":
@@ -154,10 +150,21 @@ def check_workdir_config(store: store_lib.Store, config) -> None:
       raise ConfigError(f"workdir {store.workdir} was written by a different config ({detail}). "
                         "Use another --workdir, or --config.workdir_policy=extend to add "
                         "results to it anyway")
-    if old == ident:
-      return
-  if store.writer:
-    store_lib.atomic_write_json(path, ident)
+
+
+def write_workdir_config(store: store_lib.Store, config) -> None:
+  """Records the config identity (config.json) when a run starts its first pass
+  (:func:`check_workdir_config` has allowed it: same config, no finished rows, or
+  workdir_policy='extend')."""
+  path = os.path.join(store.workdir, "config.json")
+  ident = config_identity(config)
+  if not store.writer:
+    return
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) == ident:
+        return
+  store_lib.atomic_write_json(path, ident)
 
 
 # --- models and heads ------------------------------------------------------------
@@ -507,18 +514,155 @@ def plan_passes(config) -> list[tuple[str, str, str]]:
   return out
 
 
-def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[dict]:
-  """Runs every pass of ``config`` into ``workdir``; returns the rows written."""
+class ValidationError(ConfigError):
+  """Every problem :func:`preflight` found, one line each (``problems``)."""
+
+  def __init__(self, problems: list[str]):
+    self.problems = list(problems)
+    super().__init__("\n".join(self.problems))
+
+
+def _transform_specs(config) -> list[str]:
+  per_set = dict(_get(config, "dataset_transforms", {}) or {})
+  specs = list(_get(config, "transforms", ["clean"]) or ["clean"])
+  for tlist in per_set.values():
+    specs += list(tlist)
+  return list(dict.fromkeys(specs))
+
+
+def preflight(config, *, datasets: Optional[list[str]] = None,
+              dry_run: bool = False) -> dict[str, EvalSet]:
+  """The validation shared by ``--dry_run`` and the real run, before any work.
+
+  Checks the config's keys and values (:func:`validate`), every model spec
+  (resolved to a registry name, hub prefix or checkpoint directory, no weights
+  read), every transform spec (attacks and shifts built, so unknown names and
+  badly typed parameters such as ``eps='x'`` are refused; transfer surrogates are
+  model specs too), the zero-shot class-name and template sets, and every dataset
+  spec (resolved to its folder or TFDS source: paths must exist).
+
+  Args:
+    config: the run's config.
+    datasets: canonical dataset specs to resolve (default: all of the config's).
+    dry_run: sets generated on first use (a spec with ``src=``, e.g. ImageNet-T)
+      are not generated: their ``src`` must exist.
+
+  Returns:
+    {canonical dataset spec: EvalSet} of the resolved sets (reused by the run).
+
+  Raises:
+    ConfigError: a structural problem (unknown key, bad value) -- the first found.
+    ValidationError: one line per bad model, transform, prompt set or dataset.
+  """
   validate(config)
-  plan = plan_passes(config)
+  problems: list[str] = []
+  from jaxbench import models as models_lib
+
+  def model_ok(spec: str, what: str) -> None:
+    try:
+      models_lib.check(spec)
+    except (ValueError, OSError) as e:
+      problems.append(f"{what} {spec!r}: {e}")
+
+  for m in dict.fromkeys(config.models):
+    model_ok(m, "config.models:")
+  for t in _transform_specs(config):
+    try:
+      obj = transforms.get(t).obj
+    except (ValueError, TypeError) as e:
+      problems.append(f"config.transforms: {t!r}: {e}")
+      continue
+    for stage in [obj, getattr(obj, "attack", None), *getattr(obj, "attacks", ())]:
+      surrogate = getattr(stage, "surrogate", None)
+      if isinstance(surrogate, str):
+        model_ok(surrogate, f"config.transforms: {t!r}: surrogate")
+  zs = {**ZEROSHOT_DEFAULTS, **dict(_get(config, "zeroshot", {}) or {})}
+  from jaxbench.zeroshot import prompts
+  try:
+    prompts.classnames(zs["classnames"])
+  except ValueError as e:
+    problems.append(f"config.zeroshot.classnames: {e}")
+  if not (isinstance(zs["templates"], str) and zs["templates"].startswith("learned:")):
+    try:
+      prompts.templates(zs["templates"])
+    except ValueError as e:
+      problems.append(f"config.zeroshot.templates: {e}")
+  try:
+    plan = plan_passes(config)
+  except registry.SpecError as e:   # unparsable model/dataset spec (transforms: above)
+    raise ValidationError(problems or [str(e)]) from e
+  from jaxbench.data import catalog
+  evalsets: dict[str, EvalSet] = {}
+  wanted = dict.fromkeys(d for _, d, _ in plan) if datasets is None else datasets
+  for d in wanted:
+    src = registry.parse(d)[2].get("src")
+    if dry_run and isinstance(src, str):
+      if not os.path.exists(os.path.expanduser(src)):
+        problems.append(f"config.datasets: {d!r}: src {src!r} does not exist")
+      continue
+    try:
+      evalsets[d] = catalog.get(d, data_root=_get(config, "data_root", None) or None,
+                                tfds_dir=_get(config, "tfds_dir", None) or None)
+    except (ValueError, OSError) as e:
+      problems.append(f"config.datasets: {d!r}: {e}")
+  if problems:
+    raise ValidationError(problems)
+  return evalsets
+
+
+def plan_rows(config, workdir: str) -> list[dict]:
+  """The results.jsonl rows of the config's finished passes, in plan order."""
+  store = store_lib.Store(workdir, writer=False, create=False)
+  by_key = {r["key"]: r for r in store.rows()}
+  out = []
+  for p in plan_passes(config):
+    path = os.path.join(store.pass_dir(pass_id_for(PassSpec(*p), config)), "done.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        out += [by_key[k] for k in json.load(f).get("keys", []) if k in by_key]
+  return out
+
+
+def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[dict]:
+  """Runs every pass of ``config`` into ``workdir``; returns the rows written.
+
+  Everything is validated first (:func:`preflight`); the workdir is locked against
+  a concurrent run (:class:`jaxbench.store.WorkdirLock`) and its config.json is
+  written only when the first pass starts.
+  """
   if dry_run:
+    preflight(config, dry_run=True)
+    plan = plan_passes(config)
+    if workdir and os.path.isdir(os.path.expanduser(workdir)):
+      # Would the real run be refused by the workdir's finished rows? Say so now.
+      check_workdir_config(store_lib.Store(workdir, writer=False, create=False), config)
     print_fn(f"plan: {len(plan)} passes into {workdir}")
     for m, d, t in plan:
       print_fn(f"  model={m}  dataset={d}  transform={t}")
     return []
+  validate(config)
+  plan = plan_passes(config)
   store = store_lib.Store(workdir, writer=parallel.is_writer())
+  lock = store_lib.WorkdirLock(store.workdir) if store.writer else None
+  if lock is not None:
+    lock.acquire()
+  try:
+    return _run_locked(config, plan, store, print_fn)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _run_locked(config, plan, store: store_lib.Store, print_fn) -> list[dict]:
   check_shared_workdir(store)
   check_workdir_config(store, config)
+  finished = store.finished_keys()
+  pending = [p for p in plan
+             if not _pass_done(store, pass_id_for(PassSpec(*p), config), finished)]
+  evalsets = preflight(config, datasets=list(dict.fromkeys(d for _, d, _ in pending)))
+  if pending:
+    stopping.check("before the first pass")
+    write_workdir_config(store, config)
   mesh_cfg = dict(_get(config, "mesh", {}) or {})
   mesh = parallel.make_mesh(int(mesh_cfg.get("data", -1)), int(mesh_cfg.get("model", 1)))
   prov = provenance(config, mesh)
@@ -529,16 +673,13 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
       json.dumps([plan, config_identity(config), prov["jaxbench"], prov["git"]],
                  sort_keys=True, default=str), "config, plan and package version")
   from jaxbench.data import catalog
-  finished = store.finished_keys()
   written = []
-  evalsets: dict[str, EvalSet] = {}
   for model_spec in dict.fromkeys(m for m, _, _ in plan):
-    model_passes = [p for p in plan if p[0] == model_spec]
-    todo = [p for p in model_passes
-            if not _pass_done(store, pass_id_for(PassSpec(*p), config), finished)]
+    todo = [p for p in pending if p[0] == model_spec]
     if not todo:
       logging.info("all passes of %s are finished; skipping", model_spec)
       continue
+    stopping.check(f"before loading {model_spec}")
     base_model = load_model(model_spec, config)
     label = model_label(model_spec, base_model, config)
     for dspec in dict.fromkeys(d for _, d, _ in todo):
@@ -547,8 +688,10 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
                                       tfds_dir=_get(config, "tfds_dir", None) or None)
       evalset = evalsets[dspec]
       dname = evalset.name or dspec
+      stopping.check(f"before building the head of {model_spec} for {dname}")
       model, use_project = attach_head(base_model, evalset, config,
                                        os.path.join(store.workdir, "heads"))
+      stopping.check(f"after building the head of {model_spec} for {dname}")
       params = parallel.put_params(model.params, mesh,
                                    _get(config, "param_sharding", "replicate"))
       for _, _, tspec in [p for p in todo if p[1] == dspec]:
@@ -559,6 +702,10 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
                                  mesh, store, prov, params)
         store.finish_pass(pid, outputs)
         store.add_rows(rows)
+        n_bad = int(rows[0]["details"]["n_bad"]) if rows else 0
+        if n_bad:
+          logging.warning("%d unreadable files skipped in %s: listed in %s (details.bad_files "
+                          "of the rows of pass %s)", n_bad, dname, store.results_path, pid)
         if store.writer:
           store_lib.atomic_write_json(os.path.join(store.pass_dir(pid), "done.json"),
                                       {"keys": [r["key"] for r in rows]})

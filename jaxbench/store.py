@@ -3,7 +3,9 @@
 Layout of a workdir::
 
     results.jsonl              one row per (model, dataset, transform, metric)
-    config.json                the config the workdir was created with
+    config.json                the config the workdir was created with (written when
+                               the first pass starts)
+    .lock                      pid and host of the run using the workdir (WorkdirLock)
     heads/head_<key>.npz       cached zero-shot heads
     passes/<pass_id>/
       meta.json                pass spec (model, dataset, transform) and plan
@@ -17,9 +19,11 @@ complete chunks, and the examples they hold are not evaluated again.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import socket
 import time
 from typing import Iterable, Optional
 
@@ -38,14 +42,31 @@ def pass_id(model: str, dataset: str, transform: str, extra: str = "") -> str:
   return h
 
 
+class WriteError(OSError):
+  """The workdir cannot be written (read-only, full, over quota): one line naming the
+  path and the reason."""
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:
+    if isinstance(e, WriteError):
+      raise
+    try:
+      os.remove(tmp)   # a partial temporary file would only take more space
+    except OSError:
+      pass
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EROFS: "the file system is read-only",
+              errno.EACCES: "permission denied"}.get(e.errno, e.strerror or str(e))
+    raise WriteError(e.errno, f"cannot write {path}: {reason}") from e
 
 
 def atomic_write_json(path: str, obj) -> None:
@@ -62,10 +83,15 @@ def atomic_savez(path: str, **arrays) -> None:
 class Store:
   """Reads and writes one workdir. Only the writer process (0) writes."""
 
-  def __init__(self, workdir: str, writer: bool = True):
+  def __init__(self, workdir: str, writer: bool = True, create: bool = True):
     self.workdir = os.path.abspath(os.path.expanduser(workdir))
     self.writer = writer
-    os.makedirs(self.workdir, exist_ok=True)
+    if create:
+      try:
+        os.makedirs(self.workdir, exist_ok=True)
+      except OSError as e:
+        raise WriteError(e.errno, f"cannot create workdir {self.workdir}: "
+                         f"{e.strerror or e}") from e
     self.results_path = os.path.join(self.workdir, "results.jsonl")
 
   # --- result rows -------------------------------------------------------------
@@ -145,6 +171,87 @@ class Store:
       return None
     with np.load(path, allow_pickle=False) as z:
       return {k: z[k] for k in z.files}
+
+
+class WorkdirLocked(RuntimeError):
+  """Another live run holds the workdir."""
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:   # exists, owned by someone else
+    return True
+  return True
+
+
+class WorkdirLock:
+  """``WORKDIR/.lock``: one run at a time per workdir.
+
+  The lock file holds the owner's pid, host and start time; it is created with
+  O_EXCL, so two runs cannot both take it. A lock left by a dead process on this
+  host is taken over; one from another host cannot be checked from here, and the
+  message says which file to delete once that run is known to be gone.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, ".lock")
+    self.held = False
+
+  def _read(self) -> Optional[dict]:
+    try:
+      with open(self.path) as f:
+        return json.loads(f.read() or "null")
+    except FileNotFoundError:
+      return None
+    except (OSError, ValueError):
+      return {}
+
+  def acquire(self) -> None:
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    for _ in range(50):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        other = self._read()
+        if other is None:          # released meanwhile: try again
+          continue
+        if not other:              # being written right now by its owner
+          time.sleep(0.05)
+          other = self._read()
+          if other is None:
+            continue
+        if other and other.get("host") == me["host"] and not _alive(int(other["pid"])):
+          # Stale: its process is gone. Rename (atomic) so one taker wins.
+          try:
+            os.rename(self.path, f"{self.path}.stale{os.getpid()}")
+            os.remove(f"{self.path}.stale{os.getpid()}")
+          except FileNotFoundError:
+            pass
+          continue
+        who = (f"process {other.get('pid')} on host {other.get('host')} (since "
+               f"{other.get('since')})" if other else "another process")
+        raise WorkdirLocked(
+            f"workdir {os.path.dirname(self.path)} is in use by {who}: wait for that run to "
+            f"end, use another --workdir, or delete {self.path} if that run is gone")
+      except OSError as e:
+        raise WriteError(e.errno, f"cannot write {self.path}: {e.strerror or e}") from e
+      with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(me))
+      self.held = True
+      return
+    raise WorkdirLocked(f"could not take {self.path}: it keeps changing hands")
+
+  def release(self) -> None:
+    if self.held and (self._read() or {}).get("pid") == os.getpid():
+      try:
+        os.remove(self.path)
+      except OSError:
+        pass
+    self.held = False
 
 
 def _json_default(o):

@@ -170,9 +170,10 @@ def test_cli_errors_name_the_problem(override, message, tiny_clip, tmp_path):
   assert message in res.stderr, res.stderr[-1500:]
 
 
-def test_dry_run_prints_plan(tiny_clip, tmp_path):
+def test_dry_run_prints_plan(tiny_clip, folder, tmp_path):
   model_dir, _ = tiny_clip
-  cfg = _config(model_dir, "/data", transforms=("clean", "attack:fgsm(eps=1/255)"))
+  # The dry run validates data paths now: it needs a real folder.
+  cfg = _config(model_dir, folder, transforms=("clean", "attack:fgsm(eps=1/255)"))
   cfg_path = _write_config_file(tmp_path / "cfg.py", cfg)
   res = _cli([f"--config={cfg_path}", "--dry_run"])
   assert res.returncode == 0, res.stderr[-1500:]

@@ -83,6 +83,47 @@ def load(spec: str, *, revision: Optional[str] = None, **options) -> Model:
   return _load_ref(name, kwargs, spec)
 
 
+def check(spec: str) -> None:
+  """Checks that a spec names a loadable model, without reading any weights.
+
+  Registry names, ``prefix:REPO`` forms with a known prefix and local directories
+  in a known layout pass (hub repos are not contacted: that happens at load time).
+
+  Raises:
+    jaxbench.registry.SpecError: unknown name (with the closest registry names and
+      the known list), unknown prefix, positional arguments, or a directory in no
+      known layout.
+  """
+  import difflib
+  _load_plugins()
+  name, args, _ = registry.parse(spec)
+  if args:
+    raise registry.SpecError(f"model spec {spec!r}: use keyword arguments only")
+  if name in NAMES:
+    return
+  prefix, sep, _ = name.partition(":")
+  prefixes = {l.prefix for l in LAYOUTS.values()}
+  if sep and prefix in prefixes:
+    return
+  path = os.path.expanduser(name)
+  if os.path.isdir(path):
+    files = _files(name, None)
+    if any(l.detect(files, name) for l in LAYOUTS.values()):
+      return
+    raise registry.SpecError(
+        f"directory {name!r} is in no known checkpoint layout: expected config.json "
+        "(transformers or timm) or open_clip_config.json with safetensors weights; "
+        f"found {files[:20]}")
+  close = difflib.get_close_matches(name, NAMES.names(), n=3, cutoff=0.6)
+  hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+  where = (f"no such directory {path!r}; " if os.sep in name or name.startswith(("~", "."))
+           else "")
+  raise registry.SpecError(
+      f"unknown model {name!r}: {where}{hint}use a registry name "
+      f"({', '.join(NAMES.names())}), one of {sorted(p + ':REPO' for p in prefixes)}, "
+      "or a local checkpoint directory")
+
+
 def _load_ref(name: str, kwargs: dict, spec: str) -> Model:
   revision = kwargs.pop("revision", None)
   prefix, sep, ref = name.partition(":")

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbench import stopping
 from jaxbench.models.api import Model
 from jaxbench.zeroshot import prompts as prompts_lib
 
@@ -94,6 +95,7 @@ def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 128
   for length in np.unique(bucket_len):
     idx = np.nonzero(bucket_len == length)[0]
     for start in range(0, len(idx), batch_size):
+      stopping.check_local("while building a zero-shot head")   # SIGTERM between batches
       chunk = idx[start:start + batch_size]
       ids = token_ids[chunk, :length]
       # Pad to a few fixed batch shapes so each bucket compiles at most twice.
