@@ -105,8 +105,9 @@ def test_synthetic_plan_follows_section_overrides_and_is_replaced_by_datasets():
                                    "--config.imagenet_c.corruptions=fog",
                                    "--config.imagenet_c.severities=2,5"])
   assert tuple(c.datasets) == ("imagenet",)
-  assert tuple(c.transforms) == ("clean", "shift:imagenet_c(corruption='fog', severity=2)",
-                                 "shift:imagenet_c(corruption='fog', severity=5)")
+  assert tuple(c.transforms) == ("clean",
+                                 "shift:imagenet_c(corruption='fog', severity=2, jpeg_quality=85)",
+                                 "shift:imagenet_c(corruption='fog', severity=5, jpeg_quality=85)")
   c = _load("synthetic.py", None, ["--config.parts=stylized",
                                    "--config.stylized.root=/x/stylized"])
   assert tuple(c.datasets) == ("imagenet", "stylized_imagenet(root='/x/stylized')")
