@@ -25,6 +25,7 @@ import re
 from typing import Any, Optional
 
 from jaxbench import registry
+from jaxbench.metrics import imagenet_c as _imagenet_c
 
 KNOWN_SUITES = ("zeroshot", "natural", "synthetic", "typographic", "adv", "overlap",
                 "clip_auto")
@@ -90,20 +91,10 @@ NATURAL_SHIFTS = ("imagenet_v2", "imagenet_r", "objectnet", "imagenet_sketch",
                   "imagenet_a", "imagenet_vid_robust", "ytbb_robust")
 
 # ImageNet-C: the 15 benchmark corruptions and AlexNet's mean error over severities
-# 1-5 (augmix imagenet.py ALEXNET_ERR, "taken from hendrycks/robustness";
-# protocol.md section 3.3).
-IMAGENET_C_ALEXNET_ERR = {
-    "gaussian_noise": 0.886428, "shot_noise": 0.894468, "impulse_noise": 0.922640,
-    "defocus_blur": 0.819880, "glass_blur": 0.826268, "motion_blur": 0.785948,
-    "zoom_blur": 0.798360, "snow": 0.866816, "frost": 0.826572, "fog": 0.819324,
-    "brightness": 0.564592, "contrast": 0.853204, "elastic_transform": 0.646056,
-    "pixelate": 0.717840, "jpeg_compression": 0.606500,
-}
-EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
-# AlexNet's clean ImageNet-val error for relative mCE: 1 - 0.56522 (testbed
-# robustness_top1s.csv, alexnet 'val'; protocol.md section 6.2). Hendrycks' own
-# value is not in the sources this package cites.
-ALEXNET_CLEAN_ERR = 1.0 - 0.56522003173828125
+# 1-5, and AlexNet's clean error: one home, jaxbench.metrics.imagenet_c.
+IMAGENET_C_ALEXNET_ERR = dict(_imagenet_c.ALEXNET_ERR)
+EXTRA_CORRUPTIONS = _imagenet_c.EXTRA
+ALEXNET_CLEAN_ERR = _imagenet_c.ALEXNET_CLEAN_ERR
 IMAGENET_P_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur",
                             "spatter", "brightness", "translate", "rotate", "tilt", "scale",
                             "speckle_noise", "gaussian_blur", "snow", "shear")

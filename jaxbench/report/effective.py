@@ -477,9 +477,11 @@ def relative_tables(rs: ResultSet, shifts: list, pairs: Sequence[tuple[str, str]
   tau_t = Table("relative_robustness", "Relative robustness tau = acc_OOD(with) - "
                 "acc_OOD(without) (percentage points)", cols, rows, {}, fmt="pp",
                 better="max", row_header="pair (with => without)")
+  sources = sorted({sr.fit_source for sr in shifts if sr.fit is not None})
   drho_t = Table("relative_effective_robustness", "Change in effective robustness, "
-                 "rho(with) - rho(without) (percentage points)", cols, rows, {}, fmt="pp",
-                 better="max", row_header="pair (with => without)")
+                 "rho(with) - rho(without) (percentage points; baseline: "
+                 + (", ".join(SOURCE_TEXT[s] for s in sources) or "none") + ")", cols,
+                 rows, {}, fmt="pp", better="max", row_header="pair (with => without)")
   resolved = {}
   for (a, b), row in zip(pairs, rows):
     for sr in shifts:
