@@ -1121,12 +1121,15 @@ def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
 
 
 def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
-  """Decodes image bytes to RGB and reports the original colour mode.
+  """Decodes image bytes to RGB as RoZ's ``cv2.imread`` did, and reports the mode.
 
-  RGB and grayscale JPEGs (almost all of ImageNet) are decoded with OpenCV, as
-  RoZ's cv2.imread did (EXIF orientation ignored, as PIL does); every other
-  file and mode (CMYK, palette, alpha, PNG, ...) with PIL ``.convert('RGB')``
-  as the pipeline does.
+  JPEGs (all of ImageNet; RGB, grayscale and CMYK) are decoded with OpenCV's
+  ``IMREAD_COLOR``, as ``cv2.imread``: the EXIF orientation is applied, grayscale is
+  replicated, and CMYK is converted as OpenCV 4's ``icvCvt_CMYK2BGR_8u_C4C3R`` does
+  (``c' = k - ((255 - c) k >> 8)`` on libjpeg's Adobe-inverted values, which differs
+  from PIL's ``convert('RGB')`` by +-1 at most pixels; tested against that formula).
+  Other files (PNG, palette, alpha, ...) go through PIL ``.convert('RGB')`` as the
+  pipeline does.
 
   Returns:
     (uint8 (H, W, 3) RGB, original PIL mode such as 'RGB', 'L', 'CMYK', 'P').
@@ -1134,10 +1137,9 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   with Image.open(io.BytesIO(data)) as im:
     mode, fmt = im.mode, im.format
-    if fmt != "JPEG" or mode not in ("RGB", "L"):
+    if fmt != "JPEG" or mode not in ("RGB", "L", "CMYK"):
       return np.asarray(im.convert("RGB")), mode
-  bgr = cv2.imdecode(np.frombuffer(data, np.uint8),
-                     cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   if bgr is None:
     raise TypographicError("OpenCV could not decode a JPEG that PIL opened")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mode
