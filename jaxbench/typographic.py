@@ -15,8 +15,8 @@ Sources (``--src``):
 Output (``--dst``):
   * ``<variant>/<class folder>/<name>.JPEG|.png``: one image folder per
     variant (ImageNet: the source's wnid folders and file names, JPEG quality
-    95 as RoZ's cv2.imwrite; CIFAR-10-T: class-name folders, lossless PNG at
-    32x32, or RoZ's 960x720 JPEG figures for variant 'roz_matplotlib');
+    95 as RoZ's cv2.imwrite; CIFAR-10-T: class-name folders, RoZ's 960x720 JPEG
+    figures at quality 95 by default, lossless PNG at 32x32 for variant 'on_image');
   * ``manifest.jsonl``: one line per (variant, source image): id, source id,
     file, true label, written label, text, placements, box, ink boxes, source
     mode and size, or ``skipped`` with the reason;

@@ -41,14 +41,15 @@ streams, not a global unseeded NumPy state, so a set is reproducible byte for by
 (RoZ's own record reproduces its labels exactly, :mod:`jaxbench.typographic`).
 
 CIFAR-10-T: RoZ draws with matplotlib and saves the whole 960x720 figure (axes,
-ticks, white margins) as the dataset image. The default here writes the 10
-CIFAR names 4 times onto the 32x32 image itself: text is rasterised on an
-8x supersampled canvas and area-averaged back (anti-aliased), then alpha
-composited, so pixels away from the text keep their exact values. The
-``renderer='roz_matplotlib'`` option reproduces RoZ's figure rendering (the
-JPEG bytes equal ``plt.savefig``'s, tested; 'Times New Roman' falls back to
-matplotlib's default face where it is not installed, and the resolved font
-file is recorded).
+ticks, white margins) as the dataset image. That is the default here too
+(``renderer='roz_matplotlib'``; the JPEG bytes equal ``plt.savefig``'s at quality
+95, the ``savefig.jpeg_quality`` of the matplotlib RoZ pinned, tested; 'Times New
+Roman' falls back to matplotlib's default face where it is not installed, and the
+resolved font file is recorded). The ``'on_image'`` preset writes the 10 CIFAR names
+4 times onto the 32x32 image itself instead: text is rasterised on an 8x
+supersampled canvas and area-averaged back (anti-aliased), then alpha composited,
+so pixels away from the text keep their exact values; the on-the-fly shift, which
+must keep the image size, uses it.
 
 Variants beyond RoZ (fields of :class:`Variant`): number of placements, font
 and scale, colour, outline, position policy ('random', 'centered', 'large' =
@@ -260,6 +261,10 @@ class Variant:
       bad("word", self.word, "a non-empty word exactly when text='fixed'")
     if self.renderer not in RENDERERS:
       bad("renderer", self.renderer, f"one of {RENDERERS}")
+    if self.renderer == "roz_matplotlib" and (self.policy != "random" or self.outline):
+      bad("renderer", self.renderer, "'opencv' with policy "
+          f"{self.policy!r} / outline {self.outline} (RoZ's figures place text randomly, "
+          "without outline)")
 
   def replace(self, **kw) -> "Variant":
     return dataclasses.replace(self, **kw)
@@ -273,7 +278,8 @@ class Variant:
 # after the bicubic upsampling to 224 px that models apply.
 KIND_DEFAULTS = {
     "imagenet_t": Variant(),
-    "cifar10_t": Variant(count=4, scale=1.25, thickness=7, measure_thickness=8, supersample=8),
+    "cifar10_t": Variant(count=4, scale=1.25, thickness=7, measure_thickness=8, supersample=8,
+                         renderer="roz_matplotlib"),
 }
 
 # Named presets (variant specs without arguments), applied over the kind defaults.
@@ -281,12 +287,14 @@ PRESETS = {
     "roz": {},
     "strict": {"overlap": "boxes", "max_tries": 1000, "label_loop": "uniform"},
     "roz_matplotlib": {"renderer": "roz_matplotlib"},
+    "on_image": {"renderer": "opencv"},
     "true_class": {"text": "true_class"},
     "random_word": {"text": "random_word"},
     "random_class": {"text": "random_class"},
-    "centered": {"policy": "centered", "count": 1},
-    "large": {"policy": "large", "count": 1},
-    "outline": {"outline": 1, "outline_color": (0, 0, 0)},
+    # Only the opencv renderer places text by policy or draws outlines.
+    "centered": {"policy": "centered", "count": 1, "renderer": "opencv"},
+    "large": {"policy": "large", "count": 1, "renderer": "opencv"},
+    "outline": {"outline": 1, "outline_color": (0, 0, 0), "renderer": "opencv"},
 }
 
 
@@ -1035,6 +1043,9 @@ class TypographicShift:
         v = v.replace(**fields)
       except TypeError as e:
         raise TypographicError(f"typographic shift: {e}") from e
+    if v.renderer == "roz_matplotlib" and "renderer" not in fields and \
+        "roz_matplotlib" not in variant:
+      v = v.replace(renderer="opencv")   # the kind default; on the fly: on the image
     kwargs = {"kind": kind, "variant": variant, **fields}
     if on_skip != "raise":
       kwargs["on_skip"] = on_skip
@@ -1095,10 +1106,10 @@ def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
   Args:
     image: uint8 (H, W, 3) RGB.
     fmt: 'jpeg' (OpenCV, as RoZ's cv2.imwrite; quality 95 is its default),
-      'png' (lossless) or 'jpeg_matplotlib' (PIL at quality 75 with 150 dpi
-      metadata: the bytes ``plt.savefig(..., dpi=150)`` writes for RoZ's
-      CIFAR-10-T figures).
-    quality: JPEG quality for 'jpeg'.
+      'png' (lossless) or 'jpeg_matplotlib' (PIL with 150 dpi metadata: the bytes
+      ``plt.savefig(..., dpi=150)`` writes for RoZ's CIFAR-10-T figures; RoZ's
+      matplotlib saved at ``savefig.jpeg_quality`` 95, today's at PIL's 75).
+    quality: JPEG quality for 'jpeg' and 'jpeg_matplotlib' (default 95, RoZ's).
 
   Returns:
     the encoded file bytes.
@@ -1106,7 +1117,7 @@ def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
   if fmt == "jpeg_matplotlib":
     from PIL import Image  # pylint: disable=g-import-not-at-top
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="jpeg", dpi=(150, 150))
+    Image.fromarray(image).save(buf, format="jpeg", dpi=(150, 150), quality=int(quality))
     return buf.getvalue()
   bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
   if fmt == "jpeg":

@@ -191,7 +191,7 @@ def test_text_pixels_are_where_the_manifest_says():
 
 def test_supersampled_cifar_text_keeps_other_pixels():
   img = _photo(32, 32, seed=3)
-  v = typo.KIND_DEFAULTS["cifar10_t"]
+  _, v = typo.parse_variant("on_image", "cifar10_t")     # the 32x32 rendering
   for i in range(6):
     r = _render(img, v, CIFAR, 2, eid=str(i))
     assert not r.skipped and r.image.shape == (32, 32, 3) and len(r.placements) == 4
@@ -293,9 +293,14 @@ def test_roz_matplotlib_matches_pyplot_savefig():
   for x, y in r.placements:
     plt.text(x, y, r.text, fontdict={"color": "white", "size": 20, "family": "Times New Roman"})
   buf = io.BytesIO()
-  plt.savefig(buf, format="jpeg", pad_inches=0, dpi=150)
+  # RoZ's pinned matplotlib saved JPEGs at rcParams['savefig.jpeg_quality'] = 95;
+  # today's matplotlib takes it as pil_kwargs.
+  plt.savefig(buf, format="jpeg", pad_inches=0, dpi=150, pil_kwargs={"quality": 95})
   plt.close("all")
   assert typo.encode(r.image, "jpeg_matplotlib") == buf.getvalue()
+  # It is CIFAR-10-T's default rendering.
+  assert typo.KIND_DEFAULTS["cifar10_t"].renderer == "roz_matplotlib"
+  assert typo.parse_variant("roz", "cifar10_t")[1] == v
 
 
 # --- on-the-fly shift -----------------------------------------------------------------

@@ -179,7 +179,7 @@ def test_config_generates_reloads_and_scores_both_sets(srcs):
   assert cifar.num_classes == 10 and cifar.class_names[1] == "automobile"
   assert cifar.model_label_space == "cifar10" and len(cifar) == 16
   img = Image.open(io.BytesIO(cifar.source[0]["image_bytes"]))
-  assert img.size == (32, 32) and img.format == "PNG"
+  assert img.size == (960, 720) and img.format == "JPEG"   # RoZ's figures, the default
   for es in sets:
     table = ts.example_table(es)
     ids = sorted(table)
