@@ -924,7 +924,8 @@ def _scaled(v, k):
 
 
 def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Optional[int],
-           label_rng: np.random.Generator, place_rng: np.random.Generator) -> Rendered:
+           label_rng: np.random.Generator, place_rng: np.random.Generator,
+           written_label: Optional[int] = None) -> Rendered:
   """Writes the variant's text on one image.
 
   Args:
@@ -935,6 +936,7 @@ def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Option
     label: true class or None (label-free text modes only).
     label_rng: the example's label stream (chooses the word).
     place_rng: the example's placement stream.
+    written_label: write this class instead of choosing (RoZ's published record).
 
   Returns:
     a :class:`Rendered`.
@@ -945,10 +947,15 @@ def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Option
         f"image must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}; convert "
         "grayscale/RGBA/CMYK sources with PIL .convert('RGB') first")
   k = variant.supersample
-  text, written = choose_text(variant, vocab, label, label_rng,
-                              fits=functools.partial(_fits, variant=variant,
-                                                     height=image.shape[0] * k,
-                                                     width=image.shape[1] * k))
+  if written_label is not None:
+    if not 0 <= written_label < vocab.num_classes:
+      raise TypographicError(f"written label {written_label} outside 0..{vocab.num_classes - 1}")
+    text, written = vocab.words[written_label], int(written_label)
+  else:
+    text, written = choose_text(variant, vocab, label, label_rng,
+                                fits=functools.partial(_fits, variant=variant,
+                                                       height=image.shape[0] * k,
+                                                       width=image.shape[1] * k))
   if variant.renderer == "roz_matplotlib":
     origins = roz_matplotlib_origins(text, place_rng, variant.count, variant.max_tries)
     if origins is None:
