@@ -81,6 +81,7 @@ class ShiftResult:
   rhos: dict = dataclasses.field(default_factory=dict)
   messages: dict = dataclasses.field(default_factory=dict)
   user_models: list = dataclasses.field(default_factory=list)   # [(label, kind)]
+  figure: bool = True            # False: tables only (per-corruption columns)
 
 
 def _slug(s: str) -> str:
@@ -256,6 +257,35 @@ def _corruption_shifts(rs: ResultSet, kinds: dict, baseline: str, notes: list,
     _choose_fit(sr, kinds, baseline, testbed_fits, allowed)
     _score(sr)
     out.append(sr)
+    if family in ("imagenet_c", "imagenet2012_corrupted"):
+      out += _per_corruption_shifts(rs, family, fam, kinds, baseline, allowed, testbed_fits)
+  return out
+
+
+def _per_corruption_shifts(rs, family, fam, kinds, baseline, allowed, testbed_fits) -> list:
+  """ImageNet-C (released JPEGs) per corruption, mean of its 5 severities, against the
+  testbed's per-corruption on-disk fit; tables only (no figure per corruption)."""
+  out = []
+  present = {c for cells in fam["cells"].values() for c, _ in cells}
+  for c in [c for c in testbed.CORRUPTIONS if c in present]:
+    sr = ShiftResult(_slug(f"{family}_{c}"), f"{family}: {c} (mean of 5 severities)",
+                     f"{family}_{c}", f"{fam['clean']} top1", f"{family} {c} top1", {}, {},
+                     figure=False)
+    for label, cells in fam["cells"].items():
+      accs = [cells.get((c, s)) for s in range(1, 6)]
+      if all(a is None for a in accs):
+        continue
+      x = collect.clean_value(rs, label, fam["clean"])
+      if any(a is None for a in accs):
+        sr.missing[label] = f"{c}: has {sum(a is not None for a in accs)} of 5 severities"
+      elif x is None:
+        sr.missing[label] = f"no clean top1 row on {fam['clean']} (the ID axis)"
+      else:
+        sr.points[label] = (x, sum(accs) / 5)
+    sr.testbed_key = f"imagenet_c.{c}.on-disk"
+    _choose_fit(sr, kinds, baseline, testbed_fits, allowed)
+    _score(sr)
+    out.append(sr)
   return out
 
 
@@ -389,7 +419,7 @@ def effective_figures(shifts: list, kinds: dict, background: bool = True) -> lis
   out = []
   styles = testbed.type_colors()
   for sr in shifts:
-    if not sr.points:
+    if not sr.points or not sr.figure:
       continue
     used = set(sr.fit.baselines) if sr.fit is not None and sr.fit_source == "user" else set()
     pts = [(l, kinds.get(l, "unknown"), x, y, l in used) for l, (x, y) in sr.points.items()]

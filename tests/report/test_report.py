@@ -558,3 +558,26 @@ def test_command_line(tmp_path):
                         f"--workdir={tmp_path / 'none'}"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
   assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_imagenet_c_per_corruption_against_the_testbed_fit(full):
+  _, rep = full
+  by = {s.name: s for s in rep.shifts}
+  fog = by["imagenet_c_fog"]
+  assert fog.testbed_key == "imagenet_c.fog.on-disk" and not fog.figure
+  (a, b), = rb.load_testbed_fits()["imagenet_c.fog.on-disk"].lines
+  ci = CORR.index("fog")
+  y = np.mean([0.7 - 0.1 * s + 0.01 * ci for s in range(1, 6)])
+  x = sig(SUP["resnet50_tv"])
+  assert fog.points["resnet50_tv"] == pytest.approx((x, y), abs=1e-12)
+  assert fog.rhos["testbed"]["resnet50_tv"] == pytest.approx(
+      y - sig(a * math.log(x / (1 - x)) + b), abs=1e-12)
+  # clip_rn50 has fog only: it is scored on fog, and missing from the family mean.
+  assert fog.points["clip_rn50"] == pytest.approx((0.6, 0.35), abs=1e-12)
+  assert "clip_rn50" in by["imagenet_c_mean"].missing
+  # The family mean is over 15 corruptions, the testbed's over 19: no testbed fit.
+  mean = by["imagenet_c_mean"]
+  assert "testbed" not in mean.fits and "19 corruptions" in mean.messages["testbed"]
+  t = table(rep, "effective_robustness_testbed")
+  assert t.get("resnet50_tv", fog.title) == pytest.approx(fog.rhos["testbed"]["resnet50_tv"])
+  assert not any(f.name == "effrob_imagenet_c_fog" for f in rep.figures)
