@@ -581,3 +581,58 @@ def test_imagenet_c_per_corruption_against_the_testbed_fit(full):
   t = table(rep, "effective_robustness_testbed")
   assert t.get("resnet50_tv", fog.title) == pytest.approx(fog.rhos["testbed"]["resnet50_tv"])
   assert not any(f.name == "effrob_imagenet_c_fog" for f in rep.figures)
+
+
+def test_testbed_accuracies_as_results_reproduce_the_testbed_rule(tmp_path):
+  """Issue 18: the testbed's own accuracies for RoZ's models, fed as results rows, get
+  the testbed-rule effective robustness on every natural shift in the default report,
+  even with >= 3 supervised models present (which used to replace the testbed fit)."""
+  from jaxbench.report import fit_coefficients as fc
+  names, cols = fc.read_testbed()
+  models = {"clip_rn50": "resnet50_clip_zeroshot", "clip_vit_b32": "vit_b_32_clip_zeroshot",
+            "resnet50_tv": "resnet50", "resnet101_tv": "resnet101",
+            "timm:efficientnet_b3": "efficientnet-b3", "timm:vit_base_patch32_384":
+            "vit_base_patch32_384"}
+  rows_of = {  # jaxbench (dataset, metric) -> testbed column
+      ("imagenet", "top1"): "val",
+      ("imagenet_v2", "top1"): "imagenetv2-matched-frequency-format-val",
+      ("imagenet_sketch", "top1"): "imagenet-sketch",
+      ("stylized_imagenet", "top1"): "stylized_imagenet",
+      ("imagenet_val_on_r_classes", "top1"): "val-on-imagenet-r-classes",
+      ("imagenet_r", "top1"): "imagenet-r",
+      ("imagenet_val_on_a_classes", "top1"): "val-on-imagenet-a-classes",
+      ("imagenet_a", "top1"): "imagenet-a",
+      ("imagenet_val_on_objectnet_classes", "top1"): "val-on-objectnet-classes",
+      ("objectnet", "top1"): "objectnet-1.0-beta",
+      ("imagenet_vid_robust", "pm0"): "imagenet-vid-robust_pm0",
+      ("imagenet_vid_robust", "pm10"): "imagenet-vid-robust_pm10",
+      ("ytbb_robust", "pm0"): "ytbb-robust_pm0",
+      ("ytbb_robust", "pm10"): "ytbb-robust_pm10"}
+  r = Rows()
+  for label, tb in models.items():
+    i = names.index(tb)
+    for (ds, metric), col in rows_of.items():
+      if np.isfinite(cols[col][i]):
+        r.add(label, ds, metric, float(cols[col][i]) / 100)
+  rep = write_report(r.write(tmp_path / "wd"), str(tmp_path / "out"))
+  fits = rb.load_testbed_fits()
+  checked = 0
+  for sr in rep.shifts:
+    if not sr.testbed_key:
+      continue
+    assert sr.fit_source == "testbed" and "user" in sr.fits   # 4 supervised models
+    xc, yc, _ = fc.SHIFT_COLUMNS[sr.testbed_key]
+    for label, tb in models.items():
+      i = names.index(tb)
+      if label not in sr.points:
+        continue
+      x, y = cols[xc][i] / 100, cols[yc][i] / 100
+      assert sr.points[label] == pytest.approx((x, y), abs=1e-12)
+      want = y - float(fits[sr.testbed_key].beta(x))
+      assert 100 * abs(sr.rho[label] - want) < 0.1 and sr.rho[label] == pytest.approx(want)
+      checked += 1
+  assert checked >= 40
+  (obj,) = [s for s in rep.shifts if s.name == "objectnet"]
+  assert 100 * obj.rho["clip_rn50"] == pytest.approx(17.85, abs=0.05)
+  # The fit over the user's four supervised models is a different number, shown apart.
+  assert abs(100 * obj.rhos["user"]["clip_rn50"] - 17.85) > 1
