@@ -41,6 +41,7 @@ Run ``python -m jaxbench.report.fit_coefficients`` to regenerate the JSON;
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import sys
@@ -124,9 +125,17 @@ SHIFT_COLUMNS = _shift_columns()
 def read_testbed(path: str = CSV_FILE) -> tuple[list[str], dict[str, np.ndarray]]:
   """The testbed CSV as (model names, {column: (M,) float64 percent, NaN = missing}).
 
+  Parsed once per path (the report asks for it per shift); the arrays are read-only.
+
   Raises:
     ValueError: a cell is neither empty nor a number (names file, row and column).
   """
+  names, cols = _read_testbed(os.path.abspath(path))
+  return list(names), dict(cols)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_testbed(path: str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
   with open(path, newline="") as f:
     reader = csv.reader(f)
     header = next(reader)
@@ -144,7 +153,9 @@ def read_testbed(path: str = CSV_FILE) -> tuple[list[str], dict[str, np.ndarray]
   data = np.asarray(rows, np.float64)
   cols = {c: data[:, j] for j, c in enumerate(header[1:])}
   cols.update(derived_columns(cols))
-  return names, cols
+  for v in cols.values():
+    v.flags.writeable = False
+  return tuple(names), cols
 
 
 def derived_columns(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
