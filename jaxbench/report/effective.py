@@ -417,7 +417,6 @@ def effective_figures(shifts: list, kinds: dict, background: bool = True) -> lis
       has a testbed fit.
   """
   out = []
-  styles = testbed.type_colors()
   for sr in shifts:
     if not sr.points or not sr.figure:
       continue
@@ -433,7 +432,9 @@ def effective_figures(shifts: list, kinds: dict, background: bool = True) -> lis
           sr.testbed_key, sr.fit)
     out.append(figures.effective_robustness_figure(
         f"effrob_{sr.name}", f"Effective robustness: {sr.title}", sr.x_desc, sr.y_desc,
-        pts, sr.fit, fit_label, background=back, type_styles=styles, band=band))
+        pts, sr.fit, fit_label, background=back,
+        type_styles=testbed.type_colors(nat=sr.testbed_key in testbed.NAT_TYPE_SHIFTS),
+        band=band))
   return out
 
 

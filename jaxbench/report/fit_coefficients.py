@@ -181,16 +181,24 @@ def derived_columns(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return out
 
 
-def read_model_types(path: str = TYPES_FILE) -> dict[str, str]:
-  """{model name: ModelTypes member name} (e.g. 'STANDARD', 'MORE_DATA')."""
-  with open(path) as f:
-    return dict(json.load(f)["model_types"])
+# Shifts whose testbed figure colours models by NatModelTypes (Lp-adversarial merged
+# into 'Robustness intervention'): paper_nat_shift_imagenetv2, paper_objectnet,
+# paper_imagenet_a. The others use ModelTypes.
+NAT_TYPE_SHIFTS = ("imagenet_v2", "imagenet_v2_threshold0.7", "imagenet_v2_top_images",
+                   "objectnet", "imagenet_a")
 
 
-def type_colors(path: str = TYPES_FILE) -> dict[str, tuple[str, str]]:
-  """{ModelTypes member name: (legend label, matplotlib colour)} as the testbed draws."""
+def read_model_types(path: str = TYPES_FILE, nat: bool = False) -> dict[str, str]:
+  """{model name: ModelTypes (or NatModelTypes) member name}, e.g. 'STANDARD'."""
   with open(path) as f:
-    return {k: tuple(v) for k, v in json.load(f)["colors"]["model_types"].items()}
+    return dict(json.load(f)["nat_model_types" if nat else "model_types"])
+
+
+def type_colors(path: str = TYPES_FILE, nat: bool = False) -> dict[str, tuple[str, str]]:
+  """{type member name: (legend label, matplotlib colour)} as the testbed draws."""
+  with open(path) as f:
+    return {k: tuple(v) for k, v in
+            json.load(f)["colors"]["nat_model_types" if nat else "model_types"].items()}
 
 
 def is_line_fit_model(name: str, mtype: str) -> bool:
@@ -237,12 +245,14 @@ def line_fit_points(shift: str, names=None, cols=None, types=None):
 def plotted_points(shift: str, names=None, cols=None, types=None):
   """[(model, type, x, y)] percent of the testbed models its figure shows for ``shift``.
 
+  Types are the figure's: NatModelTypes for :data:`NAT_TYPE_SHIFTS`, else ModelTypes.
+
   The plot scripts' show_in_plot: no 'subsample' in the name, ``val >= 55`` and, for
   the shifts of :data:`FIGURE_THRESHOLDS`, their own x threshold instead.
   """
   if names is None:
     names, cols = read_testbed()
-  types = read_model_types() if types is None else types
+  types = read_model_types(nat=shift in NAT_TYPE_SHIFTS) if types is None else types
   col, low = FIGURE_THRESHOLDS.get(shift, ("val", 55.0))
   row = {n: i for i, n in enumerate(names)}
   return [(n, types[n], x, y) for n, x, y in shift_points(shift, names, cols)

@@ -298,6 +298,12 @@ def test_effective_figure_draws_the_testbed_models_band_and_identity(tmp_path):
   from matplotlib.colors import to_rgb
   assert colors["testbed: Standard training"] == pytest.approx(to_rgb("tab:blue"))
   assert colors["testbed: Trained with more data"] == pytest.approx(to_rgb("tab:green"))
+  # ObjectNet's testbed figure uses NatModelTypes: Lp-adversarial models are drawn as
+  # 'Robustness intervention' (brown), as the testbed's paper_objectnet.py does.
+  assert colors["testbed: Robustness intervention"] == pytest.approx(to_rgb("tab:brown"))
+  assert "testbed: Lp adversarially robust" not in colors
+  assert dict((n, t) for t, v in back.items() for n, _, _ in v)[
+      "resnet50_l2_eps3_robust"] == "ROBUST_INTV"
   # The user's model sits in front of the testbed's points.
   zs = {c.get_label(): c.get_zorder() for c in f.figure.axes[0].collections}
   assert zs["zero-shot"] > zs["testbed: Standard training"]
