@@ -362,21 +362,24 @@ def effective_tables(shifts: list, baseline: str = "testbed",
           " / ".join(f"{100 * p:.2f}%" for p in f.pivots) if f.pivots else "none")
   fit_t.notes = [f"{sr.title}: {sr.message}" for sr in shifts if sr.message]
   fit_t.notes += sorted({n for sr in shifts for f in sr.fits.values() for n in f.notes})
-  return [rho_t, alt_t, drop_t, fit_t, testbed_peer_table(shifts, models)]
+  return [rho_t, alt_t, drop_t, fit_t] + testbed_peer_table(shifts, models)
 
 
-def testbed_peer_table(shifts: list, rs_models: Optional[dict] = None) -> Table:
+def testbed_peer_table(shifts: list, rs_models: Optional[dict] = None) -> list[Table]:
   """The user's rows beside the testbed's published rows for RoZ's architectures.
 
   Rows: for each architecture of :data:`TESTBED_PEERS`, every user model whose spec
-  matches the alias, then the testbed's row ('testbed: <name>'). Cells: effective
-  robustness under the testbed baseline, percentage points; the testbed rows are the
-  published accuracies scored by the same fit.
+  matches the alias, then the testbed's row ('testbed: <name>').
+
+  Returns:
+    [effective robustness under the testbed baseline (points), accuracies: '<shift>
+     ID' and '<shift> OOD' columns (percent)]; the testbed rows are its published
+    accuracies, scored by the same fit.
   """
   names, cols = testbed.read_testbed()
   row_of = {n: i for i, n in enumerate(names)}
   shifts = [sr for sr in shifts if "testbed" in sr.fits]
-  rows, values, notes = [], {}, []
+  rows, values, accs = [], {}, {}
   labels = []
   for sr in shifts:
     labels += [l for l in sr.points if l not in labels]
@@ -395,16 +398,24 @@ def testbed_peer_table(shifts: list, rs_models: Optional[dict] = None) -> Table:
       if np.isfinite(x) and np.isfinite(y):
         values[(tb_row, sr.title)] = float(robustness.effective_robustness(
             sr.fits["testbed"], x / 100, y / 100))
+        accs[(tb_row, f"{sr.title} ID")] = float(x) / 100
+        accs[(tb_row, f"{sr.title} OOD")] = float(y) / 100
   for sr in shifts:
     for l in rows:
       if l in sr.rhos.get("testbed", {}):
         values[(l, sr.title)] = sr.rhos["testbed"][l]
-  notes.append(f"testbed rows: published accuracies of robustness_top1s.csv @ "
-               f"{testbed.COMMIT[:7]} ({', '.join(f'{a} = {p}' for a, p in TESTBED_PEERS.items())})")
-  return Table("effective_robustness_vs_testbed", "Your models beside the testbed's "
-               "published rows (effective robustness, testbed baseline, percentage points)",
-               [sr.title for sr in shifts], rows, values, fmt="pp", better=None,
-               notes=notes, list_missing=False)
+      if l in sr.points:
+        accs[(l, f"{sr.title} ID")], accs[(l, f"{sr.title} OOD")] = sr.points[l]
+  notes = [f"testbed rows: published accuracies of robustness_top1s.csv @ "
+           f"{testbed.COMMIT[:7]} ({', '.join(f'{a} = {p}' for a, p in TESTBED_PEERS.items())})"]
+  return [Table("effective_robustness_vs_testbed", "Your models beside the testbed's "
+                "published rows (effective robustness, testbed baseline, percentage points)",
+                [sr.title for sr in shifts], rows, values, fmt="pp", better=None,
+                notes=list(notes), list_missing=False),
+          Table("accuracy_vs_testbed", "Your models beside the testbed's published rows "
+                "(top-1 %, ID and OOD axis of each shift)",
+                [f"{sr.title} {a}" for sr in shifts for a in ("ID", "OOD")], rows, accs,
+                fmt="pct", better=None, notes=list(notes), list_missing=False)]
 
 
 def effective_figures(shifts: list, kinds: dict, background: bool = True) -> list:

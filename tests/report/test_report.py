@@ -261,6 +261,11 @@ def test_testbed_baseline_is_default_and_user_fit_is_a_labelled_second_table(tmp
   x, y = cols["val"][i] / 100, cols["imagenetv2-matched-frequency-format-val"][i] / 100
   assert peers.get("testbed: resnet50_clip_zeroshot", "ImageNetV2") == pytest.approx(
       y - sig(a * math.log(x / (1 - x)) + b), abs=1e-12)
+  accs = table(rep, "accuracy_vs_testbed")
+  assert accs.get("testbed: resnet50_clip_zeroshot", "ImageNetV2 OOD") == pytest.approx(y)
+  assert accs.get("testbed: resnet50_clip_zeroshot", "ImageNetV2 ID") == pytest.approx(x)
+  assert accs.get("clip_rn50", "ImageNetV2 ID") == pytest.approx(0.5981)
+  assert accs.rows == peers.rows
   # The user baseline as primary, on request; too few models: a named message.
   rep = write_report(wd, str(tmp_path / "user"), baseline="user")
   (v2,) = rep.shifts
