@@ -15,8 +15,8 @@ Sources (``--src``):
 Output (``--dst``):
   * ``<variant>/<class folder>/<name>.JPEG|.png``: one image folder per
     variant (ImageNet: the source's wnid folders and file names, JPEG quality
-    95 as RoZ's cv2.imwrite; CIFAR-10-T: class-name folders, lossless PNG at
-    32x32, or RoZ's 960x720 JPEG figures for variant 'roz_matplotlib');
+    95 as RoZ's cv2.imwrite; CIFAR-10-T: class-name folders, RoZ's 960x720 JPEG
+    figures at quality 95 by default, lossless PNG at 32x32 for variant 'on_image');
   * ``manifest.jsonl``: one line per (variant, source image): id, source id,
     file, true label, written label, text, placements, box, ink boxes, source
     mode and size, or ``skipped`` with the reason;
@@ -24,6 +24,15 @@ Output (``--dst``):
     source's path and digest, counts (written, skipped by reason, converted
     colour modes) and ``complete``. Written first with ``complete: false`` and
     rewritten at the end.
+
+RoZ's own sets (``--roz_record``): RoZ published which class it wrote on each image,
+``imgNet_record.pickle`` ({ImageNet val file name: written class index}; images it
+skipped are absent) and ``cifar10_record.pickle`` ([(true class, written class)] in
+test-set order). :func:`read_roz_record` reads them with an unpickler that builds
+only dicts, lists, tuples, strings and ints and refuses any other object (a pickle
+can run code on load); with a record the 'other_class' variants write exactly RoZ's
+class on exactly RoZ's images (others: skipped 'not_in_roz_record'), so the set's
+labels are RoZ's. Positions are drawn as usual (RoZ did not record them).
 
 A second run with the same settings is a no-op; an interrupted run is redone
 (generation is deterministic, files are replaced atomically). A ``--dst``
@@ -37,6 +46,7 @@ import functools
 import hashlib
 import json
 import os
+import pickle
 import sys
 import time
 from typing import Callable, Optional, Sequence
@@ -184,6 +194,68 @@ def load_item(item: Item, src: str) -> tuple[np.ndarray, str]:
 # Generation.
 
 
+class _PlainUnpickler(pickle.Unpickler):
+  """Builds only the pickle protocol's own containers and scalars; no globals."""
+
+  def find_class(self, module, name):
+    raise typo.TypographicError(
+        f"{self.path}: refuses to load {module}.{name}: a RoZ record holds only "
+        "dicts, lists, tuples, strings and ints")
+
+  def persistent_load(self, pid):
+    raise typo.TypographicError(f"{self.path}: refuses persistent id {pid!r}")
+
+
+def _plain(obj, path: str, where: str = "record"):
+  if isinstance(obj, bool) or not isinstance(obj, (dict, list, tuple, str, int)):
+    raise typo.TypographicError(f"{path}: {where} is a {type(obj).__name__}; a RoZ record "
+                                "holds only dicts, lists, tuples, strings and ints")
+  if isinstance(obj, dict):
+    for k, v in obj.items():
+      _plain(k, path, f"{where} key"), _plain(v, path, f"{where}[{k!r}]")
+  elif isinstance(obj, (list, tuple)):
+    for i, v in enumerate(obj):
+      _plain(v, path, f"{where}[{i}]")
+
+
+def read_roz_record(path: str, kind: str) -> dict:
+  """RoZ's published record as {example id or file name: (true label or None, written)}.
+
+  Args:
+    path: ``imgNet_record.pickle`` (kind 'imagenet_t': {file name: written class};
+      keys are matched to source file names) or ``cifar10_record.pickle`` (kind
+      'cifar10_t': [(true, written)]; keys 'test_%05d' as the CIFAR binary source).
+    kind: 'imagenet_t' or 'cifar10_t'.
+
+  Raises:
+    TypographicError: the file holds anything but the plain types (no object is
+      built: globals are refused before construction), or the wrong structure.
+  """
+  with open(path, "rb") as f:
+    up = _PlainUnpickler(f)
+    up.path = path
+    try:
+      obj = up.load()
+    except typo.TypographicError:
+      raise
+    except Exception as e:  # truncated or not a pickle
+      raise typo.TypographicError(f"{path}: not a readable pickle ({e})") from e
+  _plain(obj, path)
+  k = typo.vocabulary(kind).num_classes
+  if kind == "imagenet_t":
+    if not isinstance(obj, dict) or not all(
+        isinstance(n, str) and isinstance(c, int) and 0 <= c < k for n, c in obj.items()):
+      raise typo.TypographicError(f"{path}: expected {{image file name: class index "
+                                  f"0..{k - 1}}} (imgNet_record.pickle)")
+    return {n: (None, c) for n, c in obj.items()}
+  if not isinstance(obj, (list, tuple)) or not all(
+      isinstance(t, (list, tuple)) and len(t) == 2 and all(0 <= v < k for v in t)
+      for t in obj):
+    raise typo.TypographicError(f"{path}: expected [(true class, written class)] with "
+                                f"classes 0..{k - 1} (cifar10_record.pickle)")
+  return {f"test_{i:05d}": (int(t), int(w)) for i, (t, w) in enumerate(obj)}
+
+
 @dataclasses.dataclass(frozen=True)
 class _Job:
   """Everything one worker needs to write one source example (picklable)."""
@@ -195,6 +267,7 @@ class _Job:
   items: tuple[Item, ...]
   fmts: tuple[str, ...]
   jpeg_quality: int
+  record: Optional[dict] = None      # read_roz_record's output, or None
 
   def __call__(self, index: int) -> list[dict]:
     item = self.items[index]
@@ -206,11 +279,25 @@ class _Job:
       return [dict(base, id=f"{name}/{item.id}", variant=name, skipped="decode_error",
                    error=str(e)) for name, _ in self.variants]
     lines = []
+    entry = None
+    if self.record is not None:
+      entry = self.record.get(item.id.split("/")[-1] if self.kind == "imagenet_t" else item.id)
+      if entry is not None and entry[0] is not None and entry[0] != item.label:
+        raise SourceError(f"{item.id}: RoZ's record says true class {entry[0]}, the source "
+                          f"{item.label}; not the source RoZ used")
     for (name, variant), fmt in zip(self.variants, self.fmts):
+      forced = None
+      if self.record is not None and variant.text == "other_class":
+        if entry is None:
+          lines.append(dict(base, id=f"{name}/{item.id}", variant=name, source_mode=mode,
+                            source_size=[int(image.shape[1]), int(image.shape[0])],
+                            skipped="not_in_roz_record"))
+          continue
+        forced = entry[1]
       # Fresh streams per variant: every variant sees the same draws (paired).
       rend = typo.render(image, variant, vocab, item.label,
                          typo.example_rng(self.seed, item.id, "label"),
-                         typo.example_rng(self.seed, item.id, "place"))
+                         typo.example_rng(self.seed, item.id, "place"), written_label=forced)
       line = dict(base, id=f"{name}/{item.id}", variant=name, source_mode=mode,
                   source_size=[int(image.shape[1]), int(image.shape[0])],
                   **rend.manifest_fields())
@@ -308,7 +395,8 @@ def _check_dst(dst: str, header: dict) -> bool:
 def generate(src: str, dst: str, kind: str, seed: int = 0,
              variants: Sequence[str] = ("roz",), workers: int = 0, max_examples: int = -1,
              image_format: str = "auto", jpeg_quality: int = 95,
-             log: Optional[Callable[[str], None]] = print) -> dict:
+             log: Optional[Callable[[str], None]] = print,
+             roz_record: Optional[str] = None) -> dict:
   """Generates a typographic set (no-op when ``dst`` already holds it).
 
   Args:
@@ -323,6 +411,8 @@ def generate(src: str, dst: str, kind: str, seed: int = 0,
     image_format: 'auto' (ImageNet JPEG, CIFAR PNG), 'jpeg' or 'png'.
     jpeg_quality: OpenCV JPEG quality (RoZ: cv2.imwrite default 95).
     log: progress printer or None.
+    roz_record: RoZ's imgNet_record.pickle / cifar10_record.pickle: the
+      'other_class' variants write RoZ's class on RoZ's images (module docstring).
 
   Returns:
     the dataset.json header (counts included) plus, when it generated,
@@ -349,6 +439,13 @@ def generate(src: str, dst: str, kind: str, seed: int = 0,
                         "file (same name, different extension); rename one")
     stems[key] = it.id
   fmts = [_default_format(kind, v, image_format) for _, v in parsed]
+  record, record_info = None, None
+  if roz_record:
+    roz_record = os.path.abspath(os.path.expanduser(roz_record))
+    record = read_roz_record(roz_record, kind)
+    with open(roz_record, "rb") as f:
+      record_info = {"path": roz_record, "sha256": hashlib.sha256(f.read()).hexdigest(),
+                     "entries": len(record)}
   header = {
       "format": FORMAT, "kind": kind, "seed": seed, "source": src,
       "source_digest": _source_digest(items), "num_source": len(items),
@@ -358,6 +455,8 @@ def generate(src: str, dst: str, kind: str, seed: int = 0,
       "label_space": "imagenet1k" if kind == "imagenet_t" else "cifar10",
       "complete": False,
   }
+  if record_info:
+    header["roz_record"] = record_info
   # JSON round trip so tuples compare equal to what a reader loads.
   header = json.loads(json.dumps(header))
   if _check_dst(dst, header):
@@ -365,7 +464,8 @@ def generate(src: str, dst: str, kind: str, seed: int = 0,
     return read_header(dst)
   os.makedirs(dst, exist_ok=True)
   _write_json(os.path.join(dst, HEADER), header)
-  job = _Job(src, dst, kind, seed, tuple(parsed), tuple(items), tuple(fmts), jpeg_quality)
+  job = _Job(src, dst, kind, seed, tuple(parsed), tuple(items), tuple(fmts), jpeg_quality,
+             record)
   t0 = time.perf_counter()
   lines, first = _run(job, len(items), workers, log)
   lines.sort(key=lambda l: (names.index(l["variant"]), l["source_id"]))
@@ -449,7 +549,7 @@ def main(argv):
   try:
     generate(f.src, f.dst, f.kind, seed=f.seed, variants=f.variant or ["roz"],
              workers=f.workers, max_examples=f.max_examples, image_format=f.image_format,
-             jpeg_quality=f.jpeg_quality)
+             jpeg_quality=f.jpeg_quality, roz_record=f.roz_record)
   except typo.TypographicError as e:
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(1) from e
@@ -467,6 +567,8 @@ def _define_flags():
   flags.DEFINE_integer("max_examples", -1, "first N source examples only (-1 = all)")
   flags.DEFINE_enum("image_format", "auto", ["auto", "jpeg", "png"], "output image format")
   flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality (RoZ: cv2.imwrite default 95)")
+  flags.DEFINE_string("roz_record", None, "RoZ's imgNet_record.pickle / cifar10_record.pickle:"
+                      " write RoZ's class on RoZ's images")
   flags.mark_flags_as_required(["src", "dst", "kind"])
 
 

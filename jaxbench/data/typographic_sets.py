@@ -190,12 +190,12 @@ class SequenceMetrics:
 
 
 def _make(kind: str, root: str, src: Optional[str], seed: int, variants, workers: int,
-          max_examples: int) -> EvalSet:
+          max_examples: int, roz_record: Optional[str] = None) -> EvalSet:
   variants = (variants,) if isinstance(variants, str) else tuple(variants)
   if src is not None:
     if jax.process_index() == 0:
       generator.generate(src, root, kind, seed=seed, variants=variants, workers=workers,
-                         max_examples=max_examples)
+                         max_examples=max_examples, roz_record=roz_record)
     else:  # multi-host: process 0 writes the set, the others wait for it
       _wait_complete(root)
   names = [typo.parse_variant(v, kind)[0] for v in variants]
@@ -203,6 +203,8 @@ def _make(kind: str, root: str, src: Optional[str], seed: int, variants, workers
   what = {"seed": seed, "variants": tuple(names)}
   if max_examples >= 0:
     what["max_examples"] = max_examples
+  if roz_record:   # RoZ's written labels: a different set, a different results key
+    what["roz_record"] = os.path.basename(roz_record)
   return load(root, variants=names, seed=seed, kind=kind,
               name=registry_lib.format_spec(kind, (), what))
 
@@ -226,17 +228,19 @@ def _wait_complete(root: str, poll_s: float = 10.0, timeout_s: float = 48 * 3600
 @SETS.register("imagenet_t")
 def imagenet_t(root: str, src: Optional[str] = None, seed: int = 0,
                variants: Sequence[str] = ("roz",), workers: int = 0,
-               max_examples: int = -1) -> EvalSet:
-  """ImageNet-T (1000-way ImageNet label space); generated from ``src`` if needed."""
-  return _make("imagenet_t", root, src, seed, variants, workers, max_examples)
+               max_examples: int = -1, roz_record: Optional[str] = None) -> EvalSet:
+  """ImageNet-T (1000-way ImageNet label space); generated from ``src`` if needed
+  (with ``roz_record``: RoZ's imgNet_record.pickle, RoZ's labels on RoZ's images)."""
+  return _make("imagenet_t", root, src, seed, variants, workers, max_examples, roz_record)
 
 
 @SETS.register("cifar10_t")
 def cifar10_t(root: str, src: Optional[str] = None, seed: int = 0,
               variants: Sequence[str] = ("roz",), workers: int = 0,
-              max_examples: int = -1) -> EvalSet:
-  """CIFAR-10-T (10-way CIFAR label space); generated from ``src`` if needed."""
-  return _make("cifar10_t", root, src, seed, variants, workers, max_examples)
+              max_examples: int = -1, roz_record: Optional[str] = None) -> EvalSet:
+  """CIFAR-10-T (10-way CIFAR label space); generated from ``src`` if needed
+  (with ``roz_record``: RoZ's cifar10_record.pickle)."""
+  return _make("cifar10_t", root, src, seed, variants, workers, max_examples, roz_record)
 
 
 def get(spec: str) -> EvalSet:

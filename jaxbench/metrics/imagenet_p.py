@@ -28,6 +28,10 @@ PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "sp
                  "brightness", "translate", "rotate", "tilt", "scale", "speckle_noise",
                  "gaussian_blur", "snow", "shear")
 DIFFICULTIES = (1, 2, 3)
+# The ten test perturbations mFR / mT5D average over (Hendrycks & Dietterich 2019,
+# section 3: the other four are ImageNet-P's validation perturbations).
+BENCHMARK = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow",
+             "brightness", "translate", "rotate", "tilt", "scale")
 
 # Not published in code; see the module docstring.
 ALEXNET_FP: dict[tuple[str, int], float] = {}
@@ -155,3 +159,33 @@ def normalized(rates: Mapping[tuple[str, int], float],
     out["mean"] = float(np.mean(ratios))
   out["missing_baseline"] = missing
   return out
+
+
+def mfr(rates: Mapping[tuple[str, int], float],
+        baseline: Mapping[tuple[str, int], float],
+        benchmark: Sequence[str] = BENCHMARK) -> dict:
+  """mFR (or mT5D) over the benchmark perturbations, naming what is missing.
+
+  Args:
+    rates: {(perturbation, difficulty): FP or T5D} of the model.
+    baseline: the same for the normalising model (AlexNet or a named reference).
+    benchmark: the perturbations mFR averages over.
+
+  Returns:
+    {'per': {p: FR_p}, 'mfr': mean over ``benchmark`` or None when a benchmark
+     perturbation is missing (from the model or the baseline), 'evaluated_mean': mean
+     over the benchmark perturbations that both have (None if none), 'used': those,
+     'missing': benchmark perturbations the model lacks, 'missing_baseline':
+     benchmark perturbations the model has but the baseline lacks}.
+  """
+  norm = normalized(rates, baseline)
+  have = {p for p, _ in rates}
+  missing = [p for p in benchmark if p not in have]
+  missing_base = [p for p in benchmark if p in have and p not in norm]
+  used = [p for p in benchmark if p in norm]
+  per = {p: v for p, v in norm.items() if p not in ("mean", "missing_baseline")}
+  return {"per": per,
+          "mfr": float(np.mean([per[p] for p in benchmark]))
+          if not missing and not missing_base else None,
+          "evaluated_mean": float(np.mean([per[p] for p in used])) if used else None,
+          "used": used, "missing": missing, "missing_baseline": missing_base}

@@ -14,7 +14,7 @@ from jaxbench.report.results import ReportError  # noqa: F401  (public)
 
 
 def write_report(workdirs: Union[str, Sequence[str]], out_dir: Optional[str] = None, *,
-                 variants: str = "separate", baseline: str = "auto",
+                 variants: str = "separate", baseline: str = "testbed",
                  pairs: Optional[Sequence] = None, mfr_reference: Optional[str] = None,
                  testbed_fits: Optional[dict] = None, shift_axes=None,
                  baseline_models: Optional[Sequence[str]] = None):
@@ -26,8 +26,9 @@ def write_report(workdirs: Union[str, Sequence[str]], out_dir: Optional[str] = N
     out_dir: output directory; default ``<first workdir>/report``.
     variants: 'separate' (rows of one model with different preprocessing, precision
       or templates become separate labelled rows) or 'refuse' (raise ReportError).
-    baseline: effective-robustness baseline: 'auto' (>= 3 supervised models of the
-      results, else the shipped testbed fit), 'user' or 'testbed'.
+    baseline: the primary effective-robustness baseline: 'testbed' (the shipped
+      testbed fit; 'auto' is an alias) or 'user' (a fit over >= 3 supervised models of
+      the results). The other baseline is reported in a second, labelled table.
     pairs: relative-robustness pairs [(with, without)] or ['WITH=>WITHOUT'] of model
       labels or aliases; default RoZ's pairs plus CLIP-Auto vs CLIP.
     mfr_reference: model label normalising ImageNet-P mFR/mT5D (default: AlexNet).

@@ -25,6 +25,7 @@ import re
 from typing import Any, Optional
 
 from jaxbench import registry
+from jaxbench.metrics import imagenet_c as _imagenet_c
 
 KNOWN_SUITES = ("zeroshot", "natural", "synthetic", "typographic", "adv", "overlap",
                 "clip_auto")
@@ -90,20 +91,10 @@ NATURAL_SHIFTS = ("imagenet_v2", "imagenet_r", "objectnet", "imagenet_sketch",
                   "imagenet_a", "imagenet_vid_robust", "ytbb_robust")
 
 # ImageNet-C: the 15 benchmark corruptions and AlexNet's mean error over severities
-# 1-5 (augmix imagenet.py ALEXNET_ERR, "taken from hendrycks/robustness";
-# protocol.md section 3.3).
-IMAGENET_C_ALEXNET_ERR = {
-    "gaussian_noise": 0.886428, "shot_noise": 0.894468, "impulse_noise": 0.922640,
-    "defocus_blur": 0.819880, "glass_blur": 0.826268, "motion_blur": 0.785948,
-    "zoom_blur": 0.798360, "snow": 0.866816, "frost": 0.826572, "fog": 0.819324,
-    "brightness": 0.564592, "contrast": 0.853204, "elastic_transform": 0.646056,
-    "pixelate": 0.717840, "jpeg_compression": 0.606500,
-}
-EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
-# AlexNet's clean ImageNet-val error for relative mCE: 1 - 0.56522 (testbed
-# robustness_top1s.csv, alexnet 'val'; protocol.md section 6.2). Hendrycks' own
-# value is not in the sources this package cites.
-ALEXNET_CLEAN_ERR = 1.0 - 0.56522003173828125
+# 1-5, and AlexNet's clean error: one home, jaxbench.metrics.imagenet_c.
+IMAGENET_C_ALEXNET_ERR = dict(_imagenet_c.ALEXNET_ERR)
+EXTRA_CORRUPTIONS = _imagenet_c.EXTRA
+ALEXNET_CLEAN_ERR = _imagenet_c.ALEXNET_CLEAN_ERR
 IMAGENET_P_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur",
                             "spatter", "brightness", "translate", "rotate", "tilt", "scale",
                             "speckle_noise", "gaussian_blur", "snow", "shear")
@@ -291,7 +282,7 @@ Rows are read from each workdir's `results.jsonl` (one JSON object per line).
 | field | how the report uses it |
 |---|---|
 | `model` | row label (the runner's `spec@option=value` labels are kept as they are); rows of one `model` string with different `model_info.preprocess`, `model_info.precision` or head `templates` become separate labelled rows (`--variants=separate`, default) or stop the report (`--variants=refuse`); head `classnames` may differ per dataset (a set's own class names) and are listed in Provenance |
-| `model_info.kind` | `zeroshot` or `supervised`: marks the scatter plots; supervised models are the effective-robustness baseline |
+| `model_info.kind` | `zeroshot` or `supervised`: marks the scatter plots; supervised models make the second (user) effective-robustness baseline |
 | `suite` | one of `zeroshot natural synthetic typographic adv overlap clip_auto`; other suites are shown raw in *Other results* and enter no summary |
 | `dataset` | column label = registry name + non-path args (`root`, `data_dir`, `path` ... dropped) |
 | `transform` | `clean`, `shift:<spec>`, `attack:<spec>` (canonical specs) |
@@ -300,7 +291,7 @@ Rows are read from each workdir's `results.jsonl` (one JSON object per line).
 What each summary looks for:
 
 * **Clean and natural shifts**: `transform=clean`, metric `top1` (`pm0`, `pm10` for `imagenet_vid_robust`, `ytbb_robust`) on `imagenet`, `imagenet_v2`, `imagenet_r`, `objectnet`, `imagenet_sketch`, `imagenet_a`, `imagenet_vid_robust`, `ytbb_robust`, `stylized_imagenet` and the controls `imagenet_val_on_{r,a,objectnet,vid_robust,ytbb_robust}_classes` (any other clean dataset gets a column too).
-* **Effective robustness** (per shift): x = ID axis, y = OOD axis, both clean rows: V2, Sketch, Stylized on `imagenet` top1; R, A, ObjectNet on `imagenet_val_on_<r|a|objectnet>_classes` top1; Vid-Robust and YTBB-Robust pm10 on pm0; CIFAR-10.1 on `cifar10`; corruptions (mean top1 over all corruption rows of a dataset) on that dataset's clean top1. Baseline: >= 3 supervised models of the results, else the shipped testbed fit (`--baseline=auto|user|testbed`).
+* **Effective robustness** (per shift): x = ID axis, y = OOD axis, both clean rows: V2, Sketch, Stylized on `imagenet` top1; R, A, ObjectNet on `imagenet_val_on_<r|a|objectnet>_classes` top1; Vid-Robust and YTBB-Robust pm10 on pm0; CIFAR-10.1 on `cifar10`; corruptions (mean top1 over all corruption rows of a dataset) on that dataset's clean top1. Baselines, both reported and named: the ImageNet testbed's fit (85 STANDARD models, primary by default) and a fit over >= 3 supervised models of the results (second table); `--baseline=user` makes the latter primary. ImageNetV2 variants and ImageNet-C corruptions (mean of 5 severities, on-disk) use the testbed's matching fits.
 * **Relative robustness**: pairs `A=>B` (`--pairs`); default RoZ's RN50=>ResNet-50, RN101=>ResNet-101, RN50x4=>EfficientNet-B3, ViT-B/32=>ViT-B/32@384 (matched on the model spec and kind; among several matches the one with hand-written prompts and no runner `@option` suffix), plus CLIP-Auto=>CLIP for each zero-shot model with a learned-prompt variant (suite `clip_auto`, head `templates` containing `auto`/`learned`, or a runner label `spec@templates=learned:...`) and a plain one.
 * **ImageNet-C** (suite `synthetic`): corruption and severity from `details.corruption/severity`, or dataset `imagenet_c(corruption='fog', severity=3)` (also `cifar10_c`, `imagenet_c/fog`), or transform `shift:fog(severity=3)` / `shift:imagenet_c(corruption='fog', severity=3)` (labelled *generated*, never mixed with on-disk rows); metric `top1`. mCE and relative mCE over the 15 benchmark corruptions with AlexNet's errors; clean error from the same dataset's clean `top1` (`imagenet` for on-disk ImageNet-C).
 * **ImageNet-P**: dataset (or transform) `imagenet_p(perturbation='rotate', difficulty=1)`, metrics `flip_prob` and `t5d`; mFR/mT5D normalised by the model named by `--mfr_reference` (default: a model whose name contains `alexnet`), else unnormalised means.

@@ -68,22 +68,45 @@ def _logit_ticks(ax, lo: float, hi: float, axis: str):
 
 def effective_robustness_figure(name: str, title: str, x_label: str, y_label: str,
                                 points: list, fit: Optional[robustness.BaselineFit],
-                                fit_label: str = "baseline fit") -> FigureResult:
+                                fit_label: str = "baseline fit",
+                                background: Optional[list] = None,
+                                type_styles: Optional[dict] = None,
+                                band=None) -> FigureResult:
   """Scatter of OOD vs ID accuracy on logit axes, baseline fit and y = x.
+
+  Drawn as the testbed draws it: the testbed's models (``background``) as small
+  points coloured by their testbed type, behind the user's models; the fit line with
+  its bootstrap band; y = x.
 
   Args:
     points: [(label, kind, acc_x, acc_y, used_in_fit)], fractions.
     fit: the baseline fit to draw (None: no line).
+    background: [(name, type, acc_x, acc_y)] fractions, e.g. every testbed model.
+    type_styles: {type: (legend label, colour)} for the background.
+    band: callable(grid logits (G,)) -> (lower, upper) OOD logits, or None.
 
   Returns:
     FigureResult with data {'points': {kind: [(label, x, y)]}, 'skipped': [labels],
-    'fit_x', 'fit_y' (accuracy fractions along the drawn line)}.
+    'fit_x', 'fit_y' (accuracy fractions along the drawn line), 'background':
+    {type: [(name, x, y)]}, 'band_lo', 'band_hi' (fractions along fit_x)}.
   """
   fig = Figure(figsize=(6.4, 5.6))
   ax = fig.add_subplot(1, 1, 1)
   drawn = {}
   skipped = []
   lx_all, ly_all = [], []
+  back: dict = {}
+  for bname, btype, x, y in background or []:
+    if robustness.is_finite_accuracy(x) and robustness.is_finite_accuracy(y):
+      back.setdefault(btype, []).append((bname, x, y))
+  for btype, pts in back.items():
+    lbl, color = (type_styles or {}).get(btype, (btype, "tab:gray"))
+    ax.scatter([float(robustness.logit(p[1])) for p in pts],
+               [float(robustness.logit(p[2])) for p in pts], s=12, color=color,
+               alpha=0.45, linewidths=0, zorder=1, label=f"testbed: {lbl}")
+    lx_all += [float(robustness.logit(p[1])) for p in pts]
+    ly_all += [float(robustness.logit(p[2])) for p in pts]
+  n_back = sum(len(v) for v in back.values())
   for label, kind, x, y, used in points:
     if not (robustness.is_finite_accuracy(x) and robustness.is_finite_accuracy(y)):
       skipped.append(label)          # logit axis has no place for 0 % / 100 %
@@ -93,17 +116,17 @@ def effective_robustness_figure(name: str, title: str, x_label: str, y_label: st
     lx_all.append(float(robustness.logit(x)))
     ly_all.append(float(robustness.logit(y)))
   n = 0
-  for kind, pts in drawn.items():
+  for kind, pts in drawn.items():   # the user's models, in front of the testbed's
     style = dict(KIND_STYLE[kind])
     lx = [float(robustness.logit(p[1])) for p in pts]
     ly = [float(robustness.logit(p[2])) for p in pts]
     edge = ["black" if p[3] else "none" for p in pts]
-    ax.scatter(lx, ly, edgecolors=edge, linewidths=1.0, zorder=3, **style)
+    ax.scatter(lx, ly, edgecolors=edge, linewidths=1.0, zorder=4, **style)
     n += len(pts)
     for p, a, b in zip(pts, lx, ly):
       ax.annotate(_short(p[0]), (a, b), fontsize=6, xytext=(3, 3),
                   textcoords="offset points")
-  fit_x = fit_y = np.zeros(0)
+  fit_x = fit_y = band_lo = band_hi = np.zeros(0)
   if lx_all:
     # Axis ranges follow the data (as the testbed's plots); y = x where it falls inside.
     x_lo, x_hi = min(lx_all) - 0.4, max(lx_all) + 0.4
@@ -114,7 +137,12 @@ def effective_robustness_figure(name: str, title: str, x_label: str, y_label: st
       fit_x = robustness.sigmoid(grid)
       fit_y = fit.beta(fit_x)
       ax.plot(grid, robustness.logit(np.clip(fit_y, 1e-12, 1 - 1e-12)), color="tab:red",
-              lw=1.5, label=fit_label, zorder=2)
+              lw=1.5, label=fit_label, zorder=3)
+      if band is not None:
+        lo_l, hi_l = band(grid)
+        ax.fill_between(grid, lo_l, hi_l, color="tab:red", alpha=0.2, linewidth=0,
+                        zorder=2, label="95% bootstrap band")
+        band_lo, band_hi = robustness.sigmoid(lo_l), robustness.sigmoid(hi_l)
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
     _logit_ticks(ax, x_lo, x_hi, "x")
@@ -128,8 +156,9 @@ def effective_robustness_figure(name: str, title: str, x_label: str, y_label: st
   # Fixed margins: tight_layout measures every text artist and costs seconds per figure.
   fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.93)
   data = {"points": {k: [(p[0], p[1], p[2]) for p in v] for k, v in drawn.items()},
-          "skipped": skipped, "fit_x": fit_x, "fit_y": fit_y}
-  caption = f"{n} models drawn"
+          "skipped": skipped, "fit_x": fit_x, "fit_y": fit_y, "background": back,
+          "band_lo": band_lo, "band_hi": band_hi}
+  caption = f"{n} models drawn" + (f" over {n_back} testbed models" if n_back else "")
   if skipped:
     caption += f"; not drawable on logit axes (0 % or 100 %): {', '.join(skipped)}"
   return FigureResult(name, title, fig, data, n, caption)

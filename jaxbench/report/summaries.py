@@ -24,6 +24,8 @@ from typing import Optional
 
 import numpy as np
 
+from jaxbench.metrics import imagenet_c
+from jaxbench.metrics import imagenet_p
 from jaxbench.report import collect
 from jaxbench.report import conventions as conv
 from jaxbench.report import figures
@@ -87,31 +89,12 @@ def _is_imagenet_family(family: str) -> bool:
 
 
 def mce(cells: dict, clean_acc: Optional[float]) -> dict:
-  """CE, relative CE per corruption and their means for one model.
+  """CE, relative CE per corruption and their means for one model (0-100 scale).
 
-  Args:
-    cells: {(corruption, severity): top-1 accuracy fraction}.
-    clean_acc: clean top-1 on the same data (None: no relative numbers).
-
-  Returns:
-    {'ce': {c: CE_c}, 'rel_ce': {c: relative CE_c}, 'mce': float or None (needs all 15
-     corruptions at severities 1-5), 'rel_mce': float or None, 'missing': [c, ...]}.
+  The computation lives in :func:`jaxbench.metrics.imagenet_c.mce_table_row` (one
+  home for mCE); see there for the returned keys.
   """
-  ce, rel, missing = {}, {}, []
-  for c, alex in conv.IMAGENET_C_ALEXNET_ERR.items():
-    accs = [cells.get((c, s)) for s in range(1, 6)]
-    if any(a is None for a in accs):
-      missing.append(c)
-      continue
-    err = 1.0 - float(np.mean(accs))
-    ce[c] = 100.0 * err / alex
-    if clean_acc is not None:
-      rel[c] = 100.0 * (err - (1.0 - clean_acc)) / (alex - conv.ALEXNET_CLEAN_ERR)
-  complete = not missing
-  return {"ce": ce, "rel_ce": rel, "missing": missing,
-          "mce": float(np.mean(list(ce.values()))) if complete else None,
-          "rel_mce": float(np.mean(list(rel.values())))
-          if complete and len(rel) == len(ce) else None}
+  return imagenet_c.mce_table_row(cells, clean_acc)
 
 
 def corruption_section(rs: ResultSet) -> tuple[list, list, list]:
@@ -166,7 +149,8 @@ def corruption_section(rs: ResultSet) -> tuple[list, list, list]:
     if imagenet:
       t.notes.append("mCE: CE_c = 100 E_c / E_c(AlexNet) with AlexNet's published mean "
                      "errors; relative mCE subtracts the clean error (AlexNet clean error "
-                     f"{conv.ALEXNET_CLEAN_ERR:.4f}, testbed val)")
+                     f"{conv.ALEXNET_CLEAN_ERR:.5f}: torchvision's AlexNet, 56.522 % "
+                     "top-1, as Hendrycks evaluated)")
     else:
       notes.append(f"{family}: no mCE (AlexNet's reference errors exist for ImageNet-C "
                    "only)")
@@ -211,7 +195,8 @@ def perturbation_tables(rs: ResultSet, reference: Optional[str] = None
     if not per:
       continue
     perts = sorted({p for d in per.values() for p in d})
-    cols = perts + [f"mean {title}"] + ([summary] if ref in per else [])
+    partial = f"{summary} (evaluated perturbations)"
+    cols = perts + [f"mean {title}"] + ([summary, partial] if ref in per else [])
     rows = [l for l in rs.labels() if l in per]
     t = Table(f"imagenet_p_{metric}", f"ImageNet-P {title} per perturbation (mean over "
               "difficulties; lower is better)", cols, rows, {}, fmt="float", better="min")
@@ -222,10 +207,24 @@ def perturbation_tables(rs: ResultSet, reference: Optional[str] = None
           t.values[(l, p)] = per[l][p]
       t.values[(l, f"mean {title}")] = float(np.mean(list(per[l].values())))
       if ref in per:
-        common = [p for p in per[l] if p in per[ref] and per[ref][p] > 0]
-        if common:
-          t.values[(l, summary)] = 100.0 * float(np.mean([per[l][p] / per[ref][p]
-                                                          for p in common]))
+        # One home for mFR / mT5D: jaxbench.metrics.imagenet_p.mfr.
+        m = imagenet_p.mfr(data[l].get(metric, {}), data[ref].get(metric, {}))
+        if m["mfr"] is not None:
+          t.values[(l, summary)] = 100.0 * m["mfr"]
+        else:
+          why = []
+          if m["missing"]:
+            why.append(f"missing perturbations {', '.join(m['missing'])}")
+          if m["missing_baseline"]:
+            why.append(f"{ref} lacks {', '.join(m['missing_baseline'])}")
+          t.missing_reason[(l, summary)] = (
+              f"{summary} averages the {len(imagenet_p.BENCHMARK)} ImageNet-P test "
+              "perturbations; " + "; ".join(why))
+        if m["evaluated_mean"] is not None:
+          t.values[(l, partial)] = 100.0 * m["evaluated_mean"]
+          if m["missing"] or m["missing_baseline"]:
+            t.notes.append(f"{l}: {partial} over {', '.join(m['used'])} only; missing: "
+                           f"{', '.join(m['missing'] + m['missing_baseline'])}")
     if ref in per:
       t.notes.append(f"{summary} normalised by {ref} (100 = the reference)")
     else:

@@ -17,34 +17,39 @@ What RoZ's ImageNet-T builder does, and what is reproduced here (defaults):
     OpenCV 4.10, tested). With them 'hen' measures 48x18 and 'centipede'
     124x18 (OpenCV 5 reports 45x22 and 120x22);
   * 8 placements on the original-resolution image, bottom-left origin
-    x ~ U[0, W - w), y ~ U[h, H), each rejection-sampled until it does not
-    overlap an earlier box;
+    x ~ U[0, W - w), y ~ U[h, H), each rejection-sampled, as coded, until none of
+    its 4 box corners lies *strictly* inside an earlier box (``overlap='corners'``;
+    boxes that share an x or a y may overlap), retrying without limit
+    (``max_tries=0``; the loop ends with probability 1, since the first box's own
+    position always passes);
+  * the written label as ``get_mis_text`` codes it (``label_loop='roz'``): draw
+    randint(1000) until an eligible label other than the true one does *not* fit
+    the image (then the image is skipped), or, from the 100th draw on, until any
+    eligible label other than the true one is drawn. The loop thus prefers words
+    that do not fit: narrow images are skipped far more often than with a
+    uniform label (issue 18: width 140 px, 95 % vs 9 %). CIFAR-10-T:
+    ``while mis == label: mis = randint(10)``;
   * an image is skipped (and counted) when ``W - w <= 0 or h >= H``.
 
-Deliberate differences from RoZ's script (documented, all tested):
-  * Randomness comes from (seed, example id), not a global unseeded NumPy state,
-    so a set is reproducible byte for byte.
-  * Overlap test: RoZ rejects a box when one of its 4 corners lies *strictly*
-    inside an earlier box, which lets two boxes with the same x (or the same y)
-    overlap. Here two boxes are rejected whenever their half-open pixel
-    rectangles intersect, so placements never overlap.
-  * RoZ retries a placement forever; here after ``max_tries`` draws the image is
-    skipped with reason ``'no_room'`` (rare on ImageNet-size images; a small
-    image with a long word, where 8 boxes cannot fit, would hang RoZ's loop).
-  * RoZ's label choice loop prefers labels that do *not* fit (a quirk, see
-    protocol.md §1.4); here the written label is uniform over the eligible
-    classes other than the true one, and the image is skipped when it does not
-    fit (protocol.md's "effective behaviour").
+These are the defaults and the ``'roz'`` preset. The ``'strict'`` preset keeps
+jaxbench's earlier, stricter rules: no two boxes intersect (half-open pixel
+rectangles), at most ``max_tries=1000`` draws per placement before skipping with
+``'no_room'``, and a uniform written label (``label_loop='uniform'``).
+
+Deliberate difference from RoZ's script: randomness comes from (seed, example id)
+streams, not a global unseeded NumPy state, so a set is reproducible byte for byte
+(RoZ's own record reproduces its labels exactly, :mod:`jaxbench.typographic`).
 
 CIFAR-10-T: RoZ draws with matplotlib and saves the whole 960x720 figure (axes,
-ticks, white margins) as the dataset image. The default here writes the 10
-CIFAR names 4 times onto the 32x32 image itself: text is rasterised on an
-8x supersampled canvas and area-averaged back (anti-aliased), then alpha
-composited, so pixels away from the text keep their exact values. The
-``renderer='roz_matplotlib'`` option reproduces RoZ's figure rendering (the
-JPEG bytes equal ``plt.savefig``'s, tested; 'Times New Roman' falls back to
-matplotlib's default face where it is not installed, and the resolved font
-file is recorded).
+ticks, white margins) as the dataset image. That is the default here too
+(``renderer='roz_matplotlib'``; the JPEG bytes equal ``plt.savefig``'s at quality
+95, the ``savefig.jpeg_quality`` of the matplotlib RoZ pinned, tested; 'Times New
+Roman' falls back to matplotlib's default face where it is not installed, and the
+resolved font file is recorded). The ``'on_image'`` preset writes the 10 CIFAR names
+4 times onto the 32x32 image itself instead: text is rasterised on an 8x
+supersampled canvas and area-averaged back (anti-aliased), then alpha composited,
+so pixels away from the text keep their exact values; the on-the-fly shift, which
+must keep the image size, uses it.
 
 Variants beyond RoZ (fields of :class:`Variant`): number of placements, font
 and scale, colour, outline, position policy ('random', 'centered', 'large' =
@@ -96,6 +101,10 @@ FONTS = tuple(HERSHEY_FONTS) + tuple(CV2_FONTS)
 POLICIES = ("random", "centered", "large")
 TEXT_MODES = ("other_class", "true_class", "random_class", "random_word", "fixed")
 RENDERERS = ("opencv", "roz_matplotlib")
+OVERLAPS = ("corners", "boxes")
+LABEL_LOOPS = ("roz", "uniform")
+# max_tries=0 (RoZ: retry forever) stops with an error after this many draws.
+UNBOUNDED_STOP = 10_000_000
 KINDS = ("imagenet_t", "cifar10_t")
 
 # Control words for text='random_word': common English words that are not (and
@@ -188,8 +197,13 @@ class Variant:
     supersample: canvas scale factor; text is drawn at this scale and area
       averaged back (1 = draw directly, binary pixels as in RoZ).
     renderer: 'opencv' (the font above) or 'roz_matplotlib' (RoZ's CIFAR-10-T
-      figures; only the text, count and colour fields apply).
-    max_tries: rejection-sampling budget per placement before 'no_room'.
+      figures; only the text, count, colour and selection fields apply).
+    max_tries: rejection-sampling budget per placement before 'no_room'; 0 = no
+      limit (RoZ; a safety stop of :data:`UNBOUNDED_STOP` draws raises).
+    overlap: 'corners' (RoZ: reject when a corner lies strictly inside an earlier
+      box) or 'boxes' (reject any intersection).
+    label_loop: 'roz' (RoZ's get_mis_text loop, which prefers words that do not
+      fit) or 'uniform' (a uniform eligible label other than the true one).
   """
   count: int = 8
   font: str = "hershey_duplex"
@@ -205,7 +219,9 @@ class Variant:
   word: str = ""
   supersample: int = 1
   renderer: str = "opencv"
-  max_tries: int = 1000
+  max_tries: int = 0
+  overlap: str = "corners"
+  label_loop: str = "roz"
 
   def __post_init__(self):
     def bad(field, value, expected):
@@ -216,10 +232,16 @@ class Variant:
       bad("font", self.font, f"one of {list(FONTS)}")
     if not self.scale > 0:
       bad("scale", self.scale, "> 0")
-    for name in ("thickness", "measure_thickness", "supersample", "max_tries"):
+    for name in ("thickness", "measure_thickness", "supersample"):
       v = getattr(self, name)
       if not isinstance(v, int) or v < 1:
         bad(name, v, "an int >= 1")
+    if not isinstance(self.max_tries, int) or self.max_tries < 0:
+      bad("max_tries", self.max_tries, "an int >= 0 (0 = no limit, as RoZ)")
+    if self.overlap not in OVERLAPS:
+      bad("overlap", self.overlap, f"one of {OVERLAPS}")
+    if self.label_loop not in LABEL_LOOPS:
+      bad("label_loop", self.label_loop, f"one of {LABEL_LOOPS}")
     if not isinstance(self.outline, int) or self.outline < 0:
       bad("outline", self.outline, "an int >= 0")
     for name in ("color", "outline_color"):
@@ -239,6 +261,10 @@ class Variant:
       bad("word", self.word, "a non-empty word exactly when text='fixed'")
     if self.renderer not in RENDERERS:
       bad("renderer", self.renderer, f"one of {RENDERERS}")
+    if self.renderer == "roz_matplotlib" and (self.policy != "random" or self.outline):
+      bad("renderer", self.renderer, "'opencv' with policy "
+          f"{self.policy!r} / outline {self.outline} (RoZ's figures place text randomly, "
+          "without outline)")
 
   def replace(self, **kw) -> "Variant":
     return dataclasses.replace(self, **kw)
@@ -252,19 +278,23 @@ class Variant:
 # after the bicubic upsampling to 224 px that models apply.
 KIND_DEFAULTS = {
     "imagenet_t": Variant(),
-    "cifar10_t": Variant(count=4, scale=1.25, thickness=7, measure_thickness=8, supersample=8),
+    "cifar10_t": Variant(count=4, scale=1.25, thickness=7, measure_thickness=8, supersample=8,
+                         renderer="roz_matplotlib"),
 }
 
 # Named presets (variant specs without arguments), applied over the kind defaults.
 PRESETS = {
     "roz": {},
+    "strict": {"overlap": "boxes", "max_tries": 1000, "label_loop": "uniform"},
     "roz_matplotlib": {"renderer": "roz_matplotlib"},
+    "on_image": {"renderer": "opencv"},
     "true_class": {"text": "true_class"},
     "random_word": {"text": "random_word"},
     "random_class": {"text": "random_class"},
-    "centered": {"policy": "centered", "count": 1},
-    "large": {"policy": "large", "count": 1},
-    "outline": {"outline": 1, "outline_color": (0, 0, 0)},
+    # Only the opencv renderer places text by policy or draws outlines.
+    "centered": {"policy": "centered", "count": 1, "renderer": "opencv"},
+    "large": {"policy": "large", "count": 1, "renderer": "opencv"},
+    "outline": {"outline": 1, "outline_color": (0, 0, 0), "renderer": "opencv"},
 }
 
 
@@ -316,15 +346,45 @@ def example_rng(seed: int, example_id: str, stream: str = "") -> np.random.Gener
 # Text choice.
 
 
+def roz_label(vocab: Vocabulary, label: int, rng: np.random.Generator, fits) -> int:
+  """RoZ's written-label loop as coded (module docstring), on ``rng``.
+
+  ImageNet (``get_mis_text``): draw ``rng.integers(K)``; stop on an eligible label
+  other than ``label`` whose word does *not* fit; from the 100th draw on also stop
+  on any eligible label other than ``label``. CIFAR-10 (``build_CIFAR_dataset``):
+  redraw ``rng.integers(10)`` while it equals ``label``.
+
+  Args:
+    fits: word -> True when it fits the image (``W - w > 0 and h < H``).
+  """
+  if vocab.kind == "cifar10_t":
+    mis = label
+    while mis == label:
+      mis = int(rng.integers(vocab.num_classes))
+    return mis
+  eligible = set(vocab.eligible)
+  count = 0
+  while True:
+    cur = int(rng.integers(vocab.num_classes))
+    if cur != label and cur in eligible and not fits(vocab.words[cur]):
+      return cur
+    count += 1
+    if count >= 100 and cur != label and cur in eligible:
+      return cur
+
+
 def choose_text(variant: Variant, vocab: Vocabulary, label: Optional[int],
-                rng: np.random.Generator) -> tuple[str, int]:
+                rng: np.random.Generator, fits=None) -> tuple[str, int]:
   """Picks the word to write.
 
   Args:
-    variant: the text mode lives in ``variant.text``.
+    variant: the text mode lives in ``variant.text``; ``variant.label_loop``
+      picks how 'other_class' draws.
     vocab: the set's vocabulary.
     label: the true class, or None when unknown (on-the-fly shifts).
     rng: the example's label stream.
+    fits: word -> whether it fits the image (RoZ's loop needs it); None: every
+      word fits.
 
   Returns:
     (text, written_label); written_label is the class the text names, or -1
@@ -337,6 +397,9 @@ def choose_text(variant: Variant, vocab: Vocabulary, label: Optional[int],
         "or a label-free text mode ('random_class', 'random_word', 'fixed')")
   if label is not None and not 0 <= label < vocab.num_classes:
     raise TypographicError(f"label {label} outside 0..{vocab.num_classes - 1} for {vocab.kind}")
+  if mode == "other_class" and variant.label_loop == "roz":
+    written = roz_label(vocab, label, rng, fits or (lambda _: True))
+    return vocab.words[written], written
   if mode == "other_class":
     candidates = [c for c in vocab.eligible if c != label]
     written = candidates[int(rng.integers(len(candidates)))]
@@ -580,9 +643,35 @@ def _overlaps(a, b) -> bool:
   return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def corners_free(x, y, w, h, points) -> bool:
+  """RoZ's check_point: no corner of the box at origin (x, y) lies strictly inside
+  the box of an earlier origin (boxes [p0, p0 + w] x [p1 - h, p1])."""
+  for cx, cy in ((x, y), (x + w, y), (x, y - h), (x + w, y - h)):
+    for p0, p1 in points:
+      if p0 < cx < p0 + w and p1 - h < cy < p1:
+        return False
+  return True
+
+
+def _tries(max_tries: int, what: str):
+  """range(max_tries), or RoZ's unbounded loop with a safety stop."""
+  if max_tries:
+    yield from range(max_tries)
+    return
+  yield from range(UNBOUNDED_STOP)
+  raise TypographicError(f"{what}: no free position after {UNBOUNDED_STOP} draws "
+                         "(max_tries=0, RoZ's unbounded retry)")
+
+
 def sample_random(rng: np.random.Generator, height: int, width: int, w: int, h: int,
-                  count: int, max_tries: int) -> Optional[list[tuple[int, int]]]:
-  """RoZ's placement: x ~ U[0, W-w), y ~ U[h, H), no two boxes intersecting.
+                  count: int, max_tries: int, overlap: str = "boxes"
+                  ) -> Optional[list[tuple[int, int]]]:
+  """RoZ's placement: x ~ U[0, W-w), y ~ U[h, H), rejection-sampled per ``overlap``.
+
+  Args:
+    overlap: 'corners' (RoZ's test, :func:`corners_free`) or 'boxes' (no two
+      half-open boxes intersect).
+    max_tries: draws per placement before giving up; 0 = no limit (RoZ).
 
   Returns:
     ``count`` (x, y) origins, or None when some placement found no free spot in
@@ -590,17 +679,29 @@ def sample_random(rng: np.random.Generator, height: int, width: int, w: int, h: 
   """
   origins, boxes = [], []
   for _ in range(count):
-    for _ in range(max_tries):
+    for _ in _tries(max_tries, f"placing a {w}x{h} box on {width}x{height}"):
       x = int(rng.integers(0, width - w))
       y = int(rng.integers(h, height))
       box = (x, y - h, x + w, y)
-      if not any(_overlaps(box, b) for b in boxes):
+      if overlap == "corners":
+        if corners_free(x, y, w, h, origins):
+          break
+      elif not any(_overlaps(box, b) for b in boxes):
         break
     else:
       return None
     origins.append((x, y))
     boxes.append(box)
   return origins
+
+
+def _fits(text: str, variant: Variant, height: int, width: int) -> bool:
+  """RoZ's fit test ``not (W - w <= 0 or h >= H)`` with the variant's measure."""
+  if variant.renderer == "roz_matplotlib" or variant.policy != "random":
+    return True      # RoZ's CIFAR builder never skips; other policies scale or stack
+  w, h, _ = _measure(text, variant.font, variant.scale,
+                     variant.measure_thickness + 2 * variant.outline)
+  return not (width - w <= 0 or h >= height)
 
 
 def layout(variant: Variant, text: str, height: int, width: int,
@@ -624,7 +725,8 @@ def layout(variant: Variant, text: str, height: int, width: int,
   if width - w <= 0 or h >= height:
     return None, "text_does_not_fit"
   if variant.policy == "random":
-    origins = sample_random(rng, height, width, w, h, variant.count, variant.max_tries)
+    origins = sample_random(rng, height, width, w, h, variant.count, variant.max_tries,
+                            variant.overlap)
     if origins is None:
       return None, "no_room"
   else:  # centered stack (policy 'large' is a stack of one)
@@ -724,21 +826,16 @@ _ROZ_FONT = {"color": "white", "size": 20, "family": "Times New Roman"}
 
 
 def roz_matplotlib_origins(text: str, rng: np.random.Generator, count: int = 4,
-                           max_tries: int = 1000) -> Optional[list[tuple[int, int]]]:
+                           max_tries: int = 0) -> Optional[list[tuple[int, int]]]:
   """RoZ's CIFAR placement: x ~ randint(0, 24), y ~ randint(1, 32) in data
   coordinates, nominal box width len(text)/6*5 and height 2, corner test as in
-  RoZ's script (strict inequalities)."""
+  RoZ's script (strict inequalities); ``max_tries=0`` retries without limit."""
   width, height = len(text) / 6 * 5, 2
   pts = []
-
-  def free(px, py):
-    return all(not (p[0] < px < p[0] + width and p[1] - height < py < p[1]) for p in pts)
-
   for _ in range(count):
-    for _ in range(max_tries):
+    for _ in _tries(max_tries, f"placing {text!r} on CIFAR-10-T"):
       x, y = int(rng.integers(0, 24)), int(rng.integers(1, 32))
-      if (free(x, y) and free(x + width, y) and free(x, y - height)
-          and free(x + width, y - height)):
+      if corners_free(x, y, width, height, pts):
         break
     else:
       return None
@@ -827,7 +924,8 @@ def _scaled(v, k):
 
 
 def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Optional[int],
-           label_rng: np.random.Generator, place_rng: np.random.Generator) -> Rendered:
+           label_rng: np.random.Generator, place_rng: np.random.Generator,
+           written_label: Optional[int] = None) -> Rendered:
   """Writes the variant's text on one image.
 
   Args:
@@ -838,6 +936,7 @@ def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Option
     label: true class or None (label-free text modes only).
     label_rng: the example's label stream (chooses the word).
     place_rng: the example's placement stream.
+    written_label: write this class instead of choosing (RoZ's published record).
 
   Returns:
     a :class:`Rendered`.
@@ -847,7 +946,16 @@ def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Option
     raise TypographicError(
         f"image must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}; convert "
         "grayscale/RGBA/CMYK sources with PIL .convert('RGB') first")
-  text, written = choose_text(variant, vocab, label, label_rng)
+  k = variant.supersample
+  if written_label is not None:
+    if not 0 <= written_label < vocab.num_classes:
+      raise TypographicError(f"written label {written_label} outside 0..{vocab.num_classes - 1}")
+    text, written = vocab.words[written_label], int(written_label)
+  else:
+    text, written = choose_text(variant, vocab, label, label_rng,
+                                fits=functools.partial(_fits, variant=variant,
+                                                       height=image.shape[0] * k,
+                                                       width=image.shape[1] * k))
   if variant.renderer == "roz_matplotlib":
     origins = roz_matplotlib_origins(text, place_rng, variant.count, variant.max_tries)
     if origins is None:
@@ -857,7 +965,6 @@ def render(image: np.ndarray, variant: Variant, vocab: Vocabulary, label: Option
     return Rendered(out, text, written, "", tuple(origins), (len(text) / 6 * 5, 2, 0), (),
                     {"renderer": "matplotlib", "family": _ROZ_FONT["family"],
                      "resolved": roz_matplotlib_font(), "size": _ROZ_FONT["size"], "dpi": 150})
-  k = variant.supersample
   lay, reason = layout(variant, text, image.shape[0] * k, image.shape[1] * k, place_rng)
   if lay is None:
     return Rendered(None, text, written, reason)
@@ -943,6 +1050,9 @@ class TypographicShift:
         v = v.replace(**fields)
       except TypeError as e:
         raise TypographicError(f"typographic shift: {e}") from e
+    if v.renderer == "roz_matplotlib" and "renderer" not in fields and \
+        "roz_matplotlib" not in variant:
+      v = v.replace(renderer="opencv")   # the kind default; on the fly: on the image
     kwargs = {"kind": kind, "variant": variant, **fields}
     if on_skip != "raise":
       kwargs["on_skip"] = on_skip
@@ -1003,10 +1113,10 @@ def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
   Args:
     image: uint8 (H, W, 3) RGB.
     fmt: 'jpeg' (OpenCV, as RoZ's cv2.imwrite; quality 95 is its default),
-      'png' (lossless) or 'jpeg_matplotlib' (PIL at quality 75 with 150 dpi
-      metadata: the bytes ``plt.savefig(..., dpi=150)`` writes for RoZ's
-      CIFAR-10-T figures).
-    quality: JPEG quality for 'jpeg'.
+      'png' (lossless) or 'jpeg_matplotlib' (PIL with 150 dpi metadata: the bytes
+      ``plt.savefig(..., dpi=150)`` writes for RoZ's CIFAR-10-T figures; RoZ's
+      matplotlib saved at ``savefig.jpeg_quality`` 95, today's at PIL's 75).
+    quality: JPEG quality for 'jpeg' and 'jpeg_matplotlib' (default 95, RoZ's).
 
   Returns:
     the encoded file bytes.
@@ -1014,7 +1124,7 @@ def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
   if fmt == "jpeg_matplotlib":
     from PIL import Image  # pylint: disable=g-import-not-at-top
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="jpeg", dpi=(150, 150))
+    Image.fromarray(image).save(buf, format="jpeg", dpi=(150, 150), quality=int(quality))
     return buf.getvalue()
   bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
   if fmt == "jpeg":
@@ -1029,12 +1139,15 @@ def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
 
 
 def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
-  """Decodes image bytes to RGB and reports the original colour mode.
+  """Decodes image bytes to RGB as RoZ's ``cv2.imread`` did, and reports the mode.
 
-  RGB and grayscale JPEGs (almost all of ImageNet) are decoded with OpenCV, as
-  RoZ's cv2.imread did (EXIF orientation ignored, as PIL does); every other
-  file and mode (CMYK, palette, alpha, PNG, ...) with PIL ``.convert('RGB')``
-  as the pipeline does.
+  JPEGs (all of ImageNet; RGB, grayscale and CMYK) are decoded with OpenCV's
+  ``IMREAD_COLOR``, as ``cv2.imread``: the EXIF orientation is applied, grayscale is
+  replicated, and CMYK is converted as OpenCV 4's ``icvCvt_CMYK2BGR_8u_C4C3R`` does
+  (``c' = k - ((255 - c) k >> 8)`` on libjpeg's Adobe-inverted values, which differs
+  from PIL's ``convert('RGB')`` by +-1 at most pixels; tested against that formula).
+  Other files (PNG, palette, alpha, ...) go through PIL ``.convert('RGB')`` as the
+  pipeline does.
 
   Returns:
     (uint8 (H, W, 3) RGB, original PIL mode such as 'RGB', 'L', 'CMYK', 'P').
@@ -1042,10 +1155,9 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   with Image.open(io.BytesIO(data)) as im:
     mode, fmt = im.mode, im.format
-    if fmt != "JPEG" or mode not in ("RGB", "L"):
+    if fmt != "JPEG" or mode not in ("RGB", "L", "CMYK"):
       return np.asarray(im.convert("RGB")), mode
-  bgr = cv2.imdecode(np.frombuffer(data, np.uint8),
-                     cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+  bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   if bgr is None:
     raise TypographicError("OpenCV could not decode a JPEG that PIL opened")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mode

@@ -17,8 +17,18 @@ def _full(fn):
   return {(c, s): fn(i, s) for i, c in enumerate(ORDER) for s in range(1, 6)}
 
 
+def test_one_alexnet_clean_error_constant():
+  from jaxbench.report import conventions as conv
+  # torchvision's AlexNet (what Hendrycks evaluated) scores 56.522 % top-1; the paper
+  # prints 43.5 % error and robustness_metrics 0.4348, both roundings of it.
+  assert M.ALEXNET_CLEAN_ERR == pytest.approx(0.43478, abs=1e-12)
+  assert round(100 * M.ALEXNET_CLEAN_ERR, 1) == 43.5 and round(M.ALEXNET_CLEAN_ERR, 4) == 0.4348
+  assert conv.ALEXNET_CLEAN_ERR is M.ALEXNET_CLEAN_ERR
+  assert conv.IMAGENET_C_ALEXNET_ERR == M.ALEXNET_ERR
+
+
 def test_mce_equal_to_alexnet_is_one_and_half_is_half():
-  same = M.summarize(_full(lambda i, s: 1 - ALEX[i]), clean_top1=1 - 0.4348)
+  same = M.summarize(_full(lambda i, s: 1 - ALEX[i]), clean_top1=0.56522)   # AlexNet itself: 56.522 % clean
   assert same["mce"] == pytest.approx(1.0, abs=1e-12)
   assert same["relative_mce"] == pytest.approx(1.0, abs=1e-12)
   half = M.summarize(_full(lambda i, s: 1 - 0.5 * ALEX[i]))
@@ -32,7 +42,7 @@ def test_mce_against_hand_computation():
   clean_top1 = 0.76
   out = M.summarize(top1, clean_top1=clean_top1)
   ces = [(0.3 + 0.01 * i) / ALEX[i] for i in range(15)]
-  rel = [((0.3 + 0.01 * i) - 0.24) / (ALEX[i] - 0.4348) for i in range(15)]
+  rel = [((0.3 + 0.01 * i) - 0.24) / (ALEX[i] - (1 - 0.56522)) for i in range(15)]
   assert out["mce"] == pytest.approx(sum(ces) / 15, rel=1e-12)
   assert out["relative_mce"] == pytest.approx(sum(rel) / 15, rel=1e-12)
   # Corruption 0 (gaussian noise): err 0.3 / 0.886428.

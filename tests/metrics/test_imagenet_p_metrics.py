@@ -71,3 +71,20 @@ def test_normalised_rates():
   assert out["mean"] == pytest.approx((0.5 + 0.25) / 2)
   partial = P.normalized(rates, {("rotate", 1): 0.2})
   assert partial["missing_baseline"] == ["gaussian_noise", "rotate"] and "mean" not in partial
+
+
+def test_mfr_over_the_ten_test_perturbations_names_the_missing():
+  assert len(P.BENCHMARK) == 10 and "shear" not in P.BENCHMARK
+  base = {(p, d): 0.1 * (i + 1) for i, p in enumerate(P.BENCHMARK) for d in (1, 2)}
+  rates = {k: v / 2 for k, v in base.items()}
+  full = P.mfr(rates, base)
+  assert full["mfr"] == pytest.approx(0.5) and full["missing"] == []
+  # Hand: rotate halved, scale at a quarter, others absent.
+  part = P.mfr({("rotate", 1): 0.35, ("scale", 1): 0.25, ("shear", 1): 0.3}, base)
+  assert part["mfr"] is None
+  assert part["missing"] == [p for p in P.BENCHMARK if p not in ("rotate", "scale")]
+  assert part["used"] == ["rotate", "scale"]
+  assert part["evaluated_mean"] == pytest.approx((0.35 / 0.8 + 0.25 / 1.0) / 2)
+  # The model has a perturbation the reference lacks: named as such.
+  lack = P.mfr(rates, {k: v for k, v in base.items() if k[0] != "tilt"})
+  assert lack["mfr"] is None and lack["missing_baseline"] == ["tilt"] and lack["missing"] == []

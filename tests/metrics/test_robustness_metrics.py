@@ -135,49 +135,131 @@ COLS = ("val", "imagenetv2-matched-frequency", "imagenet-r", "imagenet-sketch",
         "stylized_imagenet")
 
 
-def test_shipped_data_matches_the_published_rows():
-  table = fit_coefficients.read_published()
-  assert len(table) == 13
+def test_shipped_data_is_the_whole_published_table():
+  names, cols = fit_coefficients.read_testbed()
+  assert len(names) == 338 and len(set(names)) == 338
+  raw = [c for c in cols if c not in fit_coefficients.derived_columns(cols)]
+  assert len(raw) == 213
+  row = {n: i for i, n in enumerate(names)}
   for model, values in PROTOCOL_ROWS.items():
     for col, want in zip(COLS, values):
-      assert round(100 * table[model][col], 2) == pytest.approx(want, abs=1e-9), (model, col)
-  # val-on-classes controls of ResNet-50 (protocol.md 6.2: 92.12 on R, 91.86 on A).
-  assert round(100 * table["resnet50"]["val-on-imagenet-r-classes"], 2) == 92.12
-  assert round(100 * table["resnet50"]["val-on-imagenet-a-classes"], 2) == 91.86
+      assert round(cols[col][row[model]], 2) == pytest.approx(want, abs=1e-9), (model, col)
+  # val-on-classes controls of ResNet-50 (protocol.md 6.2: 92.12 on R, 91.86 on A) and
+  # the current ObjectNet control (113-class space: 78.86, was 78.08 at b9067fc).
+  assert round(cols["val-on-imagenet-r-classes"][row["resnet50"]], 2) == 92.12
+  assert round(cols["val-on-imagenet-a-classes"][row["resnet50"]], 2) == 91.86
+  assert round(cols["val-on-objectnet-classes"][row["resnet50"]], 2) == 78.86
+  types = fit_coefficients.read_model_types()
+  assert set(names) <= set(types)
+  # 85 line-fit models: STANDARD, no 'aws' / 'batch64' / 'subsample' in the name.
+  fit_models = [n for n in names if fit_coefficients.is_line_fit_model(n, types[n])]
+  assert len(fit_models) == 85
+  assert "resnet50" in fit_models and "resnet50_aws_baseline" not in fit_models
+  assert "resnet50_clip_zeroshot" not in fit_models   # MORE_DATA
+  assert types["resnet50_clip_zeroshot"] == "MORE_DATA"
+  assert types["resnet18_50k_99_epochs"] == "LOW_ACCURACY_CNN"
+  assert fit_coefficients.threshold_check() == []
 
 
-def _testbed_procedure(x, y):
-  """The testbed's format_eff_robust, re-implemented with scipy: [(slope, icpt)], pivot."""
-  x, y = np.asarray(x), np.asarray(y)
-  t = lambda p: np.log(p / (1 - p))
-  if (y == 0).any():
-    pivot = x[y == 0][0]
-    out = []
-    for sel in (x < pivot, x > pivot):
-      r = scipy.stats.linregress(t(x[sel]), t(y[sel]))
-      out.append((r.slope, r.intercept))
-    return out, [pivot]
-  r = scipy.stats.linregress(t(x), t(y))
-  return [(r.slope, r.intercept)], []
+def _independent_rho(csv_path, types, xcol, ycol):
+  """Testbed-rule effective robustness (points) of every model, numpy only.
+
+  Re-reads the CSV, builds the testbed's aggregated columns, fits logit(y) on logit(x)
+  with np.linalg.lstsq over the line-fit models, splits at a 0 % model (ImageNet-A).
+  """
+  import csv
+  import re
+  with open(csv_path) as f:
+    rows = list(csv.DictReader(f))
+  def val(r, c):
+    if c in r:
+      return float(r[c]) if r[c] else float("nan")
+    if c == "avg_pgd":
+      return float(np.mean([val(r, k) for k in r if k.startswith("pgd.")]))
+    per = sorted({(k.split(".")[1], k.rsplit("_", 1)[1]) for k in r if k.startswith("imagenet-c.")})
+    m = re.fullmatch(r"([a-z_]+)_(on-disk|in-memory)", c)
+    if m and not c.startswith("avg_"):   # one corruption: mean over severities 1-5
+      return float(np.mean([val(r, f"imagenet-c.{m[1]}.{s}_{m[2]}") for s in range(1, 6)]))
+    if c.startswith("avg_imagenet_c_"):
+      kind = c[len("avg_imagenet_c_"):]
+      return float(np.mean([val(r, f"{n}_{k}") for n, k in per if k == kind]))
+    if c == "avg_corruptions":
+      return float(np.mean([val(r, f"{n}_{k}") for n, k in per] +
+                           [val(r, "stylized_imagenet"), val(r, "greyscale")]))
+    raise KeyError(c)
+  pts = [(r["model"], val(r, xcol), val(r, ycol)) for r in rows]
+  pts = [(n, x, y) for n, x, y in pts if not (math.isnan(x) or math.isnan(y))]
+  lg = lambda p: np.log(np.asarray(p) / 100 / (1 - np.asarray(p) / 100))
+  fit = [(n, x, y) for n, x, y in pts if types[n] == "STANDARD" and
+         not any(s in n.lower() for s in ("aws", "batch64", "subsample"))]
+  def line(sel):
+    xs = np.array([x for _, x, _ in sel]); ys = np.array([y for _, _, y in sel])
+    A = np.stack([lg(xs), np.ones_like(xs)], 1)
+    return np.linalg.lstsq(A, lg(ys), rcond=None)[0]
+  zero = [x for _, x, y in fit if y == 0]
+  if zero:
+    piv = zero[0]
+    lo = line([p for p in fit if p[1] < piv]); hi = line([p for p in fit if p[1] > piv])
+    coef = lambda x: lo if x <= piv else hi
+  else:
+    one = line(fit)
+    coef = lambda x: one
+  out = {}
+  for n, x, y in pts:
+    a, b = coef(x)
+    z = a * lg(x) + b
+    out[n] = y - 100 * np.exp(z) / (1 + np.exp(z))
+  return out, len(fit)
 
 
-def test_shipped_coefficients_reproduce_from_the_published_accuracies():
-  table = fit_coefficients.read_published()
+def test_effective_robustness_of_every_testbed_model_on_every_shift():
+  fits = rb.load_testbed_fits()
+  types = fit_coefficients.read_model_types()
+  assert set(fits) == set(fit_coefficients.SHIFT_COLUMNS)
+  checked = 0
+  for shift, (xc, yc, _) in fit_coefficients.SHIFT_COLUMNS.items():
+    want, n_fit = _independent_rho(fit_coefficients.CSV_FILE, types, xc, yc)
+    assert len(fits[shift].baselines) == n_fit - (1 if shift == "imagenet_a" else 0), shift
+    names = list(want)
+    xs = [p[1] / 100 for p in fit_coefficients.shift_points(shift)]
+    ys = [p[2] / 100 for p in fit_coefficients.shift_points(shift)]
+    assert [p[0] for p in fit_coefficients.shift_points(shift)] == names, shift
+    got = 100 * rb.effective_robustness(fits[shift], xs, ys)
+    np.testing.assert_allclose(got, [want[n] for n in names], rtol=0, atol=0.1, err_msg=shift)
+    np.testing.assert_allclose(got, [want[n] for n in names], rtol=0, atol=1e-6, err_msg=shift)
+    checked += len(names)
+  assert checked > 10000
+  assert fits["imagenet_a"].pivots == pytest.approx((0.9186,), abs=1e-6)
+  # Issue 18 quotes +17.9 for CLIP RN50 on ObjectNet over the testbed line (17.85 here).
+  names, cols = fit_coefficients.read_testbed()
+  i = names.index("resnet50_clip_zeroshot")
+  rho = 100 * float(rb.effective_robustness(
+      fits["objectnet"], cols["val-on-objectnet-classes"][i] / 100,
+      cols["objectnet-1.0-beta"][i] / 100))
+  assert rho == pytest.approx(17.9, abs=0.1)
+
+
+def test_shipped_fits_reproduce_and_check_cli():
+  import subprocess
+  import sys
   with open(rb.TESTBED_FITS_FILE) as f:
     shipped = json.load(f)
-  assert set(shipped["fits"]) == set(fit_coefficients.SHIFT_COLUMNS)
-  names = sorted(table)
-  for shift, (xc, yc) in fit_coefficients.SHIFT_COLUMNS.items():
-    lines, pivots = _testbed_procedure([table[m][xc] for m in names],
-                                       [table[m][yc] for m in names])
-    got = shipped["fits"][shift]
-    np.testing.assert_allclose(got["lines"], lines, rtol=0, atol=1e-12, err_msg=shift)
-    np.testing.assert_allclose(got["pivots"], pivots, rtol=0, atol=1e-15, err_msg=shift)
-  # The ImageNet-A split sits at ResNet-50's val-on-A-classes accuracy.
-  assert shipped["fits"]["imagenet_a"]["pivots"] == pytest.approx([0.9186], abs=1e-6)
-  # And the module's own computation writes exactly the shipped file.
   assert json.loads(json.dumps(fit_coefficients.to_json(
-      fit_coefficients.compute_fits(table)))) == shipped
+      fit_coefficients.compute_fits()))) == shipped
+  assert shipped["commit"] == fit_coefficients.COMMIT
+  ok = subprocess.run([sys.executable, "-m", "jaxbench.report.fit_coefficients", "--check"],
+                      capture_output=True, text=True)
+  assert ok.returncode == 0 and "matches" in ok.stdout, ok.stdout + ok.stderr
+  # A tampered file is caught and the shift named.
+  shipped["fits"]["objectnet"]["lines"][0][0] += 1e-3
+  import tempfile, os
+  with tempfile.TemporaryDirectory() as d:
+    bad = os.path.join(d, "fits.json")
+    with open(bad, "w") as f:
+      json.dump(shipped, f)
+    r = subprocess.run([sys.executable, "-m", "jaxbench.report.fit_coefficients", "--check",
+                        f"--out={bad}"], capture_output=True, text=True)
+  assert r.returncode == 1 and "objectnet" in r.stdout
   fits = rb.load_testbed_fits()
   # CLIP RN50 zero-shot on ImageNetV2 (protocol.md 6.2: val 59.81, V2 52.59):
   (a, b), = fits["imagenet_v2"].lines

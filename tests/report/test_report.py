@@ -138,7 +138,8 @@ def full_rows() -> Rows:
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
   wd = full_rows().write(tmp_path_factory.mktemp("full"))
-  rep = write_report(wd)
+  # The hand-made baselines of these rows are the point: make them the primary fit.
+  rep = write_report(wd, baseline="user")
   return wd, rep
 
 
@@ -195,7 +196,8 @@ def test_zero_percent_baseline_pivot_and_plot(full):
   assert f.points == 3
   ax = f.figure.axes[0]
   offsets = np.concatenate([c.get_offsets() for c in ax.collections
-                            if isinstance(c, PathCollection)])
+                            if isinstance(c, PathCollection) and
+                            not c.get_label().startswith("testbed:")])
   assert len(offsets) == 3
   got = sorted(map(tuple, np.round(offsets, 9)))
   want = sorted((round(x, 9), round(y, 9)) for x, y in
@@ -208,14 +210,15 @@ def test_scatter_marks_zeroshot_and_supervised_apart(full):
   f = fig(rep, "effrob_imagenet_v2")
   assert {k: len(v) for k, v in f.data["points"].items()} == {"supervised": 3,
                                                                "zeroshot": 3}
-  markers = {c.get_label(): len(c.get_offsets()) for c in f.figure.axes[0].collections}
+  markers = {c.get_label(): len(c.get_offsets()) for c in f.figure.axes[0].collections
+             if isinstance(c, PathCollection) and not c.get_label().startswith("testbed:")}
   assert markers == {"supervised": 3, "zero-shot": 3}
   # The drawn fit line is the baseline's beta.
   np.testing.assert_allclose(f.data["fit_y"],
                              rb.sigmoid(0.9 * rb.logit(f.data["fit_x"]) - 0.4), atol=1e-12)
 
 
-def test_testbed_fallback_and_user_only_message(tmp_path):
+def test_testbed_baseline_is_default_and_user_fit_is_a_labelled_second_table(tmp_path):
   r = Rows()
   for m, lx in SUP.items():
     r.add(m, "imagenet", "top1", sig(lx))
@@ -223,24 +226,110 @@ def test_testbed_fallback_and_user_only_message(tmp_path):
   r.add("clip_rn50", "imagenet", "top1", 0.5981)
   r.add("clip_rn50", "imagenet_v2", "top1", 0.5259)
   wd = r.write(tmp_path / "wd")
-  rep = write_report(wd, str(tmp_path / "all"))
-  assert rep.shifts[0].fit_source == "user"
-  # Restricting the baseline to one model leaves too few: the testbed fit steps in.
-  rep = write_report(wd, str(tmp_path / "auto"), baseline_models=["resnet50_tv"])
-  (v2,) = rep.shifts
-  assert v2.fit_source == "testbed" and "found 1 (resnet50_tv)" in v2.message
   (a, b), = rb.load_testbed_fits()["imagenet_v2"].lines
-  want = 0.5259 - sig(a * math.log(0.5981 / 0.4019) + b)
+  want_tb = 0.5259 - sig(a * math.log(0.5981 / 0.4019) + b)
+  want_user = 0.5259 - sig(0.9 * math.log(0.5981 / 0.4019) - 0.4)
+  # Three supervised models no longer replace the testbed fit, with 'auto' or without.
+  for mode in (None, "auto", "testbed"):
+    kw = {} if mode is None else {"baseline": mode}
+    rep = write_report(wd, str(tmp_path / f"m{mode}"), **kw)
+    (v2,) = rep.shifts
+    assert v2.fit_source == "testbed" and v2.testbed_key == "imagenet_v2"
+    assert len(v2.fit.baselines) == 85
+    t = table(rep, "effective_robustness")
+    assert "ImageNet testbed fit" in t.title
+    assert t.get("clip_rn50", "ImageNetV2") == pytest.approx(want_tb, abs=1e-12)
+    u = table(rep, "effective_robustness_user")
+    assert "your supervised models" in u.title
+    assert u.get("clip_rn50", "ImageNetV2") == pytest.approx(want_user, abs=1e-12)
+    assert u.notes == ["ImageNetV2: fit over 3 models: resnet101_tv (supervised), "
+                       "resnet50_tv (supervised), timm:efficientnet_b3 (supervised)"]
+    fits = table(rep, "baseline_fits")
+    assert fits.get("ImageNetV2 [testbed]", "models") == "85"
+    assert fits.get("ImageNetV2 [testbed]", "baseline").endswith("(primary)")
+    assert fits.get("ImageNetV2 [user]", "models") == "3"
+  text = open(rep.files["report.md"]).read()
+  assert "baseline: ImageNet testbed fit" in text and "baseline: fit over your" in text
+  # The testbed's published rows sit beside the user's for the same architectures.
+  peers = table(rep, "effective_robustness_vs_testbed")
+  assert peers.rows.index("resnet50_tv") + 1 == peers.rows.index("testbed: resnet50")
+  assert peers.rows.index("clip_rn50") + 1 == peers.rows.index(
+      "testbed: resnet50_clip_zeroshot")
+  from jaxbench.report import fit_coefficients as fc
+  names, cols = fc.read_testbed()
+  i = names.index("resnet50_clip_zeroshot")
+  x, y = cols["val"][i] / 100, cols["imagenetv2-matched-frequency-format-val"][i] / 100
+  assert peers.get("testbed: resnet50_clip_zeroshot", "ImageNetV2") == pytest.approx(
+      y - sig(a * math.log(x / (1 - x)) + b), abs=1e-12)
+  accs = table(rep, "accuracy_vs_testbed")
+  assert accs.get("testbed: resnet50_clip_zeroshot", "ImageNetV2 OOD") == pytest.approx(y)
+  assert accs.get("testbed: resnet50_clip_zeroshot", "ImageNetV2 ID") == pytest.approx(x)
+  assert accs.get("clip_rn50", "ImageNetV2 ID") == pytest.approx(0.5981)
+  assert accs.rows == peers.rows
+  # The user baseline as primary, on request; too few models: a named message.
+  rep = write_report(wd, str(tmp_path / "user"), baseline="user")
+  (v2,) = rep.shifts
+  assert v2.fit_source == "user"
   assert table(rep, "effective_robustness").get("clip_rn50", "ImageNetV2") == \
-      pytest.approx(want, abs=1e-12)
-  rep = write_report(wd, str(tmp_path / "user"), baseline="user",
+      pytest.approx(want_user, abs=1e-12)
+  assert table(rep, "effective_robustness_testbed").get("clip_rn50", "ImageNetV2") == \
+      pytest.approx(want_tb, abs=1e-12)
+  rep = write_report(wd, str(tmp_path / "user2"), baseline="user",
                      baseline_models=["resnet50_tv", "resnet101_tv"])
   (v2,) = rep.shifts
   assert v2.fit is None and "at least 3 supervised models" in v2.message
+  assert "testbed fit" in v2.message   # says where the other baseline is
   assert any(c == "ImageNetV2" and "at least 3 supervised" in why
              for _, _, c, why in rep.missing)
   text = open(rep.files["report.md"]).read()
   assert "needs at least 3 supervised models" in text
+
+
+def test_effective_figure_draws_the_testbed_models_band_and_identity(tmp_path):
+  from jaxbench.report import fit_coefficients as fc
+  r = Rows()
+  r.add("clip_rn50", "imagenet_val_on_objectnet_classes", "top1", 0.66848)
+  r.add("clip_rn50", "objectnet", "top1", 0.40283)
+  rep = write_report(r.write(tmp_path / "wd"), str(tmp_path / "out"))
+  f = fig(rep, "effrob_objectnet")
+  back = f.data["background"]
+  # Every testbed model its ObjectNet figure shows, coloured by its testbed type.
+  want = [p for p in fc.plotted_points("objectnet")]
+  assert sum(len(v) for v in back.values()) == len(want) > 200
+  assert {n for v in back.values() for n, _, _ in v} == {p[0] for p in want}
+  assert dict((n, t) for t, v in back.items() for n, _, _ in v)["resnet50"] == "STANDARD"
+  colors = {c.get_label(): c.get_facecolor()[0][:3] for c in f.figure.axes[0].collections
+            if isinstance(c, PathCollection)}
+  from matplotlib.colors import to_rgb
+  assert colors["testbed: Standard training"] == pytest.approx(to_rgb("tab:blue"))
+  assert colors["testbed: Trained with more data"] == pytest.approx(to_rgb("tab:green"))
+  # ObjectNet's testbed figure uses NatModelTypes: Lp-adversarial models are drawn as
+  # 'Robustness intervention' (brown), as the testbed's paper_objectnet.py does.
+  assert colors["testbed: Robustness intervention"] == pytest.approx(to_rgb("tab:brown"))
+  assert "testbed: Lp adversarially robust" not in colors
+  assert dict((n, t) for t, v in back.items() for n, _, _ in v)[
+      "resnet50_l2_eps3_robust"] == "ROBUST_INTV"
+  # The user's model sits in front of the testbed's points.
+  zs = {c.get_label(): c.get_zorder() for c in f.figure.axes[0].collections}
+  assert zs["zero-shot"] > zs["testbed: Standard training"]
+  # The band: 1000 bootstrap refits of the 85 line-fit models (seed of the testbed),
+  # recomputed here with the testbed's own loop; it brackets the fit line.
+  pts = fc.line_fit_points("objectnet")
+  lx = np.log(np.array([p[1] for p in pts]) / (100 - np.array([p[1] for p in pts])))
+  ly = np.log(np.array([p[2] for p in pts]) / (100 - np.array([p[2] for p in pts])))
+  grid = rb.logit(f.data["fit_x"])
+  rng = np.random.RandomState(720257663)
+  vals = []
+  for _ in range(1000):
+    i = rng.choice(len(lx), len(lx))
+    c = np.linalg.lstsq(np.stack([np.ones(len(i)), lx[i]], 1), ly[i], rcond=None)[0]
+    vals.append(c[0] + c[1] * grid)
+  lo = np.percentile(vals, 2.5, axis=0, method="lower")
+  hi = np.percentile(vals, 97.5, axis=0, method="higher")
+  np.testing.assert_allclose(rb.logit(f.data["band_lo"]), lo, atol=1e-9)
+  np.testing.assert_allclose(rb.logit(f.data["band_hi"]), hi, atol=1e-9)
+  assert np.all(f.data["band_lo"] <= f.data["fit_y"]) and np.all(f.data["fit_y"] <= f.data["band_hi"])
+  assert any(l.get_label() == "y = x" for l in f.figure.axes[0].get_lines())
 
 
 def test_relative_robustness_default_and_explicit_pairs(full, tmp_path):
@@ -278,7 +367,8 @@ def test_mce_and_relative_mce_hand(full):
   # resnet50: err_c = 1 - mean_s(0.7 - 0.1 s + 0.01 c) = 0.6 - 0.01 c; clean err = 1 - sig(-0.2).
   clean_err = 1 - sig(-0.2)
   ce = [100 * (0.6 - 0.01 * i) / ALEX[i] for i in range(15)]
-  rel = [100 * ((0.6 - 0.01 * i) - clean_err) / (ALEX[i] - (1 - 0.56522003173828125))
+  # AlexNet's clean error: torchvision's AlexNet, 56.522 % top-1 (one constant, issue 18).
+  rel = [100 * ((0.6 - 0.01 * i) - clean_err) / (ALEX[i] - (1 - 0.56522))
          for i in range(15)]
   assert t.get("resnet50_tv", "mCE") == pytest.approx(np.mean(ce), abs=1e-9)
   assert t.get("resnet50_tv", "relative mCE") == pytest.approx(np.mean(rel), abs=1e-9)
@@ -305,8 +395,17 @@ def test_mfr_normalised_by_alexnet(full):
   t = table(rep, "imagenet_p_flip_prob")
   # Mean over difficulties: alexnet rotate 0.15, scale 0.075; resnet50 0.075, 0.06.
   assert t.get("resnet50_tv", "rotate") == pytest.approx(0.075)
-  assert t.get("resnet50_tv", "mFR") == pytest.approx(100 * (0.075 / 0.15 + 0.06 / 0.075) / 2)
-  assert t.get("alexnet_tv", "mFR") == pytest.approx(100.0)
+  part = "mFR (evaluated perturbations)"
+  assert t.get("resnet50_tv", part) == pytest.approx(100 * (0.075 / 0.15 + 0.06 / 0.075) / 2)
+  assert t.get("alexnet_tv", part) == pytest.approx(100.0)
+  # mFR proper averages the ten test perturbations: two evaluated, eight named missing.
+  assert t.get("resnet50_tv", "mFR") is None
+  (why,) = [w for _, r, c, w in rep.missing if r == "resnet50_tv" and c == "mFR"]
+  assert why.startswith("mFR averages the 10 ImageNet-P test perturbations; missing "
+                        "perturbations gaussian_noise, shot_noise, motion_blur, zoom_blur, "
+                        "snow, brightness, translate, tilt")
+  assert any("resnet50_tv: mFR (evaluated perturbations) over rotate, scale only" in n
+             for n in t.notes)
 
 
 def test_adversarial_tables_and_curves(full):
@@ -470,3 +569,81 @@ def test_command_line(tmp_path):
                         f"--workdir={tmp_path / 'none'}"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
   assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_imagenet_c_per_corruption_against_the_testbed_fit(full):
+  _, rep = full
+  by = {s.name: s for s in rep.shifts}
+  fog = by["imagenet_c_fog"]
+  assert fog.testbed_key == "imagenet_c.fog.on-disk" and not fog.figure
+  (a, b), = rb.load_testbed_fits()["imagenet_c.fog.on-disk"].lines
+  ci = CORR.index("fog")
+  y = np.mean([0.7 - 0.1 * s + 0.01 * ci for s in range(1, 6)])
+  x = sig(SUP["resnet50_tv"])
+  assert fog.points["resnet50_tv"] == pytest.approx((x, y), abs=1e-12)
+  assert fog.rhos["testbed"]["resnet50_tv"] == pytest.approx(
+      y - sig(a * math.log(x / (1 - x)) + b), abs=1e-12)
+  # clip_rn50 has fog only: it is scored on fog, and missing from the family mean.
+  assert fog.points["clip_rn50"] == pytest.approx((0.6, 0.35), abs=1e-12)
+  assert "clip_rn50" in by["imagenet_c_mean"].missing
+  # The family mean is over 15 corruptions, the testbed's over 19: no testbed fit.
+  mean = by["imagenet_c_mean"]
+  assert "testbed" not in mean.fits and "19 corruptions" in mean.messages["testbed"]
+  t = table(rep, "effective_robustness_testbed")
+  assert t.get("resnet50_tv", fog.title) == pytest.approx(fog.rhos["testbed"]["resnet50_tv"])
+  assert not any(f.name == "effrob_imagenet_c_fog" for f in rep.figures)
+
+
+def test_testbed_accuracies_as_results_reproduce_the_testbed_rule(tmp_path):
+  """Issue 18: the testbed's own accuracies for RoZ's models, fed as results rows, get
+  the testbed-rule effective robustness on every natural shift in the default report,
+  even with >= 3 supervised models present (which used to replace the testbed fit)."""
+  from jaxbench.report import fit_coefficients as fc
+  names, cols = fc.read_testbed()
+  models = {"clip_rn50": "resnet50_clip_zeroshot", "clip_vit_b32": "vit_b_32_clip_zeroshot",
+            "resnet50_tv": "resnet50", "resnet101_tv": "resnet101",
+            "timm:efficientnet_b3": "efficientnet-b3", "timm:vit_base_patch32_384":
+            "vit_base_patch32_384"}
+  rows_of = {  # jaxbench (dataset, metric) -> testbed column
+      ("imagenet", "top1"): "val",
+      ("imagenet_v2", "top1"): "imagenetv2-matched-frequency-format-val",
+      ("imagenet_sketch", "top1"): "imagenet-sketch",
+      ("stylized_imagenet", "top1"): "stylized_imagenet",
+      ("imagenet_val_on_r_classes", "top1"): "val-on-imagenet-r-classes",
+      ("imagenet_r", "top1"): "imagenet-r",
+      ("imagenet_val_on_a_classes", "top1"): "val-on-imagenet-a-classes",
+      ("imagenet_a", "top1"): "imagenet-a",
+      ("imagenet_val_on_objectnet_classes", "top1"): "val-on-objectnet-classes",
+      ("objectnet", "top1"): "objectnet-1.0-beta",
+      ("imagenet_vid_robust", "pm0"): "imagenet-vid-robust_pm0",
+      ("imagenet_vid_robust", "pm10"): "imagenet-vid-robust_pm10",
+      ("ytbb_robust", "pm0"): "ytbb-robust_pm0",
+      ("ytbb_robust", "pm10"): "ytbb-robust_pm10"}
+  r = Rows()
+  for label, tb in models.items():
+    i = names.index(tb)
+    for (ds, metric), col in rows_of.items():
+      if np.isfinite(cols[col][i]):
+        r.add(label, ds, metric, float(cols[col][i]) / 100)
+  rep = write_report(r.write(tmp_path / "wd"), str(tmp_path / "out"))
+  fits = rb.load_testbed_fits()
+  checked = 0
+  for sr in rep.shifts:
+    if not sr.testbed_key:
+      continue
+    assert sr.fit_source == "testbed" and "user" in sr.fits   # 4 supervised models
+    xc, yc, _ = fc.SHIFT_COLUMNS[sr.testbed_key]
+    for label, tb in models.items():
+      i = names.index(tb)
+      if label not in sr.points:
+        continue
+      x, y = cols[xc][i] / 100, cols[yc][i] / 100
+      assert sr.points[label] == pytest.approx((x, y), abs=1e-12)
+      want = y - float(fits[sr.testbed_key].beta(x))
+      assert 100 * abs(sr.rho[label] - want) < 0.1 and sr.rho[label] == pytest.approx(want)
+      checked += 1
+  assert checked >= 40
+  (obj,) = [s for s in rep.shifts if s.name == "objectnet"]
+  assert 100 * obj.rho["clip_rn50"] == pytest.approx(17.85, abs=0.05)
+  # The fit over the user's four supervised models is a different number, shown apart.
+  assert abs(100 * obj.rhos["user"]["clip_rn50"] - 17.85) > 1

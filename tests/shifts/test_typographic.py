@@ -28,6 +28,8 @@ APPENDIX_A = """
 IMAGENET = typo.vocabulary("imagenet_t")
 CIFAR = typo.vocabulary("cifar10_t")
 ROZ = typo.KIND_DEFAULTS["imagenet_t"]
+# jaxbench's earlier, stricter selection rules, kept as a named variant (issue 18).
+STRICT = typo.parse_variant("strict", "imagenet_t")[1]
 
 
 def _photo(h, w, seed=0):
@@ -147,7 +149,7 @@ def test_placements_follow_roz_ranges_and_never_overlap(shape):
   img = _photo(h_img, w_img)
   placed = 0
   for i in range(40):
-    r = _render(img, ROZ, IMAGENET, 0, eid=str(i))
+    r = _render(img, STRICT, IMAGENET, 0, eid=str(i))
     if r.skipped:
       assert r.skipped in ("text_does_not_fit", "no_room")
       continue
@@ -189,7 +191,7 @@ def test_text_pixels_are_where_the_manifest_says():
 
 def test_supersampled_cifar_text_keeps_other_pixels():
   img = _photo(32, 32, seed=3)
-  v = typo.KIND_DEFAULTS["cifar10_t"]
+  _, v = typo.parse_variant("on_image", "cifar10_t")     # the 32x32 rendering
   for i in range(6):
     r = _render(img, v, CIFAR, 2, eid=str(i))
     assert not r.skipped and r.image.shape == (32, 32, 3) and len(r.placements) == 4
@@ -212,7 +214,7 @@ def test_skips_text_too_large_and_no_room():
   r = _render(_photo(20, 30), ROZ, IMAGENET, 0)
   assert r.skipped == "text_does_not_fit" and r.image is None
   # 8 boxes of 22 px height cannot all fit in a 30 px tall strip of a narrow image.
-  v = ROZ.replace(text="fixed", word="hen", max_tries=50)
+  v = STRICT.replace(text="fixed", word="hen", max_tries=50)
   r = _render(_photo(30, 100), v, IMAGENET, 0)
   assert r.skipped == "no_room" and r.written_label == 8
 
@@ -228,7 +230,8 @@ def test_written_label_is_uniform_over_the_other_classes():
   others = np.delete(counts, 4)
   # 200 expected per class; chi-square with 8 dof, p = 0.001 threshold 26.1.
   assert ((others - 200) ** 2 / 200).sum() < 26.1
-  ws = {typo.choose_text(ROZ, IMAGENET, 8, typo.example_rng(0, str(i), "l"))[1] for i in range(3000)}
+  ws = {typo.choose_text(STRICT, IMAGENET, 8, typo.example_rng(0, str(i), "l"))[1]
+        for i in range(3000)}
   assert ws <= set(IMAGENET.eligible) - {8} and len(ws) > 280
 
 
@@ -290,9 +293,14 @@ def test_roz_matplotlib_matches_pyplot_savefig():
   for x, y in r.placements:
     plt.text(x, y, r.text, fontdict={"color": "white", "size": 20, "family": "Times New Roman"})
   buf = io.BytesIO()
-  plt.savefig(buf, format="jpeg", pad_inches=0, dpi=150)
+  # RoZ's pinned matplotlib saved JPEGs at rcParams['savefig.jpeg_quality'] = 95;
+  # today's matplotlib takes it as pil_kwargs.
+  plt.savefig(buf, format="jpeg", pad_inches=0, dpi=150, pil_kwargs={"quality": 95})
   plt.close("all")
   assert typo.encode(r.image, "jpeg_matplotlib") == buf.getvalue()
+  # It is CIFAR-10-T's default rendering.
+  assert typo.KIND_DEFAULTS["cifar10_t"].renderer == "roz_matplotlib"
+  assert typo.parse_variant("roz", "cifar10_t")[1] == v
 
 
 # --- on-the-fly shift -----------------------------------------------------------------
@@ -352,3 +360,127 @@ def test_bad_images_are_refused():
     _render(_photo(100, 200), ROZ, IMAGENET, 1000)
   with pytest.raises(typo.TypographicError, match="unknown typographic kind"):
     typo.vocabulary("mnist_t")
+
+
+# --- RoZ's selection rules (the 'roz' preset) against a transcription of its loops ---
+
+
+def _roz_transcription(m, n, label, label_rng, place_rng):
+  """build_imgNet_dataset.py's get_mis_text + put_text, as coded (RoZ @ 6b4b7ff), with
+  np.random.randint replaced by the two example streams and cv2.getTextSize(...,
+  FONT_HERSHEY_DUPLEX, 0.8, thickness=2) by OpenCV 4's metrics (checked above).
+  Returns (written label, placements or None when the image is skipped)."""
+  valid = set(IMAGENET.eligible)
+  size = lambda t: typo.text_size(t, "hershey_duplex", 0.8, 2)[:2]
+
+  def check(text):
+    width, height = size(text)
+    return m - width <= 0 or height >= n
+
+  count = 0
+  while True:
+    cur_num = int(label_rng.integers(1000))
+    if cur_num != label and cur_num in valid and check(IMAGENET.words[cur_num]):
+      break
+    count += 1
+    if count >= 100:
+      if cur_num != label and cur_num in valid:
+        break
+  width, height = size(IMAGENET.words[cur_num])
+  if m - width <= 0 or height >= n:
+    return cur_num, None
+  points_li = []
+
+  def check_single_point(x, y):
+    for point in points_li:
+      if x > point[0] and x < point[0] + width and y < point[1] and y > point[1] - height:
+        return False
+    return True
+
+  for _ in range(8):
+    while True:
+      x = int(place_rng.integers(0, m - width))
+      y = int(place_rng.integers(0 + height, n))
+      if (check_single_point(x, y) & check_single_point(x + width, y)
+          & check_single_point(x, y - height) & check_single_point(x + width, y - height)):
+        break
+    points_li.append((x, y))
+  return cur_num, points_li
+
+
+def test_roz_preset_keeps_and_skips_as_roz_loops_do():
+  _, roz = typo.parse_variant("roz", "imagenet_t")
+  assert roz == ROZ and (roz.overlap, roz.label_loop, roz.max_tries) == ("corners", "roz", 0)
+  rng = np.random.default_rng(18)
+  # Synthetic size distribution: narrow, small and ImageNet-like images.
+  sizes = [(int(rng.integers(16, 120)), int(rng.integers(40, 200))) for _ in range(120)]
+  sizes += [(165, 286)] * 20 + [(int(rng.integers(60, 400)), 140) for _ in range(40)]
+  kept = skipped = overlapping = 0
+  for i, (h, w) in enumerate(sizes):
+    label = int(rng.integers(1000))
+    want_label, want_pts = _roz_transcription(w, h, label, typo.example_rng(3, str(i), "label"),
+                                              typo.example_rng(3, str(i), "place"))
+    r = _render(np.zeros((h, w, 3), np.uint8), roz, IMAGENET, label, seed=3, eid=str(i))
+    assert r.written_label == want_label, (h, w)
+    if want_pts is None:
+      assert r.skipped == "text_does_not_fit" and r.image is None, (h, w)
+      skipped += 1
+    else:
+      assert not r.skipped and [tuple(p) for p in r.placements] == want_pts, (h, w)
+      kept += 1
+      bw, bh = r.box[:2]
+      overlapping += any(abs(a[0] - b[0]) < bw and abs(a[1] - b[1]) < bh
+                         for j, a in enumerate(want_pts) for b in want_pts[:j])
+  assert kept > 20 and skipped > 20 and overlapping > 0   # both outcomes exercised
+
+
+def test_roz_label_loop_prefers_words_that_do_not_fit():
+  """Issue 18: at width 140 RoZ skips ~95 % of images, the uniform label ~9 %."""
+  img = np.zeros((120, 140, 3), np.uint8)
+  runs = [(_render(img, ROZ, IMAGENET, 0, eid=str(i)).skipped,
+           _render(img, STRICT, IMAGENET, 0, eid=str(i)).skipped) for i in range(300)]
+  roz_skip = np.mean([a == "text_does_not_fit" for a, _ in runs])
+  strict_skip = np.mean([b == "text_does_not_fit" for _, b in runs])
+  assert roz_skip > 0.85 and strict_skip < 0.2, (roz_skip, strict_skip)
+  # ... and RoZ's corner test keeps small images the strict rules drop (issue 18:
+  # 'mushroom' at 286x165, strict drops ~2/3).
+  img = np.zeros((165, 286, 3), np.uint8)
+  mush = [(_render(img, ROZ.replace(text="fixed", word="mushroom"), IMAGENET, 0, eid=str(i)),
+           _render(img, STRICT.replace(text="fixed", word="mushroom"), IMAGENET, 0, eid=str(i)))
+          for i in range(60)]
+  assert all(not a.skipped for a, _ in mush)
+  assert np.mean([b.skipped == "no_room" for _, b in mush]) > 0.4
+  # The CIFAR loop: redraw while equal to the true label (uniform over the others).
+  _, cifar = typo.parse_variant("roz", "cifar10_t")
+  r1 = typo.example_rng(0, "c", "label")
+  r2 = typo.example_rng(0, "c", "label")
+  got = typo.choose_text(cifar, CIFAR, 3, r1)[1]
+  mis = 3
+  while mis == 3:
+    mis = int(r2.integers(10))
+  assert got == mis
+
+
+def test_decode_applies_exif_orientation_and_opencv4_cmyk():
+  from PIL import Image, ImageOps
+  rng = np.random.default_rng(0)
+  rgb = (rng.random((30, 50, 3)) * 255).astype(np.uint8)
+  im = Image.fromarray(rgb)
+  exif = im.getexif()
+  exif[0x0112] = 6                                # rotate 90 CW on display
+  buf = io.BytesIO()
+  im.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+  out, mode = typo.decode_rgb(buf.getvalue())
+  want = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))))
+  assert mode == "RGB" and out.shape == (50, 30, 3) and np.array_equal(out, want)
+  # CMYK as OpenCV 4's icvCvt_CMYK2BGR_8u_C4C3R on libjpeg's (Adobe-inverted) samples.
+  cmyk = (rng.random((20, 24, 4)) * 255).astype(np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(cmyk, mode="CMYK").save(buf, format="JPEG", quality=95)
+  out, mode = typo.decode_rgb(buf.getvalue())
+  pil = Image.open(io.BytesIO(buf.getvalue()))
+  raw = 255 - np.asarray(pil).astype(np.int64)   # PIL un-inverts Adobe CMYK; libjpeg does not
+  k = raw[..., 3]
+  want = np.stack([k - (((255 - raw[..., i]) * k) >> 8) for i in range(3)], -1)
+  assert mode == "CMYK" and np.array_equal(out.astype(np.int64), want)
+  assert not np.array_equal(out, np.asarray(pil.convert("RGB")))   # PIL's differs

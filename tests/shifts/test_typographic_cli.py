@@ -117,8 +117,11 @@ def test_same_seed_same_bytes_and_other_seed_differs(imagenet_src, tmp_path):
 def test_worker_processes_do_not_change_the_set(tmp_path):
   images, labels = fx.cifar_bin(str(tmp_path / "src" / "test_batch.bin"), n=6)
   src = str(tmp_path / "src")
-  gen.generate(src, str(tmp_path / "w0"), "cifar10_t", seed=1, log=None)
-  gen.generate(src, str(tmp_path / "w2"), "cifar10_t", seed=1, workers=2, log=None)
+  # The 32x32 rendering (PNG, lossless): pixels outside the ink boxes are checkable.
+  gen.generate(src, str(tmp_path / "w0"), "cifar10_t", seed=1, variants=("on_image",),
+               log=None)
+  gen.generate(src, str(tmp_path / "w2"), "cifar10_t", seed=1, variants=("on_image",),
+               workers=2, log=None)
   for name in (gen.MANIFEST, gen.HEADER):
     assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
   lines = [json.loads(l) for l in (tmp_path / "w0" / gen.MANIFEST).read_text().splitlines()]
@@ -135,7 +138,7 @@ def test_worker_processes_do_not_change_the_set(tmp_path):
     for x0, y0, x1, y1 in l["ink"]:
       inside[max(int(np.floor(y0)), 0):int(np.ceil(y1)), max(int(np.floor(x0)), 0):int(np.ceil(x1))] = 1
     assert changed.any() and not (changed & ~inside).any()
-    assert l["file"].startswith(f"roz/{typo.vocabulary('cifar10_t').words[l['label']]}/")
+    assert l["file"].startswith(f"on_image/{typo.vocabulary('cifar10_t').words[l['label']]}/")
 
 
 def test_refuses_other_seeds_and_foreign_folders_and_resumes(imagenet_src, imagenet_set, tmp_path):
@@ -220,3 +223,80 @@ def test_command_line(tmp_path):
   r = subprocess.run(cmd[:-3] + ["--seed=6"], capture_output=True, text=True, cwd=ROOT,
                      timeout=120)
   assert r.returncode == 1 and "generated with seed=5" in r.stderr
+
+
+# --- RoZ's published record ------------------------------------------------------------
+
+
+def test_roz_record_reproduces_its_labels(imagenet_src, tmp_path):
+  import pickle
+  items = gen.list_source(imagenet_src["root"], "imagenet_t")
+  names = sorted(it.id.split("/")[-1] for it in items if it.id.split("/")[-1].startswith("ILSVRC"))
+  # RoZ's imgNet_record.pickle layout: {val file name: written class}; one image left out
+  # (RoZ skipped it); eligible classes whose words fit the 260 px wide sources.
+  vocab = typo.vocabulary("imagenet_t")
+  fit = [c for c in vocab.eligible
+         if typo.text_size(vocab.words[c], "hershey_duplex", 0.8, 2)[0] < 200]
+  record = {n: [8, fit[10], fit[150], fit[-1], 8][i] for i, n in enumerate(names[:5])}
+  path = tmp_path / "imgNet_record.pickle"
+  with open(path, "wb") as f:
+    pickle.dump(record, f, protocol=2)
+  assert gen.read_roz_record(str(path), "imagenet_t") == {n: (None, c) for n, c in record.items()}
+  header = gen.generate(imagenet_src["root"], str(tmp_path / "out"), "imagenet_t", seed=0,
+                        variants=("roz", "true_class"), roz_record=str(path), log=None)
+  assert header["roz_record"]["entries"] == 5 and len(header["roz_record"]["sha256"]) == 64
+  lines = [json.loads(l) for l in (tmp_path / "out" / gen.MANIFEST).read_text().splitlines()]
+  words = typo.vocabulary("imagenet_t").words
+  for l in lines:
+    name = l["source_id"].split("/")[-1]
+    if l["variant"] == "true_class":      # controls are not RoZ's attack: untouched
+      assert l.get("skipped") in (None, "decode_error", "text_does_not_fit")
+      continue
+    if name in record:
+      assert not l.get("skipped") and l["written_label"] == record[name]
+      assert l["text"] == words[record[name]]
+    elif l["source_id"] == imagenet_src["broken"]:
+      assert l["skipped"] == "decode_error"
+    else:
+      assert l["skipped"] == "not_in_roz_record"
+  assert sum(l.get("skipped") == "not_in_roz_record" for l in lines) == 4  # 1 + gray/cmyk/tiny
+  # CIFAR-10: [(true, written)] in test-set order; a wrong true class is refused.
+  src = str(tmp_path / "c" / "test_batch.bin")
+  _, labels = fx.cifar_bin(src, n=5)
+  rec = [(int(t), (int(t) + 3) % 10) for t in labels]
+  cpath = tmp_path / "cifar10_record.pickle"
+  cpath.write_bytes(pickle.dumps(rec))
+  gen.generate(os.path.dirname(src), str(tmp_path / "cout"), "cifar10_t",
+               variants=("on_image",), roz_record=str(cpath), log=None)
+  got = [json.loads(l) for l in (tmp_path / "cout" / gen.MANIFEST).read_text().splitlines()]
+  assert [l["written_label"] for l in got] == [w for _, w in rec]
+  cpath.write_bytes(pickle.dumps([(int(t) + 1, 0) for t in labels]))
+  with pytest.raises(gen.SourceError, match="RoZ's record says true class"):
+    gen.generate(os.path.dirname(src), str(tmp_path / "cout2"), "cifar10_t",
+                 variants=("on_image",), roz_record=str(cpath), log=None)
+
+
+class _Evil:
+  marker = ""
+
+  def __reduce__(self):
+    return (os.mkdir, (self.marker,))
+
+
+def test_roz_record_reader_refuses_anything_but_plain_types(tmp_path):
+  import pickle
+  evil = _Evil()
+  evil.marker = str(tmp_path / "pwned")
+  path = tmp_path / "imgNet_record.pickle"
+  path.write_bytes(pickle.dumps({"ILSVRC2012_val_00000001.JPEG": evil}))
+  with pytest.raises(typo.TypographicError, match=r"refuses to load (posix|os)\.mkdir"):
+    gen.read_roz_record(str(path), "imagenet_t")
+  assert not os.path.exists(evil.marker)       # nothing ran
+  for bad, why in (({"a.JPEG": 1.5}, "is a float"), ({"a.JPEG": {1, 2}}, "is a set"),
+                   ({"a.JPEG": 1000}, "class index 0..999"), ([(1, 2)], "image file name")):
+    path.write_bytes(pickle.dumps(bad, protocol=4))
+    with pytest.raises(typo.TypographicError, match=why):
+      gen.read_roz_record(str(path), "imagenet_t")
+  path.write_bytes(b"not a pickle")
+  with pytest.raises(typo.TypographicError, match="not a readable pickle"):
+    gen.read_roz_record(str(path), "imagenet_t")

@@ -179,7 +179,7 @@ def test_config_generates_reloads_and_scores_both_sets(srcs):
   assert cifar.num_classes == 10 and cifar.class_names[1] == "automobile"
   assert cifar.model_label_space == "cifar10" and len(cifar) == 16
   img = Image.open(io.BytesIO(cifar.source[0]["image_bytes"]))
-  assert img.size == (32, 32) and img.format == "PNG"
+  assert img.size == (960, 720) and img.format == "JPEG"   # RoZ's figures, the default
   for es in sets:
     table = ts.example_table(es)
     ids = sorted(table)
@@ -223,3 +223,16 @@ def test_runner_scores_cifar10_t_from_the_config(srcs, tiny_clip, tmp_path):
   assert seq["roz"]["n"] == seq["true_class"]["n"] == 20
   with open(tmp_path / "wd" / "results.jsonl") as f:
     assert len(f.read().splitlines()) == len(rows)
+
+
+def test_catalog_set_from_roz_record(srcs, tmp_path):
+  import pickle
+  labels = [int(l) for l in np.arange(20) % 10]       # fx.cifar_bin's labels
+  rec = [(t, (t + 7) % 10) for t in labels]
+  path = tmp_path / "cifar10_record.pickle"
+  path.write_bytes(pickle.dumps(rec))
+  es = ts.get(f"cifar10_t(root={str(tmp_path / 'set')!r}, src={srcs['cifar']!r}, "
+              f"variants=('on_image',), roz_record={str(path)!r})")
+  assert "roz_record='cifar10_record.pickle'" in es.name
+  got = {es.source[i]["id"]: es.source[i]["written_label"] for i in range(len(es))}
+  assert got == {f"on_image/test_{i:05d}": w for i, (_, w) in enumerate(rec)}
