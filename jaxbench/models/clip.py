@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import api, hub
+from jaxbench.models import api, hub, layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +68,8 @@ class Attention(nn.Module):
     q = split(nn.Dense(d, name="q_proj")(x))
     k = split(nn.Dense(d, name="k_proj")(x))
     v = split(nn.Dense(d, name="v_proj")(x))
-    # XLA's fused attention; softmax accumulates in fp32 for bf16 inputs.
-    o = jax.nn.dot_product_attention(q, k, v, is_causal=self.causal)
+    # cuDNN flash attention on GPU in bf16, XLA elsewhere (see layers.attention).
+    o = layers.attention(q, k, v, is_causal=self.causal)
     return nn.Dense(d, name="out_proj")(o.reshape(n, l, d))
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from jaxbench.models import api, hub
 
-PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Model precisions and their parameter dtypes (matmul precision: jaxbench.precision).
+PRECISIONS = {"float32": jnp.float32, "tf32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class CheckpointMismatch(ValueError):
@@ -89,6 +90,33 @@ def adaptive_avg_pool(x, out_hw: tuple[int, int]):
   h, w = x.shape[1:3]
   x = jnp.einsum("oh,nhwc->nowc", matrix(h, out_hw[0]), x)
   return jnp.einsum("pw,nowc->nopc", matrix(w, out_hw[1]), x)
+
+
+def attention(q, k, v, *, is_causal: bool = False):
+  """Multi-head attention ``softmax(q k^T / sqrt(d)) v`` on (N, L, heads, d) arrays.
+
+  ``jax.nn.dot_product_attention`` with ``implementation=None`` always lowers to
+  XLA's unfused einsum-softmax-einsum (jax 0.10: "defaults to XLA for now"), so
+  on an NVIDIA GPU with bf16/fp16 inputs this asks for cuDNN's fused flash
+  attention explicitly (forward and backward), and falls back to XLA when
+  cuDNN refuses the shapes (head dim not a multiple of 8, ...) or is absent.
+  float32 always takes the XLA path, whose dots follow the precision policy in
+  force (:mod:`jaxbench.precision`). The softmax accumulates in float32 either way.
+
+  Args:
+    q: (N, T, heads, d); k, v: (N, S, heads, d), one dtype.
+    is_causal: mask keys after each query (text towers).
+
+  Returns:
+    (N, T, heads, d) in the inputs' dtype.
+  """
+  if q.dtype in (jnp.bfloat16, jnp.float16) and jax.default_backend() == "gpu":
+    try:
+      return jax.nn.dot_product_attention(q, k, v, is_causal=is_causal,
+                                          implementation="cudnn")
+    except (NotImplementedError, ValueError, RuntimeError):
+      pass   # shapes or a cuDNN version that the fused kernel does not take
+  return jax.nn.dot_product_attention(q, k, v, is_causal=is_causal)
 
 
 # --- checked weight import ---------------------------------------------------

@@ -54,8 +54,8 @@ class MAPHead(nn.Module):
     q = nn.Dense(d, name="q_proj")(jnp.broadcast_to(probe.astype(x.dtype), (n, 1, d)))
     k = nn.Dense(d, name="k_proj")(x)
     v = nn.Dense(d, name="v_proj")(x)
-    o = jax.nn.dot_product_attention(q.reshape(n, 1, h, d // h), k.reshape(n, l, h, d // h),
-                                     v.reshape(n, l, h, d // h))
+    o = layers.attention(q.reshape(n, 1, h, d // h), k.reshape(n, l, h, d // h),
+                         v.reshape(n, l, h, d // h))
     y = nn.Dense(d, name="out_proj")(o.reshape(n, 1, d))
     z = nn.LayerNorm(epsilon=self.cfg.eps, name="layernorm", dtype=y.dtype)(y)
     z = nn.Dense(self.cfg.mlp_dim, name="fc1")(z)
