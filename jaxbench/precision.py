@@ -11,7 +11,7 @@ policy     compute dtype   matmuls and convolutions
 =========  ==============  ================================================
 float32    float32         ``HIGHEST``: true float32 (6-pass bf16 on TPU)
 tf32       float32         ``tensorfloat32``: TF32 on GPU (3-pass bf16 on TPU)
-bfloat16   bfloat16        backend default for bf16 inputs (f32 accumulate)
+bfloat16   bfloat16        ``DEFAULT``: one bf16 pass, f32 accumulation
 =========  ==============  ================================================
 
 :func:`scope` applies a policy while a function is *traced* (it sets
@@ -44,7 +44,7 @@ class Policy:
 POLICIES = {
     "float32": Policy("float32", jnp.float32, "highest"),
     "tf32": Policy("tf32", jnp.float32, "tensorfloat32"),
-    "bfloat16": Policy("bfloat16", jnp.bfloat16, None),
+    "bfloat16": Policy("bfloat16", jnp.bfloat16, "default"),
 }
 
 

@@ -136,7 +136,7 @@ def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 128
       pad = rows - len(chunk)
       if pad:
         ids = np.concatenate([ids, np.repeat(ids[-1:], pad, 0)])
-      z = np.asarray(encode(model.params, jnp.asarray(ids)))[:len(chunk)]
+      z = np.asarray(encode(model.params, ids))[:len(chunk)]
       for i, row in zip(chunk, z):
         results[int(i)] = row
       done += len(chunk)
