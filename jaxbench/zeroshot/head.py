@@ -76,26 +76,38 @@ def _eot_lengths(ids: np.ndarray) -> np.ndarray:
   return np.where(nonpad.any(1), ids.shape[1] - np.argmax(nonpad[:, ::-1], axis=1), 1)
 
 
-# Fixed prompt lengths (tokens) a causal tower runs at; the model's context
-# length is always the last bucket. A handful of programs per model, however
-# many distinct prompt lengths a template set has.
-BUCKETS = (16, 24, 32, 48)
+# Fixed prompt lengths (tokens) a causal tower runs at on an accelerator, where
+# a head is compile-bound: a handful of programs per model however many distinct
+# prompt lengths a template set has. The model's context is always the last
+# bucket. On CPU the text tower is compute-bound (1000 x 80 prompts take minutes
+# while a program compiles in a second), so there lengths round up to even
+# numbers only (CPU_BUCKET), the least padding.
+BUCKETS = (16, 24, 32, 48, 64)
+CPU_BUCKET = 2
 # Seconds between head-building progress lines.
 _LOG_EVERY_S = 5.0
 
 
+def default_buckets() -> Union[int, Sequence[int]]:
+  """:data:`BUCKETS` on an accelerator, multiples of :data:`CPU_BUCKET` on CPU."""
+  return CPU_BUCKET if jax.default_backend() == "cpu" else BUCKETS
+
+
 def bucket_lengths(lengths: np.ndarray, context: int,
-                   bucket: Union[int, Sequence[int]] = BUCKETS) -> np.ndarray:
+                   bucket: Union[int, Sequence[int], None] = None) -> np.ndarray:
   """The length each prompt runs at: the smallest bucket >= its own length.
 
   Args:
     lengths: (N,) tokens each prompt needs (up to and including its EOT).
     context: the tower's context length (the largest bucket).
-    bucket: fixed bucket lengths, or an int: lengths rounded up to multiples of it.
+    bucket: fixed bucket lengths, or an int: lengths rounded up to multiples of
+      it; None: :func:`default_buckets`.
 
   Returns:
     int (N,) lengths, each in ``bucket`` or equal to ``context``.
   """
+  if bucket is None:
+    bucket = default_buckets()
   if isinstance(bucket, (int, np.integer)):
     return np.minimum(context, -(-lengths // int(bucket)) * int(bucket))
   edges = np.asarray(sorted({int(b) for b in bucket if 0 < int(b) < context} | {context}))
@@ -103,15 +115,16 @@ def bucket_lengths(lengths: np.ndarray, context: int,
 
 
 def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 128,
-                   bucket: Union[int, Sequence[int]] = BUCKETS, encode=None) -> np.ndarray:
+                   bucket: Union[int, Sequence[int], None] = None,
+                   encode=None) -> np.ndarray:
   """Unit-norm text embeddings (N, D) for token ids (N, context), length-bucketed.
 
   Args:
     model: a zero-shot model.
     token_ids: int32 (N, context) as ``model.tokenize`` returns (zero padded).
     batch_size: most prompts per compiled call.
-    bucket: fixed bucket lengths (default :data:`BUCKETS`), or an int for
-      lengths rounded up to its multiples; see :func:`bucket_lengths`.
+    bucket: fixed bucket lengths, an int for lengths rounded up to its
+      multiples, or None for :func:`default_buckets`; see :func:`bucket_lengths`.
     encode: optional jitted ``(params, ids) -> (n, D)``; defaults to
       ``model.encode_text`` under the model's precision policy.
 
@@ -128,8 +141,10 @@ def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 128
   done = 0
   for length in np.unique(bucket_len):
     idx = np.nonzero(bucket_len == length)[0]
-    # One batch shape per bucket (the last batch is padded), so one program each.
-    rows = min(batch_size, max(8, 1 << (len(idx) - 1).bit_length()))
+    # One batch shape per bucket, so one program each: the bucket's prompts in
+    # equal chunks of at most batch_size rows (a multiple of 8), the last padded.
+    chunks = -(-len(idx) // batch_size)
+    rows = min(batch_size, -(-(-(-len(idx) // chunks)) // 8) * 8)
     for start in range(0, len(idx), rows):
       chunk = idx[start:start + rows]
       ids = token_ids[chunk, :length]
@@ -185,7 +200,7 @@ def build_head(model: Model, classnames: Union[str, Sequence[str]] = "imagenet",
                templates: Union[str, Sequence[str]] = "clip80", *,
                logit_scale: Union[str, float] = "model", label_space: Optional[str] = None,
                cache_dir: Optional[str] = None, batch_size: int = 128,
-               bucket: Union[int, Sequence[int]] = BUCKETS) -> ZeroShotHead:
+               bucket: Union[int, Sequence[int], None] = None) -> ZeroShotHead:
   """Builds (or loads from ``cache_dir``) the zero-shot head of ``model``.
 
   Args:
