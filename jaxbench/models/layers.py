@@ -11,6 +11,7 @@ explicit and makes bad checkpoints fail with a message that names the tensor.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -103,6 +104,9 @@ def attention(q, k, v, *, is_causal: bool = False):
   float32 always takes the XLA path, whose dots follow the precision policy in
   force (:mod:`jaxbench.precision`). The softmax accumulates in float32 either way.
 
+  ``JAXBENCH_ATTENTION=xla`` in the environment forces the XLA path (to
+  measure what the fused kernel brings).
+
   Args:
     q: (N, T, heads, d); k, v: (N, S, heads, d), one dtype.
     is_causal: mask keys after each query (text towers).
@@ -110,7 +114,8 @@ def attention(q, k, v, *, is_causal: bool = False):
   Returns:
     (N, T, heads, d) in the inputs' dtype.
   """
-  if q.dtype in (jnp.bfloat16, jnp.float16) and jax.default_backend() == "gpu":
+  if (q.dtype in (jnp.bfloat16, jnp.float16) and jax.default_backend() == "gpu"
+      and os.environ.get("JAXBENCH_ATTENTION", "") != "xla"):
     try:
       return jax.nn.dot_product_attention(q, k, v, is_causal=is_causal,
                                           implementation="cudnn")
