@@ -65,19 +65,46 @@ def _lowered_step(model_dir, precision, transform="clean"):
 
 
 @pytest.mark.parametrize("policy,want", [("float32", "HIGHEST"), ("tf32", "HIGH")])
-def test_step_lowers_every_dot_and_conv_at_the_policy(tiny_clip, policy, want):
+def test_step_lowers_every_dot_at_the_policy(tiny_clip, policy, want):
   model_dir, _ = tiny_clip
   ops = _ops_and_precisions(_lowered_step(model_dir, policy))
-  assert {o for o, _ in ops} == {"dot_general", "convolution"}   # patch conv + matmuls
+  # Patch embedding, attention, MLPs, projections and the head: all matmuls.
+  assert sum(o == "dot_general" for o, _ in ops) >= 10
+  assert {p for _, p in ops} == {want}, ops
+
+
+@pytest.mark.parametrize("policy,want", [("float32", "HIGHEST"), ("tf32", "HIGH"),
+                                         ("bfloat16", "DEFAULT")])
+def test_convolutions_follow_the_policy(policy, want):
+  """A convolutional classifier's apply lowers its convolutions at the policy."""
+  import flax.linen as nn
+  from jaxbench.models import api, layers
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.relu(layers.conv(8, 3, name="conv1")(x))
+      return nn.Dense(4, name="fc")(x.mean(axis=(1, 2)))
+  x = np.zeros((2, 16, 16, 3), np.float32)
+  params = Net().init(jax.random.key(0), x)["params"]
+  model = layers.supervised_model(Net(), params, api.Preprocess(size=16, resize=16),
+                                  name="net", num_classes=4, provenance={},
+                                  precision=policy)
+  grad = jax.grad(lambda p, x: model.apply(p, x).sum(), argnums=1)
+  with jax.default_matmul_precision("bfloat16" if policy != "bfloat16" else "highest"):
+    text = jax.jit(grad).lower(model.params, x).as_text()
+  ops = _ops_and_precisions(text)
+  assert sum(o == "convolution" for o, _ in ops) >= 2      # forward and input gradient
   assert {p for _, p in ops} == {want}, ops
 
 
 def test_float32_attack_gradient_is_highest_too(tiny_clip):
-  """FGSM's backward pass (transposed dots and convolutions) keeps HIGHEST."""
+  """FGSM's backward pass (the transposed dots) keeps HIGHEST."""
   model_dir, _ = tiny_clip
   text = _lowered_step(model_dir, "float32", "attack:fgsm(eps=0.03)")
   ops = _ops_and_precisions(text)
-  assert sum(o == "convolution" for o, _ in ops) >= 2      # forward and input gradient
+  forward = _ops_and_precisions(_lowered_step(model_dir, "float32"))
+  assert len(ops) > 2 * len(forward)        # clean, attack forward and backward, final
   assert {p for _, p in ops} == {"HIGHEST"}
 
 
@@ -203,3 +230,29 @@ def test_persistent_compilation_cache_writes_entries(tmp_path):
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
   subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
   assert any(cache.iterdir())
+
+
+@pytest.mark.parametrize("size,bias", [(32, False), (35, True)])
+def test_patch_embed_equals_the_strided_convolution(size, bias):
+  """PatchEmbed (one matmul) == nn.Conv(p x p, stride p, VALID) on the same params,
+  values and input gradients, a partial border dropped as VALID drops it."""
+  import flax.linen as nn
+  from jaxbench.models import layers
+  x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(np.float32)
+  conv = nn.Conv(16, (8, 8), strides=(8, 8), padding="VALID", use_bias=bias)
+  patch = layers.PatchEmbed(16, 8, use_bias=bias)
+  params = conv.init(jax.random.key(0), x)
+  if bias:
+    params = jax.tree.map(lambda a: a + 0.5, params)
+  # Same parameter tree and same seeded init.
+  assert jax.tree.map(np.shape, patch.init(jax.random.key(0), x)) == \
+      jax.tree.map(np.shape, params)
+  np.testing.assert_array_equal(patch.init(jax.random.key(0), x)["params"]["kernel"],
+                                conv.init(jax.random.key(0), x)["params"]["kernel"])
+  with jax.default_matmul_precision("highest"):
+    want, got = conv.apply(params, x), patch.apply(params, x)
+    gw = jax.grad(lambda x: (conv.apply(params, x) ** 2).sum())(x)
+    gg = jax.grad(lambda x: (patch.apply(params, x) ** 2).sum())(x)
+  assert got.shape == want.shape == (2, size // 8, size // 8, 16)
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(gg, gw, atol=1e-4, rtol=1e-5)

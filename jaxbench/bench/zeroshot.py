@@ -94,7 +94,9 @@ def bench_step(model, ref, batches, ceiling, use_torch, *, precision="float32",
     flops = float(cost.get("flops", 0.0))
     fns = {"jax": lambda: compiled(clf.params, x).block_until_ready()}
     row = {"batch": b, "arch": FLAGS.arch, "precision": precision, "torch_device": device,
-           "jax_compile_s": compile_s, "gflops_per_image": flops / b / 1e9}
+           "jax_compile_s": compile_s, "gflops_per_image": flops / b / 1e9,
+           # cuDNN's fused attention appears as a custom call in the compiled program.
+           "fused_attention": "cudnn$fmha" in compiled.as_text()}
     if use_torch:
       dtype = common.torch_dtype(precision)
       wt = torch.tensor(w, device=device)

@@ -107,8 +107,7 @@ class VisionTower(nn.Module):
     """Args: x float (N, H, W, 3) normalised. Returns: pooled (N, width)."""
     c = self.cfg.vision
     p = self.cfg.patch_size
-    x = nn.Conv(c.width, (p, p), strides=(p, p), use_bias=False, padding="VALID",
-                name="patch_embedding", dtype=x.dtype)(x)
+    x = layers.PatchEmbed(c.width, p, name="patch_embedding", dtype=x.dtype)(x)
     n = x.shape[0]
     x = x.reshape(n, -1, c.width)
     cls = self.param("class_embedding", nn.initializers.normal(0.02), (c.width,))

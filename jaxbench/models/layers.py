@@ -93,6 +93,41 @@ def adaptive_avg_pool(x, out_hw: tuple[int, int]):
   return jnp.einsum("pw,nowc->nopc", matrix(w, out_hw[1]), x)
 
 
+class PatchEmbed(nn.Module):
+  """ViT patch embedding: a (p x p, stride p) convolution computed as one matmul.
+
+  Same parameters as ``nn.Conv(features, (p, p), strides=(p, p), padding='VALID')``
+  (``kernel`` (p, p, C, features), optional ``bias``, same initialisers, so
+  checkpoints and seeded inits are unchanged), but the image is cut into
+  patches by a reshape and multiplied by the flattened kernel. The result is
+  the same sum; what changes is the gradient with respect to the image (every
+  attack's first backward step): a plain matmul instead of a strided
+  transposed convolution over 3 input channels, which GPU convolution kernels
+  handle poorly.
+
+  Returns:
+    (N, H // p, W // p, features), like the convolution.
+  """
+  features: int
+  patch: int
+  use_bias: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    p = self.patch
+    n, h, w, c = x.shape
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (p, p, c, self.features))
+    dtype = self.dtype or x.dtype
+    gh, gw = h // p, w // p
+    x = x[:, :gh * p, :gw * p].astype(dtype)            # VALID: drop a partial border
+    x = x.reshape(n, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, gh, gw, p * p * c)
+    y = x @ kernel.astype(dtype).reshape(p * p * c, self.features)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
+    return y
+
+
 def attention(q, k, v, *, is_causal: bool = False):
   """Multi-head attention ``softmax(q k^T / sqrt(d)) v`` on (N, L, heads, d) arrays.
 

@@ -72,8 +72,7 @@ class VisionTower(nn.Module):
     c, p = self.cfg.vision, self.cfg.patch_size
     if x.shape[1] != self.cfg.image_size or x.shape[2] != self.cfg.image_size:
       raise ValueError(f"SigLIP takes {self.cfg.image_size}px inputs; got {x.shape[1:3]}")
-    x = nn.Conv(c.width, (p, p), strides=(p, p), padding="VALID", name="patch_embedding",
-                dtype=x.dtype)(x)
+    x = layers.PatchEmbed(c.width, p, use_bias=True, name="patch_embedding", dtype=x.dtype)(x)
     n = x.shape[0]
     x = x.reshape(n, -1, c.width)
     pos = self.param("position_embedding", nn.initializers.normal(0.02), (x.shape[1], c.width))
