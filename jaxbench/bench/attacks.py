@@ -31,10 +31,12 @@ On an accelerator (real sizes, bf16, a CUDA PyTorch in the same process; jaxbenc
 and torchattacks timed in turn round by round, each figure appended to ``--out``
 as soon as it is measured)::
 
-    python -m jaxbench.bench attacks --sections=whitebox --arch=b16 --precision=bfloat16 \
-        --batch=128 --whitebox=fgsm --torch_device=cuda --rounds=3 --out=gpu.jsonl
-    python -m jaxbench.bench attacks --sections=whitebox --arch=b32 --precision=bfloat16 \
-        --batch=256 --whitebox=bim --steps=10 --torch_device=cuda --rounds=3 --out=gpu.jsonl
+    python -m jaxbench.bench attacks --sections=whitebox --arch=b16 --precision=bfloat16 \\
+        --batch=128 --whitebox=fgsm --torch_device=cuda --rounds=3 --min_seconds=1 \\
+        --out=gpu.jsonl
+    python -m jaxbench.bench attacks --sections=whitebox --arch=b32 --precision=bfloat16 \\
+        --batch=256 --whitebox=bim --steps=10 --torch_device=cuda --rounds=3 --min_seconds=1 \\
+        --out=gpu.jsonl
 
 ``torch+eval`` is torchattacks plus the clean and adversarial forward passes that
 a robustness evaluation needs and that our figure always includes.

@@ -18,10 +18,16 @@ transformers' PyTorch ``CLIPModel`` on the same machine:
 
 On an accelerator (flags for real model sizes, precisions and a CUDA PyTorch)::
 
-    python -m jaxbench.bench zeroshot --arch=b16 --precision=bfloat16 --batches=512 \
-        --torch_device=cuda --torch_compile --sections=step --out=gpu.jsonl
-    python -m jaxbench.bench zeroshot --arch=l14 --precision=float32 --batches=128 \
-        --torch_device=cuda --sections=step,parity --out=gpu.jsonl
+    python -m jaxbench.bench zeroshot --arch=b16 --precision=bfloat16 --batches=512 \\
+        --torch_device=cuda --torch_compile --sections=step --text_layers=1 --out=gpu.jsonl
+    python -m jaxbench.bench zeroshot --arch=l14 --precision=float32 --batches=128 \\
+        --torch_device=cuda --sections=step --text_layers=1 --rounds=2 --out=gpu.jsonl
+    python -m jaxbench.bench zeroshot --arch=b16 --precision=float32 --torch_device=cuda \\
+        --sections=parity --text_layers=1 --out=gpu.jsonl
+
+(``python -m`` puts the working directory first on ``sys.path``: run these from
+the checkout whose ``jaxbench`` you mean to measure.) XLA's cost analysis leaves
+out cuDNN's custom calls, so on GPU the "% of GEMM" columns undercount.
 
 jaxbench and PyTorch run interleaved in one process (rounds of each in turn, the
 median per implementation), so load on a shared machine hits both alike; each
