@@ -172,12 +172,17 @@ def bench_head(model, ref, n_classes, use_torch):
   texts = prompts.prompts(pick, prompts.templates("clip80"))
   ids = model.tokenize(texts)
   # Warm-up compiles each bucket once (compilation is a one-off per model).
+  t0 = time.perf_counter()
   head_lib.encode_prompts(model, ids)
+  t_first = time.perf_counter() - t0
   t0 = time.perf_counter()
   ours = head_lib.encode_prompts(model, ids)
   t_ours = time.perf_counter() - t0
   out = {"prompts": len(texts), "jax_prompts_per_s": len(texts) / t_ours,
-         "jax_minutes_for_80k": 80000 / (len(texts) / t_ours) / 60}
+         "jax_minutes_for_80k": 80000 / (len(texts) / t_ours) / 60,
+         "jax_first_call_s": t_first,
+         "buckets_used": int(len(np.unique(head_lib.bucket_lengths(
+             head_lib._eot_lengths(ids), ids.shape[1]))))}
   if use_torch:
     lengths = head_lib._eot_lengths(ids)
     def torch_run(pad_to_longest, bs=256):
