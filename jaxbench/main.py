@@ -7,6 +7,9 @@ Flags:
   --workdir       where results.jsonl, per-example outputs and checkpoints go.
   --dry_run       validate models, data paths, attack/shift specs and prompt sets,
                   print the plan of passes and exit (2 on any bad spec).
+  --xla_cache_dir persistent XLA compilation cache (default $JAXBENCH_XLA_CACHE or
+                  ~/.cache/jaxbench/xla; 'none' turns it off): a rerun with the
+                  same models and shapes skips compilation.
   --coordinator, --num_processes, --process_id
                   explicit multi-host start (JAX's own detection is used on TPU
                   VMs and SLURM otherwise).
@@ -20,6 +23,7 @@ rerunning a finished workdir prints it again.
 from __future__ import annotations
 
 # First of all: remember a SIGTERM that arrives while jax and the models import.
+import os
 import signal
 
 from jaxbench import stopping
@@ -42,6 +46,45 @@ _NPROC = flags.DEFINE_integer("num_processes", 0, "number of processes (multi-ho
 _PID = flags.DEFINE_integer("process_id", -1, "this process's index (multi-host)")
 _INIT_TIMEOUT = flags.DEFINE_integer("init_timeout", 300,
                                      "seconds to wait for the coordinator")
+_XLA_CACHE = flags.DEFINE_string(
+    "xla_cache_dir", None, "persistent XLA compilation cache directory ('none': off; "
+    "default $JAXBENCH_XLA_CACHE or ~/.cache/jaxbench/xla)")
+
+
+def default_compilation_cache_dir() -> str:
+  """$JAXBENCH_XLA_CACHE, else jaxbench/xla under $XDG_CACHE_HOME (~/.cache)."""
+  if os.environ.get("JAXBENCH_XLA_CACHE"):
+    return os.environ["JAXBENCH_XLA_CACHE"]
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "jaxbench", "xla")
+
+
+def configure_compilation_cache(path: str | None, *, min_compile_secs: float = 0.2) -> str:
+  """Turns on JAX's persistent compilation cache in ``path`` ('' / 'none': off).
+
+  Compiled steps, head buckets and attacks are written there and reused by
+  later runs with the same programs (the cache key covers the program, the
+  backend and the jax version), which takes most of the compilation time off
+  the time to first batch. Programs faster to compile than ``min_compile_secs``
+  are not worth a disk write. A directory that cannot be created turns the
+  cache off with a warning: the run itself does not need it.
+
+  Returns:
+    the directory in use, or '' when off.
+  """
+  if not path or path.lower() == "none":
+    return ""
+  path = os.path.abspath(os.path.expanduser(path))
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    logging.warning("compilation cache %s unusable (%s); compiling without it", path, e)
+    return ""
+  import jax   # here, not at the top: SIGTERM handling comes before jax imports
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_secs))
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return path
 
 _HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "--helpfull", "--helpxml", "-?")
 
@@ -81,6 +124,9 @@ def main(argv):
     raise stopping.Preempted("stopped by SIGTERM while starting up; nothing was run")
   import jax
   from jaxbench import cli, parallel
+  cache = configure_compilation_cache(
+      _XLA_CACHE.value if _XLA_CACHE.value is not None else default_compilation_cache_dir())
+  logging.info("XLA compilation cache: %s", cache or "off")
   try:
     parallel.initialize(_COORD.value, _NPROC.value, _PID.value, _INIT_TIMEOUT.value)
   except Exception as e:  # noqa: BLE001 -- JAX raises several types for this

@@ -16,6 +16,7 @@ A *pass* is one (model, dataset, transform) triple. For each pass the runner:
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -30,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxbench import parallel, registry, stopping, store as store_lib, transforms
+from jaxbench import parallel, precision as precision_lib, progress, registry
+from jaxbench import stopping, store as store_lib, transforms
 from jaxbench.data import pipeline
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Model, Preprocess, CLIP_MEAN, CLIP_STD
@@ -110,8 +112,10 @@ def validate(config) -> None:
   if int(_get(config, "max_examples", -1)) == 0 or int(_get(config, "max_examples", -1)) < -1:
     raise ConfigError(f"config.max_examples={config.max_examples}: use -1 for every example "
                       "of each set, or a positive count")
-  if _get(config, "precision", "float32") not in ("float32", "bfloat16"):
-    raise ConfigError(f"config.precision {config.precision!r}: use 'float32' or 'bfloat16'")
+  if _get(config, "precision", "float32") not in precision_lib.POLICIES:
+    raise ConfigError(f"config.precision {config.precision!r}: use 'float32' (true float32 "
+                      "matmuls on every backend), 'tf32' (TensorFloat-32 matmuls on GPU) "
+                      "or 'bfloat16'")
   if _get(config, "preprocess", "") not in ("", "clip"):
     raise ConfigError(f"config.preprocess {config.preprocess!r}: use '' (each model's own) "
                       "or 'clip' (CLIP's for every model, as RoZ)")
@@ -228,10 +232,58 @@ def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple
 
 # --- the compiled step -------------------------------------------------------------
 
+# Jitted steps by everything their trace depends on (see make_step): passes that
+# share a model, transform and projection reuse one program (and jax's compiled
+# executables for it) instead of re-jitting a fresh closure per pass.
+_STEPS: "collections.OrderedDict[tuple, Callable]" = collections.OrderedDict()
+_STEPS_MAX = 32
+
+
+def _step_key(model: Model, transform: transforms.Transform, mesh, seed, project,
+              multilabel, num_classes, param_shardings) -> tuple:
+  """What a step's trace depends on, besides argument shapes (jit's own cache key).
+
+  The model enters through its functions, preprocessing, kind and precision;
+  params (head included) are arguments, so a new head of the same shape reuses
+  the step. Functions are keyed by identity and kept alive by the key.
+  """
+  leaves, treedef = jax.tree.flatten(param_shardings)
+  return (model.kind, model.preprocess, model.precision, model.net_logits, model.net_image,
+          transform.spec, transform.kind, mesh, int(seed), project, bool(multilabel),
+          int(num_classes), treedef, tuple(leaves))
+
+
 def make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
               project: Optional[Callable], multilabel: bool, num_classes: int,
               param_shardings) -> Callable:
-  """A jitted ``(params, counts, batch) -> (per-example outputs, counts)``."""
+  """A jitted ``(params, counts, batch) -> (per-example outputs, counts)``.
+
+  One jitted function per :func:`_step_key`: a later pass with the same model
+  functions, transform, projection and shapes runs the already compiled program.
+  """
+  key = _step_key(model, transform, mesh, seed, project, multilabel, num_classes,
+                  param_shardings)
+  try:
+    hash(key)
+  except TypeError:   # an unhashable projection object: build this step uncached
+    return _make_step(model, transform, mesh, seed=seed, project=project,
+                      multilabel=multilabel, num_classes=num_classes,
+                      param_shardings=param_shardings)
+  if key in _STEPS:
+    _STEPS.move_to_end(key)
+    return _STEPS[key]
+  step = _make_step(model, transform, mesh, seed=seed, project=project,
+                    multilabel=multilabel, num_classes=num_classes,
+                    param_shardings=param_shardings)
+  _STEPS[key] = step
+  while len(_STEPS) > _STEPS_MAX:
+    _STEPS.popitem(last=False)
+  return step
+
+
+def _make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
+               project: Optional[Callable], multilabel: bool, num_classes: int,
+               param_shardings) -> Callable:
   k = min(5, num_classes)
 
   def scored(params, x):
@@ -254,6 +306,12 @@ def make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
     return top, hit[:, 0], hit.any(axis=1)
 
   def step(params, counts, batch):
+    # The precision policy covers the whole step (model, attack, device-side
+    # shifts): 'float32' lowers every dot and convolution at HIGHEST.
+    with precision_lib.scope(model.precision):
+      return step_body(params, counts, batch)
+
+  def step_body(params, counts, batch):
     mask = batch["mask"]
     x = batch["image"].astype(jnp.float32) / 255.0
     keys = transforms.example_keys(seed, batch["uid"])
@@ -360,16 +418,22 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
   log_every = max(1, int(_get(config, "log_every", 10)))
   chunk_id = int(time.time() * 1000) % 10**12   # unique per attempt; sorted by time
   buffer, new_parts = [], []
+  bar = progress.PassBar(f"{model.name} | {evalset.name} | {transform.spec}", len(todo),
+                         the_plan.num_batches, log_every=log_every)
   t0 = time.perf_counter()
   seen = 0
   for b, local in enumerate(it):
     batch = parallel.to_global(local, mesh)
+    if b == 0:
+      t_first, programs = time.perf_counter(), _programs(step)
     out, counts = step(params_on_mesh, counts, batch)
     host = parallel.to_host(out)
     keep = host["index"] >= 0
     host = {k: v[keep] for k, v in host.items()}
     buffer.append(host)
     seen += int(keep.sum())
+    if b == 0:
+      bar.first_batch(seen, time.perf_counter() - t_first, _programs(step) != programs)
     if (b + 1) % every == 0:
       chunk = _concat(buffer)
       store.write_chunk(pid, chunk_id + b, chunk)
@@ -382,12 +446,8 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
       raise Preempted(f"stopped by SIGTERM after batch {b + 1}/{the_plan.num_batches} of "
                       f"{evalset.name} ({seen} new examples checkpointed); rerun the same "
                       "command to resume")
-    if (b + 1) % log_every == 0 or b + 1 == the_plan.num_batches:
-      dt = time.perf_counter() - t0
-      rate = seen / max(dt, 1e-9)
-      eta = (len(todo) - seen) / max(rate, 1e-9)
-      logging.info("%s | %s | %s: batch %d/%d, %.1f images/s, ETA %.0fs", model.name,
-                   evalset.name, transform.spec, b + 1, the_plan.num_batches, rate, eta)
+    bar.update(b + 1, seen)
+  bar.close()
   if buffer:
     chunk = _concat(buffer)
     store.write_chunk(pid, chunk_id + the_plan.num_batches, chunk)
@@ -411,6 +471,12 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
                        f"outputs {recount}")
   return _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed,
                len(todo)), outputs
+
+
+def _programs(step) -> int:
+  """Compiled specialisations of a jitted step (-1 where jax does not say)."""
+  size = getattr(step, "_cache_size", None)
+  return int(size()) if size is not None else -1
 
 
 def _example_id(evalset: EvalSet, index: int) -> str:
@@ -493,7 +559,8 @@ def _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, ev
                  "model": ps.model, "dataset": ps.dataset, "transform": ps.transform,
                  "suite": suite_of(config, transform, evalset), "metric": metric,
                  "value": float(value), "n": n_valid, "details": details,
-                 "model_info": info, "provenance": prov})
+                 "model_info": info,
+                 "provenance": {**prov, **precision_lib.describe(model.precision)}})
   return rows
 
 
@@ -673,6 +740,7 @@ def _run_locked(config, plan, store: store_lib.Store, print_fn) -> list[dict]:
       json.dumps([plan, config_identity(config), prov["jaxbench"], prov["git"]],
                  sort_keys=True, default=str), "config, plan and package version")
   from jaxbench.data import catalog
+  progress.start_run(len(pending))
   written = []
   for model_spec in dict.fromkeys(m for m, _, _ in plan):
     todo = [p for p in pending if p[0] == model_spec]
@@ -680,7 +748,8 @@ def _run_locked(config, plan, store: store_lib.Store, print_fn) -> list[dict]:
       logging.info("all passes of %s are finished; skipping", model_spec)
       continue
     stopping.check(f"before loading {model_spec}")
-    base_model = load_model(model_spec, config)
+    with progress.Phase(f"loading model {model_spec}"):
+      base_model = load_model(model_spec, config)
     label = model_label(model_spec, base_model, config)
     for dspec in dict.fromkeys(d for _, d, _ in todo):
       if dspec not in evalsets:

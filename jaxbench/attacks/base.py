@@ -429,6 +429,12 @@ def _traced(*xs) -> bool:
   return any(isinstance(l, jax.core.Tracer) for x in xs for l in jax.tree.leaves(x))
 
 
+@jax.jit
+def _value_range(x):
+  """(min, max) of an array in one program (one device-to-host copy for both)."""
+  return jnp.min(x), jnp.max(x)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Attack:
   """Hyperparameters of an attack; ``__call__`` runs it.
@@ -515,7 +521,7 @@ class Attack:
       raise AttackInputError(f"{self.name}: mask must be ({n},), got {mask.shape}")
     self.threat._need_stats()
     if not _traced(images):
-      lo, hi = float(jnp.min(images)), float(jnp.max(images))
+      lo, hi = (float(v) for v in jax.device_get(_value_range(images)))   # one host sync
       if lo < -1e-6 or hi > 1 + 1e-6:
         raise AttackInputError(
             f"{self.name}: images must be floats in [0, 1] (the Model contract), got "

@@ -26,6 +26,20 @@ transformers' ``CLIPModel.get_image_features``.
   extrapolated linearly to 1000), on the small tower.
 
 The machine is shared: figures are noisy and only comparable within one run.
+
+On an accelerator (real sizes, bf16, a CUDA PyTorch in the same process; jaxbench
+and torchattacks timed in turn round by round, each figure appended to ``--out``
+as soon as it is measured)::
+
+    python -m jaxbench.bench attacks --sections=whitebox --arch=b16 --precision=bfloat16 \\
+        --batch=128 --whitebox=fgsm --torch_device=cuda --rounds=3 --min_seconds=1 \\
+        --out=gpu.jsonl
+    python -m jaxbench.bench attacks --sections=whitebox --arch=b32 --precision=bfloat16 \\
+        --batch=256 --whitebox=bim --steps=10 --torch_device=cuda --rounds=3 --min_seconds=1 \\
+        --out=gpu.jsonl
+
+``torch+eval`` is torchattacks plus the clean and adversarial forward passes that
+a robustness evaluation needs and that our figure always includes.
 """
 from __future__ import annotations
 
@@ -49,6 +63,13 @@ flags.DEFINE_bool("deepfool_generic", False, "also time our generic per-class De
 flags.DEFINE_list("sections", ["whitebox", "refill", "blackbox", "deepfool"], "what to run")
 flags.DEFINE_bool("torch", True, "also time the PyTorch references")
 flags.DEFINE_string("out", "bench_results.jsonl", "JSON lines file to append to")
+flags.DEFINE_enum("arch", "b32", list(common.CLIP_ARCHS), "victim CLIP size (random weights)")
+flags.DEFINE_enum("precision", "float32", ["float32", "tf32", "bfloat16"],
+                  "jaxbench precision policy; PyTorch runs the same dtype")
+flags.DEFINE_string("torch_device", "cpu", "PyTorch device: cpu or cuda")
+flags.DEFINE_list("whitebox", ["fgsm", "bim", "mim", "dim"], "white-box attacks to time")
+flags.DEFINE_integer("rounds", 1, "interleaved timing rounds (1: one timed call each)")
+flags.DEFINE_float("min_seconds", 0.0, "least seconds per timing round")
 
 
 def _timed(fn):
@@ -57,41 +78,37 @@ def _timed(fn):
   return time.perf_counter() - t0
 
 
-def _build(tmp, layers):
-  """(Model with a 1000-class head and its params, torch classifier)."""
+def _build(tmp, layers, arch="b32", precision="float32", device="cpu"):
+  """(Model with a 1000-class head and its params, torch classifier on ``device``).
+
+  The text tower (unused) has one layer; the vision tower ``layers`` layers.
+  """
   import jax.numpy as jnp
   import torch
-  from transformers import CLIPConfig, CLIPModel
   from jaxbench import models
-  from jaxbench.zeroshot import tokenizer
-  torch.manual_seed(0)
-  cfg = CLIPConfig()
-  cfg.vision_config.num_hidden_layers = layers
-  cfg.text_config.num_hidden_layers = 1          # the text tower is not used
-  ref = CLIPModel(cfg).eval()
-  ref.save_pretrained(tmp)
-  tokenizer.write_transformers_files(tmp)
-  model = models.load(tmp)
+  ref = common.random_clip(tmp, arch, device=device, vision_layers=layers, text_layers=1)
+  model = models.load(tmp) if precision == "float32" else models.load(tmp, precision=precision)
+  dim = int(ref.config.projection_dim)
   rng = np.random.default_rng(0)
-  w = rng.normal(size=(1000, 512)).astype(np.float32)
+  w = rng.normal(size=(1000, dim)).astype(np.float32)
   w /= np.linalg.norm(w, axis=1, keepdims=True)
   params = dict(model.params, head=jnp.asarray(w), logit_scale=jnp.float32(100.0))
-  mean = torch.tensor(model.preprocess.mean).reshape(1, 3, 1, 1)
-  std = torch.tensor(model.preprocess.std).reshape(1, 3, 1, 1)
-  wt = torch.tensor(w)
+  dtype = common.torch_dtype(precision)
+  ref = ref.to(dtype)
+  mean = torch.tensor(model.preprocess.mean, device=device).reshape(1, 3, 1, 1)
+  std = torch.tensor(model.preprocess.std, device=device).reshape(1, 3, 1, 1)
+  wt = torch.tensor(w, device=device)
 
   class Classifier(torch.nn.Module):
     def __init__(self):
       super().__init__()
       self.ref = ref
 
-    def forward(self, x):          # [0, 1] NCHW -> zero-shot logits
-      z = self.ref.get_image_features(pixel_values=(x - mean) / std)
-      z = getattr(z, "pooler_output", z)
+    def forward(self, x):          # [0, 1] NCHW float32 -> float32 zero-shot logits
+      z = self.ref.get_image_features(pixel_values=((x - mean) / std).to(dtype))
+      z = getattr(z, "pooler_output", z).float()
       return 100.0 * (z / z.norm(dim=-1, keepdim=True)) @ wt.T
 
-  for p in ref.parameters():
-    p.requires_grad_(False)
   return model, params, Classifier().eval()
 
 
@@ -99,13 +116,13 @@ def _images(n, seed=0):
   return np.random.default_rng(seed).random((n, 224, 224, 3), dtype=np.float32)
 
 
-def bench_whitebox(model, params, net, use_torch):
+def bench_whitebox(model, params, net, use_torch, device="cpu"):
   import jax
   import torch
   import torchattacks
   from jaxbench import attacks
   b, steps = FLAGS.batch, FLAGS.steps
-  x = _images(b)
+  x = jax.device_put(_images(b))          # on device, as the runner's step has it
   y = np.asarray(jax.jit(model.apply)(params, x)).argmax(1)
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(np.arange(b))
   common_kw = f"eps=8/255, step_size=2/255, steps={steps}, early_stop=False"
@@ -122,23 +139,45 @@ def bench_whitebox(model, params, net, use_torch):
       f"dim{steps}": lambda: torchattacks.DIFGSM(net, eps=8 / 255, alpha=2 / 255, steps=steps,
                                                  decay=1.0),
   }
-  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-  yt = torch.from_numpy(y)
+  xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).to(device)
+  yt = torch.from_numpy(y).to(device)
+  wanted = {w.strip() for w in FLAGS.whitebox}
   rows = {}
   for name, spec in ours.items():
+    if name.rstrip("0123456789") not in wanted:
+      continue
     a = attacks.get(spec)
     run = lambda: jax.block_until_ready(a(model.apply, params, x, y, keys).adv_images)
     compile_s = _timed(run)
-    t = _timed(run)
-    row = {"jax_images_per_s": b / t, "jax_compile_s": compile_s}
+    fns = {"jax": run}
+    row = {"attack": name, "batch": b, "arch": FLAGS.arch, "precision": FLAGS.precision,
+           "torch_device": device, "jax_compile_s": compile_s}
     if use_torch:
       atk = theirs[name]()
-      row["torch_images_per_s"] = b / _timed(lambda: atk(xt, yt))
+
+      def torch_run(evaluate=False):
+        adv = atk(xt, yt)
+        if evaluate:     # what a robustness evaluation adds: clean and adversarial logits
+          with torch.no_grad():
+            net(xt).argmax(1), net(adv).argmax(1)
+        common.torch_sync(device)
+      torch_run()                                            # warm-up
+      fns["torch"] = torch_run
+      fns["torch_eval"] = lambda: torch_run(True)
+    times = common.interleaved(fns, rounds=FLAGS.rounds, min_seconds=FLAGS.min_seconds,
+                               warmup=False)
+    row["jax_images_per_s"] = b / times["jax"]
+    if use_torch:
+      row["torch_images_per_s"] = b / times["torch"]
+      row["torch_eval_images_per_s"] = b / times["torch_eval"]
       row["speedup"] = row["jax_images_per_s"] / row["torch_images_per_s"]
+      row["speedup_vs_torch_eval"] = row["jax_images_per_s"] / row["torch_eval_images_per_s"]
     rows[name] = row
+    common.record(FLAGS.out, "attacks_whitebox", row)
     print(f"  {name:6s} jax {row['jax_images_per_s']:7.2f} img/s"
           + (f"  torchattacks {row['torch_images_per_s']:7.2f} img/s  x{row['speedup']:.2f}"
-             if use_torch else ""), flush=True)
+             f"  (torchattacks + clean/adv eval {row['torch_eval_images_per_s']:7.2f} img/s "
+             f"x{row['speedup_vs_torch_eval']:.2f})" if use_torch else ""), flush=True)
   return rows
 
 
@@ -330,6 +369,7 @@ def bench_deepfool(model, params, net, use_torch):
 
 def main(argv):
   FLAGS(argv)
+  common.share_device_with_torch(FLAGS.torch_device)
   import torch
   torch.set_num_threads(max(1, torch.get_num_threads()))
   sections = set(FLAGS.sections)
@@ -337,10 +377,11 @@ def main(argv):
   print("attack benchmark (shared machine: figures are noisy)", flush=True)
   with tempfile.TemporaryDirectory() as tmp:
     if "whitebox" in sections:
-      model, params, net = _build(tmp + "/full", FLAGS.layers)
-      print(f"white-box, ViT-B/32 ({FLAGS.layers} layers) zero-shot, 1000 classes, "
-            f"batch {FLAGS.batch}:", flush=True)
-      figures["whitebox"] = bench_whitebox(model, params, net, FLAGS.torch)
+      model, params, net = _build(tmp + "/full", FLAGS.layers, FLAGS.arch, FLAGS.precision,
+                                  FLAGS.torch_device)
+      print(f"white-box, {FLAGS.arch} ({FLAGS.layers} layers, {FLAGS.precision}) zero-shot, "
+            f"1000 classes, batch {FLAGS.batch}:", flush=True)
+      figures["whitebox"] = bench_whitebox(model, params, net, FLAGS.torch, FLAGS.torch_device)
       del model, params, net
     if "refill" in sections:
       print("early-stop BIM with survivor refill:", flush=True)

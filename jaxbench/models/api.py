@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbench import precision as precision_lib
+
 Params = Any
 
 
@@ -126,27 +128,30 @@ class Model:
     Returns:
       float32 (N, num_classes) logits.
     """
-    x = self.preprocess.normalize(images.astype(jnp.float32))
-    x = x.astype(self._compute_dtype())
-    if self.kind == "supervised":
-      return self.net_logits(params["net"], x).astype(jnp.float32)
-    if "head" not in params:
+    if self.kind != "supervised" and "head" not in params:
       raise ValueError(f"zero-shot model {self.name!r} has no head: call "
                        "model.with_head(jaxbench.zeroshot.build_head(model, ...)) first")
-    z = l2_normalize(self.net_image(params["net"], x).astype(jnp.float32))
-    logits = params["logit_scale"] * z @ params["head"].T
-    return logits + params.get("logit_bias", 0.0)
+    with precision_lib.scope(self.precision):
+      x = self.preprocess.normalize(images.astype(jnp.float32))
+      x = x.astype(self._compute_dtype())
+      if self.kind == "supervised":
+        return self.net_logits(params["net"], x).astype(jnp.float32)
+      z = l2_normalize(self.net_image(params["net"], x).astype(jnp.float32))
+      logits = params["logit_scale"] * z @ params["head"].T
+      return logits + params.get("logit_bias", 0.0)
 
   def encode_image(self, params: Params, images: jax.Array) -> jax.Array:
     """Unnormalised image embeddings (N, D) for [0, 1] NHWC images."""
     self._need_zeroshot("encode_image")
-    x = self.preprocess.normalize(images.astype(jnp.float32)).astype(self._compute_dtype())
-    return self.net_image(params["net"], x).astype(jnp.float32)
+    with precision_lib.scope(self.precision):
+      x = self.preprocess.normalize(images.astype(jnp.float32)).astype(self._compute_dtype())
+      return self.net_image(params["net"], x).astype(jnp.float32)
 
   def encode_text(self, params: Params, token_ids: jax.Array) -> jax.Array:
     """Unnormalised text embeddings (N, D) for int32 token ids (N, L), L <= context."""
     self._need_zeroshot("encode_text")
-    return self.net_text(params["net"], token_ids).astype(jnp.float32)
+    with precision_lib.scope(self.precision):
+      return self.net_text(params["net"], token_ids).astype(jnp.float32)
 
   def tokenize(self, texts: Sequence[str]) -> np.ndarray:
     """int32 (N, context_length) token ids, truncated as the model's tokenizer does."""

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import api, hub
+from jaxbench.models import api, hub, layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +68,8 @@ class Attention(nn.Module):
     q = split(nn.Dense(d, name="q_proj")(x))
     k = split(nn.Dense(d, name="k_proj")(x))
     v = split(nn.Dense(d, name="v_proj")(x))
-    # XLA's fused attention; softmax accumulates in fp32 for bf16 inputs.
-    o = jax.nn.dot_product_attention(q, k, v, is_causal=self.causal)
+    # cuDNN flash attention on GPU in bf16, XLA elsewhere (see layers.attention).
+    o = layers.attention(q, k, v, is_causal=self.causal)
     return nn.Dense(d, name="out_proj")(o.reshape(n, l, d))
 
 
@@ -107,8 +107,7 @@ class VisionTower(nn.Module):
     """Args: x float (N, H, W, 3) normalised. Returns: pooled (N, width)."""
     c = self.cfg.vision
     p = self.cfg.patch_size
-    x = nn.Conv(c.width, (p, p), strides=(p, p), use_bias=False, padding="VALID",
-                name="patch_embedding", dtype=x.dtype)(x)
+    x = layers.PatchEmbed(c.width, p, name="patch_embedding", dtype=x.dtype)(x)
     n = x.shape[0]
     x = x.reshape(n, -1, c.width)
     cls = self.param("class_embedding", nn.initializers.normal(0.02), (c.width,))

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxbench.models.layers import BatchNorm, avg_pool, conv
+from jaxbench.models.layers import BatchNorm, attention, avg_pool, conv
 
 EXPANSION = 4
 
@@ -84,7 +84,7 @@ class AttentionPool(nn.Module):
     q = nn.Dense(c, name="q_proj")(x[:, :1]).reshape(n, 1, self.heads, hd)
     k = nn.Dense(c, name="k_proj")(x).reshape(n, h * w + 1, self.heads, hd)
     v = nn.Dense(c, name="v_proj")(x).reshape(n, h * w + 1, self.heads, hd)
-    o = jax.nn.dot_product_attention(q, k, v)
+    o = attention(q, k, v)
     return nn.Dense(self.output_dim, name="c_proj")(o.reshape(n, c))
 
 

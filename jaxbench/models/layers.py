@@ -11,6 +11,7 @@ explicit and makes bad checkpoints fail with a message that names the tensor.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -21,7 +22,8 @@ import numpy as np
 
 from jaxbench.models import api, hub
 
-PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Model precisions and their parameter dtypes (matmul precision: jaxbench.precision).
+PRECISIONS = {"float32": jnp.float32, "tf32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class CheckpointMismatch(ValueError):
@@ -89,6 +91,72 @@ def adaptive_avg_pool(x, out_hw: tuple[int, int]):
   h, w = x.shape[1:3]
   x = jnp.einsum("oh,nhwc->nowc", matrix(h, out_hw[0]), x)
   return jnp.einsum("pw,nowc->nopc", matrix(w, out_hw[1]), x)
+
+
+class PatchEmbed(nn.Module):
+  """ViT patch embedding: a (p x p, stride p) convolution computed as one matmul.
+
+  Same parameters as ``nn.Conv(features, (p, p), strides=(p, p), padding='VALID')``
+  (``kernel`` (p, p, C, features), optional ``bias``, same initialisers, so
+  checkpoints and seeded inits are unchanged), but the image is cut into
+  patches by a reshape and multiplied by the flattened kernel. The result is
+  the same sum; what changes is the gradient with respect to the image (every
+  attack's first backward step): a plain matmul instead of a strided
+  transposed convolution over 3 input channels, which GPU convolution kernels
+  handle poorly.
+
+  Returns:
+    (N, H // p, W // p, features), like the convolution.
+  """
+  features: int
+  patch: int
+  use_bias: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    p = self.patch
+    n, h, w, c = x.shape
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (p, p, c, self.features))
+    dtype = self.dtype or x.dtype
+    gh, gw = h // p, w // p
+    x = x[:, :gh * p, :gw * p].astype(dtype)            # VALID: drop a partial border
+    x = x.reshape(n, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, gh, gw, p * p * c)
+    y = x @ kernel.astype(dtype).reshape(p * p * c, self.features)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
+    return y
+
+
+def attention(q, k, v, *, is_causal: bool = False):
+  """Multi-head attention ``softmax(q k^T / sqrt(d)) v`` on (N, L, heads, d) arrays.
+
+  ``jax.nn.dot_product_attention`` with ``implementation=None`` always lowers to
+  XLA's unfused einsum-softmax-einsum (jax 0.10: "defaults to XLA for now"), so
+  on an NVIDIA GPU with bf16/fp16 inputs this asks for cuDNN's fused flash
+  attention explicitly (forward and backward), and falls back to XLA when
+  cuDNN refuses the shapes (head dim not a multiple of 8, ...) or is absent.
+  float32 always takes the XLA path, whose dots follow the precision policy in
+  force (:mod:`jaxbench.precision`). The softmax accumulates in float32 either way.
+
+  ``JAXBENCH_ATTENTION=xla`` in the environment forces the XLA path (to
+  measure what the fused kernel brings).
+
+  Args:
+    q: (N, T, heads, d); k, v: (N, S, heads, d), one dtype.
+    is_causal: mask keys after each query (text towers).
+
+  Returns:
+    (N, T, heads, d) in the inputs' dtype.
+  """
+  if (q.dtype in (jnp.bfloat16, jnp.float16) and jax.default_backend() == "gpu"
+      and os.environ.get("JAXBENCH_ATTENTION", "") != "xla"):
+    try:
+      return jax.nn.dot_product_attention(q, k, v, is_causal=is_causal,
+                                          implementation="cudnn")
+    except (NotImplementedError, ValueError, RuntimeError):
+      pass   # shapes or a cuDNN version that the fused kernel does not take
+  return jax.nn.dot_product_attention(q, k, v, is_causal=is_causal)
 
 
 # --- checked weight import ---------------------------------------------------

@@ -54,8 +54,8 @@ class MAPHead(nn.Module):
     q = nn.Dense(d, name="q_proj")(jnp.broadcast_to(probe.astype(x.dtype), (n, 1, d)))
     k = nn.Dense(d, name="k_proj")(x)
     v = nn.Dense(d, name="v_proj")(x)
-    o = jax.nn.dot_product_attention(q.reshape(n, 1, h, d // h), k.reshape(n, l, h, d // h),
-                                     v.reshape(n, l, h, d // h))
+    o = layers.attention(q.reshape(n, 1, h, d // h), k.reshape(n, l, h, d // h),
+                         v.reshape(n, l, h, d // h))
     y = nn.Dense(d, name="out_proj")(o.reshape(n, 1, d))
     z = nn.LayerNorm(epsilon=self.cfg.eps, name="layernorm", dtype=y.dtype)(y)
     z = nn.Dense(self.cfg.mlp_dim, name="fc1")(z)
@@ -72,8 +72,7 @@ class VisionTower(nn.Module):
     c, p = self.cfg.vision, self.cfg.patch_size
     if x.shape[1] != self.cfg.image_size or x.shape[2] != self.cfg.image_size:
       raise ValueError(f"SigLIP takes {self.cfg.image_size}px inputs; got {x.shape[1:3]}")
-    x = nn.Conv(c.width, (p, p), strides=(p, p), padding="VALID", name="patch_embedding",
-                dtype=x.dtype)(x)
+    x = layers.PatchEmbed(c.width, p, use_bias=True, name="patch_embedding", dtype=x.dtype)(x)
     n = x.shape[0]
     x = x.reshape(n, -1, c.width)
     pos = self.param("position_embedding", nn.initializers.normal(0.02), (x.shape[1], c.width))

@@ -52,8 +52,8 @@ class ViT(nn.Module):
                        f"positions fix the size); got {x.shape[1:3]}")
     ln = lambda name: nn.LayerNorm(epsilon=t.eps, name=name, dtype=x.dtype)
     p = cfg.patch_size
-    x = nn.Conv(t.width, (p, p), strides=(p, p), padding="VALID", name="patch_embed",
-                use_bias=cfg.patch_bias, dtype=x.dtype)(x)
+    x = layers.PatchEmbed(t.width, p, use_bias=cfg.patch_bias, name="patch_embed",
+                          dtype=x.dtype)(x)
     n = x.shape[0]
     x = x.reshape(n, -1, t.width)
     n_tok = x.shape[1] + int(cfg.class_token)

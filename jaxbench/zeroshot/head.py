@@ -8,11 +8,14 @@ classes, templates, tokenizer, precision); the result is cached in
 ``cache_dir`` under a content hash.
 
 Speed: with a causal text tower pooled at the end-of-text token, tokens after a
-prompt's EOT never influence its embedding. Prompts are therefore grouped into
-length buckets (multiples of ``bucket``) and each bucket runs at its own length
-instead of the full 77-token context: most ImageNet prompts need 16 tokens or
-fewer, which cuts the work about 5x. Non-causal towers (SigLIP) run at the full
-context.
+prompt's EOT never influence its embedding. Prompts are therefore grouped into a
+few fixed length buckets (:data:`BUCKETS`, then the full context) and each bucket
+runs at its own length instead of the full 77-token context: most ImageNet
+prompts need 16 tokens or fewer, which cuts the work about 4x. Each bucket runs
+at one fixed batch shape, so building a head compiles at most one program per
+bucket (and the persistent compilation cache keeps them across runs). Non-causal
+towers (SigLIP) run at the full context. The text tower runs under the model's
+precision policy (:mod:`jaxbench.precision`).
 """
 from __future__ import annotations
 
@@ -21,13 +24,15 @@ import hashlib
 import json
 import functools
 import os
+import time
 from typing import Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
-from jaxbench import stopping
+from jaxbench import precision as precision_lib, progress, stopping
 from jaxbench.models.api import Model
 from jaxbench.zeroshot import prompts as prompts_lib
 
@@ -71,17 +76,57 @@ def _eot_lengths(ids: np.ndarray) -> np.ndarray:
   return np.where(nonpad.any(1), ids.shape[1] - np.argmax(nonpad[:, ::-1], axis=1), 1)
 
 
+# Fixed prompt lengths (tokens) a causal tower runs at on an accelerator, where
+# a head is compile-bound: a handful of programs per model however many distinct
+# prompt lengths a template set has. The model's context is always the last
+# bucket. On CPU the text tower is compute-bound (1000 x 80 prompts take minutes
+# while a program compiles in a second), so there lengths round up to even
+# numbers only (CPU_BUCKET), the least padding.
+BUCKETS = (16, 24, 32, 48, 64)
+CPU_BUCKET = 2
+# Seconds between head-building progress lines.
+_LOG_EVERY_S = 5.0
+
+
+def default_buckets() -> Union[int, Sequence[int]]:
+  """:data:`BUCKETS` on an accelerator, multiples of :data:`CPU_BUCKET` on CPU."""
+  return CPU_BUCKET if jax.default_backend() == "cpu" else BUCKETS
+
+
+def bucket_lengths(lengths: np.ndarray, context: int,
+                   bucket: Union[int, Sequence[int], None] = None) -> np.ndarray:
+  """The length each prompt runs at: the smallest bucket >= its own length.
+
+  Args:
+    lengths: (N,) tokens each prompt needs (up to and including its EOT).
+    context: the tower's context length (the largest bucket).
+    bucket: fixed bucket lengths, or an int: lengths rounded up to multiples of
+      it; None: :func:`default_buckets`.
+
+  Returns:
+    int (N,) lengths, each in ``bucket`` or equal to ``context``.
+  """
+  if bucket is None:
+    bucket = default_buckets()
+  if isinstance(bucket, (int, np.integer)):
+    return np.minimum(context, -(-lengths // int(bucket)) * int(bucket))
+  edges = np.asarray(sorted({int(b) for b in bucket if 0 < int(b) < context} | {context}))
+  return edges[np.searchsorted(edges, np.minimum(lengths, context))]
+
+
 def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 128,
-                   bucket: int = 2, encode=None) -> np.ndarray:
+                   bucket: Union[int, Sequence[int], None] = None,
+                   encode=None) -> np.ndarray:
   """Unit-norm text embeddings (N, D) for token ids (N, context), length-bucketed.
 
   Args:
     model: a zero-shot model.
     token_ids: int32 (N, context) as ``model.tokenize`` returns (zero padded).
-    batch_size: prompts per compiled call; the last batch of a bucket is padded.
-    bucket: bucket lengths are multiples of this (fewer distinct compilations).
+    batch_size: most prompts per compiled call.
+    bucket: fixed bucket lengths, an int for lengths rounded up to its
+      multiples, or None for :func:`default_buckets`; see :func:`bucket_lengths`.
     encode: optional jitted ``(params, ids) -> (n, D)``; defaults to
-      ``model.encode_text``.
+      ``model.encode_text`` under the model's precision policy.
 
   Returns:
     float32 (N, D) L2-normalised embeddings in the input order.
@@ -90,34 +135,48 @@ def encode_prompts(model: Model, token_ids: np.ndarray, *, batch_size: int = 128
     encode = _text_encoder(model)
   n, context = token_ids.shape
   lengths = _eot_lengths(token_ids) if model.causal_text else np.full(n, context)
-  bucket_len = np.minimum(context, -(-lengths // bucket) * bucket)
+  bucket_len = bucket_lengths(lengths, context, bucket)
   results: dict[int, np.ndarray] = {}
+  t0 = last_log = time.perf_counter()
+  done = 0
   for length in np.unique(bucket_len):
     idx = np.nonzero(bucket_len == length)[0]
-    for start in range(0, len(idx), batch_size):
+    # One batch shape per bucket, so one program each: the bucket's prompts in
+    # equal chunks of at most batch_size rows (a multiple of 8), the last padded.
+    chunks = -(-len(idx) // batch_size)
+    rows = min(batch_size, -(-(-(-len(idx) // chunks)) // 8) * 8)
+    for start in range(0, len(idx), rows):
       stopping.check_local("while building a zero-shot head")   # SIGTERM between batches
-      chunk = idx[start:start + batch_size]
+      chunk = idx[start:start + rows]
       ids = token_ids[chunk, :length]
-      # Pad to a few fixed batch shapes so each bucket compiles at most twice.
-      target = batch_size if len(idx) > batch_size else max(8, 1 << (len(chunk) - 1).bit_length())
-      pad = target - len(chunk)
+      pad = rows - len(chunk)
       if pad:
         ids = np.concatenate([ids, np.repeat(ids[-1:], pad, 0)])
-      z = np.asarray(encode(model.params, jnp.asarray(ids)))[:len(chunk)]
+      z = np.asarray(encode(model.params, ids))[:len(chunk)]
       for i, row in zip(chunk, z):
         results[int(i)] = row
+      done += len(chunk)
+      now = time.perf_counter()
+      if now - last_log >= _LOG_EVERY_S and done < n:
+        last_log = now
+        rate = done / (now - t0)
+        logging.info("zero-shot head: %d/%d prompts, %.1f prompts/s, ETA %s", done, n, rate,
+                     progress.fmt_seconds((n - done) / rate))
   out = np.stack([results[i] for i in range(n)]).astype(np.float32)
   return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 @functools.lru_cache(maxsize=4)
-def _jit_text(net_text):
-  return jax.jit(lambda p, ids: net_text(p["net"], ids).astype(jnp.float32))
+def _jit_text(net_text, precision: str):
+  def encode(p, ids):
+    with precision_lib.scope(precision):
+      return net_text(p["net"], ids).astype(jnp.float32)
+  return jax.jit(encode)
 
 
 def _text_encoder(model: Model):
-  """A jitted text encoder shared by every head of one model (compiled once per shape)."""
-  return _jit_text(model.net_text)
+  """A jitted text encoder shared by every head of one model (one program per shape)."""
+  return _jit_text(model.net_text, model.precision)
 
 
 def _model_scale(model: Model) -> tuple[float, Optional[float]]:
@@ -142,7 +201,7 @@ def build_head(model: Model, classnames: Union[str, Sequence[str]] = "imagenet",
                templates: Union[str, Sequence[str]] = "clip80", *,
                logit_scale: Union[str, float] = "model", label_space: Optional[str] = None,
                cache_dir: Optional[str] = None, batch_size: int = 128,
-               bucket: int = 2) -> ZeroShotHead:
+               bucket: Union[int, Sequence[int], None] = None) -> ZeroShotHead:
   """Builds (or loads from ``cache_dir``) the zero-shot head of ``model``.
 
   Args:
@@ -169,9 +228,16 @@ def build_head(model: Model, classnames: Union[str, Sequence[str]] = "imagenet",
   path = os.path.join(cache_dir, f"head_{key}.npz") if cache_dir else None
   if path and os.path.exists(path):
     weights = np.load(path)["weights"]
+    logging.info("zero-shot head for %s: read %s", model.name, path)
   else:
+    t0 = time.perf_counter()
+    logging.info("building the zero-shot head of %s: %d classes x %d templates = %d prompts",
+                 model.name, len(names), len(temps), len(names) * len(temps))
     ids = model.tokenize(prompts_lib.prompts(names, temps))
     z = encode_prompts(model, ids, batch_size=batch_size, bucket=bucket)
+    dt = time.perf_counter() - t0
+    logging.info("zero-shot head of %s built in %.1f s (%.1f prompts/s, compilation "
+                 "included)", model.name, dt, len(ids) / max(dt, 1e-9))
     z = z.reshape(len(names), len(temps), -1).mean(axis=1)
     weights = (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(
         np.float32)
