@@ -6,7 +6,8 @@ A spec names a checkpoint in one of the supported layouts:
   CLIP, SigLIP, ViT, ResNet);
 * ``openclip:REPO`` or a directory with ``open_clip_config.json`` (OpenCLIP layout);
 * ``timm:REPO`` or a directory whose ``config.json`` has ``pretrained_cfg`` (timm);
-* a registry name (``clip_vit_b32``) mapped to one of the above with a revision.
+* a registry name (``clip_vit_b32``) mapped to one of the above with a revision;
+* ``probe:PATH``: a trained head file on its backbone (:mod:`jaxbench.heads.model`).
 
 Options ride along as spec arguments: ``hf:openai/clip-vit-base-patch32`` takes
 ``revision=``, ``precision='bfloat16'``. Layout loaders register themselves in
@@ -39,7 +40,8 @@ LAYOUTS: dict[str, Layout] = {}
 NAMES = registry.Registry("model name")
 
 # Modules that register layouts and names when imported.
-_PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo", "jaxbench.demo.models")
+_PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo", "jaxbench.demo.models",
+            "jaxbench.heads.model")
 
 
 def register_layout(layout: Layout):
