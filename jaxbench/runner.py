@@ -199,6 +199,10 @@ def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple
   """Zero-shot head for this set; returns (model, whether to apply evalset.project)."""
   zs = {**ZEROSHOT_DEFAULTS, **dict(_get(config, "zeroshot", {}) or {})}
   if not model.is_zeroshot:
+    if (model.head_info or {}).get("trained_head"):
+      from jaxbench.heads import learn as heads_learn
+      if heads_learn.label_space_error(model, evalset):
+        raise ConfigError(heads_learn.label_space_error(model, evalset))
     if model.label_space != evalset.model_label_space and evalset.project is None:
       if model.num_classes != evalset.num_classes:
         raise ConfigError(
@@ -506,6 +510,12 @@ def plan_passes(config) -> list[tuple[str, str, str]]:
 def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[dict]:
   """Runs every pass of ``config`` into ``workdir``; returns the rows written."""
   validate(config)
+  if "linear_probe" in config:   # trained heads: the passes evaluate probe:PATH, learned first
+    from jaxbench.heads import learn as heads_learn
+    config = heads_learn.eval_config(config, workdir)
+    if dry_run:
+      for line in heads_learn.describe(config, workdir):
+        print_fn(line)
   plan = plan_passes(config)
   if dry_run:
     print_fn(f"plan: {len(plan)} passes into {workdir}")
@@ -521,6 +531,8 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
   if "clip_auto" in config:   # learn prompts first; evaluation then uses them as a head
     from jaxbench.zeroshot import clip_auto
     clip_auto.learn(config, store.workdir, mesh=mesh)
+  if "linear_probe" in config:
+    heads_learn.learn(config, store.workdir, mesh=mesh)
   parallel.assert_same_across_hosts(
       json.dumps([plan, config_identity(config), prov["jaxbench"], prov["git"]],
                  sort_keys=True, default=str), "config, plan and package version")
