@@ -1,0 +1,119 @@
+"""configs/linear_probe.py end to end: features stored and resumed, head learned, passes run."""
+import os
+import pickle
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxbench import models, runner
+from jaxbench.data import catalog, evalset
+from jaxbench.heads import artifact, features, learn, logreg
+
+
+def _write_batch(path, images, labels):
+  """CIFAR-10's python batch format (pickled dict, bytes keys, CHW rows)."""
+  batch = {b"labels": labels.tolist(),
+           b"data": images.transpose(0, 3, 1, 2).reshape(len(images), 3072)}
+  with open(path, "wb") as f:
+    pickle.dump(batch, f, protocol=2)
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+  d = tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py"
+  os.makedirs(d)
+  rng = np.random.default_rng(0)
+  for i in range(1, 6):
+    _write_batch(d / f"data_batch_{i}", rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+                 rng.integers(0, 10, 8))
+  _write_batch(d / "test_batch", rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8),
+               rng.integers(0, 10, 12))
+  return str(d)
+
+
+def _config(model_dir, cifar, **lp):
+  from configs import linear_probe
+  c = linear_probe.get_config("clip")
+  c.models = (model_dir,)
+  c.preprocess = ""
+  c.datasets = (f"cifar10(root={cifar!r})",)
+  c.transforms = ("clean", "attack:fgsm(eps=1/255)")
+  c.batch_size = 8
+  c.num_workers = 2
+  c.linear_probe.train = f"cifar10_train(root={cifar!r})"
+  c.linear_probe.test = f"cifar10(root={cifar!r})"
+  c.linear_probe.Cs = (0.1, 10.0)
+  c.linear_probe.val_fraction = 0.25
+  c.linear_probe.shard_size = 16
+  c.linear_probe.update(lp)
+  return c
+
+
+def test_learn_then_evaluate(tiny_clip, cifar_dir, tmp_path):
+  model_dir, _ = tiny_clip
+  cfg = _config(model_dir, cifar_dir)
+  wd = str(tmp_path / "run")
+  lines = []
+  runner.run(cfg, wd, dry_run=True, print_fn=lines.append)
+  head = learn.head_path(wd, model_dir)
+  assert lines[0].startswith("learn: logreg on cifar10_train")
+  assert any(head in l and "to train" in l for l in lines)
+  assert f"model=probe:{head}" in "\n".join(lines)
+  rows = runner.run(cfg, wd, print_fn=lambda *a: None)
+  art = artifact.load(head)
+  assert art.label_space == "cifar10" and art.recipe["method"] == "logreg"
+  assert art.recipe["best_C"] in (0.1, 10.0) and art.data["n"] == 40
+  # The stored train features are the backbone's embeddings; the head is the sweep's.
+  backbone = models.load(model_dir)
+  train = catalog.get(cfg.linear_probe.train)
+  fdir = features.cache_dir(os.path.join(wd, "features"), features.identity(backbone),
+                            cfg.linear_probe.train, 40)
+  fs = features.load(fdir)
+  imgs = np.stack([np.asarray(train.source[i]["image"]) for i in range(40)])
+  want = np.asarray(backbone.encode_image(backbone.params, jnp.asarray(imgs / 255.0)))
+  np.testing.assert_allclose(fs.features, want, atol=1e-4)
+  assert fs.ids[:2] == ("train_00000", "train_00001")
+  val = logreg.validation_mask(fs.ids, 0, 0.25)
+  sw = logreg.sweep(fs.features, fs.labels, 10, val_mask=val, Cs=(0.1, 10.0))
+  np.testing.assert_allclose(art.weight, sw.final.weights, atol=1e-5)
+  # The clean row's accuracy is the head on the test images' features.
+  test = catalog.get(cfg.datasets[0])
+  timgs = np.stack([np.asarray(test.source[i]["image"]) for i in range(12)])
+  tl = np.asarray([test.source[i]["label"] for i in range(12)])
+  z = np.asarray(backbone.encode_image(backbone.params, jnp.asarray(timgs / 255.0)))
+  acc = np.mean(np.argmax(z @ art.weight.T + art.bias, 1) == tl)
+  top1 = [r for r in rows if r["metric"] == "top1" and r["transform"] == "clean"]
+  assert len(top1) == 1 and top1[0]["value"] == pytest.approx(acc, abs=1e-9)
+  assert top1[0]["model_info"]["head"]["recipe"]["method"] == "logreg"
+  assert any(r["transform"].startswith("attack:fgsm") for r in rows)
+  # A rerun keeps the head; a deleted feature chunk is recomputed to the same values.
+  os.remove(os.path.join(fdir, "shard_00001.npz"))
+  with pytest.raises(FileNotFoundError, match="chunk 1"):
+    features.load(fdir)
+  again = features.compute(backbone, train.source, out_dir=fdir, name=cfg.linear_probe.train,
+                           batch_size=8, shard_size=16, print_fn=lambda *a: None)
+  np.testing.assert_allclose(again.features, fs.features, atol=1e-6)
+  with pytest.raises(features.FeatureMismatch, match="bilinear"):
+    import dataclasses
+    other = backbone.with_preprocess(dataclasses.replace(backbone.preprocess,
+                                                         interpolation="bilinear"))
+    features.compute(other, train.source, out_dir=fdir, name=cfg.linear_probe.train,
+                     batch_size=8, shard_size=16)
+
+
+def test_label_space_mismatch_is_a_clear_error(tiny_clip, cifar_dir, tmp_path):
+  model_dir, _ = tiny_clip
+  backbone = models.load(model_dir)
+  art = artifact.HeadArtifact(
+      weight=np.zeros((10, 16), np.float32), bias=np.zeros(10, np.float32), backbone=model_dir,
+      preprocess=artifact.preprocess_record(backbone.preprocess),
+      features=features.identity(backbone), label_space="cifar10")
+  path = str(tmp_path / "h.safetensors")
+  artifact.save(art, path)
+  m = models.load(f"probe:{path}")
+  other = evalset.EvalSet(name="digits", source=[], num_classes=10, model_label_space="digits")
+  with pytest.raises(runner.ConfigError,
+                     match=r"label space 'cifar10'.*'digits' is labelled in 'digits'"):
+    runner.attach_head(m, other, ml_collections.ConfigDict(), str(tmp_path))
