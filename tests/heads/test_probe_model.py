@@ -108,3 +108,49 @@ def test_other_features_are_refused_naming_both(probe, tiny_clip):
   renamed = dataclasses.replace(backbone, name="clip_vit_b32")
   with pytest.raises(features.FeatureMismatch, match=r"'clip_vit_b32'.*differs in model"):
     probe_model.attach(renamed, art)
+
+
+def test_supervised_backbone_penultimate_features_and_new_head(tmp_path):
+  """A timm-layout ResNet: pooled pre-classifier features, then a new 4-way head (RoZ's fc swap)."""
+  import timm
+  from timm.models._hub import save_for_hf
+  torch.manual_seed(0)
+  ref = timm.create_model("resnet18.tv_in1k", pretrained=False, layers=[1, 1, 1, 1],
+                          num_classes=10)
+  with torch.no_grad():   # non-trivial BatchNorm statistics
+    for name, t in ref.named_buffers():
+      if name.endswith("running_mean"):
+        t.copy_(0.1 * torch.randn_like(t))
+      elif name.endswith("running_var"):
+        t.copy_(torch.rand_like(t) + 0.5)
+  ref.eval()
+  d = str(tmp_path / "rn")
+  save_for_hf(ref, d, safe_serialization=True, model_args=dict(layers=[1, 1, 1, 1]))
+  backbone = models.load(d)
+  x = np.random.default_rng(4).uniform(size=(3, 64, 64, 3)).astype(np.float32)
+  mean = torch.tensor(backbone.preprocess.mean).reshape(1, 3, 1, 1)
+  std = torch.tensor(backbone.preprocess.std).reshape(1, 3, 1, 1)
+  xt = (torch.from_numpy(x.transpose(0, 3, 1, 2)) - mean) / std
+  fn = features.feature_fn(backbone)
+  ours = np.asarray(fn(backbone.params["net"], backbone.preprocess.normalize(jnp.asarray(x))))
+  with torch.no_grad():
+    want = ref.forward_head(ref.forward_features(xt), pre_logits=True).numpy()
+  assert ours.shape == (3, 512)
+  np.testing.assert_allclose(ours, want, atol=1e-4)
+  assert features.identity(backbone)["features"] == "penultimate"
+  # RoZ's model.fc = Linear(D, K): the same as a head file on this backbone.
+  ref.reset_classifier(4)
+  rng = np.random.default_rng(5)
+  w, b = rng.normal(size=(4, 512)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+  with torch.no_grad():
+    ref.fc.weight.copy_(torch.from_numpy(w))
+    ref.fc.bias.copy_(torch.from_numpy(b))
+  art = artifact.HeadArtifact(weight=w, bias=b, backbone=d,
+                              preprocess=artifact.preprocess_record(backbone.preprocess),
+                              features=features.identity(backbone), label_space="four")
+  path = str(tmp_path / "rn_head.safetensors")
+  artifact.save(art, path)
+  m = models.load(f"probe:{path}")
+  with torch.no_grad():
+    np.testing.assert_allclose(np.asarray(m.apply(m.params, jnp.asarray(x))), ref(xt).numpy(),
+                               atol=1e-4)
