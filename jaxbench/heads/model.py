@@ -22,6 +22,18 @@ from jaxbench.models.api import Model
 PREFIX = "probe"
 
 
+class TrainedHeadModel(Model):
+  """A Model whose rows say what it is: 'probe' (a head on a zero-shot model's
+  embeddings, RoZ's CLIP_LP) or 'supervised' (a new head on a supervised backbone,
+  RoZ's CIFAR-10 baselines). Only the recorded kind differs: ``apply`` is the
+  supervised path, so the report never counts a probe as a supervised baseline."""
+
+  def describe(self) -> dict:
+    d = super().describe()
+    d["kind"] = self.head_info.get("row_kind", "supervised")
+    return d
+
+
 def attach(backbone: Model, art: artifact_lib.HeadArtifact, *, name: str = "",
            content_sha256: str = "") -> Model:
   """``backbone`` + ``art`` as one supervised Model over the head's label space.
@@ -51,12 +63,14 @@ def attach(backbone: Model, art: artifact_lib.HeadArtifact, *, name: str = "",
   info = {"trained_head": True, "backbone": art.backbone, "features": art.features,
           "label_space": art.label_space, "data": {k: v for k, v in art.data.items()
                                                    if k not in ("ids", "val_ids")},
-          "seed": art.seed, "recipe": art.recipe, "content_sha256": content_sha256}
+          "seed": art.seed, "recipe": art.recipe, "content_sha256": content_sha256,
+          "row_kind": "probe" if backbone.is_zeroshot else "supervised"}
   prov = {"backbone": backbone.provenance, "head_file": name, "head_sha256": content_sha256}
-  return Model(name=name or f"{PREFIX}:<{art.backbone}>", params=params,
-               preprocess=backbone.preprocess, kind="supervised", label_space=art.label_space,
-               num_classes=art.num_classes, provenance=prov, net_logits=net_logits,
-               head_info=info, precision=backbone.precision)
+  return TrainedHeadModel(name=name or f"{PREFIX}:<{art.backbone}>", params=params,
+                          preprocess=backbone.preprocess, kind="supervised",
+                          label_space=art.label_space, num_classes=art.num_classes,
+                          provenance=prov, net_logits=net_logits, head_info=info,
+                          precision=backbone.precision)
 
 
 def load(ref: str, revision=None, spec=None, **options) -> Model:

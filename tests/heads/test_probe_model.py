@@ -69,6 +69,8 @@ def test_probe_spec_equals_pytorch_backbone_plus_linear(probe):
   m = models.load(f"probe:{path}")
   assert m.kind == "supervised" and m.num_classes == 3 and m.label_space == "toy3"
   assert m.describe()["head"]["recipe"] == {"method": "logreg", "C": 0.3}
+  assert m.describe()["kind"] == "probe"    # a CLIP probe is no supervised baseline
+  assert dataclasses.replace(m, params=m.params).describe()["kind"] == "probe"
   assert m.provenance["head_sha256"] == artifact.content_hash(path)
   x = np.random.default_rng(1).uniform(size=(4, 32, 32, 3)).astype(np.float32)
   ours = np.asarray(m.apply(m.params, jnp.asarray(x)))
@@ -151,6 +153,7 @@ def test_supervised_backbone_penultimate_features_and_new_head(tmp_path):
   path = str(tmp_path / "rn_head.safetensors")
   artifact.save(art, path)
   m = models.load(f"probe:{path}")
+  assert m.describe()["kind"] == "supervised"   # RoZ's supervised CIFAR-10 baseline
   with torch.no_grad():
     np.testing.assert_allclose(np.asarray(m.apply(m.params, jnp.asarray(x))), ref(xt).numpy(),
                                atol=1e-4)
