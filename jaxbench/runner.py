@@ -184,8 +184,14 @@ def load_model(spec: str, config) -> Model:
       if _get(config, "precision", "float32") != "float32" else models.load(spec)
   if _get(config, "preprocess", "") == "clip":
     size = model.preprocess.size
-    model = model.with_preprocess(Preprocess(size=size, resize=size, interpolation="bicubic",
-                                             mean=CLIP_MEAN, std=CLIP_STD))
+    clip_pp = Preprocess(size=size, resize=size, interpolation="bicubic", mean=CLIP_MEAN,
+                         std=CLIP_STD)
+    if (model.head_info or {}).get("trained_head") and clip_pp != model.preprocess:
+      # A trained head is only valid on the features it was trained on.
+      raise ConfigError(f"model {spec!r}: its head was trained with preprocessing "
+                        f"{model.preprocess.spec()}; config.preprocess='clip' would feed it "
+                        f"{clip_pp.spec()}. Use config.preprocess='' for this head")
+    model = model.with_preprocess(clip_pp)
   return model
 
 

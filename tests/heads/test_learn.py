@@ -140,3 +140,21 @@ def test_kshot_head_training_roz_preset(tiny_clip, cifar_dir, tmp_path):
   split = kshot.draw(train.source, 2, 0, num_classes=10)
   assert art.data["k"] == 2 and art.data["n"] == len(split)
   assert art.data["ids_sha256"] == features.ids_hash(split.ids)
+
+
+def test_preprocess_override_of_a_trained_head_is_refused(tiny_clip, tmp_path):
+  model_dir, _ = tiny_clip
+  backbone = models.load(model_dir)
+  import dataclasses
+  own = dataclasses.replace(backbone.preprocess, interpolation="bilinear")
+  art = artifact.HeadArtifact(
+      weight=np.zeros((10, 16), np.float32), bias=np.zeros(10, np.float32), backbone=model_dir,
+      preprocess=artifact.preprocess_record(own),
+      features=features.identity(backbone.with_preprocess(own)), label_space="cifar10")
+  path = str(tmp_path / "h.safetensors")
+  artifact.save(art, path)
+  cfg = ml_collections.ConfigDict(dict(preprocess="clip", precision="float32"))
+  with pytest.raises(runner.ConfigError, match=r"trained with preprocessing resize\(32,bilinear\)"):
+    runner.load_model(f"probe:{path}", cfg)
+  assert runner.load_model(f"probe:{path}", ml_collections.ConfigDict(
+      dict(preprocess="", precision="float32"))).preprocess == own
