@@ -158,3 +158,30 @@ def test_preprocess_override_of_a_trained_head_is_refused(tiny_clip, tmp_path):
     runner.load_model(f"probe:{path}", cfg)
   assert runner.load_model(f"probe:{path}", ml_collections.ConfigDict(
       dict(preprocess="", precision="float32"))).preprocess == own
+
+
+def test_report_puts_heads_beside_their_backbone(tiny_clip, cifar_dir, tmp_path):
+  from jaxbench.report import render, results
+  model_dir, _ = tiny_clip
+  cfg = _config(model_dir, cifar_dir)
+  cfg.transforms = ("clean",)
+  wd_probe = str(tmp_path / "probe")
+  probe_rows = runner.run(cfg, wd_probe, print_fn=lambda *a: None)
+  zs = _config(model_dir, cifar_dir)
+  del zs["linear_probe"]
+  zs.suite_keys = ()
+  zs.transforms = ("clean",)
+  zs.zeroshot.head, zs.zeroshot.templates = "dataset", "photo"
+  wd_zs = str(tmp_path / "zs")
+  zs_rows = runner.run(zs, wd_zs, print_fn=lambda *a: None)
+  rs = results.load([wd_probe, wd_zs])
+  rep = render.build(rs)
+  (t,) = [t for s in rep.sections if s.title == "Trained heads" for t in s.tables]
+  assert len(t.rows) == 2
+  zs_label, probe_label = t.rows
+  assert t.values[(zs_label, "kind")] == "zeroshot" and t.values[(probe_label, "kind")] == "probe"
+  assert t.values[(probe_label, "head")].startswith("logreg, C=")
+  (col,) = [c for c in t.columns if c not in ("backbone", "kind", "head")]
+  assert t.values[(zs_label, col)] == pytest.approx(zs_rows[0]["value"])
+  assert t.values[(probe_label, col)] == pytest.approx(
+      [r for r in probe_rows if r["metric"] == "top1"][0]["value"])
