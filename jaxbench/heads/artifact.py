@@ -11,6 +11,8 @@ in its string metadata, a JSON record:
   validation ids' hash), ``seed``;
 * ``recipe``: how it was trained (method, C sweep or optimiser and schedule,
   BatchNorm mode, epoch selection split) and its figures;
+* ``backbone_state``: names of ``backbone/<param path>`` tensors, BatchNorm
+  statistics that replace the backbone's (RoZ's train-mode BatchNorm changes them);
 * ``content_sha256``: sha256 over the tensors' bytes and the record, checked on
   load, so a file edited by hand or truncated is refused.
 """
@@ -46,6 +48,7 @@ class HeadArtifact:
   data: dict = dataclasses.field(default_factory=dict)
   seed: int = 0
   recipe: dict = dataclasses.field(default_factory=dict)
+  backbone_state: dict = dataclasses.field(default_factory=dict)
 
   @property
   def num_classes(self) -> int:
@@ -55,7 +58,7 @@ class HeadArtifact:
     return {"format": FORMAT, "backbone": self.backbone, "preprocess": self.preprocess,
             "features": self.features, "label_space": self.label_space,
             "class_names": list(self.class_names), "data": self.data, "seed": int(self.seed),
-            "recipe": self.recipe}
+            "recipe": self.recipe, "backbone_state": sorted(self.backbone_state)}
 
   def get_preprocess(self) -> Preprocess:
     d = dict(self.preprocess)
@@ -68,11 +71,11 @@ def preprocess_record(pp: Preprocess) -> dict:
           for k, v in dataclasses.asdict(pp).items()}
 
 
-def _content_hash(weight: np.ndarray, bias: np.ndarray, record_json: str) -> str:
+def _content_hash(tensors: dict, record_json: str) -> str:
   h = hashlib.sha256()
-  for a in (weight, bias):
-    a = np.ascontiguousarray(a, np.float32)
-    h.update(str(a.shape).encode())
+  for name in sorted(tensors):
+    a = np.ascontiguousarray(tensors[name], np.float32)
+    h.update(name.encode() + b"\0" + str(a.shape).encode())
     h.update(a.tobytes())
   h.update(record_json.encode())
   return h.hexdigest()
@@ -100,9 +103,11 @@ def save(art: HeadArtifact, path: str) -> str:
   if art.class_names and len(art.class_names) != weight.shape[0]:
     raise ArtifactError(f"{len(art.class_names)} class names for {weight.shape[0]} logits")
   rec = json.dumps(art.record(), sort_keys=True, default=_json_default)
-  digest = _content_hash(weight, bias, rec)
-  blob = st_save({"weight": weight, "bias": bias},
-                 metadata={"jaxbench_head": rec, "content_sha256": digest})
+  tensors = {"weight": weight, "bias": bias,
+             **{f"backbone/{k}": np.ascontiguousarray(v, np.float32)
+                for k, v in art.backbone_state.items()}}
+  digest = _content_hash(tensors, rec)
+  blob = st_save(tensors, metadata={"jaxbench_head": rec, "content_sha256": digest})
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
   store_lib.atomic_write_bytes(path, blob)
@@ -125,12 +130,13 @@ def load(path: str) -> HeadArtifact:
       tensors = {k: f.get_tensor(k) for k in f.keys()}
   except Exception as e:  # safetensors raises its own error types for corrupt headers
     raise ArtifactError(f"head file {path!r} is not a readable safetensors file: {e}") from e
-  if "jaxbench_head" not in meta or set(tensors) != {"weight", "bias"}:
+  if "jaxbench_head" not in meta or not {"weight", "bias"} <= set(tensors) or any(
+      k not in ("weight", "bias") and not k.startswith("backbone/") for k in tensors):
     raise ArtifactError(f"{path!r} is not a jaxbench head: expected tensors 'weight', 'bias' "
                         f"and 'jaxbench_head' metadata, found tensors {sorted(tensors)} and "
                         f"metadata keys {sorted(meta)}")
   rec_json = meta["jaxbench_head"]
-  digest = _content_hash(tensors["weight"], tensors["bias"], rec_json)
+  digest = _content_hash(tensors, rec_json)
   if digest != meta.get("content_sha256"):
     raise ArtifactError(f"head file {path!r}: content sha256 {digest} does not match the "
                         f"recorded {meta.get('content_sha256')} (file modified or corrupt)")
@@ -138,10 +144,15 @@ def load(path: str) -> HeadArtifact:
   if rec.get("format") != FORMAT:
     raise ArtifactError(f"head file {path!r} has format {rec.get('format')!r}, "
                         f"expected {FORMAT!r}")
+  state = {k[len("backbone/"):]: v for k, v in tensors.items() if k.startswith("backbone/")}
+  if sorted(state) != list(rec.get("backbone_state", [])):
+    raise ArtifactError(f"head file {path!r}: backbone tensors {sorted(state)} do not match "
+                        f"the recorded {rec.get('backbone_state')}")
   return HeadArtifact(weight=tensors["weight"], bias=tensors["bias"], backbone=rec["backbone"],
                       preprocess=rec["preprocess"], features=rec["features"],
                       label_space=rec["label_space"], class_names=tuple(rec["class_names"]),
-                      data=rec["data"], seed=int(rec["seed"]), recipe=rec["recipe"])
+                      data=rec["data"], seed=int(rec["seed"]), recipe=rec["recipe"],
+                      backbone_state=state)
 
 
 def content_hash(path: str) -> str:

@@ -8,7 +8,9 @@ method and its settings:
   ``Cs`` on a validation split of ``val_fraction`` carved by (``split_seed``,
   example id), refit on train + validation;
 * ``method='head'``: AdamW head training (:mod:`train_head`), ``preset`` 'clean'
-  (epoch chosen on the validation split) or 'roz' (on ``test``, RoZ's protocol).
+  (epoch chosen on the validation split, BatchNorm frozen) or 'roz' (on ``test``,
+  BatchNorm in train mode via :mod:`bn_train` when the backbone has any: the
+  training images are then held in memory and the backbone runs every step).
 
 ``k > 0`` trains on a k-shot split (:func:`jaxbench.data.kshot.draw`, nested in k).
 Features are stored under ``WORKDIR/features/`` (resumable); each head is written
@@ -18,6 +20,7 @@ them in ``config.models``), so every suite evaluates the trained heads.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from jaxbench.heads import artifact as artifact_lib
 from jaxbench.heads import features as features_lib
-from jaxbench.heads import logreg, train_head
+from jaxbench.heads import bn_train, logreg, train_head
 
 KEYS = {"backbones", "train", "test", "method", "preset", "k", "split_seed", "val_fraction",
         "Cs", "normalize", "feature_batch_size", "shard_size", "overwrite", "max_iter", "tol",
@@ -134,6 +137,7 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
       return features_lib.compute(model, src, out_dir=d, name=name, batch_size=batch,
                                   mesh=mesh, normalize=normalize,
                                   shard_size=int(lp.get("shard_size", 4096)), print_fn=print_fn)
+    backbone_state = {}
     fs = feats_of(source, lp["train"] + (f"/k{k}_seed{split_seed}" if k else ""))
     val = logreg.validation_mask(fs.ids, split_seed, float(lp.get("val_fraction", 0.2)))
     data = {"train": lp["train"], "n": len(fs.ids), "k": k, "split_seed": split_seed,
@@ -155,24 +159,48 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
     else:
       over = {k_: lp[k_] for k_ in ("epochs", "lr", "batch_size") if lp.get(k_)}
       r = train_head.recipe(lp.get("preset", "clean"), **over)
+      note = ""
+      if r.batchnorm == "train" and not bn_train.has_batchnorm(model):
+        r = dataclasses.replace(r, batchnorm="frozen")
+        note = "the backbone has no BatchNorm: train mode is the same as frozen"
+      if r.batchnorm == "train":   # RoZ: the backbone runs every step, statistics update
+        imgs, labels, _ = features_lib.load_images(model, source, name=lp["train"],
+                                                   batch_size=batch)
+        data_sets = (imgs, labels)
+        test_set = (features_lib.load_images(model, test.source, name=lp["test"],
+                                             batch_size=batch)[:2]
+                    if test is not None else None)
+      else:
+        data_sets = (fs.features, fs.labels)
+        test_set = None
+        if test is not None:
+          ts = feats_of(test.source, lp["test"])
+          test_set = (ts.features, ts.labels)
       evals = {}
       if r.select == "val":
-        x, y = fs.features[~val], fs.labels[~val]
-        evals["val"] = (fs.features[val], fs.labels[val])
+        x, y = data_sets[0][~val], data_sets[1][~val]
+        evals["val"] = (data_sets[0][val], data_sets[1][val])
       else:
-        x, y = fs.features, fs.labels
-      if test is not None:
-        ts = feats_of(test.source, lp["test"])
-        evals["test"] = (ts.features, ts.labels)
-      res = train_head.train(x, y, train.num_classes, r, seed=seed, eval_sets=evals)
+        x, y = data_sets
+      if test_set is not None:
+        evals["test"] = test_set
+      if r.batchnorm == "train":
+        res = bn_train.train(model, x, y, train.num_classes, r, seed=seed, eval_sets=evals,
+                             normalize=normalize)
+        backbone_state = res.bn
+      else:
+        res = train_head.train(x, y, train.num_classes, r, seed=seed, eval_sets=evals)
       w, b = res.weight, res.bias
       recipe = {**res.recipe, "best_epoch": res.best_epoch, "history": res.history}
-      print_fn(f"linear_probe: {spec}: best epoch {res.best_epoch} ({r.select})")
+      if note:
+        recipe["batchnorm_note"] = note
+      print_fn(f"linear_probe: {spec}: best epoch {res.best_epoch} ({r.select}, "
+               f"BatchNorm {r.batchnorm})")
     art = artifact_lib.HeadArtifact(
         weight=w, bias=b, backbone=spec,
         preprocess=artifact_lib.preprocess_record(model.preprocess), features=ident,
         label_space=train.model_label_space, class_names=tuple(train.class_names or ()),
-        data=data, seed=seed, recipe=recipe)
+        data=data, seed=seed, recipe=recipe, backbone_state=backbone_state)
     if parallel.is_writer():
       artifact_lib.save(art, path)
     parallel.sync(f"linear_probe-{spec}")

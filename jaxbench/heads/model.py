@@ -57,14 +57,19 @@ def attach(backbone: Model, art: artifact_lib.HeadArtifact, *, name: str = "",
     return z @ p["head"]["weight"].T + p["head"]["bias"]
 
   import jax.numpy as jnp
-  params = {"net": {"backbone": backbone.params["net"],
+  net = backbone.params["net"]
+  if art.backbone_state:   # BatchNorm statistics updated while the head trained (RoZ)
+    from jaxbench.heads import bn_train
+    net = bn_train.set_bn_leaves(net, art.backbone_state)
+  params = {"net": {"backbone": net,
                     "head": {"weight": jnp.asarray(art.weight, jnp.float32),
                              "bias": jnp.asarray(art.bias, jnp.float32)}}}
   info = {"trained_head": True, "backbone": art.backbone, "features": art.features,
           "label_space": art.label_space, "data": {k: v for k, v in art.data.items()
                                                    if k not in ("ids", "val_ids")},
           "seed": art.seed, "recipe": art.recipe, "content_sha256": content_sha256,
-          "row_kind": "probe" if backbone.is_zeroshot else "supervised"}
+          "row_kind": "probe" if backbone.is_zeroshot else "supervised",
+          "backbone_state": sorted(art.backbone_state)}
   prov = {"backbone": backbone.provenance, "head_file": name, "head_sha256": content_sha256}
   return TrainedHeadModel(name=name or f"{PREFIX}:<{art.backbone}>", params=params,
                           preprocess=backbone.preprocess, kind="supervised",

@@ -12,9 +12,10 @@ validation split carved from the training set by (seed, example id).
 
 BatchNorm: RoZ left ``model.train()`` on, so the frozen backbone's BatchNorm
 used batch statistics and updated its running averages while the head trained.
-Here the backbone is frozen *including* BatchNorm (features are computed once,
-in inference mode) for both presets; the recipe records ``batchnorm='frozen'``
-and, for ``roz``, that this departs from RoZ's train-mode BatchNorm.
+The ``roz`` preset says ``batchnorm='train'``: on a backbone with BatchNorm that
+runs :func:`jaxbench.heads.bn_train.train` (the backbone runs every step); this
+module's :func:`train` works on fixed features, i.e. ``batchnorm='frozen'`` (the
+``clean`` default), or a backbone without BatchNorm, where both are the same.
 
 Shuffling: epoch e visits the training examples in
 ``np.random.default_rng([seed, e]).permutation(n)`` order (or given
@@ -48,7 +49,8 @@ class HeadRecipe:
     select: 'test' (RoZ: the epoch with the best test accuracy), 'val' (best
       accuracy on the validation split) or 'last'.
     val_fraction: share of the training set carved off for 'val'.
-    batchnorm: 'frozen' (the only mode implemented; see the module docstring).
+    batchnorm: 'frozen' (features computed once, inference mode) or 'train'
+      (RoZ: batch statistics, running averages updated; see the module docstring).
     preset: the preset name this recipe came from.
   """
   lr: float = 0.02
@@ -70,14 +72,14 @@ class HeadRecipe:
     d["method"] = "adamw_head"
     if self.select == "test":
       d["selection_note"] = "epoch chosen on the test set (RoZ's protocol: optimistic)"
-    if self.preset == "roz":
+    if self.preset == "roz" and self.batchnorm == "frozen":
       d["batchnorm_note"] = ("RoZ trained with BatchNorm in train mode (model.train()); "
                              "here BatchNorm is frozen (features in inference mode)")
     return d
 
 
 PRESETS = {
-    "roz": HeadRecipe(select="test", preset="roz"),
+    "roz": HeadRecipe(select="test", batchnorm="train", preset="roz"),
     "clean": HeadRecipe(select="val", preset="clean"),
 }
 
@@ -89,8 +91,8 @@ def recipe(name: str = "clean", **overrides) -> HeadRecipe:
   r = dataclasses.replace(PRESETS[name], **overrides)
   if r.select not in ("test", "val", "last"):
     raise ValueError(f"head recipe select must be 'test', 'val' or 'last', got {r.select!r}")
-  if r.batchnorm != "frozen":
-    raise ValueError(f"head recipe batchnorm={r.batchnorm!r}: only 'frozen' is implemented")
+  if r.batchnorm not in ("frozen", "train"):
+    raise ValueError(f"head recipe batchnorm must be 'frozen' or 'train', got {r.batchnorm!r}")
   return r
 
 
@@ -167,6 +169,9 @@ def train(features, labels, num_classes: int, r: HeadRecipe, *, seed: int = 0,
   Returns:
     :class:`TrainResult`; the first epoch with the best selection accuracy wins.
   """
+  if r.batchnorm != "frozen":
+    raise ValueError("train_head.train works on fixed features (batchnorm='frozen'); "
+                     "train-mode BatchNorm needs the images: jaxbench.heads.bn_train.train")
   x_all = np.asarray(features, np.float32)
   y_all = np.asarray(labels, np.int32)
   n, dim = x_all.shape

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from jaxbench import models
-from jaxbench.heads import bn_train, train_head
+from jaxbench.heads import artifact, bn_train, features, train_head
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def resnet(tmp_path_factory):
   return models.load(d), ref
 
 
-def test_matches_pytorch_train_mode(resnet):
+def test_matches_pytorch_train_mode(resnet, tmp_path):
   model, ref = resnet
   rng = np.random.default_rng(0)
   n, k = 20, 4
@@ -75,7 +75,8 @@ def test_matches_pytorch_train_mode(resnet):
     with torch.no_grad():
       acc = float((ref(prep(timgs)).argmax(-1).numpy() == ty).mean())
     snaps.append((el, acc, ref.fc.weight.detach().numpy().copy(),
-                  ref.bn1.running_mean.numpy().copy(), ref.layer4[0].bn2.running_var.numpy().copy()))
+                  ref.bn1.running_mean.numpy().copy(), ref.layer4[0].bn2.running_var.numpy().copy(),
+                  {k_: v.clone() for k_, v in ref.state_dict().items()}))
   for row, (el, acc, *_) in zip(res.history, snaps):
     assert row["loss"] == pytest.approx(el, abs=1e-4)
     assert row["test_accuracy"] == pytest.approx(acc)
@@ -87,3 +88,19 @@ def test_matches_pytorch_train_mode(resnet):
   # The statistics moved (train mode did something) and the record says so.
   assert np.abs(res.bn["bn1/mean"] - np.asarray(model.params["net"]["bn1"]["mean"])).max() > 1e-3
   assert res.recipe["batchnorm"] == "train" and res.recipe["bn_momentum"] == 0.1
+  # The head file carries the new statistics: reloaded, it is PyTorch's best-epoch model.
+  art = artifact.HeadArtifact(
+      weight=res.weight, bias=res.bias, backbone=model.name,
+      preprocess=artifact.preprocess_record(model.preprocess),
+      features=features.identity(model), label_space="four", recipe=res.recipe,
+      backbone_state=res.bn)
+  path = str(tmp_path / "bn_head.safetensors")
+  artifact.save(art, path)
+  assert artifact.load(path).backbone_state.keys() == res.bn.keys()
+  m = models.load(f"probe:{path}")
+  ref.load_state_dict(snaps[best][5])
+  ref.eval()
+  with torch.no_grad():
+    want = ref(prep(timgs)).numpy()
+  got = np.asarray(m.apply(m.params, jnp.asarray(timgs / 255.0, jnp.float32)))
+  np.testing.assert_allclose(got, want, atol=1e-4)

@@ -131,7 +131,8 @@ def test_kshot_head_training_roz_preset(tiny_clip, cifar_dir, tmp_path):
   art = artifact.load(learn.head_path(wd, model_dir))
   rec = art.recipe
   assert rec["method"] == "adamw_head" and rec["preset"] == "roz" and rec["select"] == "test"
-  assert rec["epochs"] == 3 and len(rec["history"]) == 3 and "batchnorm_note" in rec
+  assert rec["epochs"] == 3 and len(rec["history"]) == 3
+  assert rec["batchnorm"] == "frozen" and "no BatchNorm" in rec["batchnorm_note"]
   accs = [h["test_accuracy"] for h in rec["history"]]
   assert rec["best_epoch"] == accs.index(max(accs))
   # The 2-shot split: 2 examples of each class present, drawn by (seed, id) as kshot does.

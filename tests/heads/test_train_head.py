@@ -44,7 +44,7 @@ def test_matches_pytorch_adamw_and_schedule():
   tx = rng.normal(size=(60, d)).astype(np.float32)
   ty = rng.integers(0, k, 60)
   # RoZ's lr on random labels: the epoch loss rises (epochs 3 and 5), the lr rule fires.
-  r = train_head.recipe("roz", epochs=8, weight_decay=0.01)
+  r = train_head.recipe("roz", epochs=8, weight_decay=0.01, batchnorm="frozen")
   w0, b0 = train_head.torch_linear_init(k, d, seed=1)
   perms = [np.random.default_rng([1, e]).permutation(n) for e in range(r.epochs)]
   ref = _torch_train(x, y, w0, b0, perms, r, tx, ty)
@@ -81,7 +81,8 @@ def test_selection_on_test_and_val():
   y = (x[:, 0] > 0).astype(np.int32)
   ex = rng.normal(size=(40, 6)).astype(np.float32)
   ey = (ex[:, 0] > 0).astype(np.int32)
-  res = train_head.train(x, y, 2, train_head.recipe("roz", epochs=6, lr=0.05), seed=0,
+  res = train_head.train(x, y, 2, train_head.recipe("roz", epochs=6, lr=0.05,
+                                                    batchnorm="frozen"), seed=0,
                          eval_sets={"test": (ex, ey), "val": (ex[:20], ey[:20])})
   accs = [row["test_accuracy"] for row in res.history]
   assert res.best_epoch == accs.index(max(accs))   # first epoch with the best test accuracy
@@ -90,6 +91,8 @@ def test_selection_on_test_and_val():
   vaccs = [row["val_accuracy"] for row in res_v.history]
   assert res_v.best_epoch == vaccs.index(max(vaccs))
   with pytest.raises(ValueError, match="selects on 'test' but no 'test' eval set"):
-    train_head.train(x, y, 2, train_head.recipe("roz", epochs=1))
+    train_head.train(x, y, 2, train_head.recipe("roz", epochs=1, batchnorm="frozen"))
+  with pytest.raises(ValueError, match="train-mode BatchNorm needs the images"):
+    train_head.train(x, y, 2, train_head.recipe("roz", epochs=1), eval_sets={"test": (ex, ey)})
   with pytest.raises(ValueError, match="unknown head-training preset"):
     train_head.recipe("sgd")
