@@ -186,3 +186,27 @@ def test_report_puts_heads_beside_their_backbone(tiny_clip, cifar_dir, tmp_path)
   assert t.values[(zs_label, col)] == pytest.approx(zs_rows[0]["value"])
   assert t.values[(probe_label, col)] == pytest.approx(
       [r for r in probe_rows if r["metric"] == "top1"][0]["value"])
+
+
+def test_roz_preset_on_a_batchnorm_backbone(cifar_dir, tmp_path):
+  """preset 'roz' on a (tiny, timm-layout) ResNet: train-mode BatchNorm, statistics saved."""
+  import timm
+  import torch
+  from timm.models._hub import save_for_hf
+  torch.manual_seed(0)
+  ref = timm.create_model("resnet18.tv_in1k", pretrained=False, layers=[1, 1, 1, 1],
+                          num_classes=10).eval()
+  d = str(tmp_path / "rn")
+  save_for_hf(ref, d, safe_serialization=True, model_args=dict(layers=[1, 1, 1, 1]))
+  cfg = _config(d, cifar_dir, method="head", preset="roz", epochs=2)
+  cfg.preprocess = "clip"       # RoZ: CLIP preprocessing (224 px) for every model
+  lines = []
+  (path,) = learn.learn(cfg, str(tmp_path / "run"), print_fn=lines.append).values()
+  art = artifact.load(path)
+  assert art.recipe["batchnorm"] == "train" and art.recipe["select"] == "test"
+  assert "bn1/mean" in art.backbone_state and len(art.recipe["history"]) == 2
+  assert any("BatchNorm train" in l for l in lines)
+  m = runner.load_model(f"probe:{path}", cfg)
+  np.testing.assert_array_equal(np.asarray(m.params["net"]["backbone"]["bn1"]["mean"]),
+                                art.backbone_state["bn1/mean"])
+  assert m.preprocess.size == 224 and m.describe()["kind"] == "supervised"
