@@ -98,11 +98,11 @@ def _lbfgs(params, x, y, mask, l2, tol, *, max_iter: int, memory: int, fit_inter
           otu.tree_get(state, "value"))
 
 
-def _device_data(features, labels, mesh, dtype=np.float32):
+def _device_data(features, labels, mesh, dtype=np.float32, mask=None):
   """(x, y, mask) on device; rows padded to a multiple of the data axis and sharded."""
   x = np.asarray(features, dtype)
   y = np.asarray(labels, np.int32)
-  mask = np.ones(len(y), dtype)
+  mask = np.ones(len(y), dtype) if mask is None else np.asarray(mask, dtype)
   if mesh is None:
     return jnp.asarray(x), jnp.asarray(y), jnp.asarray(mask)
   from jax.sharding import NamedSharding, PartitionSpec as P
@@ -229,18 +229,23 @@ def sweep(features, labels, num_classes: int, *, val_mask: np.ndarray,
   if val_mask.shape != labels.shape or not val_mask.any() or val_mask.all():
     raise ValueError(f"val_mask must be a bool ({len(labels)},) array with both splits "
                      f"non-empty; got shape {val_mask.shape}, {int(val_mask.sum())} true")
+  # One set of device arrays for every fit: the training fits mask the validation rows
+  # out, the refit masks nothing, so all share one shape and one compiled solver.
   with jax.enable_x64(dtype == "float64"):
-    tr = _device_data(features[~val_mask], labels[~val_mask], mesh, np.dtype(dtype))
+    x_d, y_d, train_m = _device_data(features, labels, mesh, np.dtype(dtype), mask=~val_mask)
+    all_m = _device_data(np.zeros((len(labels), 1)), labels, mesh, np.dtype(dtype))[2]
   prev, fits, accs, iters = None, {}, {}, {}
   for C in sorted(float(c) for c in Cs):
     prev = fit(None, labels[~val_mask], num_classes, C=C, fit_intercept=fit_intercept,
-               max_iter=max_iter, tol=tol, init=prev, dtype=dtype, _data=tr)
+               max_iter=max_iter, tol=tol, init=prev, dtype=dtype,
+               _data=(x_d, y_d, train_m))
     fits[C] = prev
     accs[C] = accuracy(prev, features[val_mask], labels[val_mask])
     iters[C] = prev.iterations
   best = max(accs, key=lambda c: (accs[c], -c))
   final = fits[best]
   if refit:
-    final = fit(features, labels, num_classes, C=best, fit_intercept=fit_intercept,
-                max_iter=max_iter, tol=tol, init=fits[best], mesh=mesh, dtype=dtype)
+    final = fit(None, labels, num_classes, C=best, fit_intercept=fit_intercept,
+                max_iter=max_iter, tol=tol, init=fits[best], dtype=dtype,
+                _data=(x_d, y_d, all_m))
   return Sweep(final, best, accs, iters)
