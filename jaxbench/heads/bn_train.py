@@ -10,6 +10,8 @@ jaxbench's BatchNorm (:class:`jaxbench.models.layers.BatchNorm`) is inference-on
 :func:`batch_stat_forward` swaps in train-mode normalisation with
 ``flax.linen.intercept_methods`` (no change to any model family) and returns the
 batch statistics, which :func:`update_running` folds into the parameters.
+Batches run on the default device (not sharded over a mesh): RoZ's batches of 32
+are too small to split.
 """
 from __future__ import annotations
 

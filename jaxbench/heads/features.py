@@ -114,8 +114,10 @@ def ids_hash(ids) -> str:
   return h.hexdigest()
 
 
-def cache_dir(root: str, ident: dict, source_name: str, n: int) -> str:
-  key = hashlib.sha256(json.dumps([ident, source_name, n], sort_keys=True).encode())
+def cache_dir(root: str, ident: dict, source_name: str, n: int, shard_size: int) -> str:
+  """``root/features-<hash>``: one directory per (features, source, size, chunking)."""
+  key = hashlib.sha256(json.dumps([ident, source_name, n, int(shard_size)],
+                                  sort_keys=True).encode())
   return os.path.join(root, f"features-{key.hexdigest()[:16]}")
 
 

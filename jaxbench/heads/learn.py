@@ -133,10 +133,11 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
     ident = features_lib.identity(model, normalize=normalize)
 
     def feats_of(src, name):
-      d = features_lib.cache_dir(os.path.join(root, "features"), ident, name, len(src))
+      size = int(lp.get("shard_size", 4096))
+      d = features_lib.cache_dir(os.path.join(root, "features"), ident, name, len(src), size)
       return features_lib.compute(model, src, out_dir=d, name=name, batch_size=batch,
-                                  mesh=mesh, normalize=normalize,
-                                  shard_size=int(lp.get("shard_size", 4096)), print_fn=print_fn)
+                                  mesh=mesh, normalize=normalize, shard_size=size,
+                                  print_fn=print_fn)
     backbone_state = {}
     fs = feats_of(source, lp["train"] + (f"/k{k}_seed{split_seed}" if k else ""))
     val = logreg.validation_mask(fs.ids, split_seed, float(lp.get("val_fraction", 0.2)))

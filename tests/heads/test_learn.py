@@ -69,7 +69,7 @@ def test_learn_then_evaluate(tiny_clip, cifar_dir, tmp_path):
   backbone = models.load(model_dir)
   train = catalog.get(cfg.linear_probe.train)
   fdir = features.cache_dir(os.path.join(wd, "features"), features.identity(backbone),
-                            cfg.linear_probe.train, 40)
+                            cfg.linear_probe.train, 40, 16)
   fs = features.load(fdir)
   imgs = np.stack([np.asarray(train.source[i]["image"]) for i in range(40)])
   want = np.asarray(backbone.encode_image(backbone.params, jnp.asarray(imgs / 255.0)))
