@@ -22,8 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Optional
-
 import numpy as np
 
 from jaxbench.models.api import Preprocess

@@ -16,13 +16,13 @@ are too small to split.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import traverse_util
 
 from jaxbench.heads import features as features_lib
@@ -148,7 +148,6 @@ def train(model: Model, images: np.ndarray, labels: np.ndarray, num_classes: int
     z = jax.lax.stop_gradient(z)
     loss, g = jax.value_and_grad(train_head._loss)(head, z, y)
     updates, state = opt.update(g, state, head)
-    import optax
     return update_running(net, stats, momentum), optax.apply_updates(head, updates), state, loss
 
   @jax.jit

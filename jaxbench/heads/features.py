@@ -19,7 +19,7 @@ import functools
 import hashlib
 import json
 import os
-from typing import Callable, Optional
+from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+import jax.numpy as jnp
+
 from jaxbench.heads import artifact as artifact_lib
 from jaxbench.heads import features as features_lib
 from jaxbench.models.api import Model
@@ -56,7 +58,6 @@ def attach(backbone: Model, art: artifact_lib.HeadArtifact, *, name: str = "",
           f"{z.shape[-1]}")
     return z @ p["head"]["weight"].T + p["head"]["bias"]
 
-  import jax.numpy as jnp
   net = backbone.params["net"]
   if art.backbone_state:   # BatchNorm statistics updated while the head trained (RoZ)
     from jaxbench.heads import bn_train

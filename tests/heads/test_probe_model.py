@@ -1,6 +1,5 @@
 """A head file is a model: reload, PyTorch equality, attacks through backbone + head, refusals."""
 import dataclasses
-import os
 
 import jax.numpy as jnp
 import numpy as np
