@@ -7,7 +7,8 @@ A spec names a checkpoint in one of the supported layouts:
 * ``openclip:REPO`` or a directory with ``open_clip_config.json`` (OpenCLIP layout);
 * ``timm:REPO`` or a directory whose ``config.json`` has ``pretrained_cfg`` (timm);
 * a registry name (``clip_vit_b32``) mapped to one of the above with a revision;
-* ``probe:PATH``: a trained head file on its backbone (:mod:`jaxbench.heads.model`).
+* ``probe:PATH`` or a ``.safetensors`` head file path: a trained head on the backbone
+  the file names (:mod:`jaxbench.heads.model`).
 
 Options ride along as spec arguments: ``hf:openai/clip-vit-base-patch32`` takes
 ``revision=``, ``precision='bfloat16'``. Layout loaders register themselves in
@@ -98,6 +99,9 @@ def _load_ref(name: str, kwargs: dict, spec: str) -> Model:
         return layout.load(ref, revision=revision, spec=spec, **kwargs)
     raise registry.SpecError(f"{ref!r} is not in any {prefix!r} layout "
                              f"({[l.name for l in candidates]}); files: {files}")
+  if name.endswith(".safetensors") and os.path.isfile(os.path.expanduser(name)) \
+      and "probe" in LAYOUTS:   # a trained head file names its own backbone
+    return LAYOUTS["probe"].load(name, revision=revision, spec=spec, **kwargs)
   if os.path.isdir(os.path.expanduser(name)):
     files = _files(name, None)
     for layout in sorted(LAYOUTS.values(), key=lambda l: -l.priority):

@@ -76,6 +76,9 @@ def test_probe_spec_equals_pytorch_backbone_plus_linear(probe):
   with torch.no_grad():
     theirs = ref(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
   np.testing.assert_allclose(ours, theirs, atol=1e-4)
+  # The bare file path is the same model (the file names its backbone).
+  bare = models.load(path)
+  np.testing.assert_array_equal(np.asarray(bare.apply(bare.params, jnp.asarray(x))), ours)
 
 
 @pytest.mark.parametrize("spec,make", [
