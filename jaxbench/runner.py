@@ -195,8 +195,14 @@ def load_model(spec: str, config) -> Model:
       if _get(config, "precision", "float32") != "float32" else models.load(spec)
   if _get(config, "preprocess", "") == "clip":
     size = model.preprocess.size
-    model = model.with_preprocess(Preprocess(size=size, resize=size, interpolation="bicubic",
-                                             mean=CLIP_MEAN, std=CLIP_STD))
+    clip_pp = Preprocess(size=size, resize=size, interpolation="bicubic", mean=CLIP_MEAN,
+                         std=CLIP_STD)
+    if (model.head_info or {}).get("trained_head") and clip_pp != model.preprocess:
+      # A trained head is only valid on the features it was trained on.
+      raise ConfigError(f"model {spec!r}: its head was trained with preprocessing "
+                        f"{model.preprocess.spec()}; config.preprocess='clip' would feed it "
+                        f"{clip_pp.spec()}. Use config.preprocess='' for this head")
+    model = model.with_preprocess(clip_pp)
   return model
 
 
@@ -210,6 +216,10 @@ def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple
   """Zero-shot head for this set; returns (model, whether to apply evalset.project)."""
   zs = {**ZEROSHOT_DEFAULTS, **dict(_get(config, "zeroshot", {}) or {})}
   if not model.is_zeroshot:
+    if (model.head_info or {}).get("trained_head"):
+      from jaxbench.heads import learn as heads_learn
+      if heads_learn.label_space_error(model, evalset):
+        raise ConfigError(heads_learn.label_space_error(model, evalset))
     if model.label_space != evalset.model_label_space and evalset.project is None:
       if model.num_classes != evalset.num_classes:
         raise ConfigError(
@@ -697,6 +707,12 @@ def run(config, workdir: str, *, dry_run: bool = False, print_fn=print) -> list[
   a concurrent run (:class:`jaxbench.store.WorkdirLock`) and its config.json is
   written only when the first pass starts.
   """
+  if "linear_probe" in config:   # trained heads: the passes evaluate probe:PATH, learned first
+    from jaxbench.heads import learn as heads_learn
+    config = heads_learn.eval_config(config, workdir)
+    if dry_run:
+      for line in heads_learn.describe(config, workdir):
+        print_fn(line)
   if dry_run:
     preflight(config, dry_run=True)
     plan = plan_passes(config)
@@ -736,6 +752,8 @@ def _run_locked(config, plan, store: store_lib.Store, print_fn) -> list[dict]:
   if "clip_auto" in config:   # learn prompts first; evaluation then uses them as a head
     from jaxbench.zeroshot import clip_auto
     clip_auto.learn(config, store.workdir, mesh=mesh)
+  if "linear_probe" in config:
+    heads_learn.learn(config, store.workdir, mesh=mesh)
   parallel.assert_same_across_hosts(
       json.dumps([plan, config_identity(config), prov["jaxbench"], prov["git"]],
                  sort_keys=True, default=str), "config, plan and package version")

@@ -72,7 +72,7 @@ _NATURAL = ("imagenet", "imagenet_v2", "imagenet_r", "imagenet_sketch", "imagene
             "imagenet_val_on_vid_robust_classes", "imagenet_val_on_ytbb_robust_classes")
 for _name in _NATURAL:
   register(_name, _lazy("jaxbench.data.natural", _name))
-for _name in ("cifar10", "cifar10_1", "cifar10_c"):
+for _name in ("cifar10", "cifar10_train", "cifar10_1", "cifar10_c"):
   register(_name, _lazy("jaxbench.data.cifar", _name))
 
 

@@ -118,6 +118,36 @@ def cifar10(root=None, tfds_dir=None, data_root=None) -> EvalSet:
   return _evalset(sources.ArraySource(images, labels, id_format="test_{:05d}"), root=root)
 
 
+def read_cifar10_train(root: str) -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 (50000, 32, 32, 3), labels int32) of the five CIFAR-10 training batches."""
+  parts = []
+  for i in range(1, 6):
+    for name, reader in ((f"data_batch_{i}", _read_python_batch),
+                         (f"data_batch_{i}.bin", _read_binary_batch)):
+      path = os.path.join(root, name)
+      if os.path.isfile(path):
+        images, labels = reader(path)
+        _check_labels(labels, repr(path))
+        parts.append((images, labels))
+        break
+    else:
+      raise LayoutError(f"cifar10_train: no data_batch_{i} or data_batch_{i}.bin in {root!r}; "
+                        f"expected {CIFAR10_EXPECTED}")
+  return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def cifar10_train(root=None, tfds_dir=None, data_root=None) -> EvalSet:
+  """CIFAR-10 training set (50,000 images; ids 'train_00000'...): for probes and heads."""
+  if root is None and tfds_dir:
+    return _evalset(sources.TfdsSource("cifar10", "train", tfds_dir), split="train")
+  root = sources.locate("cifar10", root, data_root,
+                 ("cifar-10-batches-py", "cifar-10-batches-bin", "cifar10/cifar-10-batches-py"),
+                 CIFAR10_EXPECTED, "cifar10")
+  images, labels = read_cifar10_train(root)
+  return _evalset(sources.ArraySource(images, labels, id_format="train_{:05d}"), root=root,
+                  split="train")
+
+
 def cifar10_1(version="v6", root=None, tfds_dir=None, data_root=None) -> EvalSet:
   """CIFAR-10.1 (v6: 2,000 class-balanced images, recommended; v4: 2,021)."""
   if version not in ("v4", "v6"):

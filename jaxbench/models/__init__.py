@@ -6,7 +6,9 @@ A spec names a checkpoint in one of the supported layouts:
   CLIP, SigLIP, ViT, ResNet);
 * ``openclip:REPO`` or a directory with ``open_clip_config.json`` (OpenCLIP layout);
 * ``timm:REPO`` or a directory whose ``config.json`` has ``pretrained_cfg`` (timm);
-* a registry name (``clip_vit_b32``) mapped to one of the above with a revision.
+* a registry name (``clip_vit_b32``) mapped to one of the above with a revision;
+* ``probe:PATH`` or a ``.safetensors`` head file path: a trained head on the backbone
+  the file names (:mod:`jaxbench.heads.model`).
 
 Options ride along as spec arguments: ``hf:openai/clip-vit-base-patch32`` takes
 ``revision=``, ``precision='bfloat16'``. Layout loaders register themselves in
@@ -39,7 +41,8 @@ LAYOUTS: dict[str, Layout] = {}
 NAMES = registry.Registry("model name")
 
 # Modules that register layouts and names when imported.
-_PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo", "jaxbench.demo.models")
+_PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo", "jaxbench.demo.models",
+            "jaxbench.heads.model")
 
 
 def register_layout(layout: Layout):
@@ -106,6 +109,8 @@ def check(spec: str) -> None:
   if sep and prefix in prefixes:
     return
   path = os.path.expanduser(name)
+  if name.endswith(".safetensors") and os.path.isfile(path) and "probe" in LAYOUTS:
+    return   # a trained head file (it names its own backbone)
   if os.path.isdir(path):
     files = _files(name, None)
     if any(l.detect(files, name) for l in LAYOUTS.values()):
@@ -137,6 +142,9 @@ def _load_ref(name: str, kwargs: dict, spec: str) -> Model:
         return layout.load(ref, revision=revision, spec=spec, **kwargs)
     raise registry.SpecError(f"{ref!r} is not in any {prefix!r} layout "
                              f"({[l.name for l in candidates]}); files: {files}")
+  if name.endswith(".safetensors") and os.path.isfile(os.path.expanduser(name)) \
+      and "probe" in LAYOUTS:   # a trained head file names its own backbone
+    return LAYOUTS["probe"].load(name, revision=revision, spec=spec, **kwargs)
   if os.path.isdir(os.path.expanduser(name)):
     files = _files(name, None)
     for layout in sorted(LAYOUTS.values(), key=lambda l: -l.priority):

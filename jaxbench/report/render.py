@@ -69,6 +69,10 @@ def build(rs: ResultSet, *, baseline: str = "testbed",
   nat = summaries.natural_table(rs)
   if nat is not None:
     sections.append(Section("Clean and natural distribution shifts", tables=[nat]))
+  from jaxbench.report import heads as heads_report
+  trained = heads_report.heads_table(rs)
+  if trained is not None:
+    sections.append(Section("Trained heads", tables=[trained]))
 
   shifts, shift_notes = effective.shift_results(
       rs, baseline, testbed_fits, conv.SHIFT_AXES if shift_axes is None else shift_axes,

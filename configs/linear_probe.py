@@ -1,0 +1,70 @@
+"""Trained heads: learn a head on frozen features of each backbone, then evaluate it.
+
+    python -m jaxbench.main --config=configs/linear_probe.py --workdir=runs/lp \
+      --config.data_root=~/data
+    python -m jaxbench.main --config=configs/linear_probe.py:roz --workdir=runs/roz_sup
+    python -m jaxbench.main --config=configs/linear_probe.py --workdir=runs/lp --dry_run
+
+The learning phase (:mod:`jaxbench.heads.learn`) computes each backbone's features
+of ``linear_probe.train`` once (``WORKDIR/features/``, resumable), fits the head and
+writes ``WORKDIR/heads/<backbone>.safetensors``; the passes then evaluate the
+models ``probe:WORKDIR/heads/<backbone>.safetensors`` on ``datasets`` (any suite's
+sets and transforms; attacks differentiate through backbone + head). A head file
+is a model spec on its own: ``--config.models=probe:runs/lp/heads/clip_vit_b32.safetensors``
+on configs/adv.py attacks it.
+
+Config args (``configs/linear_probe.py:ARG``):
+* 'clip' (default): RoZ's CLIP_LP: the CLIP paper's linear probe (L-BFGS logistic
+  regression, C swept on a validation split, refit on train + val) on CLIP
+  image embeddings of CIFAR-10 train (``clip_rn50``, ``clip_rn101``,
+  ``clip_rn50x4``, ``clip_vit_b32``), evaluated on CIFAR-10, CIFAR-10.1, CIFAR-10-C.
+* 'roz': RoZ's CIFAR-10 supervised baselines: a new 10-way head on frozen ImageNet
+  backbones, AdamW lr 0.02, batch 32, 50 epochs, lr/1.5 on a rising epoch loss,
+  epoch chosen on the test set (recorded), BatchNorm in train mode (batch statistics,
+  running averages updated and saved with the head; the training images are held in
+  memory: 7.5 GB for CIFAR-10 at 224 px), CLIP preprocessing for every model.
+* 'clean': the same optimiser, epoch chosen on a validation split, BatchNorm frozen
+  (features computed once).
+"""
+import ml_collections
+
+from jaxbench import configs
+from jaxbench.data.cifar import CIFAR10_C_CORRUPTIONS
+
+CLIP_BACKBONES = ("clip_rn50", "clip_rn101", "clip_rn50x4", "clip_vit_b32")
+SUPERVISED_BACKBONES = ("resnet50_tv", "resnet101_tv", "resnet152_tv")
+DATASETS = ("cifar10", "cifar10_1") + tuple(
+    f"cifar10_c(corruption='{c}', severity={s})" for c in CIFAR10_C_CORRUPTIONS
+    for s in range(1, 6))
+
+
+def get_config(arg=None):
+  arg = arg or "clip"
+  if arg not in ("clip", "roz", "clean"):
+    raise ValueError(f"configs/linear_probe.py:{arg}: use clip, roz or clean")
+  models = CLIP_BACKBONES if arg == "clip" else SUPERVISED_BACKBONES
+  # "synthetic": the report reads CIFAR-10-C rows (and the clean cifar10 row) there.
+  c = configs.base("synthetic", models=models, datasets=DATASETS)
+  c.preprocess = "clip"          # RoZ feeds every model CLIP's preprocessing
+  c.suite_keys = ("linear_probe",)
+  c.linear_probe = ml_collections.ConfigDict()
+  lp = c.linear_probe
+  lp.backbones = ()              # () = config.models
+  lp.train = "cifar10_train"
+  lp.test = "cifar10"            # used for 'roz' epoch selection (recorded as such)
+  lp.method = "logreg" if arg == "clip" else "head"
+  lp.preset = "clean" if arg != "roz" else "roz"
+  lp.k = 0                       # 0 = every training example; k > 0 = a k-shot split
+  lp.split_seed = 0
+  lp.val_fraction = 0.2
+  lp.Cs = ()                     # () = jaxbench.heads.logreg.DEFAULT_CS (9 values)
+  lp.normalize = False           # CLIP's probe code uses unnormalised encode_image
+  lp.feature_batch_size = 0      # 0 = batch_size
+  lp.shard_size = 4096
+  lp.overwrite = False
+  lp.max_iter = 1000
+  lp.tol = 1e-6
+  lp.epochs = 0                  # 0 = the preset's (50)
+  lp.lr = 0.0                    # 0 = the preset's (0.02)
+  lp.batch_size = 0              # 0 = the preset's (32)
+  return c
