@@ -752,7 +752,8 @@ def _run_locked(config, plan, store: store_lib.Store, print_fn) -> list[dict]:
   if "clip_auto" in config:   # learn prompts first; evaluation then uses them as a head
     from jaxbench.zeroshot import clip_auto
     clip_auto.learn(config, store.workdir, mesh=mesh)
-  if "linear_probe" in config:
+  if "linear_probe" in config:   # learn the heads the passes evaluate (probe:PATH)
+    from jaxbench.heads import learn as heads_learn
     heads_learn.learn(config, store.workdir, mesh=mesh)
   parallel.assert_same_across_hosts(
       json.dumps([plan, config_identity(config), prov["jaxbench"], prov["git"]],
