@@ -54,17 +54,21 @@ def gemm_ceiling_flops(n: int = 0, dtype="float32", precision: str = "float32") 
 
 
 def interleaved(fns: dict, *, rounds: int = 3, min_seconds: float = 1.0,
-                warmup: bool = True) -> dict:
+                warmup: bool = True, pause: float = 0.3) -> dict:
   """Median seconds per call of each blocking ``fn``, timed in turn round by round.
 
   Interleaving (a, b, c, a, b, c, ...) instead of (a, a, a, b, b, b) makes load
-  from other jobs, clocks and thermals hit every implementation alike.
+  from other jobs, clocks and thermals hit every implementation alike. ``pause``
+  seconds of sleep before each timing let the previous implementation's thread
+  pools (OpenMP, Eigen) stop spin-waiting: on a 2-core CPU their spinning
+  otherwise slows the next one several-fold.
   """
   for fn in fns.values() if warmup else ():
     fn()                                        # warm-up (compile, autotune)
   times = {k: [] for k in fns}
   for _ in range(rounds):
     for k, fn in fns.items():
+      time.sleep(pause)
       n, t0 = 0, time.perf_counter()
       while True:
         fn()
