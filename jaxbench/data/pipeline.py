@@ -82,6 +82,20 @@ def resize_crop(img: Image.Image, pp: Preprocess) -> np.ndarray:
   return np.asarray(img.crop((left, top, left + s, top + s)), dtype=np.uint8)
 
 
+def record_image(record: dict, pre_transform: Optional[Callable] = None) -> Image.Image:
+  """A record's image as RGB PIL, after the set's ``pre_transform`` (raises if undecodable)."""
+  if "image_bytes" in record:
+    img = decode(record["image_bytes"])
+  else:
+    arr = np.asarray(record["image"])
+    if arr.ndim == 2:
+      arr = np.repeat(arr[..., None], 3, axis=-1)
+    img = Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+  if pre_transform is not None:
+    img = pre_transform(img)
+  return img
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """Which source indices this process reads, batch by batch.
@@ -138,15 +152,7 @@ class LoadExample(grain.transforms.Map):
     return out
 
   def load_image(self, record: dict, rng: Optional[np.random.Generator]) -> np.ndarray:
-    if "image_bytes" in record:
-      img = decode(record["image_bytes"])
-    else:
-      arr = np.asarray(record["image"])
-      if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-      img = Image.fromarray(arr.astype(np.uint8)).convert("RGB")
-    if self.evalset.pre_transform is not None:
-      img = self.evalset.pre_transform(img)
+    img = record_image(record, self.evalset.pre_transform)
     if self.stage == "raw":
       img = Image.fromarray(np.asarray(self.host_shift(np.asarray(img), rng), np.uint8))
     out = resize_crop(img, self.pp)
