@@ -40,11 +40,12 @@ KNOWN_KEYS = {
     "suite", "seed", "models", "zeroshot", "preprocess", "datasets", "transforms",
     "batch_size", "mesh", "checkpoint_every", "precision", "max_examples", "report",
     "num_workers", "log_every", "param_sharding", "workdir_policy", "data_root", "tfds_dir",
-    "dataset_transforms", "prepared_cache",
+    "dataset_transforms", "prepared_cache", "decode_processes",
 }
 # Config keys that may change between runs on one workdir (they do not change results).
 VOLATILE_KEYS = {"batch_size", "mesh", "checkpoint_every", "num_workers", "log_every",
-                 "report", "param_sharding", "workdir_policy", "prepared_cache"}
+                 "report", "param_sharding", "workdir_policy", "prepared_cache",
+                 "decode_processes"}
 ZEROSHOT_DEFAULTS = {"classnames": "imagenet", "templates": "clip80", "head": "imagenet",
                      "logit_scale": "model"}
 
@@ -337,7 +338,8 @@ def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
     logging.info("%s: host-side shift changes the pixels; prepared cache not used",
                  evalset.name)
   return pipeline.batches(evalset, preprocess, the_plan, seed=int(config.seed),
-                          host_shift=host_shift, num_threads=threads)
+                          host_shift=host_shift, num_threads=threads,
+                          num_processes=int(_get(config, "decode_processes", 0)))
 
 
 def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
@@ -374,15 +376,16 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
   if evalset.metadata.get("resize_to_crop"):
     # ImageNet-C/-P reference protocol: the stored 224 images are center-cropped only.
     preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
-  it = input_batches(config, evalset, preprocess, the_plan, host_shift)
+  # Host-to-device copies of the next 2 batches start while the current step runs.
+  it = pipeline.prefetched(input_batches(config, evalset, preprocess, the_plan, host_shift),
+                           2, lambda local: parallel.to_global(local, mesh))
   every = max(1, int(_get(config, "checkpoint_every", 50)))
   log_every = max(1, int(_get(config, "log_every", 10)))
   chunk_id = int(time.time() * 1000) % 10**12   # unique per attempt; sorted by time
   buffer, new_parts = [], []
   t0 = time.perf_counter()
   seen = 0
-  for b, local in enumerate(it):
-    batch = parallel.to_global(local, mesh)
+  for b, batch in enumerate(it):
     out, counts = step(params_on_mesh, counts, batch)
     host = parallel.to_host(out)
     keep = host["index"] >= 0

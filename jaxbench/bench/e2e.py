@@ -12,8 +12,9 @@ one process so that machine load hits both alike:
 * jaxbench: whole passes through :func:`jaxbench.runner.run` (the real runner:
   config from :func:`jaxbench.configs.base`, model loading, the zero-shot head of
   1000 ImageNet classes x ``--templates``, compilation, the pass, the result
-  store), uncached, then with ``config.prepared_cache`` on an empty cache (the
-  pass that fills it) and again reading it;
+  store), uncached with ``--workers`` reader threads, uncached decoding in
+  ``--processes`` worker processes, then with ``config.prepared_cache`` on an
+  empty cache (the pass that fills it) and again reading it;
 * the peer, CLIP_benchmark's way: torchvision ``ImageFolder`` with CLIP's
   preprocessing (resize 224 bicubic, center crop, ToTensor, normalise) +
   ``DataLoader(num_workers=W, pin_memory)`` + transformers ``CLIPModel`` loaded
@@ -62,6 +63,8 @@ flags.DEFINE_integer("workers", 2, "DataLoader workers / jaxbench reader threads
 flags.DEFINE_string("torch_device", "", "cpu or cuda ('' = cuda when available)")
 flags.DEFINE_string("templates", "photo", "prompt templates of the 1000-class head")
 flags.DEFINE_string("data_dir", "", "reuse/generate the JPEG folder here ('' = temp dir)")
+flags.DEFINE_integer("processes", -1, "also run an uncached jaxbench pass decoding in this "
+                     "many worker processes (config.decode_processes); -1 = --workers, 0 = no")
 flags.DEFINE_bool("input_only", False, "time the input path only (no model)")
 flags.DEFINE_bool("torch", True, "also run the PyTorch peer")
 flags.DEFINE_bool("cached", True, "also run the prepared-cache passes")
@@ -131,36 +134,26 @@ def make_model(out_dir: str, kind: str):
 class _Probe:
   """Instruments one runner call: batch timestamps and the compiled step + a batch.
 
-  Wraps ``runner.input_batches`` (when each batch is asked for) and
-  ``runner.make_step`` (to keep the jitted step, its params and one device batch
-  for timing the step alone). Nothing else of the runner changes.
+  Wraps ``runner.input_batches`` (when the pass first asks for input),
+  ``parallel.to_host`` (when each batch's outputs reach the host: the batch is
+  done) and ``runner.make_step`` (to keep the jitted step, its params and one
+  device batch for timing the step alone). Nothing else of the runner changes.
   """
 
   def __init__(self):
-    from jaxbench import runner
-    self.runner = runner
-    self.asks, self.sizes, self.captured = [], [], None
-    self.end = None
+    from jaxbench import parallel, runner
+    self.runner, self.parallel = runner, parallel
+    self.start, self.done, self.sizes, self.captured = None, [], [], None
 
   def __enter__(self):
-    r = self.runner
-    self._orig = (r.input_batches, r.make_step)
+    r, par = self.runner, self.parallel
+    self._orig = (r.input_batches, r.make_step, par.to_host)
     probe = self
 
     def input_batches(*a, **k):
-      it = iter(probe._orig[0](*a, **k))
-
-      def gen():
-        while True:
-          probe.asks.append(time.perf_counter())
-          try:
-            batch = next(it)
-          except StopIteration:
-            probe.end = time.perf_counter()
-            return
-          probe.sizes.append(int((np.asarray(batch["index"]) >= 0).sum()))
-          yield batch
-      return gen()
+      if probe.start is None:
+        probe.start = time.perf_counter()
+      return probe._orig[0](*a, **k)
 
     def make_step(*a, **k):
       step = probe._orig[1](*a, **k)
@@ -171,14 +164,22 @@ class _Probe:
         return step(params, counts, batch)
       return wrapped
 
-    r.input_batches, r.make_step = input_batches, make_step
+    def to_host(tree):
+      host = probe._orig[2](tree)
+      if isinstance(host, dict) and "index" in host:   # a pass's per-example outputs
+        probe.done.append(time.perf_counter())
+        probe.sizes.append(int((host["index"] >= 0).sum()))
+      return host
+
+    r.input_batches, r.make_step, par.to_host = input_batches, make_step, to_host
     return self
 
   def __exit__(self, *exc):
-    self.runner.input_batches, self.runner.make_step = self._orig
+    self.runner.input_batches, self.runner.make_step, self.parallel.to_host = self._orig
 
 
-def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "") -> dict:
+def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "",
+             processes: int = 0) -> dict:
   """One ``runner.run`` over the folder; returns its figures and the probe."""
   from jaxbench import configs, runner
   c = configs.base("zeroshot", models=(model_dir,),
@@ -190,14 +191,15 @@ def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "") ->
   c.checkpoint_every = 10**6
   if cache:
     c.prepared_cache = cache
+  if processes:
+    c.decode_processes = processes
+    c.num_workers = 1    # threads per worker process
   t0 = time.perf_counter()
   with _Probe() as probe:
     runner.run(c, workdir, print_fn=lambda *a: None)
   wall = time.perf_counter() - t0
-  # asks[1]: batch 1 went through the step and back to the host (to_host syncs).
-  first = probe.asks[1] - t0 if len(probe.asks) > 1 else wall
-  return {**_rates(probe.sizes, probe.asks[1:-1] + [probe.end], probe.asks[0]),
-          "first_batch_s": first, "wall_s": wall}, probe
+  return {**_rates(probe.sizes, probe.done, probe.start),
+          "first_batch_s": probe.done[0] - t0, "wall_s": wall}, probe
 
 
 def _rates(sizes: list, done: list, start: float) -> dict:
@@ -364,6 +366,10 @@ def main(argv):
   del probe
   if FLAGS.torch:
     report("torch_dataloader", torch_pass(model_dir, data_dir, device))
+  procs = FLAGS.workers if FLAGS.processes < 0 else FLAGS.processes
+  if procs:
+    report(f"jaxbench_uncached_{procs}_processes", jax_pass(
+        model_dir, data_dir, os.path.join(tmp.name, "wd_procs"), processes=procs)[0])
   if FLAGS.cached:
     cache = os.path.join(tmp.name, "cache")
     report("jaxbench_cache_fill", jax_pass(model_dir, data_dir,
@@ -381,8 +387,8 @@ def main(argv):
   print(f"| compiled step alone | {step_ips:.1f} | 100% | | | |")
   if "torch_dataloader" in results:
     t = results["torch_dataloader"]["images_per_s"]
-    for name in ("jaxbench_uncached", "jaxbench_cached"):
-      if name in results:
+    for name in results:
+      if name.startswith("jaxbench"):
         print(f"{name} / torch DataLoader: {results[name]['images_per_s'] / t:.2f}x")
   tmp.cleanup()
 

@@ -39,10 +39,8 @@ import dataclasses
 import hashlib
 import json
 import os
-import queue
 import shutil
 import tempfile
-import threading
 import zlib
 from typing import Iterator, Optional, Sequence
 
@@ -229,31 +227,8 @@ class PreparedSet:
     """Local batches of ``the_plan`` from ``start_batch`` on, read ``prefetch`` ahead
     by a background thread."""
     lb = the_plan.local_batch
-    return _prefetched((self.read(the_plan.indices[b * lb:(b + 1) * lb])
+    return pipeline.prefetched((self.read(the_plan.indices[b * lb:(b + 1) * lb])
                         for b in range(start_batch, the_plan.num_batches)), prefetch)
-
-
-def _prefetched(gen: Iterator, depth: int) -> Iterator:
-  """Runs ``gen`` in a daemon thread, ``depth`` items ahead; re-raises its errors."""
-  q: queue.Queue = queue.Queue(maxsize=max(1, depth))
-  done = object()
-
-  def work():
-    try:
-      for item in gen:
-        q.put(item)
-    except BaseException as e:  # noqa: BLE001 -- handed to the consumer
-      q.put(e)
-    q.put(done)
-
-  threading.Thread(target=work, daemon=True).start()
-  while True:
-    item = q.get()
-    if item is done:
-      return
-    if isinstance(item, BaseException):
-      raise item
-    yield item
 
 
 class _DecodeMulti(grain.transforms.Map):
