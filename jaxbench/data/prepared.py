@@ -200,13 +200,29 @@ class PreparedSet:
        'mask' bool, 'bad' bool[, 'labels' bool (B,K)]}.
     """
     indices = np.asarray(indices, np.int64)
-    b, s = len(indices), self.size
+    b = len(indices)
     real = indices >= 0
     safe = np.where(real, indices, 0)
     bad = self.bad[safe] & real
     ok = real & ~bad
-    image = np.zeros((b, s, s, 3), np.uint8)
     shard_of = safe // SHARD_ROWS
+    lo = int(safe[0]) - int(shard_of[0]) * SHARD_ROWS
+    if ok.all() and np.all(np.diff(indices) == 1) and shard_of[0] == shard_of[-1]:
+      # The common case (a fresh pass in order): a view of the memory map, no copy
+      # here; the host-to-device transfer reads the page cache directly.
+      image = self.shards[int(shard_of[0])][lo:lo + b]
+    else:
+      image = self._gather(ok, safe, shard_of, b)
+    out = {"image": image, "label": np.where(ok, self.label[safe], -1).astype(np.int32),
+           "index": indices, "uid": np.where(ok, self.uid[safe], 0).astype(np.uint32),
+           "mask": ok, "bad": bad}
+    if self.labels is not None:
+      out["labels"] = np.where(ok[:, None], self.labels[safe], False)
+    return out
+
+  def _gather(self, ok, safe, shard_of, b):
+    s = self.size
+    image = np.zeros((b, s, s, 3), np.uint8)
     for sh in np.unique(shard_of[ok]):
       sel = np.nonzero(ok & (shard_of == sh))[0]
       rows = safe[sel] - sh * SHARD_ROWS
@@ -215,12 +231,7 @@ class PreparedSet:
         image[sel] = self.shards[sh][lo:hi]       # contiguous: one slice copy
       else:
         image[sel] = self.shards[sh][rows]
-    out = {"image": image, "label": np.where(ok, self.label[safe], -1).astype(np.int32),
-           "index": indices, "uid": np.where(ok, self.uid[safe], 0).astype(np.uint32),
-           "mask": ok, "bad": bad}
-    if self.labels is not None:
-      out["labels"] = np.where(ok[:, None], self.labels[safe], False)
-    return out
+    return image
 
   def batches(self, the_plan: pipeline.Plan, *, start_batch: int = 0,
               prefetch: int = 2) -> Iterator[dict]:
