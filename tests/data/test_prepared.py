@@ -163,3 +163,33 @@ def test_unwritable_cache_falls_back(tiny_clip, folder, tmp_path, monkeypatch):
   oa, ob = a.outputs(pa), b.outputs(pb)
   for k in oa:
     np.testing.assert_array_equal(oa[k], ob[k], err_msg=k)
+
+
+def test_prepare_cli_fills_sizes_the_runner_reads(tiny_clip, folder, tmp_path):
+  import subprocess
+  import sys
+  from tests.test_runner import REPO, _config
+  model_dir, _ = tiny_clip
+  cache = str(tmp_path / "cache")
+  spec = f"image_folder(root={folder!r})"
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxbench.data.prepare", f"--cache={cache}",
+       f"--datasets={spec}", "--sizes=32,48", "--num_workers=2", "--verify"],
+      cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  entries = sorted(d for d in os.listdir(cache) if not d.startswith("."))
+  assert len(entries) == 2
+  sizes = sorted(prepared.PreparedSet.open(os.path.join(cache, e)).size for e in entries)
+  assert sizes == [32, 48]
+  # The tiny CLIP's preprocessing is 32px bicubic: the runner reads the CLI's entry
+  # (no third entry appears) and its outputs equal an uncached run's.
+  outs = {}
+  for name, pc in [("plain", ""), ("cached", cache)]:
+    wd = str(tmp_path / name)
+    runner.run(_config(model_dir, folder, batch_size=4, prepared_cache=pc), wd)
+    (pid,) = os.listdir(os.path.join(wd, "passes"))
+    outs[name] = store_lib.Store(wd).outputs(pid)
+  assert sorted(d for d in os.listdir(cache) if not d.startswith(".")) == entries
+  for k in outs["plain"]:
+    np.testing.assert_array_equal(outs["plain"][k], outs["cached"][k], err_msg=k)
