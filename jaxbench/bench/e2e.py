@@ -28,6 +28,10 @@ over the whole batch loop, seconds to
 the first finished batch (from the start of the run call: model, head,
 compilation, first decode) and the fraction of the step's own throughput the
 pass reaches. Every figure is appended to ``--out`` as a JSON line when measured.
+The two rates bracket the input path: readers that buffer ahead during
+compilation (worker processes hold up to one batch each plus one in flight)
+flatter the second-half figure when ``--images`` is not many times
+``--batch`` x ``--workers``; the whole-loop figure includes compilation.
 
 ``--input_only`` times the input path without a model: the grain decode path
 with 1 and 2 reader threads (and ``--workers`` threads), the decode path in

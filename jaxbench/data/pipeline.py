@@ -223,7 +223,7 @@ def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
     read = grain.ReadOptions(num_threads=max(1, num_threads),
                              prefetch_buffer_size=max(1, the_plan.local_batch))
     it = ds.to_iter_dataset(read).mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=int(num_processes), per_worker_buffer_size=max(1, prefetch // 2)))
+        num_workers=int(num_processes), per_worker_buffer_size=1))
     return iter(it)
   read = grain.ReadOptions(num_threads=max(1, num_threads),
                            prefetch_buffer_size=max(1, prefetch * the_plan.local_batch))
