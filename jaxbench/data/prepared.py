@@ -36,6 +36,7 @@ directory) logs one warning and the pass reads uncached, with identical results.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -263,6 +264,19 @@ class _DecodeMulti(grain.transforms.Map):
       return index, record, None, f"{type(e).__name__}: {e}"
 
 
+def _reserve(path: str) -> None:
+  """Allocates a (sparse) shard's blocks now: a full disk then raises OSError here,
+  instead of SIGBUS on a later write through the memory map."""
+  fd = os.open(path, os.O_RDWR)
+  try:
+    os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+  except OSError as e:
+    if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+      raise
+  finally:
+    os.close(fd)
+
+
 def build(root: str, evalset: EvalSet, pps: Sequence[Preprocess], *,
           num_threads: int = 8) -> list[str]:
   """Writes the cache entries of ``evalset`` for every spec in ``pps`` from one decode.
@@ -303,6 +317,9 @@ def build(root: str, evalset: EvalSet, pps: Sequence[Preprocess], *,
         os.path.join(tmp, shard_names[i]), mode="w+", dtype=np.uint8,
         shape=(min(SHARD_ROWS, n - i * SHARD_ROWS), pp.size, pp.size, 3))
         for i in range(nshards)] for (pp, _, _), tmp in zip(todo, tmps)]
+    for m in maps:
+      for a in m:
+        _reserve(a.filename)
     label = np.full(n, -1, np.int32)
     uid = np.zeros(n, np.uint32)
     bad = np.zeros(n, bool)
