@@ -122,6 +122,8 @@ def base(suite: str, *, models=("clip_vit_b32",), datasets=("imagenet",),
   c.checkpoint_every = 50      # batches between progress checkpoints
   c.log_every = 10
   c.num_workers = 8            # grain reader threads per process
+  c.decode_processes = 0       # >0: decode in this many worker processes (grain mp_prefetch)
+  c.prepared_cache = ""        # dir of decoded+cropped pixels (jaxbench.data.prepared); '' off
   c.precision = "float32"
   c.max_examples = -1
   c.report = False

@@ -24,7 +24,7 @@ import os
 import platform
 import subprocess
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -42,11 +42,12 @@ KNOWN_KEYS = {
     "suite", "seed", "models", "zeroshot", "preprocess", "datasets", "transforms",
     "batch_size", "mesh", "checkpoint_every", "precision", "max_examples", "report",
     "num_workers", "log_every", "param_sharding", "workdir_policy", "data_root", "tfds_dir",
-    "dataset_transforms",
+    "dataset_transforms", "prepared_cache", "decode_processes",
 }
 # Config keys that may change between runs on one workdir (they do not change results).
 VOLATILE_KEYS = {"batch_size", "mesh", "checkpoint_every", "num_workers", "log_every",
-                 "report", "param_sharding", "workdir_policy"}
+                 "report", "param_sharding", "workdir_policy", "prepared_cache",
+                 "decode_processes"}
 ZEROSHOT_DEFAULTS = {"classnames": "imagenet", "templates": "clip80", "head": "imagenet",
                      "logit_scale": "model"}
 
@@ -388,6 +389,27 @@ def _concat(parts: list[dict]) -> dict:
   return {k: np.concatenate([p[k] for p in parts]) for k in keys}
 
 
+def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
+                  host_shift) -> Iterator[dict]:
+  """The pass's local batches: from the prepared-set cache (``config.prepared_cache``,
+  built on first use) when set and no host-side shift alters the pixels, else decoded
+  by the grain pipeline. Both give identical batches."""
+  threads = int(_get(config, "num_workers", 8))
+  cache = str(_get(config, "prepared_cache", "") or "")
+  if cache and host_shift is None:
+    from jaxbench.data import prepared
+    entry = prepared.get_or_build(cache, evalset, preprocess, num_threads=threads)
+    if entry is not None:
+      logging.info("%s: reading prepared pixels from %s", evalset.name, entry.path)
+      return entry.batches(the_plan)
+  elif cache:
+    logging.info("%s: host-side shift changes the pixels; prepared cache not used",
+                 evalset.name)
+  return pipeline.batches(evalset, preprocess, the_plan, seed=int(config.seed),
+                          host_shift=host_shift, num_threads=threads,
+                          num_processes=int(_get(config, "decode_processes", 0)))
+
+
 def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
              transform: transforms.Transform, use_project: bool, config, mesh,
              store: store_lib.Store, prov: dict, params_on_mesh) -> list[dict]:
@@ -422,8 +444,9 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
   if evalset.metadata.get("resize_to_crop"):
     # ImageNet-C/-P reference protocol: the stored 224 images are center-cropped only.
     preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
-  it = pipeline.batches(evalset, preprocess, the_plan, seed=int(config.seed),
-                        host_shift=host_shift, num_threads=int(_get(config, "num_workers", 8)))
+  # Host-to-device copies of the next 2 batches start while the current step runs.
+  it = pipeline.prefetched(input_batches(config, evalset, preprocess, the_plan, host_shift),
+                           2, lambda local: parallel.to_global(local, mesh))
   every = max(1, int(_get(config, "checkpoint_every", 50)))
   log_every = max(1, int(_get(config, "log_every", 10)))
   chunk_id = int(time.time() * 1000) % 10**12   # unique per attempt; sorted by time
@@ -432,8 +455,7 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
                          the_plan.num_batches, log_every=log_every)
   t0 = time.perf_counter()
   seen = 0
-  for b, local in enumerate(it):
-    batch = parallel.to_global(local, mesh)
+  for b, batch in enumerate(it):
     if b == 0:
       t_first, programs = time.perf_counter(), _programs(step)
     out, counts = step(params_on_mesh, counts, batch)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import queue
+import threading
 import zlib
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import grain
 import numpy as np
@@ -82,6 +84,20 @@ def resize_crop(img: Image.Image, pp: Preprocess) -> np.ndarray:
   return np.asarray(img.crop((left, top, left + s, top + s)), dtype=np.uint8)
 
 
+def record_image(record: dict, pre_transform: Optional[Callable] = None) -> Image.Image:
+  """A record's image as RGB PIL, after the set's ``pre_transform`` (raises if undecodable)."""
+  if "image_bytes" in record:
+    img = decode(record["image_bytes"])
+  else:
+    arr = np.asarray(record["image"])
+    if arr.ndim == 2:
+      arr = np.repeat(arr[..., None], 3, axis=-1)
+    img = Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+  if pre_transform is not None:
+    img = pre_transform(img)
+  return img
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """Which source indices this process reads, batch by batch.
@@ -128,6 +144,14 @@ class LoadExample(grain.transforms.Map):
     self.host_shift = host_shift
     self.stage = getattr(host_shift, "stage", "model_input") if host_shift else None
 
+  def __getstate__(self):
+    # Worker processes (``num_processes``) get the records and the host-side rules,
+    # not the set's device-side callables (``project`` may close over jax arrays).
+    state = dict(self.__dict__)
+    state["evalset"] = dataclasses.replace(self.evalset, project=None,
+                                           sequence_metric_fn=None)
+    return state
+
   def _empty(self, index: int, bad: bool) -> dict:
     s = self.pp.size
     out = {"image": np.zeros((s, s, 3), np.uint8), "label": np.int32(-1),
@@ -138,15 +162,7 @@ class LoadExample(grain.transforms.Map):
     return out
 
   def load_image(self, record: dict, rng: Optional[np.random.Generator]) -> np.ndarray:
-    if "image_bytes" in record:
-      img = decode(record["image_bytes"])
-    else:
-      arr = np.asarray(record["image"])
-      if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-      img = Image.fromarray(arr.astype(np.uint8)).convert("RGB")
-    if self.evalset.pre_transform is not None:
-      img = self.evalset.pre_transform(img)
+    img = record_image(record, self.evalset.pre_transform)
     if self.stage == "raw":
       img = Image.fromarray(np.asarray(self.host_shift(np.asarray(img), rng), np.uint8))
     out = resize_crop(img, self.pp)
@@ -185,12 +201,57 @@ def describe_error(evalset: EvalSet, index: int) -> str:
 
 def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
             start_batch: int = 0, seed: int = 0, host_shift=None,
-            num_threads: int = 8, prefetch: int = 4):
-  """Iterator over local batches (dicts of NumPy arrays) from ``start_batch`` on."""
+            num_threads: int = 8, prefetch: int = 4, num_processes: int = 0):
+  """Iterator over local batches (dicts of NumPy arrays) from ``start_batch`` on.
+
+  Args:
+    num_threads: reader threads (per process when ``num_processes`` > 0).
+    num_processes: 0 decodes in this process's threads; N > 0 decodes in N worker
+      processes (grain's ``mp_prefetch``: spawned, so each imports jaxbench once;
+      batch b is made by worker b % N and the order is kept). Outputs are the same.
+  """
   ds = grain.MapDataset.source(the_plan.indices).map(
       LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift))
   ds = ds.batch(the_plan.local_batch, drop_remainder=False)
   ds = ds.slice(slice(start_batch, None))
+  if num_processes > 0:
+    from absl import flags
+    if not flags.FLAGS.is_parsed():
+      # grain's worker start-up reads its absl flags; as a library (tests,
+      # notebooks) nobody parsed them: take their defaults.
+      flags.FLAGS.mark_as_parsed()
+    read = grain.ReadOptions(num_threads=max(1, num_threads),
+                             prefetch_buffer_size=max(1, the_plan.local_batch))
+    it = ds.to_iter_dataset(read).mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=int(num_processes), per_worker_buffer_size=1))
+    return iter(it)
   read = grain.ReadOptions(num_threads=max(1, num_threads),
                            prefetch_buffer_size=max(1, prefetch * the_plan.local_batch))
   return iter(ds.to_iter_dataset(read))
+
+
+def prefetched(items: Iterator, depth: int = 2, fn: Optional[Callable] = None) -> Iterator:
+  """``fn(item)`` for each item of ``items``, computed ``depth`` ahead in a daemon thread.
+
+  Used to read cached batches and to start host-to-device copies of the next
+  batches while the current step runs. Errors are re-raised in the consumer.
+  """
+  q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+  done = object()
+
+  def work():
+    try:
+      for item in items:
+        q.put((fn(item) if fn is not None else item, None))
+    except BaseException as e:  # noqa: BLE001 -- handed to the consumer
+      q.put((None, e))
+    q.put((done, None))
+
+  threading.Thread(target=work, daemon=True, name="jaxbench-prefetch").start()
+  while True:
+    item, error = q.get()
+    if error is not None:
+      raise error
+    if item is done:
+      return
+    yield item
