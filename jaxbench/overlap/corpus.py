@@ -33,7 +33,8 @@ import tarfile
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
-from PIL import Image
+
+from jaxbench.data import decode as decode_lib
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 # A member larger than this is not a web image; reading it would only exhaust memory.
@@ -100,24 +101,14 @@ def ordinal(source_index: int, position: int) -> int:
   return (int(source_index) << _ORDINAL_SHIFT) | int(position)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-  """Decodes encoded image bytes to uint8 (H, W, 3) RGB.
+def decode_image(data: bytes, name: Optional[str] = None) -> np.ndarray:
+  """Decodes encoded image bytes to uint8 (H, W, 3) RGB (every PIL mode, as the
+  eval pipeline: :func:`jaxbench.data.decode.decode`).
 
   Raises:
     ValueError: the bytes are not a decodable image (the message says why).
   """
-  try:
-    with Image.open(io.BytesIO(data)) as im:
-      im.load()
-      rgb = im.convert("RGB")
-  except Image.DecompressionBombError as e:
-    raise ValueError(f"image too large: {e}") from e
-  except Exception as e:  # PIL raises many types for corrupt data
-    raise ValueError(f"undecodable image: {type(e).__name__}: {e}") from e
-  arr = np.asarray(rgb, dtype=np.uint8)
-  if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-    raise ValueError(f"undecodable image: empty image of shape {arr.shape}")
-  return arr
+  return decode_lib.decode_array(data, name)
 
 
 def unsafe_name(name: str) -> Optional[str]:

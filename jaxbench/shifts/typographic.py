@@ -74,6 +74,7 @@ import cv2
 import numpy as np
 
 from jaxbench import registry as registry_lib
+from jaxbench.data import decode as decode_lib
 
 _RESOURCES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources")
 
@@ -1033,8 +1034,8 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
 
   RGB and grayscale JPEGs (almost all of ImageNet) are decoded with OpenCV, as
   RoZ's cv2.imread did (EXIF orientation ignored, as PIL does); every other
-  file and mode (CMYK, palette, alpha, PNG, ...) with PIL ``.convert('RGB')``
-  as the pipeline does.
+  file and mode (CMYK, palette, alpha, 16-bit, PNG, ...) with the pipeline's
+  decoder (:func:`jaxbench.data.decode.decode`).
 
   Returns:
     (uint8 (H, W, 3) RGB, original PIL mode such as 'RGB', 'L', 'CMYK', 'P').
@@ -1042,8 +1043,8 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   with Image.open(io.BytesIO(data)) as im:
     mode, fmt = im.mode, im.format
-    if fmt != "JPEG" or mode not in ("RGB", "L"):
-      return np.asarray(im.convert("RGB")), mode
+  if fmt != "JPEG" or mode not in ("RGB", "L"):
+    return np.asarray(decode_lib.decode(data)), mode
   bgr = cv2.imdecode(np.frombuffer(data, np.uint8),
                      cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
   if bgr is None:
