@@ -27,6 +27,7 @@ can tell that the data changed underneath it (:func:`describe_change`).
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -55,8 +56,14 @@ class DataNotFound(LayoutError):
 
 
 def locate(dataset: str, root: Optional[str], data_root: Optional[str],
-           candidates: Sequence[str], expected: str, tfds_name: Optional[str] = None) -> str:
+           candidates: Sequence[str], expected: str, tfds_name: Optional[str] = None,
+           param: str = "root", alternative: str = "") -> str:
   """The data directory: ``root`` if given, else the first candidate under ``data_root``.
+
+  Args:
+    param: the spec argument that gives this directory (``vid_root`` for the
+      Vid-Robust metadata of a control set), named in the error.
+    alternative: another way to give it, e.g. "metadata_dir= (...)".
 
   Raises :class:`DataNotFound` naming what to pass and where it looked.
   """
@@ -69,7 +76,9 @@ def locate(dataset: str, root: Optional[str], data_root: Optional[str],
       if os.path.isdir(path):
         return path
       tried.append(path)
-  how = f"pass root= (layout: {expected})"
+  how = f"pass {param}= (layout: {expected})"
+  if alternative:
+    how += f" or {alternative}"
   if tfds_name:
     how += f" or tfds_dir= (a prepared array_record TFDS {tfds_name!r})"
   looked = f"; looked for {tried}" if tried else ""
@@ -419,6 +428,24 @@ class ImageFolderSource(FileSource):
 # TFDS
 
 
+def _tfds_searched(name: str, data_dir: Optional[str]) -> tuple[list[str], list[str]]:
+  """(folders searched, prepared versions found) for TFDS dataset ``name`` in ``data_dir``.
+
+  TFDS keeps a prepared dataset in ``data_dir/<name>[/<config>]/<version>/`` with a
+  ``dataset_info.json``; ``data_dir`` defaults to ``$TFDS_DATA_DIR`` or
+  ``~/tensorflow_datasets`` as in TFDS.
+  """
+  base = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+  base = os.path.expanduser(base)
+  dataset, _, version = name.partition(":")
+  folder = os.path.join(base, *dataset.split("/"))
+  patterns = ([os.path.join(folder, version)] if version else
+              [os.path.join(folder, "*"), os.path.join(folder, "*", "*")])
+  found = sorted(os.path.dirname(p) for pat in patterns
+                 for p in glob.glob(os.path.join(pat, "dataset_info.json")))
+  return [os.path.join(p, "dataset_info.json") for p in patterns], found
+
+
 class TfdsSource:
   """A prepared TFDS dataset read through ``tfds.data_source`` (no TensorFlow).
 
@@ -451,10 +478,19 @@ class TfdsSource:
       self._ds = tfds.data_source(name, split=split, data_dir=self.data_dir, download=False,
                                   decoders={image_key: tfds.decode.SkipDecoding()})
     except NotImplementedError as e:
+      searched, found = _tfds_searched(name, self.data_dir)
+      if not found:   # TFDS says "TFRECORD not supported" for data that is not there
+        raise LayoutError(f"TFDS dataset {name!r} split {split!r} not found: no prepared "
+                          f"version (dataset_info.json) in {searched}. Prepare it with "
+                          f"`tfds build {name.split('/')[0].split(':')[0]} "
+                          "--file_format=array_record --data_dir=DIR` or point tfds_dir= "
+                          "at the folder that holds it") from e
       raise LayoutError(f"{where} is not in a random-access format ({e}); convert it with "
                         "`tfds convert_format --out_file_format=array_record` or rebuild with "
                         "`tfds build --file_format=array_record`") from e
     except Exception as e:  # DatasetNotFoundError, AssertionError, ... from TFDS
+      searched, found = _tfds_searched(name, self.data_dir)
+      where += f" (searched {searched}; found {found or 'no prepared version'})"
       raise LayoutError(f"{where} cannot be read: {type(e).__name__}: {e}. Prepare it with "
                         f"`tfds build {name.split('/')[0]} --file_format=array_record "
                         f"--data_dir=DIR`") from e
