@@ -111,6 +111,28 @@ def decode_image(data: bytes, name: Optional[str] = None) -> np.ndarray:
   return decode_lib.decode_array(data, name)
 
 
+def _end_of_archive_problem(tf: tarfile.TarFile) -> Optional[str]:
+  """Why a stream-mode tar ended without its end-of-archive block, or None.
+
+  ``tarfile`` reports the end of a stream (``next()`` is None) the same way for
+  the two zero blocks that close an archive, for a stream cut *inside* a
+  512-byte header (a partial header is ignored past the first member) and for
+  one cut exactly between members. The bytes it read for that last header tell
+  them apart: a whole (zero) block, part of one, or nothing.
+  """
+  try:
+    read = tf.fileobj.tell() - tf.offset
+  except (AttributeError, OSError, ValueError):
+    return None
+  if read >= tarfile.BLOCKSIZE:
+    return None
+  if read > 0:
+    return (f"truncated shard: the file ends inside a tar header ({read} of "
+            f"{tarfile.BLOCKSIZE} bytes at offset {tf.offset})")
+  return (f"truncated shard: no end-of-archive block after offset {tf.offset} (the file "
+          "ends between members)")
+
+
 def unsafe_name(name: str) -> Optional[str]:
   """Why a member name could escape a directory if extracted, or None if it is safe."""
   if not name or "\x00" in name:
@@ -229,6 +251,9 @@ class TarShards(Corpus):
                             f"truncated or malformed shard: {type(e).__name__}: {e}")
           break
         if m is None:
+          cut = _end_of_archive_problem(tf)
+          if cut:   # samples read so far are whole (every member's bytes were read)
+            self.problems.add(path, f"after {last!r}" if last else "", cut)
           break
         last = m.name
         if m.isdir():
