@@ -128,6 +128,7 @@ def base(suite: str, *, models=("clip_vit_b32",), datasets=("imagenet",),
   c.max_examples = -1
   c.report = False
   c.workdir_policy = "strict"
+  c.on_data_change = "error"   # or 'restart': a pass whose data changed starts over
   return c
 
 

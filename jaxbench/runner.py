@@ -34,6 +34,7 @@ from absl import logging
 from jaxbench import parallel, precision as precision_lib, progress, registry
 from jaxbench import stopping, store as store_lib, transforms
 from jaxbench.data import pipeline
+from jaxbench.data import sources as sources_lib
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Model, Preprocess, CLIP_MEAN, CLIP_STD
 
@@ -42,12 +43,12 @@ KNOWN_KEYS = {
     "suite", "seed", "models", "zeroshot", "preprocess", "datasets", "transforms",
     "batch_size", "mesh", "checkpoint_every", "precision", "max_examples", "report",
     "num_workers", "log_every", "param_sharding", "workdir_policy", "data_root", "tfds_dir",
-    "dataset_transforms", "prepared_cache", "decode_processes",
+    "dataset_transforms", "prepared_cache", "decode_processes", "on_data_change",
 }
 # Config keys that may change between runs on one workdir (they do not change results).
 VOLATILE_KEYS = {"batch_size", "mesh", "checkpoint_every", "num_workers", "log_every",
                  "report", "param_sharding", "workdir_policy", "prepared_cache",
-                 "decode_processes"}
+                 "decode_processes", "on_data_change"}
 ZEROSHOT_DEFAULTS = {"classnames": "imagenet", "templates": "clip80", "head": "imagenet",
                      "logit_scale": "model"}
 
@@ -113,6 +114,10 @@ def validate(config) -> None:
   if int(_get(config, "max_examples", -1)) == 0 or int(_get(config, "max_examples", -1)) < -1:
     raise ConfigError(f"config.max_examples={config.max_examples}: use -1 for every example "
                       "of each set, or a positive count")
+  if _get(config, "on_data_change", "error") not in ("error", "restart"):
+    raise ConfigError(f"config.on_data_change {config.on_data_change!r}: use 'error' (stop "
+                      "when a pass's data changed since its saved progress) or 'restart' "
+                      "(evaluate that pass again from the start)")
   if _get(config, "precision", "float32") not in precision_lib.POLICIES:
     raise ConfigError(f"config.precision {config.precision!r}: use 'float32' (true float32 "
                       "matmuls on every backend), 'tf32' (TensorFloat-32 matmuls on GPU) "
@@ -410,6 +415,34 @@ def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
                           num_processes=int(_get(config, "decode_processes", 0)))
 
 
+class DataChanged(ValueError):
+  """A pass's data changed since its saved progress was written."""
+
+
+def _check_data_unchanged(pid: str, evalset: EvalSet, fingerprint: dict,
+                          store: store_lib.Store, config, done: dict) -> dict:
+  """The saved progress ``done`` if the data is the one it was computed on.
+
+  Otherwise raises :class:`DataChanged` naming what changed, or, with
+  ``config.on_data_change='restart'``, drops the progress (returns {}).
+  Progress saved before fingerprints existed is kept (nothing to compare).
+  """
+  old = store.read_source_fingerprint(pid)
+  if old is None or old.get("digest") == fingerprint.get("digest"):
+    return done
+  what = sources_lib.describe_change(old, fingerprint)
+  n_done = len(done.get("index", ()))
+  if _get(config, "on_data_change", "error") == "restart":
+    logging.warning("data of %s changed since its %d saved examples (%s): starting the pass "
+                    "over (on_data_change='restart')", evalset.name, n_done, what)
+    store.clear_pass(pid)
+    return {}
+  raise DataChanged(
+      f"data of {evalset.name!r} changed since this pass saved {n_done} examples in "
+      f"{store.pass_dir(pid)}: {what}. Restore the data, use another --workdir, or pass "
+      "--config.on_data_change=restart to evaluate the pass again from the start")
+
+
 def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
              transform: transforms.Transform, use_project: bool, config, mesh,
              store: store_lib.Store, prov: dict, params_on_mesh) -> list[dict]:
@@ -419,12 +452,16 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
     n = min(n, max_examples)
   if n == 0:
     raise ConfigError(f"dataset {evalset.name!r} has no examples")
+  fingerprint = evalset.fingerprint()
   done = store.load_chunks(pid)
+  if done:
+    done = _check_data_unchanged(pid, evalset, fingerprint, store, config, done)
   done_idx = done.get("index", np.zeros(0, np.int64))
   todo = np.setdiff1d(np.arange(n, dtype=np.int64), done_idx)
   if len(done_idx):
     logging.info("resuming %s: %d of %d examples already done", pid, len(done_idx), n)
-  store.write_meta(pid, {**dataclasses.asdict(ps), "n": n, "model_name": model.name})
+  store.write_meta(pid, {**dataclasses.asdict(ps), "n": n, "model_name": model.name,
+                         "source": store.write_source_fingerprint(pid, fingerprint)})
   batch_size = effective_batch_size(int(config.batch_size), mesh)
   the_plan = pipeline.plan(todo, batch_size, jax.process_index(), jax.process_count())
   host_shift = transform.host_fn if transform.kind == "shift" else None

@@ -8,7 +8,9 @@ Layout of a workdir::
     .lock                      pid and host of the run using the workdir (WorkdirLock)
     heads/head_<key>.npz       cached zero-shot heads
     passes/<pass_id>/
-      meta.json                pass spec (model, dataset, transform) and plan
+      meta.json                pass spec (model, dataset, transform) and plan, with
+                               the source's fingerprint (without its file list)
+      source_files.json.gz     the file list (path -> size, mtime) of that fingerprint
       chunk_<k>.npz            per-example outputs of finished batches
       outputs.npz              all per-example outputs once the pass is done
 
@@ -20,9 +22,11 @@ complete chunks, and the examples they hold are not evaluated again.
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 from typing import Iterable, Optional
@@ -165,12 +169,70 @@ class Store:
     if self.writer:
       atomic_write_json(os.path.join(self.pass_dir(pid), "meta.json"), meta)
 
+  def read_meta(self, pid: str) -> Optional[dict]:
+    path = os.path.join(self.pass_dir(pid), "meta.json")
+    try:
+      with open(path) as f:
+        return json.load(f)
+    except (OSError, ValueError):
+      return None
+
+  def write_source_fingerprint(self, pid: str, fp: dict) -> dict:
+    """Stores a source fingerprint with a pass; returns it without the file lists.
+
+    The file list (``{path: [size, mtime_ns]}``, megabytes for large sets) goes
+    to ``source_files.json.gz`` beside meta.json, so a later mismatch can name
+    the files added, removed and modified; the rest belongs in meta.json.
+    """
+    slim, files = _split_files(fp)
+    if self.writer and files:
+      atomic_write_bytes(os.path.join(self.pass_dir(pid), "source_files.json.gz"),
+                         gzip.compress(json.dumps(files, sort_keys=True).encode(), mtime=0))
+    return slim
+
+  def read_source_fingerprint(self, pid: str) -> Optional[dict]:
+    """The fingerprint stored with a pass (file lists put back), or None."""
+    meta = self.read_meta(pid)
+    if not meta or "source" not in meta:
+      return None
+    fp = meta["source"]
+    try:
+      with open(os.path.join(self.pass_dir(pid), "source_files.json.gz"), "rb") as f:
+        files = json.loads(gzip.decompress(f.read()))
+    except (OSError, ValueError):
+      files = {}
+    return _join_files(fp, files)
+
+  def clear_pass(self, pid: str) -> None:
+    """Removes a pass's progress (chunks, outputs, meta), to start it over."""
+    if self.writer and os.path.isdir(self.pass_dir(pid)):
+      shutil.rmtree(self.pass_dir(pid))
+
   def outputs(self, pid: str) -> Optional[dict[str, np.ndarray]]:
     path = os.path.join(self.pass_dir(pid), "outputs.npz")
     if not os.path.exists(path):
       return None
     with np.load(path, allow_pickle=False) as z:
       return {k: z[k] for k in z.files}
+
+
+def _split_files(fp: dict, path: str = "") -> tuple[dict, dict]:
+  """(fingerprint without 'files' lists, {nesting path: files}) ('inner' nests)."""
+  slim = {k: v for k, v in fp.items() if k not in ("files", "inner")}
+  files = {path: fp["files"]} if "files" in fp else {}
+  if "inner" in fp:
+    slim["inner"], inner_files = _split_files(fp["inner"], path + "/inner")
+    files.update(inner_files)
+  return slim, files
+
+
+def _join_files(fp: dict, files: dict, path: str = "") -> dict:
+  out = dict(fp)
+  if path in files:
+    out["files"] = files[path]
+  if "inner" in fp:
+    out["inner"] = _join_files(fp["inner"], files, path + "/inner")
+  return out
 
 
 class WorkdirLocked(RuntimeError):

@@ -216,3 +216,67 @@ def test_attack_pass_rows_from_reevaluated_outputs(tiny_clip, folder, tmp_path):
   assert np.all(out["atk_pixel_linf"][valid] <= 2 / 255 + 1e-6)
   assert by["robust_acc"]["details"]["checks"]["outside_ball"] == 0
   assert by["mean_queries"]["value"] == 1.0
+
+
+def _stop_after(monkeypatch, batches):
+  """Stops the run (as SIGTERM would) after ``batches`` batches of the pass."""
+  calls = {"n": 0}
+
+  def agreed():
+    calls["n"] += 1
+    return calls["n"] >= batches
+  monkeypatch.setattr(runner, "_stop_agreed", agreed)
+
+
+def test_resume_after_data_changed_stops_or_restarts(tiny_clip, tmp_path, monkeypatch):
+  model_dir, _ = tiny_clip
+  data = _write_folder(str(tmp_path / "data"), n_per_class=6, size=(32, 32))
+  wd = str(tmp_path / "wd")
+  cfg = _config(model_dir, data, batch_size=8, checkpoint_every=1, num_workers=1)
+  with monkeypatch.context() as m:
+    _stop_after(m, 1)
+    with pytest.raises(runner.Preempted):
+      runner.run(cfg, wd)
+  (pid,) = os.listdir(os.path.join(wd, "passes"))
+  assert len(store_lib.Store(wd).load_chunks(pid)["index"]) == 8   # partial progress
+  # Six new images in one class folder (sorted among the old ones: indices shift).
+  rng = np.random.default_rng(1)
+  for i in range(6):
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+        os.path.join(data, "cat", f"cat_{i:04d}b.JPEG"), "JPEG")
+  with pytest.raises(runner.DataChanged,
+                     match=r"6 files added under cat/, 0 removed, 0 modified") as e:
+    runner.run(cfg, wd)
+  assert "on_data_change=restart" in str(e.value) and "\n" not in str(e.value)
+  assert len(store_lib.Store(wd).load_chunks(pid)["index"]) == 8   # nothing touched
+  # With restart: the pass starts over and matches a fresh run on the new data.
+  cfg.on_data_change = "restart"
+  rows = runner.run(cfg, wd)
+  fresh_wd = str(tmp_path / "fresh")
+  fresh_rows = runner.run(_config(model_dir, data, batch_size=8), fresh_wd)
+  a, b = _outputs(wd), _outputs(fresh_wd)
+  assert len(a["index"]) == 24
+  for k in ("index", "top5", "correct1", "bad"):
+    np.testing.assert_array_equal(a[k], b[k])
+  assert [r["value"] for r in rows] == [r["value"] for r in fresh_rows]
+
+
+def test_resume_after_a_file_was_modified_names_it(tiny_clip, tmp_path, monkeypatch):
+  model_dir, _ = tiny_clip
+  data = _write_folder(str(tmp_path / "data"), n_per_class=4, size=(32, 32))
+  wd = str(tmp_path / "wd")
+  cfg = _config(model_dir, data, batch_size=8, checkpoint_every=1, num_workers=1)
+  with monkeypatch.context() as m:
+    _stop_after(m, 1)
+    with pytest.raises(runner.Preempted):
+      runner.run(cfg, wd)
+  os.utime(os.path.join(data, "dog", "dog_0001.JPEG"), ns=(1, 1))   # touched: modified
+  with pytest.raises(runner.DataChanged, match=r"0 files added, 0 removed, 1 modified "
+                                               r"under dog/"):
+    runner.run(cfg, wd)
+
+
+def test_on_data_change_value_is_checked(tiny_clip, folder):
+  model_dir, _ = tiny_clip
+  with pytest.raises(runner.ConfigError, match="on_data_change 'ask'.*'error'.*'restart'"):
+    runner.validate(_config(model_dir, folder, on_data_change="ask"))

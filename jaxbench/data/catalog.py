@@ -183,10 +183,16 @@ def get(spec: str, *, data_root: Optional[str] = None,
       raise registry.SpecError(f"dataset spec {spec!r}: {e}; {name} accepts: {accepted}") from e
   try:
     evalset = factory(*args, **call_kwargs)
-  except sources.DataNotFound:
+  except sources.DataNotFound as not_found:
     if explicit or tfds_dir is None or "tfds_dir" not in params:
       raise
-    evalset = factory(*args, **{**call_kwargs, "tfds_dir": tfds_dir})
+    try:
+      evalset = factory(*args, **{**call_kwargs, "tfds_dir": tfds_dir})
+    except sources.LayoutError as e:
+      # Both places failed: say where the folders were looked for and what TFDS
+      # searched, not only the fallback's complaint.
+      raise sources.DataNotFound(f"{not_found}; and the fallback config.tfds_dir="
+                                 f"{tfds_dir!r} failed: {e}") from e
   full = registry.format_spec(name, args, kwargs)
   metadata = {**evalset.metadata, "spec": full}
   return dataclasses.replace(evalset, name=evalset.name or name_of(spec), metadata=metadata)

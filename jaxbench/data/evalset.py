@@ -25,6 +25,8 @@ import jax
 import numpy as np
 from PIL import Image
 
+from jaxbench.data import sources
+
 
 class Source(Protocol):
   """Random-access records (grain's ``RandomAccessDataSource`` protocol)."""
@@ -69,3 +71,8 @@ class EvalSet:
 
   def __len__(self) -> int:
     return len(self.source)
+
+  def fingerprint(self) -> dict:
+    """Which data this set reads (:func:`jaxbench.data.sources.fingerprint`): stored
+    with a pass's progress so a resume notices changed data."""
+    return sources.fingerprint(self.source)

@@ -172,8 +172,9 @@ def imagenet_val_on_objectnet_classes(root=None, tfds_dir=None, data_root=None,
                                       labels_file=None, objectnet_root=None,
                                       mappings_dir=None) -> EvalSet:
   """ImageNet val images of the 125 ObjectNet-mapped classes (6,250), in ObjectNet's space."""
-  mapping = labels_lib.objectnet_mapping(
-      _objectnet_mappings_dir(objectnet_root, data_root, mappings_dir))
+  mapping = labels_lib.objectnet_mapping(_objectnet_mappings_dir(
+      objectnet_root, data_root, mappings_dir,
+      dataset="imagenet_val_on_objectnet_classes (ObjectNet mappings)", param="objectnet_root"))
   return _control("imagenet_val_on_objectnet_classes", mapping.projection,
                   mapping.class_names, root, tfds_dir, data_root, labels_file)
 
@@ -182,7 +183,7 @@ def imagenet_val_on_vid_robust_classes(root=None, tfds_dir=None, data_root=None,
                                        labels_file=None, vid_root=None) -> EvalSet:
   """ImageNet val images of the 288 VID-mapped classes (14,400), in the 30 VID classes."""
   vid_root = sources.locate("imagenet_val_on_vid_robust_classes (Vid-Robust metadata)", vid_root,
-                     data_root, VID_DIRS, VID_EXPECTED)
+                            data_root, VID_DIRS, VID_EXPECTED, param="vid_root")
   mapping = labels_lib.vid_mapping(vid_root)
   return _control("imagenet_val_on_vid_robust_classes", mapping.projection,
                   mapping.class_names, root, tfds_dir, data_root, labels_file)
@@ -192,7 +193,9 @@ def imagenet_val_on_ytbb_robust_classes(root=None, tfds_dir=None, data_root=None
                                         labels_file=None, ytbb_root=None,
                                         metadata_dir=None) -> EvalSet:
   """ImageNet val images of the 231 YTBB-mapped classes (11,550), in the 24 YTBB classes."""
-  mapping = labels_lib.ytbb_mapping(_ytbb_metadata_dir(ytbb_root, data_root, metadata_dir))
+  mapping = labels_lib.ytbb_mapping(_ytbb_metadata_dir(
+      ytbb_root, data_root, metadata_dir,
+      dataset="imagenet_val_on_ytbb_robust_classes (YTBB-Robust metadata)", param="ytbb_root"))
   return _control("imagenet_val_on_ytbb_robust_classes", mapping.projection,
                   mapping.class_names, root, tfds_dir, data_root, labels_file)
 
@@ -229,10 +232,17 @@ def imagenet_v2(variant="matched-frequency", root=None, tfds_dir=None,
   else:
     root = sources.locate("imagenet_v2", root, data_root, (folder, f"imagenetv2/{folder}"), expected,
                    f"imagenet_v2/{config}")
-    src = sources.ImageFolderSource(root, num_classes=1000, expected=expected)
-    if src.folder_kind not in ("index", "wnid"):
-      raise LayoutError(f"imagenet_v2: {root!r} has class folders named neither 0..999 nor by "
-                        f"wnid, e.g. {list(src.class_folders[:3])}; expected {expected}")
+    # The release's kind is what most folders are; ImageFolderSource then names the
+    # folders that do not fit (a stray 'tmp' among 0..999), not three valid ones.
+    if not os.path.isdir(root):
+      raise LayoutError(f"imagenet_v2: data directory {root!r} does not exist (expected "
+                        f"{expected})")
+    dirs = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+    n_index = sum(bool(re.match(r"^\d+$", d)) for d in dirs)
+    n_wnid = sum(bool(re.match(r"^n\d{8}$", d)) for d in dirs)
+    kind = "wnid" if n_wnid > n_index else "index"
+    src = sources.ImageFolderSource(root, folder_kind=kind, num_classes=1000,
+                                    expected=expected)
   return EvalSet(name="", source=src, num_classes=1000,
                  class_names=labels_lib.imagenet_class_names(),
                  metadata=_metadata(src, variant=variant, primary_metrics=("top1",)))
@@ -290,10 +300,12 @@ OBJECTNET_EXPECTED = ("objectnet-1.0/images/<folder>/<image>.png with "
                       "objectnet-1.0/mappings/*.json")
 
 
-def _objectnet_mappings_dir(root, data_root, mappings_dir) -> str:
+def _objectnet_mappings_dir(root, data_root, mappings_dir, dataset="objectnet (mappings)",
+                            param="root") -> str:
   if mappings_dir:
     return os.path.expanduser(mappings_dir)
-  root = sources.locate("objectnet (mappings)", root, data_root, OBJECTNET_DIRS, OBJECTNET_EXPECTED)
+  root = sources.locate(dataset, root, data_root, OBJECTNET_DIRS, OBJECTNET_EXPECTED,
+                        param=param, alternative="mappings_dir= (objectnet-1.0/mappings)")
   return os.path.join(root, "mappings")
 
 
@@ -382,15 +394,17 @@ YTBB_FILES = ("anchor_labels.json", "pmk_labels.json", "ytbb_robustness_test_anc
               "ytbb_class_index.json", "rev_class_idx_map.json")
 
 
-def _ytbb_metadata_dir(root, data_root, metadata_dir) -> str:
+def _ytbb_metadata_dir(root, data_root, metadata_dir, dataset="ytbb_robust (metadata)",
+                       param="root") -> str:
   if metadata_dir:
     return os.path.expanduser(metadata_dir)
-  root = sources.locate("ytbb_robust (metadata)", root, data_root, YTBB_DIRS, YTBB_EXPECTED)
+  root = sources.locate(dataset, root, data_root, YTBB_DIRS, YTBB_EXPECTED, param=param,
+                        alternative=f"metadata_dir= (the folder holding {list(YTBB_FILES)})")
   for name in ("ytbb-robust_metadata", "metadata"):
     if os.path.isdir(os.path.join(root, name)):
       return os.path.join(root, name)
   raise labels_lib.MetadataError(
-      f"ytbb_robust: no metadata folder in {root!r} (looked for ytbb-robust_metadata/ and "
+      f"{dataset.split(' ')[0]}: no metadata folder in {root!r} (looked for ytbb-robust_metadata/ and "
       f"metadata/ holding {list(YTBB_FILES)}). {labels_lib.YTBB_WHERE}")
 
 

@@ -7,8 +7,8 @@ For one pass over an :class:`~jaxbench.data.evalset.EvalSet` on this process:
    batches with index -1, so all hosts run the same number of steps and every
    example is counted exactly once.
 2. :class:`LoadExample` (a grain ``MapTransform``) reads a record, decodes it with
-   PIL and ``convert('RGB')`` (CMYK, grayscale, RGBA, palette, PNG-named-JPEG all
-   become RGB), applies the set's ``pre_transform`` and any host-side shift, then
+   :func:`jaxbench.data.decode.decode` (every PIL mode to 8-bit RGB: CMYK,
+   grayscale, 16-bit, RGBA, palette, PNG-named-JPEG), applies the set's ``pre_transform`` and any host-side shift, then
    resizes the short side and center-crops as the model's :class:`Preprocess`
    says. A file that cannot be decoded yields a zero image with ``mask=False``
    and ``bad=True``: the runner lists it in the results row, the run goes on.
@@ -31,6 +31,7 @@ import grain
 import numpy as np
 from PIL import Image
 
+from jaxbench.data import decode as decode_lib
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Preprocess
 
@@ -43,13 +44,13 @@ def example_uid(example_id: str) -> int:
   return zlib.crc32(example_id.encode("utf-8")) & 0xFFFFFFFF
 
 
-def decode(image_bytes: bytes) -> Image.Image:
-  """Decodes any PIL-readable image to RGB (raises on corrupt or truncated data)."""
-  img = Image.open(io.BytesIO(image_bytes))
-  img.load()   # force full decode now: truncated files raise here, not later
-  if img.mode == "P" and "transparency" in img.info:
-    img = img.convert("RGBA")   # palette with alpha: PIL wants RGBA first
-  return img.convert("RGB")
+def decode(image_bytes: bytes, name: Optional[str] = None) -> Image.Image:
+  """Decodes any PIL-readable image to RGB (:func:`jaxbench.data.decode.decode`).
+
+  Raises:
+    DecodeError: corrupt, truncated or empty data, or no defined 8-bit scale.
+  """
+  return decode_lib.decode(image_bytes, name)
 
 
 def resize_crop(img: Image.Image, pp: Preprocess) -> np.ndarray:
@@ -192,10 +193,15 @@ class LoadExample(grain.transforms.Map):
 def describe_error(evalset: EvalSet, index: int) -> str:
   """Why example ``index`` could not be decoded (re-tried on the host, for the row)."""
   record = evalset.source[index]
+  if record.get("error"):   # the source could not read it (names the file)
+    return str(record["error"])
   try:
-    decode(record["image_bytes"]) if "image_bytes" in record else None
-  except Exception as e:  # noqa: BLE001
-    return f"{type(e).__name__}: {e}"
+    if "image_bytes" in record:
+      decode(record["image_bytes"], str(record.get("id", index)))
+  except decode_lib.DecodeError as e:
+    return str(e)   # one line naming the decoder's reason, no object reprs
+  except Exception as e:  # noqa: BLE001 -- a pre_transform or shift failed
+    return decode_lib.reason(e)
   return "unknown"
 
 

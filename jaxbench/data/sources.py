@@ -19,9 +19,17 @@ deterministic, picklable (no open file handles are kept), with a ``repr``.
 
 Ids are stable across runs: relative paths, TFDS ``file_name``/``id``, or the
 example's index.
+
+Every source has a ``fingerprint()`` (see :func:`fingerprint`): a cheap summary
+of *which data* it reads (files with sizes and mtimes, a TFDS name/version/split,
+an array file's size and mtime) stored with a pass's progress, so a resumed pass
+can tell that the data changed underneath it (:func:`describe_change`).
 """
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import os
 import re
 from typing import Callable, Mapping, Optional, Sequence, Union
@@ -48,8 +56,14 @@ class DataNotFound(LayoutError):
 
 
 def locate(dataset: str, root: Optional[str], data_root: Optional[str],
-           candidates: Sequence[str], expected: str, tfds_name: Optional[str] = None) -> str:
+           candidates: Sequence[str], expected: str, tfds_name: Optional[str] = None,
+           param: str = "root", alternative: str = "") -> str:
   """The data directory: ``root`` if given, else the first candidate under ``data_root``.
+
+  Args:
+    param: the spec argument that gives this directory (``vid_root`` for the
+      Vid-Robust metadata of a control set), named in the error.
+    alternative: another way to give it, e.g. "metadata_dir= (...)".
 
   Raises :class:`DataNotFound` naming what to pass and where it looked.
   """
@@ -62,12 +76,106 @@ def locate(dataset: str, root: Optional[str], data_root: Optional[str],
       if os.path.isdir(path):
         return path
       tried.append(path)
-  how = f"pass root= (layout: {expected})"
+  how = f"pass {param}= (layout: {expected})"
+  if alternative:
+    how += f" or {alternative}"
   if tfds_name:
     how += f" or tfds_dir= (a prepared array_record TFDS {tfds_name!r})"
   looked = f"; looked for {tried}" if tried else ""
   raise DataNotFound(f"{dataset}: no data: {how}, or data_root= holding one of "
                      f"{list(candidates)}{looked}")
+
+
+def digest(obj) -> str:
+  """A short stable hash of a JSON-able object."""
+  return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def file_stats(root: str, rel_paths: Sequence[str]) -> dict[str, list[int]]:
+  """{relative path: [size in bytes, mtime in ns]} ([-1, -1] for a missing file)."""
+  out = {}
+  for rel in sorted(set(rel_paths)):
+    try:
+      st = os.stat(os.path.join(root, rel))
+      out[rel] = [int(st.st_size), int(st.st_mtime_ns)]
+    except OSError:
+      out[rel] = [-1, -1]
+  return out
+
+
+def files_fingerprint(kind: str, root: str, rel_paths: Sequence[str], **extra) -> dict:
+  """The fingerprint of a source that reads the files ``root/rel_paths``.
+
+  Returns:
+    {'kind', 'root', 'n_files', **extra, 'digest', 'files': {path: [size, mtime_ns]}};
+    the digest covers everything else (hash of the sorted (path, size, mtime)).
+  """
+  files = file_stats(root, rel_paths)
+  fp = {"kind": kind, "root": os.fspath(root), "n_files": len(files), **extra}
+  fp["digest"] = digest({**fp, "files": files})
+  fp["files"] = files
+  return fp
+
+
+def fingerprint(source) -> dict:
+  """A source's fingerprint: its own ``fingerprint()``, or a cheap generic one.
+
+  Sources that wrap another (``.source`` or ``.base``, e.g. k-shot subsets,
+  generated ImageNet-P sequences) include the wrapped source's fingerprint.
+
+  Returns:
+    a JSON-able dict with at least 'kind' and 'digest'.
+  """
+  if hasattr(source, "fingerprint"):
+    return source.fingerprint()
+  fp = {"kind": type(source).__name__, "n": len(source), "repr": repr(source)}
+  inner = getattr(source, "source", None) or getattr(source, "base", None)
+  if inner is not None and hasattr(inner, "__getitem__"):
+    fp["inner"] = fingerprint(inner)
+  fp["digest"] = digest(fp)
+  return fp
+
+
+def _files_of(fp: dict) -> Optional[dict]:
+  while fp is not None:
+    if "files" in fp:
+      return fp["files"]
+    fp = fp.get("inner")
+  return None
+
+
+def describe_change(old: dict, new: dict, max_folders: int = 5) -> str:
+  """What differs between two fingerprints, in words.
+
+  For file sources: "6 files added under n01440764/, 0 removed, 0 modified";
+  otherwise the fields that differ (e.g. a TFDS version).
+  """
+  old_files, new_files = _files_of(old), _files_of(new)
+  if old_files is not None and new_files is not None:
+    added = sorted(set(new_files) - set(old_files))
+    removed = sorted(set(old_files) - set(new_files))
+    modified = sorted(p for p in set(old_files) & set(new_files)
+                      if list(old_files[p]) != list(new_files[p]))
+
+    def where(paths):
+      folders = sorted({p.rsplit("/", 1)[0] + "/" if "/" in p else "./" for p in paths})
+      more = f" and {len(folders) - max_folders} more folders" if len(folders) > max_folders \
+          else ""
+      return " under " + ", ".join(folders[:max_folders]) + more if folders else ""
+
+    parts = [f"{len(added)} files added{where(added)}", f"{len(removed)} removed{where(removed)}",
+             f"{len(modified)} modified{where(modified)}"]
+    if added or removed or modified:
+      return ", ".join(parts)
+  diffs = []
+  for key in sorted(set(old) | set(new)):
+    if key in ("digest", "files", "inner"):
+      continue
+    if old.get(key) != new.get(key):
+      diffs.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
+  if not diffs and old.get("inner") and new.get("inner"):
+    return describe_change(old["inner"], new["inner"], max_folders)
+  return "; ".join(diffs) or "the source's contents differ (fingerprint digest changed)"
 
 
 def is_image_file(name: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> bool:
@@ -127,6 +235,16 @@ class FileSource:
     """The id of record ``index`` without reading the file."""
     index = int(index)
     return self.ids[index] if self.ids is not None else self.paths[index]
+
+  def fingerprint(self) -> dict:
+    """The files read (relative path, size, mtime) and a hash of the labels/ids.
+
+    One ``stat`` per file (about a second for 50,000 files on a local disk).
+    """
+    labels = digest([self.labels.tolist(), None if self.multi_hot is None else
+                      np.packbits(self.multi_hot).tolist(), self.ids])
+    return files_fingerprint(type(self).__name__, self.root, self.paths, n=len(self),
+                             labels=labels)
 
   def select(self, indices: Sequence[int], description: str = "") -> "FileSource":
     """A source over ``self[i] for i in indices`` (same root)."""
@@ -310,6 +428,24 @@ class ImageFolderSource(FileSource):
 # TFDS
 
 
+def _tfds_searched(name: str, data_dir: Optional[str]) -> tuple[list[str], list[str]]:
+  """(folders searched, prepared versions found) for TFDS dataset ``name`` in ``data_dir``.
+
+  TFDS keeps a prepared dataset in ``data_dir/<name>[/<config>]/<version>/`` with a
+  ``dataset_info.json``; ``data_dir`` defaults to ``$TFDS_DATA_DIR`` or
+  ``~/tensorflow_datasets`` as in TFDS.
+  """
+  base = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+  base = os.path.expanduser(base)
+  dataset, _, version = name.partition(":")
+  folder = os.path.join(base, *dataset.split("/"))
+  patterns = ([os.path.join(folder, version)] if version else
+              [os.path.join(folder, "*"), os.path.join(folder, "*", "*")])
+  found = sorted(os.path.dirname(p) for pat in patterns
+                 for p in glob.glob(os.path.join(pat, "dataset_info.json")))
+  return [os.path.join(p, "dataset_info.json") for p in patterns], found
+
+
 class TfdsSource:
   """A prepared TFDS dataset read through ``tfds.data_source`` (no TensorFlow).
 
@@ -342,10 +478,19 @@ class TfdsSource:
       self._ds = tfds.data_source(name, split=split, data_dir=self.data_dir, download=False,
                                   decoders={image_key: tfds.decode.SkipDecoding()})
     except NotImplementedError as e:
+      searched, found = _tfds_searched(name, self.data_dir)
+      if not found:   # TFDS says "TFRECORD not supported" for data that is not there
+        raise LayoutError(f"TFDS dataset {name!r} split {split!r} not found: no prepared "
+                          f"version (dataset_info.json) in {searched}. Prepare it with "
+                          f"`tfds build {name.split('/')[0].split(':')[0]} "
+                          "--file_format=array_record --data_dir=DIR` or point tfds_dir= "
+                          "at the folder that holds it") from e
       raise LayoutError(f"{where} is not in a random-access format ({e}); convert it with "
                         "`tfds convert_format --out_file_format=array_record` or rebuild with "
                         "`tfds build --file_format=array_record`") from e
     except Exception as e:  # DatasetNotFoundError, AssertionError, ... from TFDS
+      searched, found = _tfds_searched(name, self.data_dir)
+      where += f" (searched {searched}; found {found or 'no prepared version'})"
       raise LayoutError(f"{where} cannot be read: {type(e).__name__}: {e}. Prepare it with "
                         f"`tfds build {name.split('/')[0]} --file_format=array_record "
                         f"--data_dir=DIR`") from e
@@ -359,6 +504,18 @@ class TfdsSource:
       raise LayoutError(f"{where} has zero examples" +
                         (f" in this set's classes ({self.dropped} dropped)" if self.dropped
                          else ""))
+
+  def fingerprint(self) -> dict:
+    """TFDS builder name, version, split and size (TFDS files are immutable per version)."""
+    try:
+      version = str(self._ds.dataset_info.version)
+    except AttributeError:
+      version = "unknown"
+    fp = {"kind": "tfds", "name": self.name, "version": version, "split": self.split,
+          "data_dir": self.data_dir, "n": len(self),
+          "label_map": None if self.label_map is None else digest(self.label_map.tolist())}
+    fp["digest"] = digest(fp)
+    return fp
 
   def label_names(self) -> tuple[str, ...]:
     """Class names of the dataset's label feature (its ClassLabel), if any."""
@@ -467,6 +624,18 @@ class ArraySource:
 
   def example_id(self, index: int) -> str:
     return self.id_format.format(int(index))
+
+  def fingerprint(self) -> dict:
+    """The ``.npy`` file's size and mtime, or a hash of the in-memory images; the slice."""
+    fp = {"kind": "arrays", "start": self.start, "stop": self.stop,
+          "labels": digest(self.labels.tolist())}
+    if self._images_path:
+      fp["files"] = file_stats(os.path.dirname(os.fspath(self._images_path)) or ".",
+                               [os.path.basename(os.fspath(self._images_path))])
+    else:
+      fp["images_sha256"] = hashlib.sha256(np.ascontiguousarray(self._array())).hexdigest()
+    fp["digest"] = digest(fp)
+    return fp
 
   def __getitem__(self, index: int) -> dict:
     index = int(index)

@@ -267,6 +267,11 @@ class VideoFrameSource:
   def __len__(self) -> int:
     return int(self.offsets[-1])
 
+  def fingerprint(self) -> dict:
+    """The video files read (path, size, mtime) and their labels/frame counts."""
+    return sources.files_fingerprint("video_frames", self.root, [v[0] for v in self.videos],
+                                     n=len(self), videos=sources.digest(self.videos))
+
   def _locate(self, index: int) -> tuple[int, int]:
     if not 0 <= index < len(self):
       raise IndexError(index)

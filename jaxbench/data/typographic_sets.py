@@ -29,6 +29,7 @@ import jax
 
 from jaxbench import registry as registry_lib
 from jaxbench import typographic as generator
+from jaxbench.data import sources
 from jaxbench.data.evalset import EvalSet
 from jaxbench.metrics import typographic as typo_metrics
 from jaxbench.shifts import typographic as typo
@@ -49,6 +50,11 @@ class ManifestSource:
   def example_id(self, index: int) -> str:
     """The id of record ``index`` without reading its image (the runner's hook)."""
     return self._lines[index]["id"]
+
+  def fingerprint(self) -> dict:
+    """The image files of the manifest (path, size, mtime) and the manifest lines."""
+    return sources.files_fingerprint("manifest", self._root, [l["file"] for l in self._lines],
+                                     n=len(self), lines=sources.digest(self._lines))
 
   def table(self) -> dict:
     """id -> (label, written_label, variant) for every record."""

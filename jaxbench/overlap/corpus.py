@@ -33,7 +33,8 @@ import tarfile
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
-from PIL import Image
+
+from jaxbench.data import decode as decode_lib
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 # A member larger than this is not a web image; reading it would only exhaust memory.
@@ -100,24 +101,36 @@ def ordinal(source_index: int, position: int) -> int:
   return (int(source_index) << _ORDINAL_SHIFT) | int(position)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-  """Decodes encoded image bytes to uint8 (H, W, 3) RGB.
+def decode_image(data: bytes, name: Optional[str] = None) -> np.ndarray:
+  """Decodes encoded image bytes to uint8 (H, W, 3) RGB (every PIL mode, as the
+  eval pipeline: :func:`jaxbench.data.decode.decode`).
 
   Raises:
     ValueError: the bytes are not a decodable image (the message says why).
   """
+  return decode_lib.decode_array(data, name)
+
+
+def _end_of_archive_problem(tf: tarfile.TarFile) -> Optional[str]:
+  """Why a stream-mode tar ended without its end-of-archive block, or None.
+
+  ``tarfile`` reports the end of a stream (``next()`` is None) the same way for
+  the two zero blocks that close an archive, for a stream cut *inside* a
+  512-byte header (a partial header is ignored past the first member) and for
+  one cut exactly between members. The bytes it read for that last header tell
+  them apart: a whole (zero) block, part of one, or nothing.
+  """
   try:
-    with Image.open(io.BytesIO(data)) as im:
-      im.load()
-      rgb = im.convert("RGB")
-  except Image.DecompressionBombError as e:
-    raise ValueError(f"image too large: {e}") from e
-  except Exception as e:  # PIL raises many types for corrupt data
-    raise ValueError(f"undecodable image: {type(e).__name__}: {e}") from e
-  arr = np.asarray(rgb, dtype=np.uint8)
-  if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-    raise ValueError(f"undecodable image: empty image of shape {arr.shape}")
-  return arr
+    read = tf.fileobj.tell() - tf.offset
+  except (AttributeError, OSError, ValueError):
+    return None
+  if read >= tarfile.BLOCKSIZE:
+    return None
+  if read > 0:
+    return (f"truncated shard: the file ends inside a tar header ({read} of "
+            f"{tarfile.BLOCKSIZE} bytes at offset {tf.offset})")
+  return (f"truncated shard: no end-of-archive block after offset {tf.offset} (the file "
+          "ends between members)")
 
 
 def unsafe_name(name: str) -> Optional[str]:
@@ -238,6 +251,9 @@ class TarShards(Corpus):
                             f"truncated or malformed shard: {type(e).__name__}: {e}")
           break
         if m is None:
+          cut = _end_of_archive_problem(tf)
+          if cut:   # samples read so far are whole (every member's bytes were read)
+            self.problems.add(path, f"after {last!r}" if last else "", cut)
           break
         last = m.name
         if m.isdir():

@@ -9,7 +9,11 @@ The runner writes one row per (model, dataset, transform, metric) into
 * ``suite``: one of :data:`KNOWN_SUITES`; rows of other suites are listed in a
   generic table, with a note, and enter no summary.
 * ``dataset``: dataset spec; its registry name (``jaxbench.registry.parse``) plus
-  its non-path arguments label the column (``root=``, ``data_dir=`` ... are dropped).
+  its non-path arguments label the column (``root=``, ``data_dir=`` ... are dropped:
+  they only locate a published set). Sets defined by their folder
+  (:data:`PATH_DEFINED_DATASETS`, e.g. ``image_folder(root=...)``) keep the folder
+  in their identity and are labelled ``image_folder [<folder basename>]``, with more
+  of the path where two basenames are equal (:func:`dataset_identity`).
 * ``transform``: ``'clean'``, ``'shift:<spec>'`` or ``'attack:<spec>'`` (canonical
   specs, :mod:`jaxbench.transforms`).
 * ``metric``: a name from :data:`METRIC_ALIASES` (aliases are mapped); ``value`` a
@@ -21,6 +25,7 @@ so that the runner and the suites can be aligned with it).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from typing import Any, Optional
 
@@ -48,6 +53,10 @@ FRACTION_METRICS = ("top1", "top5", "pm0", "pm10", "robust_acc", "clean_acc",
 # Dataset-spec arguments that locate files rather than select data.
 PATH_ARGS = ("root", "data_dir", "data_root", "labels_file", "path", "dir", "cache_dir",
              "manifest", "tfds_dir", "download_dir", "frost_dir", "src", "workers")
+
+# Sets whose data is whatever their folder holds: {registry name: path argument}.
+# The folder is part of their identity (two image folders are two datasets).
+PATH_DEFINED_DATASETS = {"image_folder": "root"}
 
 # Controls: val restricted to a shift's classes (issue 4's catalog names).
 CONTROL_OF = {
@@ -113,11 +122,74 @@ def _spec_parts(spec: str) -> tuple[str, tuple, dict]:
     return spec.strip(), (), {}
 
 
-def dataset_label(spec: str) -> str:
-  """Column label of a dataset spec: name and non-path arguments, canonical."""
+def _defining_path(name: str, args: tuple, kwargs: dict) -> tuple[Optional[str], tuple, dict]:
+  """(the folder that defines a path-defined set, other args, other kwargs)."""
+  param = PATH_DEFINED_DATASETS.get(name)
+  if param is None:
+    return None, args, kwargs
+  kwargs = dict(kwargs)
+  if param in kwargs:
+    path = kwargs.pop(param)
+  elif args:
+    path, args = args[0], args[1:]
+  else:
+    return None, args, kwargs
+  path = str(path)
+  return os.path.normpath(os.path.expanduser(path)) if path else path, args, kwargs
+
+
+def _tail(path: str, depth: int) -> str:
+  parts = [p for p in path.replace("\\", "/").split("/") if p]
+  return "/".join(parts[-depth:]) if parts else path
+
+
+def dataset_identity(spec: str) -> str:
+  """What makes two dataset specs the same data: name and non-path arguments, and
+  for path-defined sets (``image_folder``) also the (normalised) folder."""
   name, args, kwargs = _spec_parts(spec)
+  path, args, kwargs = _defining_path(name, args, kwargs)
   kwargs = {k: v for k, v in kwargs.items() if k not in PATH_ARGS}
+  if path is not None:
+    kwargs = {**kwargs, PATH_DEFINED_DATASETS[name]: path}
   return registry.format_spec(name, args, kwargs)
+
+
+def dataset_label(spec: str, depth: int = 1) -> str:
+  """Column label of a dataset spec: name and non-path arguments, canonical; for
+  path-defined sets plus ``[last depth components of the folder]``."""
+  name, args, kwargs = _spec_parts(spec)
+  path, args, kwargs = _defining_path(name, args, kwargs)
+  kwargs = {k: v for k, v in kwargs.items() if k not in PATH_ARGS}
+  label = registry.format_spec(name, args, kwargs)
+  return label if path is None else f"{label} [{_tail(path, depth)}]"
+
+
+def dataset_labels(specs) -> dict[str, str]:
+  """{spec: readable column label}, distinct for distinct :func:`dataset_identity`.
+
+  Two folders with equal basenames get more of their paths ('a/val', 'b/val');
+  identities that still collide are numbered.
+  """
+  ids = {spec: dataset_identity(spec) for spec in specs}
+  label_of = {i: dataset_label(s) for s, i in ids.items()}
+  spec_of = {i: s for s, i in ids.items()}
+  for depth in range(2, 64):
+    groups: dict[str, list[str]] = {}
+    for i, label in label_of.items():
+      groups.setdefault(label, []).append(i)
+    clash = [g for g in groups.values() if len(g) > 1]
+    if not clash:
+      break
+    for group in clash:
+      for i in group:
+        label_of[i] = dataset_label(spec_of[i], depth)
+  seen: dict[str, int] = {}
+  for i in sorted(label_of):
+    label = label_of[i]
+    seen[label] = seen.get(label, 0) + 1
+    if seen[label] > 1:
+      label_of[i] = f"{label} #{seen[label]}"
+  return {spec: label_of[i] for spec, i in ids.items()}
 
 
 def dataset_name(spec: str) -> str:
@@ -284,7 +356,7 @@ Rows are read from each workdir's `results.jsonl` (one JSON object per line).
 | `model` | row label (the runner's `spec@option=value` labels are kept as they are); rows of one `model` string with different `model_info.preprocess`, `model_info.precision` or head `templates` become separate labelled rows (`--variants=separate`, default) or stop the report (`--variants=refuse`); head `classnames` may differ per dataset (a set's own class names) and are listed in Provenance |
 | `model_info.kind` | `zeroshot` or `supervised`: marks the scatter plots; supervised models make the second (user) effective-robustness baseline |
 | `suite` | one of `zeroshot natural synthetic typographic adv overlap clip_auto`; other suites are shown raw in *Other results* and enter no summary |
-| `dataset` | column label = registry name + non-path args (`root`, `data_dir`, `path` ... dropped) |
+| `dataset` | column label = registry name + non-path args (`root`, `data_dir`, `path` ... dropped); `image_folder(root=...)` sets are told apart by their folder: `image_folder [basename]` (more of the path when basenames are equal) |
 | `transform` | `clean`, `shift:<spec>`, `attack:<spec>` (canonical specs) |
 | `metric`, `value` | fractions in [0, 1] for `top1 top5 pm0 pm10 robust_acc clean_acc success_rate acc_overlap acc_clean_subset overlap_rate`; aliases such as `acc`, `pm-10`, `asr` are mapped |
 

@@ -240,6 +240,8 @@ def load(workdirs: Sequence[str], variants: str = "separate") -> ResultSet:
                  "rows: " + ", ".join(repr(label_of[(model, k)]) for k in keys))
 
   # --- rows, deduplicated per cell ----------------------------------------------------
+  # Columns are keyed by dataset identity (two image folders stay two columns).
+  dataset_label = conv.dataset_labels(sorted({p["dataset_spec"] for p in parsed}))
   cells: dict[tuple, Row] = {}
   models: dict[str, ModelEntry] = {}
   unknown_suites = collections.Counter()
@@ -247,7 +249,7 @@ def load(workdirs: Sequence[str], variants: str = "separate") -> ResultSet:
     var = _variant(p["model_info"])
     label = label_of[(p["model"], var)]
     row = Row(label=label, model=p["model"], kind=p["kind"], suite=p["suite"],
-              dataset=conv.dataset_label(p["dataset_spec"]),
+              dataset=dataset_label[p["dataset_spec"]],
               dataset_name=conv.dataset_name(p["dataset_spec"]),
               dataset_spec=p["dataset_spec"], transform=p["transform"], metric=p["metric"],
               value=p["value"], n=p["n"], details=p["details"], model_info=p["model_info"],

@@ -79,6 +79,7 @@ import cv2
 import numpy as np
 
 from jaxbench import registry as registry_lib
+from jaxbench.data import decode as decode_lib
 
 _RESOURCES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources")
 
@@ -1146,8 +1147,8 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
   replicated, and CMYK is converted as OpenCV 4's ``icvCvt_CMYK2BGR_8u_C4C3R`` does
   (``c' = k - ((255 - c) k >> 8)`` on libjpeg's Adobe-inverted values, which differs
   from PIL's ``convert('RGB')`` by +-1 at most pixels; tested against that formula).
-  Other files (PNG, palette, alpha, ...) go through PIL ``.convert('RGB')`` as the
-  pipeline does.
+  Other files and modes (PNG, palette, alpha, 16-bit, ...) go through the pipeline's
+  decoder (:func:`jaxbench.data.decode.decode`).
 
   Returns:
     (uint8 (H, W, 3) RGB, original PIL mode such as 'RGB', 'L', 'CMYK', 'P').
@@ -1156,7 +1157,7 @@ def decode_rgb(data: bytes) -> tuple[np.ndarray, str]:
   with Image.open(io.BytesIO(data)) as im:
     mode, fmt = im.mode, im.format
     if fmt != "JPEG" or mode not in ("RGB", "L", "CMYK"):
-      return np.asarray(im.convert("RGB")), mode
+      return np.asarray(decode_lib.decode(data)), mode
   bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   if bgr is None:
     raise TypographicError("OpenCV could not decode a JPEG that PIL opened")

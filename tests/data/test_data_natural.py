@@ -309,3 +309,41 @@ def test_flat_imagenet_val_with_labels_file(tmp_path):
   bad.write_text("490\n361\n171\n")
   with pytest.raises(labels_lib.MetadataError, match="meta.mat order"):
     natural.imagenet(root=str(tmp_path), labels_file=str(bad))
+
+
+def test_imagenet_v2_stray_folder_is_named(tmp_path):
+  root = tmp_path / "imagenetv2-matched-frequency-format-val"
+  for folder in ("0", "1", "2", "3", "tmp_backup"):
+    fx.write_image(str(root / folder / "0abc.jpeg"), 0)
+  with pytest.raises(sources.LayoutError, match=r"1 other entries, e\.g\. \['tmp_backup'\]") \
+      as e:
+    catalog.get("imagenet_v2", data_root=str(tmp_path))
+  assert "'0'" not in str(e.value)   # not the valid folders as the examples
+
+
+@pytest.mark.parametrize("spec,param,set_name", [
+    ("imagenet_val_on_vid_robust_classes", "vid_root=", "Vid-Robust"),
+    ("imagenet_val_on_objectnet_classes", "objectnet_root=", "ObjectNet"),
+    ("imagenet_val_on_ytbb_robust_classes", "ytbb_root=", "YTBB"),
+])
+def test_val_controls_name_the_missing_root(spec, param, set_name, tmp_path):
+  with pytest.raises(sources.DataNotFound) as e:
+    catalog.get(f"{spec}(root={str(tmp_path)!r})", data_root=str(tmp_path))
+  msg = str(e.value)
+  assert msg.startswith(spec) and f"pass {param}" in msg and set_name in msg, msg
+  assert "pass root=" not in msg, msg
+  if set_name == "YTBB":
+    assert "Vid-Robust" not in msg and "objectnet" not in msg.lower(), msg
+
+
+def test_tfds_dir_without_the_dataset_lists_the_places_searched(tmp_path):
+  with pytest.raises(sources.DataNotFound) as e:
+    catalog.get("imagenet_v2", data_root=str(tmp_path / "folders"),
+                tfds_dir=str(tmp_path / "tfds"))
+  msg = str(e.value)
+  assert "random-access" not in msg and "convert" not in msg, msg
+  # Both places: the folders under data_root and TFDS's version folders.
+  assert str(tmp_path / "folders" / "imagenetv2-matched-frequency-format-val") in msg, msg
+  assert str(tmp_path / "tfds" / "imagenet_v2" / "matched-frequency" / "*" /
+             "dataset_info.json") in msg, msg
+  assert "not found" in msg, msg

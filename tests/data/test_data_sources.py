@@ -140,6 +140,11 @@ def test_tfds_source_reads_a_real_array_record_dataset(tmp_path):
   clone = pickle.loads(pickle.dumps(src))
   assert clone[3] == src[3]
   assert len(sources.TfdsSource("jaxbench_natural_tiny", "test[:3]", str(tmp_path))) == 3
+  fp = src.fingerprint()
+  assert (fp["name"], fp["version"], fp["split"], fp["n"]) == \
+      ("jaxbench_natural_tiny", "1.0.0", "test", 7)
+  fp3 = sources.TfdsSource("jaxbench_natural_tiny", "test[:3]", str(tmp_path)).fingerprint()
+  assert sources.describe_change(fp, fp3) == "n 7 -> 3; split 'test' -> 'test[:3]'"
   es = catalog.get(f"tfds(name='jaxbench_natural_tiny', data_dir='{tmp_path}')")
   assert es.name == "tfds(name='jaxbench_natural_tiny')" and es.num_classes == 3
   assert es.class_names == ("a", "b", "c")
@@ -224,3 +229,33 @@ def test_tfds_readers_with_mock_data():
     rec = src[0]
   assert rec["id"] == "0" and rec["label"] == 3 and rec["image"].shape == (3, 4, 3)
   np.testing.assert_array_equal(rec["image"][..., 2], gray)
+
+
+def test_fingerprints_name_what_changed(tmp_path):
+  S = sources
+  root = tmp_path / "set"
+  for c in ("a", "b"):
+    (root / c).mkdir(parents=True)
+    for i in range(2):
+      (root / c / f"{i}.png").write_bytes(b"x" * (i + 1))
+  before = S.ImageFolderSource(str(root)).fingerprint()
+  assert before["files"]["a/1.png"][0] == 2 and before["n_files"] == 4
+  (root / "b" / "9.png").write_bytes(b"new")
+  (root / "a" / "0.png").unlink()
+  after = S.ImageFolderSource(str(root)).fingerprint()
+  assert after["digest"] != before["digest"]
+  assert S.describe_change(before, after) == \
+      "1 files added under b/, 1 removed under a/, 0 modified"
+  # Arrays: content hash for in-memory images, the slice is part of the identity.
+  imgs = np.zeros((4, 2, 2, 3), np.uint8)
+  a = S.ArraySource(imgs, np.arange(4)).fingerprint()
+  imgs2 = imgs.copy()
+  imgs2[3, 0, 0, 0] = 1
+  assert S.ArraySource(imgs2, np.arange(4)).fingerprint()["digest"] != a["digest"]
+  sliced = S.ArraySource(imgs, np.arange(4), start=1).fingerprint()
+  assert S.describe_change(a, sliced) == "start 0 -> 1"
+  # TFDS-like summaries: the differing fields are named.
+  old = {"kind": "tfds", "name": "imagenet_v2", "version": "3.0.0", "split": "test",
+         "digest": "1"}
+  assert S.describe_change(old, {**old, "version": "3.1.0", "digest": "2"}) == \
+      "version '3.0.0' -> '3.1.0'"

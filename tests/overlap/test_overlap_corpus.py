@@ -195,3 +195,25 @@ def test_empty_corpus_is_an_error(tmp_path, embedder):
   with pytest.raises(corpus_lib.CorpusError, match=r"empty corpus: .* no valid image"):
     embed.embed_corpus(embedder, corpus_lib.open_corpus(str(tmp_path / "bad")),
                        str(tmp_path / "store"))
+
+
+@pytest.mark.parametrize("cut", ["inside_header", "between_members"])
+def test_shard_cut_inside_a_header_is_detected(tmp_path, cut):
+  path = str(tmp_path / "00003.tar")
+  fx.write_shard(path, [(f"k{i}", fx.jpeg_bytes(_img(i))) for i in range(3)])
+  data = open(path, "rb").read()
+  with tarfile.open(path) as tf:
+    last = tf.getmember("k2.jpg")
+  end = last.offset + 300 if cut == "inside_header" else last.offset
+  with open(path, "wb") as f:
+    f.write(data[:end])
+  c = corpus_lib.open_corpus(path)
+  # Samples read in full are kept; the shard is reported as truncated with its path.
+  assert [it.id for it in c.items()] == ["00003/k0", "00003/k1"]
+  (p,) = c.problems.records
+  assert p.source == path and p.reason.startswith("truncated shard"), p
+  assert ("inside a tar header (300 of 512 bytes" in p.reason) == (cut == "inside_header")
+  # The intact shard reports nothing.
+  fx.write_shard(path, [(f"k{i}", fx.jpeg_bytes(_img(i))) for i in range(3)])
+  c2 = corpus_lib.open_corpus(path)
+  assert len(list(c2.items())) == 3 and c2.problems.records == []

@@ -647,3 +647,40 @@ def test_testbed_accuracies_as_results_reproduce_the_testbed_rule(tmp_path):
   assert 100 * obj.rho["clip_rn50"] == pytest.approx(17.85, abs=0.05)
   # The fit over the user's four supervised models is a different number, shown apart.
   assert abs(100 * obj.rhos["user"]["clip_rn50"] - 17.85) > 1
+
+
+def test_two_image_folders_are_two_columns(tmp_path):
+  r = Rows()
+  r.add("resnet50_tv", "image_folder(root='/data/cats')", "top1", 0.40)
+  r.add("resnet50_tv", "image_folder(root='/data/dogs/')", "top1", 0.70)
+  # Equal basenames: more of the path tells them apart.
+  r.add("resnet50_tv", "image_folder(root='/x/a/val')", "top1", 0.10)
+  r.add("resnet50_tv", "image_folder(root='/x/b/val')", "top1", 0.20)
+  r.add("resnet50_tv", "image_folder(root='/x/c/val', folder_kind='name')", "top1", 0.30)
+  # The same folder written two ways is one dataset (later row wins, with a note).
+  r.add("clip_b32", "image_folder(root='/data/cats')", "top1", 0.50)
+  r.add("clip_b32", "image_folder('/data/cats/')", "top1", 0.55)
+  rs = results_lib.load([r.write(tmp_path / "wd")])
+  assert rs.value("resnet50_tv", "image_folder [cats]", "clean", "top1") == 0.40
+  assert rs.value("resnet50_tv", "image_folder [dogs]", "clean", "top1") == 0.70
+  assert rs.value("resnet50_tv", "image_folder [a/val]", "clean", "top1") == 0.10
+  assert rs.value("resnet50_tv", "image_folder [b/val]", "clean", "top1") == 0.20
+  assert rs.value("resnet50_tv", "image_folder(folder_kind='name') [val]", "clean",
+                  "top1") == 0.30
+  assert rs.value("clip_b32", "image_folder [cats]", "clean", "top1") == 0.55
+  dup = [n for n in rs.notes if "duplicate cell" in n]
+  assert len(dup) == 1 and "clip_b32" in dup[0], rs.notes
+  report = write_report(str(tmp_path / "wd"), str(tmp_path / "out"))
+  (table,) = [t for t in report.tables if t.name == "clean_and_natural"]
+  assert {"image_folder [cats]", "image_folder [dogs]", "image_folder [a/val]"} <= \
+      set(table.columns)
+  assert table.values[("resnet50_tv", "image_folder [dogs]")] == 0.70
+
+
+def test_dataset_labels_disambiguate_by_path():
+  labels = conv.dataset_labels(["image_folder(root='/p/q/val')", "image_folder(root='/r/q/val')",
+                                "imagenet(root='/a')", "imagenet(root='/b')"])
+  assert labels["image_folder(root='/p/q/val')"] == "image_folder [p/q/val]"
+  assert labels["image_folder(root='/r/q/val')"] == "image_folder [r/q/val]"
+  # Published sets: the root only locates the data; one column.
+  assert labels["imagenet(root='/a')"] == labels["imagenet(root='/b')"] == "imagenet"
