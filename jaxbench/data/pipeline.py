@@ -88,7 +88,7 @@ def resize_crop(img: Image.Image, pp: Preprocess) -> np.ndarray:
 def record_image(record: dict, pre_transform: Optional[Callable] = None) -> Image.Image:
   """A record's image as RGB PIL, after the set's ``pre_transform`` (raises if undecodable)."""
   if "image_bytes" in record:
-    img = decode(record["image_bytes"])
+    img = decode(record["image_bytes"], str(record["id"]) if "id" in record else None)
   else:
     arr = np.asarray(record["image"])
     if arr.ndim == 2:

@@ -49,7 +49,7 @@ import grain
 import numpy as np
 from absl import logging
 
-from jaxbench.data import pipeline
+from jaxbench.data import decode as decode_lib, pipeline
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Preprocess
 
@@ -254,14 +254,17 @@ class _DecodeMulti(grain.transforms.Map):
   def map(self, index):
     index = int(index)
     record = self.source[index]
+    # Error texts as pipeline.describe_error gives them for uncached passes.
+    if record.get("error"):   # the source could not read it (names the file)
+      return index, record, None, str(record["error"])
     try:
-      if record.get("error"):
-        raise OSError(record["error"])
       img = pipeline.record_image(record, self.pre_transform)
       images = [pipeline.resize_crop(img, pp) for pp in self.pps]
       return index, record, images, ""
+    except decode_lib.DecodeError as e:
+      return index, record, None, str(e)
     except Exception as e:  # noqa: BLE001 -- recorded, like the uncached pipeline
-      return index, record, None, f"{type(e).__name__}: {e}"
+      return index, record, None, decode_lib.reason(e)
 
 
 def _reserve(path: str) -> None:

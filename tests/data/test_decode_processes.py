@@ -25,4 +25,4 @@ def test_worker_processes_match_threads_and_list_bad_files(tiny_clip, tmp_path):
   for details in (got["threads"][1], got["procs"][1]):
     assert details["n_bad"] == 1
     assert [f["id"] for f in details["bad_files"]] == ["dog/zz_broken.JPEG"]
-    assert details["bad_files"][0]["error"].startswith("UnidentifiedImageError")
+    assert details["bad_files"][0]["error"].startswith("dog/zz_broken.JPEG: undecodable image")
