@@ -39,9 +39,8 @@ DATASETS = ("cifar10", "cifar10_1") + tuple(
 
 
 def get_config(arg=None):
-  arg = arg or "clip"
-  if arg not in ("clip", "roz", "clean"):
-    raise ValueError(f"configs/linear_probe.py:{arg}: use clip, roz or clean")
+  arg = configs.parse_args(arg, "configs/linear_probe.py", presets=("clip", "roz", "clean"),
+                           default_preset="clip").preset
   models = CLIP_BACKBONES if arg == "clip" else SUPERVISED_BACKBONES
   # "synthetic": the report reads CIFAR-10-C rows (and the clean cifar10 row) there.
   c = configs.base("synthetic", models=models, datasets=DATASETS)

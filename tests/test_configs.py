@@ -17,7 +17,7 @@ CONFIGS = [("adv.py", None), ("adv.py", "min_eps,models=roz"), ("adv.py", "pixel
            ("natural.py", "roz,no_controls"), ("synthetic.py", None),
            ("typographic.py", "cifar_src=none,seed=3"), ("clip_auto.py", "coop"),
            ("overlap.py", "roz"), ("demo.py", None), ("demo.py", "adv"),
-           ("zeroshot.py", "roz")]
+           ("zeroshot.py", "roz"), ("linear_probe.py", None), ("linear_probe.py", "roz")]
 
 
 def test_every_config_file_is_covered():

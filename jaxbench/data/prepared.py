@@ -63,44 +63,19 @@ def spec_of(pp: Preprocess) -> dict:
           "crop": getattr(pp, "crop", "center")}
 
 
-def _stat_digest(h, path: str) -> None:
-  st = os.stat(path)
-  h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-
-
 def fingerprint(source) -> Optional[str]:
   """A hash that changes when the source's examples, files or labels change.
 
+  The source's own ``fingerprint()`` digest (:mod:`jaxbench.data.sources`: file
+  lists with sizes and mtimes, TFDS name/version/split, array files), the same
+  one a resumed pass checks its saved progress against.
+
   Returns:
-    hex digest, or None for a source this module cannot fingerprint (then no
-    cache is used for it).
+    hex digest, or None for a source without a ``fingerprint()`` (then no cache
+    is used for it: a generic summary cannot tell changed pixels apart).
   """
-  from jaxbench.data import sources
   if hasattr(source, "fingerprint"):
-    return str(source.fingerprint())
-  h = hashlib.sha256()
-  if isinstance(source, sources.FileSource):
-    h.update(f"files|{os.path.abspath(source.root)}|{len(source.paths)}\n".encode())
-    for rel in source.paths:
-      try:
-        st = os.stat(os.path.join(source.root, rel))
-        h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-      except OSError:
-        h.update(f"{rel}|missing\n".encode())
-    h.update(source.labels.tobytes())
-    if source.multi_hot is not None:
-      h.update(np.packbits(source.multi_hot).tobytes())
-    if source.ids is not None:
-      h.update("\n".join(source.ids).encode())
-    return h.hexdigest()
-  if isinstance(source, sources.ArraySource):
-    h.update(f"array|{source.start}|{source.stop}|{source.id_format}\n".encode())
-    if source._images_path:
-      _stat_digest(h, source._images_path)
-    else:
-      h.update(np.ascontiguousarray(source._array()).tobytes())
-    h.update(source.labels.tobytes())
-    return h.hexdigest()
+    return str(source.fingerprint()["digest"])
   return None
 
 

@@ -39,8 +39,9 @@ KEYS = {"backbones", "train", "test", "method", "preset", "k", "split_seed", "va
 def head_path(workdir: str, backbone: str) -> str:
   """Where the head trained on ``backbone`` lives (absolute)."""
   safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", backbone).strip("_")[:120]
-  return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "heads",
-                      f"{safe}.safetensors")
+  # A dry run may have no --workdir: the plan then names the place symbolically.
+  root = os.path.abspath(os.path.expanduser(workdir)) if workdir else "WORKDIR"
+  return os.path.join(root, "heads", f"{safe}.safetensors")
 
 
 def _settings(config) -> dict:
