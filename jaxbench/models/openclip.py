@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import api, clip, hub, layers
+from jaxbench.models import api, clip, hub, layers, openclip_refusals, openclip_timm
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 
 CONFIG = "open_clip_config.json"
@@ -97,6 +97,7 @@ def parse_config(model_cfg: dict, *, quick_gelu: Optional[bool] = None,
   Raises:
     UnknownArchitecture: options outside what is implemented, named.
   """
+  openclip_refusals.check(model_cfg, source)     # refused families: named, with the reason
   top_unknown = sorted(set(model_cfg) - _TOP_KNOWN)
   if top_unknown or model_cfg.get("custom_text"):
     raise layers.UnknownArchitecture(
@@ -333,6 +334,10 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
   if "model_cfg" not in config:
     raise ValueError(f"{files[CONFIG]} has no 'model_cfg' (keys: {sorted(config)})")
   model_cfg = config["model_cfg"]
+  openclip_refusals.check(model_cfg, ref)
+  if openclip_timm.handles(model_cfg):           # timm image towers: their own module
+    return openclip_timm.load(ref, config, files, revision=revision, spec=spec,
+                              precision=precision, quick_gelu=quick_gelu)
   ocs = parse_config(model_cfg, quick_gelu=quick_gelu, source=ref)
   names = layers.safetensors_files(ref, revision, [WEIGHTS], PICKLES, layout="OpenCLIP")
   files.update(hub.resolve(ref, names, revision=revision))

@@ -1,0 +1,117 @@
+"""Which OpenCLIP model configs jaxbench refuses, and why (one reason per family).
+
+:data:`REFUSED` lists, by name, every open_clip 3.3 config (``open_clip.list_models()``)
+jaxbench does not build, each with its family key; :data:`REASONS` says why per
+family. :func:`check` classifies a checkpoint's ``model_cfg`` into one of these
+families and raises :class:`UnknownArchitecture` with the architecture, the
+reason, the implemented families and the closest supported config. The test
+``tests/models/test_openclip_families.py`` enumerates ``list_models()``: every
+config must load or be listed here, so this list only shrinks.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Optional
+
+from jaxbench.models import layers
+
+IMPLEMENTED = (
+    "OpenCLIP ViT (incl. quickgelu, -378/-336 sizes) + CLIP text",
+    "ModifiedResNet (RN50..RN50x64) + CLIP text",
+    "timm ConvNeXt trunk (tiny..xxlarge, _w/_320/_d) with linear/mlp head",
+    "timm SigLIP/SigLIP2 ViT trunk (map pooling) + OpenCLIP bidirectional text tower",
+    "timm CLIP-style ViT trunk (token pooling, trunk classifier as projection)",
+)
+
+# Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
+SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-14",
+                      "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
+                      "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
+                      "MobileCLIP2-L-14")
+
+REASONS = {
+    "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
+            "text tower's appended CLS token (embed_cls); not implemented",
+    "hf-text": "Hugging Face text tower (RoBERTa/XLM-R/mT5/NLLB encoder): no Flax port of "
+               "these encoders in jaxbench yet",
+    "eva": "EVA-01/EVA-02 timm trunk (rotary position embeddings, SwiGLU, sub-LN): not "
+           "implemented",
+    "vitamin": "ViTamin timm trunk (MBConv stem + ViT, GeGLU): not implemented",
+    "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
+                  "RepMixer): not implemented",
+    "pe-core": "Perception Encoder timm trunk (2-D rotary embeddings, attention-pool head): "
+               "not implemented",
+    "swin": "Swin transformer timm trunk (shifted windows, relative position bias): "
+            "not implemented",
+    "timm-vit-other": "timm ViT variant with relative positions or layer scale without a "
+                      "class token: not implemented",
+    "clipa": "CLIPA: ViT without ln_pre, average pooling with the final LayerNorm after the "
+             "pool, BERT-tokenised last-token text pool; not implemented",
+    "layer-scale": "OpenCLIP ViT with layer scale (ls_init_value): not implemented",
+}
+
+_BY_FAMILY = {
+    "coca": ("coca_base", "coca_roberta-ViT-B-32", "coca_ViT-B-32", "coca_ViT-L-14"),
+    "hf-text": ("mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base",
+                "nllb-clip-base-siglip", "nllb-clip-large", "nllb-clip-large-siglip",
+                "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
+    "eva": ("EVA01-g-14", "EVA01-g-14-plus", "EVA02-B-16", "EVA02-E-14", "EVA02-E-14-plus",
+            "EVA02-L-14", "EVA02-L-14-336"),
+    "vitamin": ("ViTamin-B", "ViTamin-B-LTT", "ViTamin-L", "ViTamin-L2", "ViTamin-L2-256",
+                "ViTamin-L2-336", "ViTamin-L2-384", "ViTamin-L-256", "ViTamin-L-336",
+                "ViTamin-L-384", "ViTamin-S", "ViTamin-S-LTT", "ViTamin-XL-256",
+                "ViTamin-XL-336", "ViTamin-XL-384"),
+    "mobileclip": ("MobileCLIP2-B", "MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
+                   "MobileCLIP2-S4", "MobileCLIP-B", "MobileCLIP-S1", "MobileCLIP-S2"),
+    "pe-core": ("PE-Core-B-16", "PE-Core-bigG-14-448", "PE-Core-L-14-336", "PE-Core-S-16-384",
+                "PE-Core-T-16-384"),
+    "swin": ("swin_base_patch4_window7_224",),
+    "timm-vit-other": ("vit_medium_patch16_gap_256", "vit_relpos_medium_patch16_cls_224"),
+    "clipa": ("ViT-bigG-14-CLIPA", "ViT-bigG-14-CLIPA-336", "ViT-H-14-CLIPA",
+              "ViT-H-14-CLIPA-336", "ViT-L-14-CLIPA", "ViT-L-14-CLIPA-336"),
+    "layer-scale": ("ViT-M-16-alt",),
+}
+
+REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items()
+                           for name in names}
+"""open_clip config name -> why jaxbench refuses it."""
+
+
+def family(model_cfg: dict) -> Optional[str]:
+  """The refused family ``model_cfg`` belongs to, or None."""
+  v, t = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+  if "multimodal_cfg" in model_cfg:
+    return "coca"
+  if t.get("hf_model_name"):
+    return "hf-text"
+  timm = v.get("timm_model_name") or ""
+  for prefix, fam in (("eva", "eva"), ("vitamin", "vitamin"), ("fastvit_mci", "mobileclip"),
+                      ("vit_base_mci", "mobileclip"), ("vit_pe_core", "pe-core"),
+                      ("swin", "swin"), ("vit_relpos", "timm-vit-other"),
+                      ("vit_medium_patch16_gap", "timm-vit-other")):
+    if timm.startswith(prefix):
+      return fam
+  if not timm and (v.get("no_ln_pre") or v.get("pool_type", "tok") != "tok"):
+    return "clipa"
+  if not timm and v.get("ls_init_value") is not None:
+    return "layer-scale"
+  return None
+
+
+def closest(name: str) -> str:
+  m = difflib.get_close_matches(name, SUPPORTED_EXAMPLES, n=1, cutoff=0.0)
+  return m[0] if m else SUPPORTED_EXAMPLES[0]
+
+
+def check(model_cfg: dict, source: str):
+  """Raises UnknownArchitecture naming the reason if ``model_cfg`` is a refused family."""
+  fam = family(model_cfg)
+  if fam is None:
+    return
+  arch = (model_cfg.get("vision_cfg", {}).get("timm_model_name")
+          or model_cfg.get("text_cfg", {}).get("hf_model_name") or fam)
+  same = _BY_FAMILY[fam]
+  raise layers.UnknownArchitecture(
+      f"{source}: OpenCLIP architecture {arch!r} ({fam}) is not implemented: {REASONS[fam]}. "
+      f"open_clip configs of this family: {list(same)}. Implemented families: "
+      f"{'; '.join(IMPLEMENTED)}. Closest supported config: {closest(same[0])!r}")
