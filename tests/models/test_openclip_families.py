@@ -207,3 +207,82 @@ def test_full_size_tensor_names_and_shapes_match_open_clip(name):
   cfg = openclip_timm.parse(cfg_json, quick_gelu=None, source=name)
   got = openclip_timm.expected_tensors(cfg)
   assert got == {k: s for k, s in want.items() if not k.endswith("attn_mask")}
+
+
+def test_registered_trunk_table_matches_timm():
+  """Every built-in trunk entry against timm's own model of that name (meta device):
+  depth, widths, heads, patch, input size, pooling, activation, LayerNorm eps."""
+  for name, (family, c) in sorted(openclip_timm.TRUNKS.items()):
+    if name.startswith("zootest"):
+      continue
+    with torch.device("meta"):
+      m = timm.create_model(name, pretrained=False)
+    if family == "convnext":
+      assert tuple(len(s.blocks) for s in m.stages) == tuple(c.depths), name
+      assert tuple(s.blocks[0].conv_dw.out_channels for s in m.stages) == tuple(c.dims), name
+      assert m.stem[1].eps == c.eps and (m.stages[0].blocks[0].gamma is not None) == c.ls, name
+      continue
+    b = m.blocks[0]
+    act = b.mlp.act
+    kind = ("tanh" if type(act).__name__ == "GELUTanh" else act.approximate
+            if isinstance(act, torch.nn.GELU) else type(act).__name__)
+    assert kind == {"gelu": "none", "gelu_pytorch_tanh": "tanh"}[c.act], (name, act)
+    assert (m.embed_dim, len(m.blocks), b.attn.num_heads) == (c.width, c.depth, c.heads), name
+    assert m.patch_embed.patch_size[0] == c.patch and m.patch_embed.img_size[0] == c.image_size
+    assert b.mlp.fc1.out_features == int(c.width * c.mlp_ratio), name
+    assert (m.cls_token is not None) == c.class_token and m.global_pool == c.global_pool, name
+    assert b.norm1.eps == c.eps, name
+    assert (not isinstance(m.norm_pre, torch.nn.Identity)) == c.pre_norm, name
+
+
+# --- SigLIP-style tokenizer conventions ----------------------------------------------
+
+def _prompts(n=1000):
+  """n real zero-shot prompts: ImageNet class names x CLIP's 80 templates (jaxbench's copy)."""
+  import importlib.resources
+  data = json.loads(importlib.resources.files("jaxbench.resources").joinpath(
+      "clip_imagenet.json").read_text())
+  names, temps = data["classnames"], data["templates"]["clip80"]
+  return [temps[i % len(temps)].format(names[(7 * i) % len(names)]) for i in range(n)]
+
+
+def _word_level_tokenizer(d, texts):
+  """A transformers tokenizer built here (SigLIP's SentencePiece files cannot be fetched):
+  word-level over the canonicalised prompts, '</s>' appended, pad id 1 (not 0) so that
+  zero padding would be caught."""
+  from tokenizers import Tokenizer, models as tm, pre_tokenizers, processors
+  from transformers import PreTrainedTokenizerFast
+  words = sorted({w for t in texts for w in openclip_text.CLEAN["canonicalize"](t).split()})
+  vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(words[:-20])}}
+  tok = Tokenizer(tm.WordLevel(vocab, unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.Whitespace()
+  tok.post_processor = processors.TemplateProcessing(single="$A </s>",
+                                                     special_tokens=[("</s>", 2)])
+  PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                          unk_token="<unk>").save_pretrained(d)
+  return len(vocab)
+
+
+def test_siglip_tokenizer_conventions_match_open_clip(tmp_path):
+  """Token ids of a SigLIP-style checkpoint (hf_tokenizer_name, clean='canonicalize') as
+  open_clip's HFTokenizer gives on the same tokenizer files, 1,000 prompts."""
+  from open_clip.tokenizer import HFTokenizer
+  texts = _prompts() + ["A photo of a DOG!!", "x_y, z. " * 40, "&amp; caf\u00e9 na\u00efve"]
+  d = str(tmp_path / "siglip")
+  cfg = dict(FAMILIES["siglip"], text_cfg=dict(SIGLIP_TEXT, hf_tokenizer_name="unused/offline",
+                                               tokenizer_kwargs={"clean": "canonicalize"}))
+  _make(d, cfg, seed=3)
+  _word_level_tokenizer(d, texts)
+  model = models.load(f"openclip:{d}")
+  assert "clean=canonicalize" in model.provenance["tokenizer"]
+  got = model.tokenize(texts)
+  want = HFTokenizer(d, context_length=16, clean="canonicalize")(texts).numpy()
+  assert got.shape == (len(texts), 16) and got.dtype == np.int32
+  np.testing.assert_array_equal(got, want)
+  assert (got == 1).any() and (got == 0).any()        # pad id 1 used; unknown words -> 0
+
+
+def test_missing_tokenizer_files_are_named(tmp_path):
+  tok = openclip_text.HFTokenizer(str(tmp_path), 16, clean="canonicalize")
+  with pytest.raises(Exception, match="tokenizer.json"):
+    tok(["a photo"])
