@@ -59,6 +59,43 @@ NAMES = {
     "hf_vit_b16": ("hf:google/vit-base-patch16-224", "ViT-B/16, Google (transformers)"),
     "hf_resnet50": ("hf:microsoft/resnet-50", "ResNet-50 v1.5, Microsoft (transformers)"),
     "siglip_b16": ("hf:google/siglip-base-patch16-224", "SigLIP B/16 @224 (sigmoid head)"),
+    **{name: (f"openclip:{repo}", what) for name, (repo, what) in {
+        # OpenCLIP-layout repos of open_clip's pretrained tags (hf_hub of
+        # open_clip.get_pretrained_cfg). OpenCLIP ViT towers:
+        "openclip_vit_h14_laion2b": ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+                                     "OpenCLIP ViT-H/14, LAION-2B"),
+        "openclip_vit_bigg14_laion2b": ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
+                                        "OpenCLIP ViT-bigG/14, LAION-2B"),
+        "dfn2b_vit_l14": ("apple/DFN2B-CLIP-ViT-L-14(quick_gelu=True)", "DFN-2B ViT-L/14"),
+        "dfn5b_vit_h14": ("apple/DFN5B-CLIP-ViT-H-14(quick_gelu=True)", "DFN-5B ViT-H/14"),
+        "dfn5b_vit_h14_378": ("apple/DFN5B-CLIP-ViT-H-14-378(quick_gelu=True)",
+                              "DFN-5B ViT-H/14 @378"),
+        "metaclip_vit_l14": ("timm/vit_large_patch14_clip_224.metaclip_2pt5b(quick_gelu=True)",
+                             "MetaCLIP 2.5B ViT-L/14"),
+        "metaclip_vit_h14": ("timm/vit_huge_patch14_clip_224.metaclip_2pt5b(quick_gelu=True)",
+                             "MetaCLIP 2.5B ViT-H/14"),
+        # timm ConvNeXt trunks:
+        "convnext_base_laion400m": ("laion/CLIP-convnext_base-laion400M-s13B-b51K",
+                                    "OpenCLIP ConvNeXt-Base, LAION-400M"),
+        "convnext_base_w_laion2b": ("laion/CLIP-convnext_base_w-laion2B-s13B-b82K-augreg",
+                                    "OpenCLIP ConvNeXt-Base (wide), LAION-2B augreg"),
+        "convnext_large_d_320_laion2b": (
+            "laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup",
+            "OpenCLIP ConvNeXt-Large (d, 320px), LAION-2B soup"),
+        "convnext_xxlarge_laion2b": ("laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup",
+                                     "OpenCLIP ConvNeXt-XXLarge, LAION-2B soup"),
+        # timm SigLIP/SigLIP2 ViTs with OpenCLIP's text tower (sigmoid scoring):
+        "openclip_siglip_b16": ("timm/ViT-B-16-SigLIP", "SigLIP B/16 @224 (OpenCLIP layout)"),
+        "openclip_siglip_l16_384": ("timm/ViT-L-16-SigLIP-384", "SigLIP L/16 @384"),
+        "openclip_siglip_so400m14_384": ("timm/ViT-SO400M-14-SigLIP-384",
+                                         "SigLIP So400m/14 @384"),
+        "siglip2_b16": ("timm/ViT-B-16-SigLIP2", "SigLIP2 B/16 @224"),
+        "siglip2_l16_256": ("timm/ViT-L-16-SigLIP2-256", "SigLIP2 L/16 @256"),
+        "siglip2_so400m14": ("timm/ViT-SO400M-14-SigLIP2", "SigLIP2 So400m/14 @224"),
+        "siglip2_so400m14_378": ("timm/ViT-SO400M-14-SigLIP2-378", "SigLIP2 So400m/14 @378"),
+        # timm CLIP-style ViT (token pool, trunk classifier as projection):
+        "mobileclip2_l14": ("timm/MobileCLIP2-L-14-OpenCLIP", "MobileCLIP2-L/14 (DFNDR-2B)"),
+    }.items()},
 }
 
 # RoZ's models (protocol §2): six CLIP backbones and the supervised baselines.

@@ -286,3 +286,40 @@ def test_missing_tokenizer_files_are_named(tmp_path):
   tok = openclip_text.HFTokenizer(str(tmp_path), 16, clean="canonicalize")
   with pytest.raises(Exception, match="tokenizer.json"):
     tok(["a photo"])
+
+
+# --- registry names -------------------------------------------------------------------
+
+REGISTRY = {  # jaxbench name -> open_clip (config, pretrained tag)
+    "openclip_vit_h14_laion2b": ("ViT-H-14", "laion2b_s32b_b79k"),
+    "openclip_vit_bigg14_laion2b": ("ViT-bigG-14", "laion2b_s39b_b160k"),
+    "dfn2b_vit_l14": ("ViT-L-14-quickgelu", "dfn2b"),
+    "dfn5b_vit_h14": ("ViT-H-14-quickgelu", "dfn5b"),
+    "dfn5b_vit_h14_378": ("ViT-H-14-378-quickgelu", "dfn5b"),
+    "metaclip_vit_l14": ("ViT-L-14-quickgelu", "metaclip_fullcc"),
+    "metaclip_vit_h14": ("ViT-H-14-quickgelu", "metaclip_fullcc"),
+    "convnext_base_laion400m": ("convnext_base", "laion400m_s13b_b51k"),
+    "convnext_base_w_laion2b": ("convnext_base_w", "laion2b_s13b_b82k_augreg"),
+    "convnext_large_d_320_laion2b": ("convnext_large_d_320", "laion2b_s29b_b131k_ft_soup"),
+    "convnext_xxlarge_laion2b": ("convnext_xxlarge", "laion2b_s34b_b82k_augreg_soup"),
+    "openclip_siglip_b16": ("ViT-B-16-SigLIP", "webli"),
+    "openclip_siglip_l16_384": ("ViT-L-16-SigLIP-384", "webli"),
+    "openclip_siglip_so400m14_384": ("ViT-SO400M-14-SigLIP-384", "webli"),
+    "siglip2_b16": ("ViT-B-16-SigLIP2", "webli"),
+    "siglip2_l16_256": ("ViT-L-16-SigLIP2-256", "webli"),
+    "siglip2_so400m14": ("ViT-SO400M-14-SigLIP2", "webli"),
+    "siglip2_so400m14_378": ("ViT-SO400M-14-SigLIP2-378", "webli"),
+    "mobileclip2_l14": ("MobileCLIP2-L-14", "dfndr2b"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_registry_name_points_at_open_clips_repo_for_an_accepted_config(name):
+  from jaxbench import registry
+  assert name in models.known()          # also loads the zoo plugins
+  arch, tag = REGISTRY[name]
+  ref, _, kwargs = registry.parse(models.NAMES.factory(name)())
+  hub_id = open_clip.get_pretrained_cfg(arch, tag)["hf_hub"].rstrip("/")
+  assert ref == f"openclip:{hub_id}"
+  assert kwargs.get("quick_gelu", False) == arch.endswith("quickgelu")
+  _accepts(open_clip.get_model_config(arch), arch)
