@@ -21,21 +21,20 @@ IMPLEMENTED = (
     "timm ConvNeXt trunk (tiny..xxlarge, _w/_320/_d) with linear/mlp head",
     "timm SigLIP/SigLIP2 ViT trunk (map pooling) + OpenCLIP bidirectional text tower",
     "timm CLIP-style ViT trunk (token pooling, trunk classifier as projection)",
+    "timm EVA-01/EVA-02 trunk (rotary embeddings, SwiGLU, sub-LN, post-norm) + CLIP text",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
 SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-14",
                       "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
                       "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
-                      "MobileCLIP2-L-14")
+                      "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14")
 
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
             "text tower's appended CLS token (embed_cls); not implemented",
     "hf-text": "Hugging Face text tower (RoBERTa/XLM-R/mT5/NLLB encoder): no Flax port of "
                "these encoders in jaxbench yet",
-    "eva": "EVA-01/EVA-02 timm trunk (rotary position embeddings, SwiGLU, sub-LN): not "
-           "implemented",
     "vitamin": "ViTamin timm trunk (MBConv stem + ViT, GeGLU): not implemented",
     "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
                   "RepMixer): not implemented",
@@ -55,8 +54,6 @@ _BY_FAMILY = {
     "hf-text": ("mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base",
                 "nllb-clip-base-siglip", "nllb-clip-large", "nllb-clip-large-siglip",
                 "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
-    "eva": ("EVA01-g-14", "EVA01-g-14-plus", "EVA02-B-16", "EVA02-E-14", "EVA02-E-14-plus",
-            "EVA02-L-14", "EVA02-L-14-336"),
     "vitamin": ("ViTamin-B", "ViTamin-B-LTT", "ViTamin-L", "ViTamin-L2", "ViTamin-L2-256",
                 "ViTamin-L2-336", "ViTamin-L2-384", "ViTamin-L-256", "ViTamin-L-336",
                 "ViTamin-L-384", "ViTamin-S", "ViTamin-S-LTT", "ViTamin-XL-256",
@@ -85,7 +82,7 @@ def family(model_cfg: dict) -> Optional[str]:
   if t.get("hf_model_name"):
     return "hf-text"
   timm = v.get("timm_model_name") or ""
-  for prefix, fam in (("eva", "eva"), ("vitamin", "vitamin"), ("fastvit_mci", "mobileclip"),
+  for prefix, fam in (("vitamin", "vitamin"), ("fastvit_mci", "mobileclip"),
                       ("vit_base_mci", "mobileclip"), ("vit_pe_core", "pe-core"),
                       ("swin", "swin"), ("vit_relpos", "timm-vit-other"),
                       ("vit_medium_patch16_gap", "timm-vit-other")):

@@ -37,7 +37,7 @@ import numpy as np
 
 from jaxbench.models import clip, layers, openclip_text, siglip
 
-FAMILIES = ("convnext", "vit")
+FAMILIES = ("convnext", "vit", "eva")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +67,31 @@ class ViTCfg:
                             mlp_dim=int(self.width * self.mlp_ratio), act=self.act, eps=self.eps)
 
 
+@dataclasses.dataclass(frozen=True)
+class EvaCfg:
+  """timm ``Eva`` (EVA-01 and EVA-02 image towers) as OpenCLIP uses it (class token pooling)."""
+  width: int
+  depth: int
+  heads: int
+  patch: int
+  image_size: int
+  mlp_ratio: float = 4.0
+  qkv_fused: bool = True            # one qkv Linear + q_bias/v_bias (EVA-01, EVA-02-E)
+  swiglu: bool = False              # SwiGLU MLP (fc1_g, fc1_x) instead of fc1 -> GELU
+  scale_mlp: bool = False           # sub-LN inside the MLP
+  scale_attn_inner: bool = False    # sub-LN before the attention output projection
+  rope: bool = False                # 2-D rotary embeddings (EVA-02)
+  ref_feat_shape: Optional[tuple] = None
+  post_norm: bool = False           # x + norm(f(x)) blocks (EVA-02-E)
+  eps: float = 1e-6
+  global_pool: str = "token"
+  class_token: bool = True
+
+  @property
+  def pre_norm(self) -> bool:
+    return False
+
+
 TRUNKS: dict[str, tuple[str, object]] = {}
 
 
@@ -78,7 +103,7 @@ def register_trunk(name: str, family: str, **kwargs):
   """
   if family not in FAMILIES:
     raise ValueError(f"unknown trunk family {family!r}; known: {FAMILIES}")
-  cls = ConvNeXtCfg if family == "convnext" else ViTCfg
+  cls = {"convnext": ConvNeXtCfg, "vit": ViTCfg, "eva": EvaCfg}[family]
   TRUNKS[name] = (family, cls(**kwargs))
 
 
@@ -110,6 +135,18 @@ def _register_defaults():
       register_trunk(f"{stem}_siglip_{size}", "vit", width=w, depth=d, heads=h, patch=patch,
                      image_size=size, mlp_ratio=r, class_token=False, global_pool="map",
                      act=act)
+  eva02 = dict(mlp_ratio=4 * 2 / 3, qkv_fused=False, swiglu=True, scale_mlp=True,
+               scale_attn_inner=True, rope=True, ref_feat_shape=(16, 16))
+  register_trunk("eva02_base_patch16_clip_224", "eva", width=768, depth=12, heads=12, patch=16,
+                 image_size=224, **eva02)
+  register_trunk("eva02_large_patch14_clip_224", "eva", width=1024, depth=24, heads=16,
+                 patch=14, image_size=224, **eva02)
+  register_trunk("eva02_large_patch14_clip_336", "eva", width=1024, depth=24, heads=16,
+                 patch=14, image_size=336, **eva02)
+  register_trunk("eva02_enormous_patch14_clip_224", "eva", width=1792, depth=64, heads=16,
+                 patch=14, image_size=224, mlp_ratio=15360 / 1792, post_norm=True)
+  register_trunk("eva_giant_patch14_224", "eva", width=1408, depth=40, heads=16, patch=14,
+                 image_size=224, mlp_ratio=6144 / 1408)
   register_trunk("vit_large_patch14_clip_224", "vit", width=1024, depth=24, heads=16, patch=14,
                  image_size=224, pre_norm=True, eps=1e-5)
 
@@ -203,6 +240,125 @@ class TimmViT(nn.Module):
     return x
 
 
+def attention(q, k, v, mask=None):
+  """Multi-head attention, (N, L, H, D) operands (one helper so towers share the kernel)."""
+  return jax.nn.dot_product_attention(q, k, v, mask=mask)
+
+
+def rope_table(cfg: EvaCfg) -> np.ndarray:
+  """timm's ``RotaryEmbeddingCat`` table for the patch grid: (H*W, 2*head_dim), [sin | cos].
+
+  Frequencies ``1 / 10000**(j / B)``, j < B = head_dim // 4, over index grids
+  rescaled to ``ref_feat_shape`` (EVA's fine-tune scheme), 'ij' order, each
+  frequency repeated twice (interleaved rotation pairs).
+  """
+  g = cfg.image_size // cfg.patch
+  nb = (cfg.width // cfg.heads) // 4
+  bands = 1.0 / (10000.0 ** (np.arange(nb, dtype=np.float32) / np.float32(nb)))
+  t = np.arange(g, dtype=np.float32)
+  if cfg.ref_feat_shape is not None:
+    t = t / np.float32(g) * np.float32(cfg.ref_feat_shape[0])
+  grid = np.stack(np.meshgrid(t, t, indexing="ij"), axis=-1)           # (g, g, 2)
+  pos = (grid[..., None] * bands).reshape(g * g, 2 * nb)               # (g*g, 2*nb)
+  sin = np.repeat(np.sin(pos), 2, axis=-1)
+  cos = np.repeat(np.cos(pos), 2, axis=-1)
+  return np.concatenate([sin, cos], axis=-1).astype(np.float32)
+
+
+def _rotate(x, table):
+  """timm's ``apply_rot_embed_cat`` (interleaved pairs) on (N, L, H, D) with table (L, 2D)."""
+  sin, cos = jnp.split(table.astype(x.dtype), 2, axis=-1)
+  sin, cos = sin[None, :, None, :], cos[None, :, None, :]
+  pairs = x.reshape(x.shape[:-1] + (-1, 2))
+  rot = jnp.stack([-pairs[..., 1], pairs[..., 0]], axis=-1).reshape(x.shape)
+  return x * cos + rot * sin
+
+
+class EvaAttention(nn.Module):
+  cfg: EvaCfg
+
+  @nn.compact
+  def __call__(self, x, rope):
+    c = self.cfg
+    n, l, d = x.shape
+    h = c.heads
+    if c.qkv_fused:
+      qkv = nn.Dense(3 * d, use_bias=False, name="qkv")(x)
+      qb = self.param("q_bias", nn.initializers.zeros, (d,))
+      vb = self.param("v_bias", nn.initializers.zeros, (d,))
+      q, k, v = jnp.split(qkv, 3, axis=-1)
+      q, v = q + qb.astype(x.dtype), v + vb.astype(x.dtype)
+    else:
+      q = nn.Dense(d, name="q_proj")(x)
+      k = nn.Dense(d, use_bias=False, name="k_proj")(x)
+      v = nn.Dense(d, name="v_proj")(x)
+    q, k, v = (t.reshape(n, l, h, d // h) for t in (q, k, v))
+    if rope is not None:              # not on the class token
+      q = jnp.concatenate([q[:, :1], _rotate(q[:, 1:], rope)], axis=1)
+      k = jnp.concatenate([k[:, :1], _rotate(k[:, 1:], rope)], axis=1)
+    o = attention(q, k, v).reshape(n, l, d)
+    if c.scale_attn_inner:
+      o = nn.LayerNorm(epsilon=c.eps, name="norm", dtype=o.dtype)(o)
+    return nn.Dense(d, name="proj")(o)
+
+
+class EvaMlp(nn.Module):
+  cfg: EvaCfg
+
+  @nn.compact
+  def __call__(self, x):
+    c = self.cfg
+    hidden = int(c.width * c.mlp_ratio)
+    if c.swiglu:
+      y = jax.nn.silu(nn.Dense(hidden, name="fc1_g")(x)) * nn.Dense(hidden, name="fc1_x")(x)
+    else:
+      y = clip._act("gelu")(nn.Dense(hidden, name="fc1")(x))
+    if c.scale_mlp:
+      y = nn.LayerNorm(epsilon=c.eps, name="norm", dtype=y.dtype)(y)
+    return nn.Dense(c.width, name="fc2")(y)
+
+
+class EvaBlock(nn.Module):
+  cfg: EvaCfg
+
+  @nn.compact
+  def __call__(self, x, rope):
+    c = self.cfg
+    ln = lambda name: nn.LayerNorm(epsilon=c.eps, name=name, dtype=x.dtype)
+    if c.post_norm:
+      x = x + ln("norm1")(EvaAttention(c, name="attn")(x, rope))
+      return x + ln("norm2")(EvaMlp(c, name="mlp")(x))
+    x = x + EvaAttention(c, name="attn")(ln("norm1")(x), rope)
+    return x + EvaMlp(c, name="mlp")(ln("norm2")(x))
+
+
+class Eva(nn.Module):
+  """timm Eva: (N, S, S, 3) -> class-token features (N, width), or (N, classes) with a head."""
+  cfg: EvaCfg
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, x):
+    c = self.cfg
+    if x.shape[1] != c.image_size or x.shape[2] != c.image_size:
+      raise ValueError(f"this EVA takes {c.image_size}px inputs; got {x.shape[1:3]}")
+    x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
+                name="patch_embed", dtype=x.dtype)(x)
+    n = x.shape[0]
+    x = x.reshape(n, -1, c.width)
+    cls = self.param("cls_token", nn.initializers.normal(1e-6), (c.width,))
+    x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (n, 1, c.width)), x], axis=1)
+    pos = self.param("pos_embed", nn.initializers.normal(0.02), (x.shape[1], c.width))
+    x = x + pos.astype(x.dtype)
+    rope = jnp.asarray(rope_table(c)) if c.rope else None
+    for i in range(c.depth):
+      x = EvaBlock(c, name=f"blocks_{i}")(x, rope)
+    x = nn.LayerNorm(epsilon=c.eps, name="norm", dtype=x.dtype)(x)[:, 0]
+    if self.num_classes:
+      x = nn.Dense(self.num_classes, name="head")(x)
+    return x
+
+
 @dataclasses.dataclass(frozen=True)
 class VisualCfg:
   """``visual`` of a TimmModel: trunk and OpenCLIP head."""
@@ -215,7 +371,7 @@ class VisualCfg:
 
   @property
   def image_size(self) -> int:
-    return self.trunk.image_size if self.family == "vit" else 0
+    return 0 if self.family == "convnext" else self.trunk.image_size
 
 
 class TimmVisual(nn.Module):
@@ -226,6 +382,8 @@ class TimmVisual(nn.Module):
     c = self.cfg
     if c.family == "convnext":
       x = ConvNeXt(c.trunk, name="trunk")(x)
+    elif c.family == "eva":
+      x = Eva(c.trunk, c.embed_dim if c.proj == "trunk" else 0, name="trunk")(x)
     else:
       x = TimmViT(c.trunk, c.embed_dim if c.proj == "trunk" else 0, name="trunk")(x)
     if c.proj == "linear":
@@ -317,7 +475,12 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
   pool = v.get("timm_pool", "avg")
   proj = v.get("timm_proj", "linear")
   embed = int(model_cfg["embed_dim"])
-  if proj in ("linear", "mlp"):
+  if family == "eva" and (pool != "token" or proj not in (None, "", "none")):
+    raise layers.UnknownArchitecture(f"{source}: EVA trunk with timm_pool {pool!r} / timm_proj "
+                                     f"{proj!r}; implemented: 'token' with proj null or 'none'")
+  if family == "eva":
+    kind = "none" if proj == "none" else "trunk"
+  elif proj in ("linear", "mlp"):
     # TimmModel resets the classifier keeping the trunk's default pooling
     # (pool '' keeps it; another pool replaces it).
     if family == "convnext" and pool not in ("", "avg"):
@@ -345,7 +508,7 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
   text = openclip_text.text_config(model_cfg["text_cfg"], embed, qg, source)
   size = v.get("image_size", 224)
   size = int(size[0] if isinstance(size, (list, tuple)) else size)
-  if family == "vit" and size != trunk.image_size:
+  if family != "convnext" and size != trunk.image_size:
     raise layers.UnknownArchitecture(f"{source}: vision_cfg.image_size {size} but timm trunk "
                                      f"{name} takes {trunk.image_size}px")
   return TimmClipCfg(visual=visual, text=text, image_size=size,
@@ -393,6 +556,17 @@ def _vit_src(path: tuple, shape: tuple, p: str) -> layers.Src:
   return layers.named_src(p + head, leaf, shape)       # norm_pre, norm, fc_norm, head
 
 
+def _eva_src(path: tuple, shape: tuple, p: str) -> layers.Src:
+  head = path[0]
+  if head == "patch_embed":
+    return layers.named_src(p + "patch_embed.proj", path[-1], shape)
+  if head == "cls_token":
+    return layers.reshaped(p + "cls_token", lambda s: (1, 1) + s)
+  if head == "pos_embed":
+    return layers.reshaped(p + "pos_embed", lambda s: (1,) + s)
+  return layers.default_src(path, shape, p)     # blocks_3/attn/q_proj -> blocks.3.attn.q_proj
+
+
 def _convnext_src(path: tuple, shape: tuple, p: str) -> layers.Src:
   if path[0] == "head_norm":
     return layers.named_src(p + "head.norm", path[-1], shape)
@@ -414,7 +588,7 @@ def make_src(cfg: TimmClipCfg):
       return text_src(path[1:], shape)
     sub = path[1]
     if sub == "trunk":
-      f = _convnext_src if cfg.visual.family == "convnext" else _vit_src
+      f = {"convnext": _convnext_src, "vit": _vit_src, "eva": _eva_src}[cfg.visual.family]
       return f(path[2:], shape, "visual.trunk.")
     if sub == "head_proj":
       return layers.named_src("visual.head.proj", path[-1], shape)
