@@ -95,6 +95,15 @@ NAMES = {
         "siglip2_so400m14_378": ("timm/ViT-SO400M-14-SigLIP2-378", "SigLIP2 So400m/14 @378"),
         # timm CLIP-style ViT (token pool, trunk classifier as projection):
         "mobileclip2_l14": ("timm/MobileCLIP2-L-14-OpenCLIP", "MobileCLIP2-L/14 (DFNDR-2B)"),
+        # timm EVA-02 trunks with CLIP's text tower:
+        "eva02_b16": ("timm/eva02_base_patch16_clip_224.merged2b_s8b_b131k", "EVA02-B/16"),
+        "eva02_l14": ("timm/eva02_large_patch14_clip_224.merged2b_s4b_b131k", "EVA02-L/14"),
+        "eva02_l14_336": ("timm/eva02_large_patch14_clip_336.merged2b_s6b_b61k",
+                          "EVA02-L/14 @336"),
+        "eva02_e14": ("timm/eva02_enormous_patch14_clip_224.laion2b_s4b_b115k",
+                      "EVA02-E/14, LAION-2B"),
+        "eva02_e14_plus": ("timm/eva02_enormous_patch14_plus_clip_224.laion2b_s9b_b144k",
+                           "EVA02-E/14+, LAION-2B"),
     }.items()},
 }
 

@@ -260,14 +260,29 @@ def test_registered_trunk_table_matches_timm():
   for name, (family, c) in sorted(openclip_timm.TRUNKS.items()):
     if name.startswith("zootest"):
       continue
-    with torch.device("meta"):
-      m = timm.create_model(name, pretrained=False)
+    with torch.device("meta"):         # EVA as OpenCLIP builds it: class-token pooling
+      m = timm.create_model(name, pretrained=False,
+                            **({"global_pool": "token"} if family == "eva" else {}))
     if family == "convnext":
       assert tuple(len(s.blocks) for s in m.stages) == tuple(c.depths), name
       assert tuple(s.blocks[0].conv_dw.out_channels for s in m.stages) == tuple(c.dims), name
       assert m.stem[1].eps == c.eps and (m.stages[0].blocks[0].gamma is not None) == c.ls, name
       continue
     b = m.blocks[0]
+    if family == "eva":
+      assert (m.embed_dim, len(m.blocks), b.attn.num_heads) == (c.width, c.depth, c.heads), name
+      assert m.patch_embed.patch_size[0] == c.patch and m.patch_embed.img_size[0] == c.image_size
+      assert (b.attn.qkv is not None) == c.qkv_fused, name
+      assert hasattr(b.mlp, "fc1_g") == c.swiglu, name
+      assert b.mlp.fc2.in_features == int(c.width * c.mlp_ratio), name
+      assert (not isinstance(b.mlp.norm, torch.nn.Identity)) == c.scale_mlp, name
+      assert (not isinstance(b.attn.norm, torch.nn.Identity)) == c.scale_attn_inner, name
+      assert (m.rope is not None) == c.rope, name
+      if c.rope:
+        assert tuple(m.rope.ref_feat_shape) == tuple(c.ref_feat_shape), name
+      assert (type(b).__name__ == "EvaBlockPostNorm") == c.post_norm, name
+      assert b.norm1.eps == c.eps and m.norm.eps == c.eps, name
+      continue
     act = b.mlp.act
     kind = ("tanh" if type(act).__name__ == "GELUTanh" else act.approximate
             if isinstance(act, torch.nn.GELU) else type(act).__name__)
@@ -355,6 +370,11 @@ REGISTRY = {  # jaxbench name -> open_clip (config, pretrained tag)
     "siglip2_so400m14": ("ViT-SO400M-14-SigLIP2", "webli"),
     "siglip2_so400m14_378": ("ViT-SO400M-14-SigLIP2-378", "webli"),
     "mobileclip2_l14": ("MobileCLIP2-L-14", "dfndr2b"),
+    "eva02_b16": ("EVA02-B-16", "merged2b_s8b_b131k"),
+    "eva02_l14": ("EVA02-L-14", "merged2b_s4b_b131k"),
+    "eva02_l14_336": ("EVA02-L-14-336", "merged2b_s6b_b61k"),
+    "eva02_e14": ("EVA02-E-14", "laion2b_s4b_b115k"),
+    "eva02_e14_plus": ("EVA02-E-14-plus", "laion2b_s9b_b144k"),
 }
 
 
