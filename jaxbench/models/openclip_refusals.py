@@ -22,20 +22,21 @@ IMPLEMENTED = (
     "timm SigLIP/SigLIP2 ViT trunk (map pooling) + OpenCLIP bidirectional text tower",
     "timm CLIP-style ViT trunk (token pooling, trunk classifier as projection)",
     "timm EVA-01/EVA-02 trunk (rotary embeddings, SwiGLU, sub-LN, post-norm) + CLIP text",
+    "timm ViTamin trunk (MBConv stages + GeGLU ViT) with linear head",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
 SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-14",
                       "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
                       "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
-                      "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14")
+                      "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14", "ViTamin-B",
+                      "ViTamin-L-384")
 
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
             "text tower's appended CLS token (embed_cls); not implemented",
     "hf-text": "Hugging Face text tower (RoBERTa/XLM-R/mT5/NLLB encoder): no Flax port of "
                "these encoders in jaxbench yet",
-    "vitamin": "ViTamin timm trunk (MBConv stem + ViT, GeGLU): not implemented",
     "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
                   "RepMixer): not implemented",
     "pe-core": "Perception Encoder timm trunk (2-D rotary embeddings, attention-pool head): "
@@ -54,10 +55,6 @@ _BY_FAMILY = {
     "hf-text": ("mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base",
                 "nllb-clip-base-siglip", "nllb-clip-large", "nllb-clip-large-siglip",
                 "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
-    "vitamin": ("ViTamin-B", "ViTamin-B-LTT", "ViTamin-L", "ViTamin-L2", "ViTamin-L2-256",
-                "ViTamin-L2-336", "ViTamin-L2-384", "ViTamin-L-256", "ViTamin-L-336",
-                "ViTamin-L-384", "ViTamin-S", "ViTamin-S-LTT", "ViTamin-XL-256",
-                "ViTamin-XL-336", "ViTamin-XL-384"),
     "mobileclip": ("MobileCLIP2-B", "MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
                    "MobileCLIP2-S4", "MobileCLIP-B", "MobileCLIP-S1", "MobileCLIP-S2"),
     "pe-core": ("PE-Core-B-16", "PE-Core-bigG-14-448", "PE-Core-L-14-336", "PE-Core-S-16-384",
@@ -82,7 +79,7 @@ def family(model_cfg: dict) -> Optional[str]:
   if t.get("hf_model_name"):
     return "hf-text"
   timm = v.get("timm_model_name") or ""
-  for prefix, fam in (("vitamin", "vitamin"), ("fastvit_mci", "mobileclip"),
+  for prefix, fam in (("fastvit_mci", "mobileclip"),
                       ("vit_base_mci", "mobileclip"), ("vit_pe_core", "pe-core"),
                       ("swin", "swin"), ("vit_relpos", "timm-vit-other"),
                       ("vit_medium_patch16_gap", "timm-vit-other")):

@@ -37,7 +37,7 @@ import numpy as np
 
 from jaxbench.models import clip, layers, openclip_text, siglip
 
-FAMILIES = ("convnext", "vit", "eva")
+FAMILIES = ("convnext", "vit", "eva", "vitamin")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +92,22 @@ class EvaCfg:
     return False
 
 
+@dataclasses.dataclass(frozen=True)
+class VitaminCfg:
+  """timm ViTamin: MBConv stem/stages (LayerNorm2d, GELU), strided conv to tokens, ViT with
+  GeGLU MLPs (their own LayerNorm), average pooling + fc_norm."""
+  stem_width: int
+  conv_dims: tuple                 # the two MBConv stages' widths
+  conv_depths: tuple
+  width: int
+  depth: int
+  heads: int
+  image_size: int
+  mlp_ratio: float = 2.0
+  pos_embed: bool = True
+  eps: float = 1e-6
+
+
 TRUNKS: dict[str, tuple[str, object]] = {}
 
 
@@ -103,7 +119,7 @@ def register_trunk(name: str, family: str, **kwargs):
   """
   if family not in FAMILIES:
     raise ValueError(f"unknown trunk family {family!r}; known: {FAMILIES}")
-  cls = {"convnext": ConvNeXtCfg, "vit": ViTCfg, "eva": EvaCfg}[family]
+  cls = {"convnext": ConvNeXtCfg, "vit": ViTCfg, "eva": EvaCfg, "vitamin": VitaminCfg}[family]
   TRUNKS[name] = (family, cls(**kwargs))
 
 
@@ -147,6 +163,16 @@ def _register_defaults():
                  patch=14, image_size=224, mlp_ratio=15360 / 1792, post_norm=True)
   register_trunk("eva_giant_patch14_224", "eva", width=1408, depth=40, heads=16, patch=14,
                  image_size=224, mlp_ratio=6144 / 1408)
+  for name, stem, dims, width, depth, sizes, pos in (
+      ("vitamin_small", 64, (64, 128), 384, 14, (224,), True),
+      ("vitamin_base", 128, (128, 256), 768, 14, (224,), True),
+      ("vitamin_large", 160, (160, 320), 1024, 31, (224, 256, 336, 384), True),
+      ("vitamin_large2", 160, (160, 320), 1024, 31, (224, 256, 336, 384), True),
+      ("vitamin_xlarge", 192, (192, 384), 1152, 32, (256, 336, 384), False)):
+    for size in sizes:
+      register_trunk(f"{name}_{size}", "vitamin", stem_width=stem, conv_dims=dims,
+                     conv_depths=(2, 4), width=width, depth=depth, heads=width // 64,
+                     image_size=size, pos_embed=pos)
   register_trunk("vit_large_patch14_clip_224", "vit", width=1024, depth=24, heads=16, patch=14,
                  image_size=224, pre_norm=True, eps=1e-5)
 
@@ -359,6 +385,91 @@ class Eva(nn.Module):
     return x
 
 
+def _conv(features, k, stride=1, groups=1, name=None):
+  """timm create_conv2d (symmetric padding ((stride-1) + (k-1)) // 2), NHWC."""
+  pad = ((stride - 1) + (k - 1)) // 2
+  return nn.Conv(features, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+                 feature_group_count=groups, name=name)
+
+
+def _gelu(x):
+  return jax.nn.gelu(x, approximate=False)
+
+
+class MbConvLNBlock(nn.Module):
+  """ViTamin's pre-norm inverted bottleneck: LN -> 1x1 -> GELU -> dw3x3 -> GELU -> 1x1."""
+  in_chs: int
+  out_chs: int
+  stride: int
+  eps: float
+
+  @nn.compact
+  def __call__(self, x):
+    if self.stride == 2:            # AvgPool2d(3, 2, 1, count_include_pad=False) [+ 1x1]
+      sc = nn.avg_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                       count_include_pad=False)
+      if self.in_chs != self.out_chs:
+        sc = nn.Conv(self.out_chs, (1, 1), name="shortcut__expand")(sc)
+    elif self.in_chs != self.out_chs:
+      sc = nn.Conv(self.out_chs, (1, 1), name="shortcut")(x)
+    else:
+      sc = x
+    mid = self.out_chs * 4
+    y = nn.LayerNorm(epsilon=self.eps, name="pre_norm", dtype=x.dtype)(x)
+    y = _gelu(_conv(mid, 1, name="conv1_1x1")(y))
+    y = _gelu(_conv(mid, 3, self.stride, groups=mid, name="conv2_kxk")(y))
+    return _conv(self.out_chs, 1, name="conv3_1x1")(y) + sc
+
+
+class VitaminBlock(nn.Module):
+  """timm Block with ViTamin's GeGLU MLP (LN inside the MLP; norm2 before it too)."""
+  cfg: VitaminCfg
+
+  @nn.compact
+  def __call__(self, x):
+    c = self.cfg
+    n, l, d = x.shape
+    ln = lambda name: nn.LayerNorm(epsilon=c.eps, name=name, dtype=x.dtype)
+    y = nn.Dense(3 * d, name="attn__qkv")(ln("norm1")(x))
+    q, k, v = (t.reshape(n, l, c.heads, d // c.heads) for t in jnp.split(y, 3, axis=-1))
+    x = x + nn.Dense(d, name="attn__proj")(attention(q, k, v).reshape(n, l, d))
+    y = ln("mlp__norm")(ln("norm2")(x))
+    hidden = int(d * c.mlp_ratio)
+    y = _gelu(nn.Dense(hidden, name="mlp__w0")(y)) * nn.Dense(hidden, name="mlp__w1")(y)
+    return x + nn.Dense(d, name="mlp__w2")(y)
+
+
+class Vitamin(nn.Module):
+  """timm ViTamin trunk: (N, S, S, 3) -> (N, width) (average-pooled tokens, fc_norm)."""
+  cfg: VitaminCfg
+
+  @nn.compact
+  def __call__(self, x):
+    c = self.cfg
+    if x.shape[1] != c.image_size or x.shape[2] != c.image_size:
+      raise ValueError(f"this ViTamin takes {c.image_size}px inputs; got {x.shape[1:3]}")
+    b = "patch_embed__backbone__"
+    x = _conv(c.stem_width, 3, 2, name=b + "stem__conv1")(x)
+    x = _gelu(nn.LayerNorm(epsilon=c.eps, name=b + "stem__norm1", dtype=x.dtype)(x))
+    x = _conv(c.stem_width, 3, 1, name=b + "stem__conv2")(x)
+    chs = c.stem_width
+    for s, (dim, depth) in enumerate(zip(c.conv_dims, c.conv_depths)):
+      for j in range(depth):
+        x = MbConvLNBlock(chs, dim, 2 if j == 0 else 1, c.eps,
+                          name=f"{b}stages__{s}__{j}")(x)
+        chs = dim
+    x = nn.LayerNorm(epsilon=c.eps, name=b + "pool__norm", dtype=x.dtype)(x)
+    x = _conv(c.width, 3, 2, name=b + "pool__proj")(x)
+    n = x.shape[0]
+    x = x.reshape(n, -1, c.width)
+    if c.pos_embed:
+      x = x + self.param("pos_embed", nn.initializers.normal(0.02),
+                         (x.shape[1], c.width)).astype(x.dtype)
+    for i in range(c.depth):
+      x = VitaminBlock(c, name=f"blocks__{i}")(x)
+    return nn.LayerNorm(epsilon=c.eps, name="fc_norm", dtype=x.dtype)(jnp.mean(x, axis=1))
+
+
 @dataclasses.dataclass(frozen=True)
 class VisualCfg:
   """``visual`` of a TimmModel: trunk and OpenCLIP head."""
@@ -382,6 +493,8 @@ class TimmVisual(nn.Module):
     c = self.cfg
     if c.family == "convnext":
       x = ConvNeXt(c.trunk, name="trunk")(x)
+    elif c.family == "vitamin":
+      x = Vitamin(c.trunk, name="trunk")(x)
     elif c.family == "eva":
       x = Eva(c.trunk, c.embed_dim if c.proj == "trunk" else 0, name="trunk")(x)
     else:
@@ -483,16 +596,16 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
   elif proj in ("linear", "mlp"):
     # TimmModel resets the classifier keeping the trunk's default pooling
     # (pool '' keeps it; another pool replaces it).
-    if family == "convnext" and pool not in ("", "avg"):
-      raise layers.UnknownArchitecture(f"{source}: ConvNeXt with timm_pool {pool!r}; "
+    if family in ("convnext", "vitamin") and pool not in ("", "avg"):
+      raise layers.UnknownArchitecture(f"{source}: {family} trunk with timm_pool {pool!r}; "
                                        "implemented: '' or 'avg'")
     if family == "vit" and pool not in ("", trunk.global_pool):
       trunk = dataclasses.replace(trunk, global_pool=pool)
     kind = proj
   elif proj in ("none", None, ""):
-    if family == "convnext":
-      raise layers.UnknownArchitecture(f"{source}: ConvNeXt with timm_proj {proj!r} is not "
-                                       "implemented; implemented: 'linear', 'mlp'")
+    if family in ("convnext", "vitamin"):
+      raise layers.UnknownArchitecture(f"{source}: {family} trunk with timm_proj {proj!r} is "
+                                       "not implemented; implemented: 'linear', 'mlp'")
     if pool not in ("token", "map", "avg"):
       raise layers.UnknownArchitecture(f"{source}: timm ViT pool {pool!r}; implemented: "
                                        "'token', 'map', 'avg'")
@@ -508,6 +621,11 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
   text = openclip_text.text_config(model_cfg["text_cfg"], embed, qg, source)
   size = v.get("image_size", 224)
   size = int(size[0] if isinstance(size, (list, tuple)) else size)
+  if family == "vitamin" and not trunk.pos_embed:
+    # No position embedding: the trunk takes any size, and open_clip feeds it
+    # vision_cfg.image_size (ViTamin-XL-384's config says 256).
+    trunk = dataclasses.replace(trunk, image_size=size)
+    visual = dataclasses.replace(visual, trunk=trunk)
   if family != "convnext" and size != trunk.image_size:
     raise layers.UnknownArchitecture(f"{source}: vision_cfg.image_size {size} but timm trunk "
                                      f"{name} takes {trunk.image_size}px")
@@ -567,6 +685,13 @@ def _eva_src(path: tuple, shape: tuple, p: str) -> layers.Src:
   return layers.default_src(path, shape, p)     # blocks_3/attn/q_proj -> blocks.3.attn.q_proj
 
 
+def _dotted_src(path: tuple, shape: tuple, p: str) -> layers.Src:
+  """Flax names that spell the timm path with '__' for '.' (ViTamin)."""
+  if path[0] == "pos_embed":
+    return layers.reshaped(p + "pos_embed", lambda s: (1,) + s)
+  return layers.named_src(p + ".".join(path[:-1]).replace("__", "."), path[-1], shape)
+
+
 def _convnext_src(path: tuple, shape: tuple, p: str) -> layers.Src:
   if path[0] == "head_norm":
     return layers.named_src(p + "head.norm", path[-1], shape)
@@ -588,7 +713,8 @@ def make_src(cfg: TimmClipCfg):
       return text_src(path[1:], shape)
     sub = path[1]
     if sub == "trunk":
-      f = {"convnext": _convnext_src, "vit": _vit_src, "eva": _eva_src}[cfg.visual.family]
+      f = {"convnext": _convnext_src, "vit": _vit_src, "eva": _eva_src,
+           "vitamin": _dotted_src}[cfg.visual.family]
       return f(path[2:], shape, "visual.trunk.")
     if sub == "head_proj":
       return layers.named_src("visual.head.proj", path[-1], shape)

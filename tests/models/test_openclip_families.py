@@ -55,7 +55,7 @@ def test_every_open_clip_config_is_accepted_or_refused_with_its_reason():
   stale = sorted(set(openclip_refusals.REFUSED) - set(refused))
   assert not stale, f"listed as refused but accepted (or gone from open_clip): {stale}"
   # The scoreboard only moves up (55 were accepted before the timm trunks).
-  assert len(accepted) >= 93, (len(accepted), refused)
+  assert len(accepted) >= 107, (len(accepted), refused)
 
 
 # --- tiny trunks registered in timm and jaxbench ----------------------------------
@@ -94,6 +94,17 @@ def _register_timm():
         img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2, mlp_ratio=3.0,
         use_post_norm=True, global_pool="token"), **kw))
 
+  from timm.models import vitamin as tv
+
+  @register_model
+  def zootest_vitamin(pretrained=False, **kw):
+    embed = tv.VitCfg(embed_dim=(8, 16, 32), depths=(1, 2, 1), stem_width=8,
+                      conv_cfg=tv.VitConvCfg(norm_layer="layernorm2d", norm_eps=1e-6),
+                      head_type="1d")
+    return tv._create_vitamin("zootest_vitamin", pretrained=False, **dict(dict(
+        img_size=64, embed_dim=32, depth=2, num_heads=2, mlp_layer=tv.GeGluMlp, mlp_ratio=2.,
+        class_token=False, global_pool="avg", embed_cfg=embed), **kw))
+
   @register_model
   def zootest_vit_clip(pretrained=False, **kw):
     return _create_vision_transformer(
@@ -115,6 +126,8 @@ def _register_jaxbench():
                                ref_feat_shape=(2, 2))
   openclip_timm.register_trunk("zootest_eva_e", "eva", width=32, depth=2, heads=2, patch=16,
                                image_size=32, mlp_ratio=3.0, post_norm=True)
+  openclip_timm.register_trunk("zootest_vitamin", "vitamin", stem_width=8, conv_dims=(8, 16),
+                               conv_depths=(1, 2), width=32, depth=2, heads=2, image_size=64)
   openclip_timm.register_trunk("zootest_vit_clip", "vit", width=32, depth=1, heads=2, patch=16,
                                image_size=32, pre_norm=True, eps=1e-5)
 
@@ -140,6 +153,10 @@ FAMILIES = {
     "eva_e": dict(embed_dim=24, custom_text=True, vision_cfg=dict(
         timm_model_name="zootest_eva_e", timm_pool="token", timm_proj=None, image_size=32),
         text_cfg=TEXT),
+    # ViTamin-style: MBConv stages, GeGLU ViT, avg pool + fc_norm, linear head.
+    "vitamin": dict(embed_dim=24, custom_text=True, vision_cfg=dict(
+        timm_model_name="zootest_vitamin", timm_pool="", timm_proj="linear", image_size=64),
+        text_cfg=TEXT),
     # MobileCLIP2-L-14-style: class token, pre-norm, the trunk's classifier as projection.
     "vit_clip": dict(embed_dim=24, custom_text=True, vision_cfg=dict(
         timm_model_name="zootest_vit_clip", timm_pool="token", timm_proj=None,
@@ -152,7 +169,7 @@ def _sharpen_attention(ref, seed):
   leaves attention near uniform and outputs near zero at these widths, where a wrong rotary
   embedding or q/k split would hide under the tolerance."""
   g = torch.Generator().manual_seed(seed + 100)
-  keys = ("q_proj.weight", "k_proj.weight", "attn.qkv.weight", "attn_pool.q.weight",
+  keys = ("q_proj.weight", "k_proj.weight", "attn.qkv.weight", "head.proj.weight", "attn_pool.q.weight",
           "attn_pool.kv.weight", "in_proj_weight", "trunk.head.weight", "head.proj.weight",
           "head.mlp.fc1.weight", "head.mlp.fc2.weight")
   with torch.no_grad():
@@ -241,7 +258,8 @@ def test_refused_family_message_names_reason_and_closest(tmp_path):
 # --- full-size towers: names and shapes on the meta device ------------------------
 
 @pytest.mark.parametrize("name", ["convnext_xxlarge", "convnext_large_d_320", "EVA02-L-14-336",
-                                  "EVA02-E-14-plus", "EVA01-g-14",
+                                  "EVA02-E-14-plus", "EVA01-g-14", "ViTamin-XL-384",
+                                  "ViTamin-S",
                                   "ViT-SO400M-14-SigLIP-384", "ViT-B-16-SigLIP2",
                                   "MobileCLIP2-L-14"])
 def test_full_size_tensor_names_and_shapes_match_open_clip(name):
