@@ -163,15 +163,15 @@ def _register_defaults():
                  patch=14, image_size=224, mlp_ratio=15360 / 1792, post_norm=True)
   register_trunk("eva_giant_patch14_224", "eva", width=1408, depth=40, heads=16, patch=14,
                  image_size=224, mlp_ratio=6144 / 1408)
-  for name, stem, dims, width, depth, sizes, pos in (
-      ("vitamin_small", 64, (64, 128), 384, 14, (224,), True),
-      ("vitamin_base", 128, (128, 256), 768, 14, (224,), True),
-      ("vitamin_large", 160, (160, 320), 1024, 31, (224, 256, 336, 384), True),
-      ("vitamin_large2", 160, (160, 320), 1024, 31, (224, 256, 336, 384), True),
-      ("vitamin_xlarge", 192, (192, 384), 1152, 32, (256, 336, 384), False)):
+  for name, stem, dims, width, depth, heads, sizes, pos in (
+      ("vitamin_small", 64, (64, 128), 384, 14, 6, (224,), True),
+      ("vitamin_base", 128, (128, 256), 768, 14, 12, (224,), True),
+      ("vitamin_large", 160, (160, 320), 1024, 31, 16, (224, 256, 336, 384), True),
+      ("vitamin_large2", 160, (160, 320), 1024, 31, 16, (224, 256, 336, 384), True),
+      ("vitamin_xlarge", 192, (192, 384), 1152, 32, 16, (256, 336, 384), False)):
     for size in sizes:
       register_trunk(f"{name}_{size}", "vitamin", stem_width=stem, conv_dims=dims,
-                     conv_depths=(2, 4), width=width, depth=depth, heads=width // 64,
+                     conv_depths=(2, 4), width=width, depth=depth, heads=heads,
                      image_size=size, pos_embed=pos)
   register_trunk("vit_large_patch14_clip_224", "vit", width=1024, depth=24, heads=16, patch=14,
                  image_size=224, pre_norm=True, eps=1e-5)

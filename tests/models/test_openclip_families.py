@@ -287,6 +287,17 @@ def test_registered_trunk_table_matches_timm():
       assert m.stem[1].eps == c.eps and (m.stages[0].blocks[0].gamma is not None) == c.ls, name
       continue
     b = m.blocks[0]
+    if family == "vitamin":
+      bb = m.patch_embed.backbone
+      assert (m.embed_dim, len(m.blocks), b.attn.num_heads) == (c.width, c.depth, c.heads), name
+      assert bb.stem.out_chs == c.stem_width, name
+      assert tuple(len(st) for st in bb.stages) == tuple(c.conv_depths), name
+      assert tuple(st[0].out_chs for st in bb.stages) == tuple(c.conv_dims), name
+      assert (m.pos_embed is not None) == c.pos_embed and b.mlp.w0.out_features == 2 * c.width
+      if c.pos_embed:
+        assert m.pos_embed.shape[1] == (c.image_size // 16) ** 2, name
+      assert b.norm1.eps == c.eps and b.mlp.norm.eps == c.eps and m.global_pool == "avg", name
+      continue
     if family == "eva":
       assert (m.embed_dim, len(m.blocks), b.attn.num_heads) == (c.width, c.depth, c.heads), name
       assert m.patch_embed.patch_size[0] == c.patch and m.patch_embed.img_size[0] == c.image_size
