@@ -31,7 +31,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import api, clip, hub, layers, openclip_refusals, openclip_timm
+from jaxbench.models import (api, clip, hub, layers, openclip_refusals, openclip_timm,
+                             openclip_vit)
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 
 CONFIG = "open_clip_config.json"
@@ -338,6 +339,9 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
   if openclip_timm.handles(model_cfg):           # timm image towers: their own module
     return openclip_timm.load(ref, config, files, revision=revision, spec=spec,
                               precision=precision, quick_gelu=quick_gelu)
+  if openclip_vit.handles(model_cfg):            # ViT options (CLIPA, layer scale)
+    return openclip_timm.load(ref, config, files, revision=revision, spec=spec,
+                              precision=precision, quick_gelu=quick_gelu, family=openclip_vit)
   ocs = parse_config(model_cfg, quick_gelu=quick_gelu, source=ref)
   names = layers.safetensors_files(ref, revision, [WEIGHTS], PICKLES, layout="OpenCLIP")
   files.update(hub.resolve(ref, names, revision=revision))

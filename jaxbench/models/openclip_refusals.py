@@ -23,6 +23,8 @@ IMPLEMENTED = (
     "timm CLIP-style ViT trunk (token pooling, trunk classifier as projection)",
     "timm EVA-01/EVA-02 trunk (rotary embeddings, SwiGLU, sub-LN, post-norm) + CLIP text",
     "timm ViTamin trunk (MBConv stages + GeGLU ViT) with linear head",
+    "OpenCLIP ViT without ln_pre / average pooling / final LN after pool / layer scale "
+    "(CLIPA, ViT-M-16-alt) + bidirectional last-token text",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
@@ -30,7 +32,7 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
                       "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
                       "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
                       "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14", "ViTamin-B",
-                      "ViTamin-L-384")
+                      "ViTamin-L-384", "ViT-H-14-CLIPA")
 
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
@@ -45,9 +47,6 @@ REASONS = {
             "not implemented",
     "timm-vit-other": "timm ViT variant with relative positions or layer scale without a "
                       "class token: not implemented",
-    "clipa": "CLIPA: ViT without ln_pre, average pooling with the final LayerNorm after the "
-             "pool, BERT-tokenised last-token text pool; not implemented",
-    "layer-scale": "OpenCLIP ViT with layer scale (ls_init_value): not implemented",
 }
 
 _BY_FAMILY = {
@@ -61,9 +60,6 @@ _BY_FAMILY = {
                 "PE-Core-T-16-384"),
     "swin": ("swin_base_patch4_window7_224",),
     "timm-vit-other": ("vit_medium_patch16_gap_256", "vit_relpos_medium_patch16_cls_224"),
-    "clipa": ("ViT-bigG-14-CLIPA", "ViT-bigG-14-CLIPA-336", "ViT-H-14-CLIPA",
-              "ViT-H-14-CLIPA-336", "ViT-L-14-CLIPA", "ViT-L-14-CLIPA-336"),
-    "layer-scale": ("ViT-M-16-alt",),
 }
 
 REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items()
@@ -85,10 +81,6 @@ def family(model_cfg: dict) -> Optional[str]:
                       ("vit_medium_patch16_gap", "timm-vit-other")):
     if timm.startswith(prefix):
       return fam
-  if not timm and (v.get("no_ln_pre") or v.get("pool_type", "tok") != "tok"):
-    return "clipa"
-  if not timm and v.get("ls_init_value") is not None:
-    return "layer-scale"
   return None
 
 

@@ -772,18 +772,27 @@ def tokenizer_for(root: str, text_cfg: dict, context_length: int, files: list[st
 
 
 def load(ref: str, config: dict, files: dict, *, revision: Optional[str], spec: Optional[str],
-         precision: str, quick_gelu: Optional[bool]):
-  """Model for an OpenCLIP repo whose config :func:`handles` (called by openclip.load)."""
+         precision: str, quick_gelu: Optional[bool], family=None):
+  """Model for an OpenCLIP repo whose config :func:`handles` (called by openclip.load).
+
+  Args:
+    family: the module that parses and maps the config (``parse``,
+      ``params_from_openclip``); this module when None. :mod:`openclip_vit` shares
+      this loader.
+  """
+  import sys
+  fam = family or sys.modules[__name__]
   import os
   from jaxbench.models import hub, openclip
   model_cfg = config["model_cfg"]
   t = model_cfg["text_cfg"]
-  cfg = parse(model_cfg, quick_gelu=quick_gelu, source=ref)
+  cfg = fam.parse(model_cfg, quick_gelu=quick_gelu, source=ref)
   names = layers.safetensors_files(ref, revision, [openclip.WEIGHTS], openclip.PICKLES,
                                    layout="OpenCLIP")
   files.update(hub.resolve(ref, names, revision=revision))
-  module, net = params_from_openclip(hub.load_safetensors([files[n] for n in names]), cfg,
-                                     source=ref)
+  module, net = fam.params_from_openclip(hub.load_safetensors([files[n] for n in names]), cfg,
+                                         source=ref)
+  bias = bool(getattr(cfg, "logit_bias", False))
   preprocess = openclip.preprocess_from_config(config.get("preprocess_cfg", {}), cfg.image_size)
   listing = hub.list_files(ref, revision)
   root = ref if hub.is_local(ref) else os.path.dirname(files[openclip.CONFIG])
@@ -792,16 +801,17 @@ def load(ref: str, config: dict, files: dict, *, revision: Optional[str], spec: 
         ("tokenizer", "vocab", "merges", "special_tokens", "spiece"))], revision=revision)
   tokenizer = tokenizer_for(root, t, cfg.text.context_length, listing)
   prov = hub.provenance(ref, files, revision, layout="openclip")
-  prov.update(tokenizer=tokenizer.describe,
-              architecture=f"openclip-timm-{cfg.visual.family}:{cfg.visual.trunk_name}",
+  arch = (f"openclip-timm-{cfg.visual.family}:{cfg.visual.trunk_name}" if fam is sys.modules[
+      __name__] else f"openclip-vit-{cfg.vision.pool}-pool")
+  prov.update(tokenizer=tokenizer.describe, architecture=arch,
               quick_gelu=cfg.text.tower.act == "quick_gelu")
-  if cfg.logit_bias:
+  if bias:
     prov.update(logit_scale=float(np.exp(net["logit_scale"])),
                 logit_bias=float(net["logit_bias"]))
   model = layers.zeroshot_model(module, net, preprocess, name=spec or f"openclip:{ref}",
                                 provenance=prov, tokenizer=tokenizer,
                                 context_length=cfg.text.context_length, precision=precision,
-                                score="sigmoid" if cfg.logit_bias else "softmax")
+                                score="sigmoid" if bias else "softmax")
   return dataclasses.replace(model, causal_text=cfg.text.causal and cfg.text.pool_type in (
       "argmax", "eos"))
 

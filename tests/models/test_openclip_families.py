@@ -22,7 +22,8 @@ import torch
 
 import zoo_helpers as H
 from jaxbench import models
-from jaxbench.models import layers, openclip, openclip_refusals, openclip_text, openclip_timm
+from jaxbench.models import (layers, openclip, openclip_refusals, openclip_text, openclip_timm,
+                             openclip_vit)
 
 open_clip = pytest.importorskip("open_clip")
 timm = pytest.importorskip("timm")
@@ -33,9 +34,12 @@ SIGLIP_TEXT = dict(TEXT, no_causal_mask=True, proj_bias=True, pool_type="last",
 
 
 def _accepts(cfg: dict, name: str):
+  """Parses ``cfg`` through the same dispatch as openclip.load (no weights)."""
+  openclip_refusals.check(cfg, name)
   if openclip_timm.handles(cfg):
-    openclip_refusals.check(cfg, name)
     openclip_timm.parse(cfg, quick_gelu=None, source=name)
+  elif openclip_vit.handles(cfg):
+    openclip_vit.parse(cfg, quick_gelu=None, source=name)
   else:
     openclip.parse_config(cfg, source=name)
 
@@ -55,7 +59,7 @@ def test_every_open_clip_config_is_accepted_or_refused_with_its_reason():
   stale = sorted(set(openclip_refusals.REFUSED) - set(refused))
   assert not stale, f"listed as refused but accepted (or gone from open_clip): {stale}"
   # The scoreboard only moves up (55 were accepted before the timm trunks).
-  assert len(accepted) >= 107, (len(accepted), refused)
+  assert len(accepted) >= 114, (len(accepted), refused)
 
 
 # --- tiny trunks registered in timm and jaxbench ----------------------------------
@@ -157,6 +161,16 @@ FAMILIES = {
     "vitamin": dict(embed_dim=24, custom_text=True, vision_cfg=dict(
         timm_model_name="zootest_vitamin", timm_pool="", timm_proj="linear", image_size=64),
         text_cfg=TEXT),
+    # CLIPA-style: no ln_pre, average pool with ln_post after it; bidirectional text
+    # pooled at the last position.
+    "clipa": dict(embed_dim=24, vision_cfg=dict(
+        image_size=32, layers=2, width=32, patch_size=8, head_width=16, no_ln_pre=True,
+        pool_type="avg", final_ln_after_pool=True),
+        text_cfg=dict(TEXT, pool_type="last", no_causal_mask=True)),
+    # ViT-M-16-alt-style: layer scale in every residual branch.
+    "layer_scale": dict(embed_dim=24, vision_cfg=dict(
+        image_size=32, layers=2, width=32, patch_size=16, head_width=16, ls_init_value=1e-4),
+        text_cfg=TEXT),
     # MobileCLIP2-L-14-style: class token, pre-norm, the trunk's classifier as projection.
     "vit_clip": dict(embed_dim=24, custom_text=True, vision_cfg=dict(
         timm_model_name="zootest_vit_clip", timm_pool="token", timm_proj=None,
@@ -210,7 +224,7 @@ def test_family_matches_open_clip(tmp_path, family):
   d = str(tmp_path / family)
   ref = _make(d, cfg, seed=len(family))
   model = models.load(f"openclip:{d}")
-  assert model.provenance["architecture"].startswith("openclip-timm-")
+  assert model.provenance["architecture"].startswith(("openclip-timm-", "openclip-vit-"))
   size = model.preprocess.size
   assert size == cfg["vision_cfg"]["image_size"]
   x = H.images(3, size, seed=4)
@@ -259,7 +273,7 @@ def test_refused_family_message_names_reason_and_closest(tmp_path):
 
 @pytest.mark.parametrize("name", ["convnext_xxlarge", "convnext_large_d_320", "EVA02-L-14-336",
                                   "EVA02-E-14-plus", "EVA01-g-14", "ViTamin-XL-384",
-                                  "ViTamin-S",
+                                  "ViTamin-S", "ViT-bigG-14-CLIPA-336", "ViT-M-16-alt",
                                   "ViT-SO400M-14-SigLIP-384", "ViT-B-16-SigLIP2",
                                   "MobileCLIP2-L-14"])
 def test_full_size_tensor_names_and_shapes_match_open_clip(name):
@@ -267,8 +281,8 @@ def test_full_size_tensor_names_and_shapes_match_open_clip(name):
   with torch.device("meta"):
     ref = open_clip.create_model(name, pretrained=None, device="meta")
   want = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
-  cfg = openclip_timm.parse(cfg_json, quick_gelu=None, source=name)
-  got = openclip_timm.expected_tensors(cfg)
+  fam = openclip_timm if openclip_timm.handles(cfg_json) else openclip_vit
+  got = fam.expected_tensors(fam.parse(cfg_json, quick_gelu=None, source=name))
   assert got == {k: s for k, s in want.items() if not k.endswith("attn_mask")}
 
 
