@@ -22,6 +22,7 @@ IMPLEMENTED = (
     "timm SigLIP/SigLIP2 ViT trunk (map pooling) + OpenCLIP bidirectional text tower",
     "timm CLIP-style ViT trunk (token pooling, trunk classifier as projection)",
     "timm EVA-01/EVA-02 trunk (rotary embeddings, SwiGLU, sub-LN, post-norm) + CLIP text",
+    "timm Perception Encoder (PE-Core) trunk (2-D rotary 'xy' grid, attention pooling)",
     "timm ViTamin trunk (MBConv stages + GeGLU ViT) with linear head",
     "OpenCLIP ViT without ln_pre / average pooling / final LN after pool / layer scale "
     "(CLIPA, ViT-M-16-alt) + bidirectional last-token text",
@@ -32,7 +33,7 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
                       "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
                       "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
                       "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14", "ViTamin-B",
-                      "ViTamin-L-384", "ViT-H-14-CLIPA")
+                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336")
 
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
@@ -41,8 +42,6 @@ REASONS = {
                "these encoders in jaxbench yet",
     "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
                   "RepMixer): not implemented",
-    "pe-core": "Perception Encoder timm trunk (2-D rotary embeddings, attention-pool head): "
-               "not implemented",
     "swin": "Swin transformer timm trunk (shifted windows, relative position bias): "
             "not implemented",
     "timm-vit-other": "timm ViT variant with relative positions or layer scale without a "
@@ -56,8 +55,6 @@ _BY_FAMILY = {
                 "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
     "mobileclip": ("MobileCLIP2-B", "MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
                    "MobileCLIP2-S4", "MobileCLIP-B", "MobileCLIP-S1", "MobileCLIP-S2"),
-    "pe-core": ("PE-Core-B-16", "PE-Core-bigG-14-448", "PE-Core-L-14-336", "PE-Core-S-16-384",
-                "PE-Core-T-16-384"),
     "swin": ("swin_base_patch4_window7_224",),
     "timm-vit-other": ("vit_medium_patch16_gap_256", "vit_relpos_medium_patch16_cls_224"),
 }
@@ -76,7 +73,7 @@ def family(model_cfg: dict) -> Optional[str]:
     return "hf-text"
   timm = v.get("timm_model_name") or ""
   for prefix, fam in (("fastvit_mci", "mobileclip"),
-                      ("vit_base_mci", "mobileclip"), ("vit_pe_core", "pe-core"),
+                      ("vit_base_mci", "mobileclip"),
                       ("swin", "swin"), ("vit_relpos", "timm-vit-other"),
                       ("vit_medium_patch16_gap", "timm-vit-other")):
     if timm.startswith(prefix):

@@ -84,12 +84,19 @@ class EvaCfg:
   ref_feat_shape: Optional[tuple] = None
   post_norm: bool = False           # x + norm(f(x)) blocks (EVA-02-E)
   eps: float = 1e-6
-  global_pool: str = "token"
+  global_pool: str = "token"        # 'token' or 'map' (attention pooling, PE-Core)
   class_token: bool = True
+  attn_rope: bool = False           # timm AttentionRope: fused qkv Linear *with* bias (PE-Core)
+  pre_norm: bool = False            # norm_pre after the embeddings (patch conv then has no bias)
+  rope_offset: float = 0.0
+  rope_xy: bool = False             # meshgrid 'xy' indexing (PE-Core) instead of 'ij'
+  pool_heads: int = 8
+  pool_mlp_ratio: float = 4.0
 
-  @property
-  def pre_norm(self) -> bool:
-    return False
+  def pool_tower(self) -> clip.TowerConfig:
+    return clip.TowerConfig(width=self.width, layers=0, heads=self.pool_heads,
+                            mlp_dim=int(self.width * self.pool_mlp_ratio), act="gelu",
+                            eps=self.eps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +180,17 @@ def _register_defaults():
       register_trunk(f"{name}_{size}", "vitamin", stem_width=stem, conv_dims=dims,
                      conv_depths=(2, 4), width=width, depth=depth, heads=heads,
                      image_size=size, pos_embed=pos)
+  pe = dict(global_pool="map", attn_rope=True, pre_norm=True, rope=True, rope_xy=True, eps=1e-5)
+  for name, w, d, h, patch, size, ref in (
+      ("vit_pe_core_tiny_patch16_384", 192, 12, 3, 16, 384, 24),
+      ("vit_pe_core_small_patch16_384", 384, 12, 6, 16, 384, 24),
+      ("vit_pe_core_base_patch16_224", 768, 12, 12, 16, 224, 14),
+      ("vit_pe_core_large_patch14_336", 1024, 24, 16, 14, 336, 24)):
+    register_trunk(name, "eva", width=w, depth=d, heads=h, patch=patch, image_size=size,
+                   ref_feat_shape=(ref, ref), rope_offset=1.0, **pe)
+  register_trunk("vit_pe_core_gigantic_patch14_448", "eva", width=1536, depth=50, heads=16,
+                 patch=14, image_size=448, mlp_ratio=8960 / 1536, class_token=False,
+                 ref_feat_shape=(32, 32), **pe)
   register_trunk("vit_large_patch14_clip_224", "vit", width=1024, depth=24, heads=16, patch=14,
                  image_size=224, pre_norm=True, eps=1e-5)
 
@@ -275,16 +293,17 @@ def rope_table(cfg: EvaCfg) -> np.ndarray:
   """timm's ``RotaryEmbeddingCat`` table for the patch grid: (H*W, 2*head_dim), [sin | cos].
 
   Frequencies ``1 / 10000**(j / B)``, j < B = head_dim // 4, over index grids
-  rescaled to ``ref_feat_shape`` (EVA's fine-tune scheme), 'ij' order, each
+  (+ ``rope_offset``) rescaled to ``ref_feat_shape`` (EVA's fine-tune scheme), 'ij'
+  order ('xy' for PE-Core), each
   frequency repeated twice (interleaved rotation pairs).
   """
   g = cfg.image_size // cfg.patch
   nb = (cfg.width // cfg.heads) // 4
   bands = 1.0 / (10000.0 ** (np.arange(nb, dtype=np.float32) / np.float32(nb)))
-  t = np.arange(g, dtype=np.float32)
+  t = np.arange(g, dtype=np.float32) + np.float32(cfg.rope_offset)
   if cfg.ref_feat_shape is not None:
     t = t / np.float32(g) * np.float32(cfg.ref_feat_shape[0])
-  grid = np.stack(np.meshgrid(t, t, indexing="ij"), axis=-1)           # (g, g, 2)
+  grid = np.stack(np.meshgrid(t, t, indexing="xy" if cfg.rope_xy else "ij"), axis=-1)
   pos = (grid[..., None] * bands).reshape(g * g, 2 * nb)               # (g*g, 2*nb)
   sin = np.repeat(np.sin(pos), 2, axis=-1)
   cos = np.repeat(np.cos(pos), 2, axis=-1)
@@ -308,7 +327,9 @@ class EvaAttention(nn.Module):
     c = self.cfg
     n, l, d = x.shape
     h = c.heads
-    if c.qkv_fused:
+    if c.attn_rope:
+      q, k, v = jnp.split(nn.Dense(3 * d, name="qkv")(x), 3, axis=-1)
+    elif c.qkv_fused:
       qkv = nn.Dense(3 * d, use_bias=False, name="qkv")(x)
       qb = self.param("q_bias", nn.initializers.zeros, (d,))
       vb = self.param("v_bias", nn.initializers.zeros, (d,))
@@ -320,8 +341,9 @@ class EvaAttention(nn.Module):
       v = nn.Dense(d, name="v_proj")(x)
     q, k, v = (t.reshape(n, l, h, d // h) for t in (q, k, v))
     if rope is not None:              # not on the class token
-      q = jnp.concatenate([q[:, :1], _rotate(q[:, 1:], rope)], axis=1)
-      k = jnp.concatenate([k[:, :1], _rotate(k[:, 1:], rope)], axis=1)
+      npt = 1 if c.class_token else 0
+      q = jnp.concatenate([q[:, :npt], _rotate(q[:, npt:], rope)], axis=1)
+      k = jnp.concatenate([k[:, :npt], _rotate(k[:, npt:], rope)], axis=1)
     o = attention(q, k, v).reshape(n, l, d)
     if c.scale_attn_inner:
       o = nn.LayerNorm(epsilon=c.eps, name="norm", dtype=o.dtype)(o)
@@ -369,17 +391,24 @@ class Eva(nn.Module):
     if x.shape[1] != c.image_size or x.shape[2] != c.image_size:
       raise ValueError(f"this EVA takes {c.image_size}px inputs; got {x.shape[1:3]}")
     x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
-                name="patch_embed", dtype=x.dtype)(x)
+                use_bias=not c.pre_norm, name="patch_embed", dtype=x.dtype)(x)
     n = x.shape[0]
     x = x.reshape(n, -1, c.width)
-    cls = self.param("cls_token", nn.initializers.normal(1e-6), (c.width,))
-    x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (n, 1, c.width)), x], axis=1)
+    if c.class_token:
+      cls = self.param("cls_token", nn.initializers.normal(1e-6), (c.width,))
+      x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (n, 1, c.width)), x], axis=1)
     pos = self.param("pos_embed", nn.initializers.normal(0.02), (x.shape[1], c.width))
     x = x + pos.astype(x.dtype)
+    if c.pre_norm:
+      x = nn.LayerNorm(epsilon=c.eps, name="norm_pre", dtype=x.dtype)(x)
     rope = jnp.asarray(rope_table(c)) if c.rope else None
     for i in range(c.depth):
       x = EvaBlock(c, name=f"blocks_{i}")(x, rope)
-    x = nn.LayerNorm(epsilon=c.eps, name="norm", dtype=x.dtype)(x)[:, 0]
+    x = nn.LayerNorm(epsilon=c.eps, name="norm", dtype=x.dtype)(x)
+    if c.global_pool == "map":
+      x = siglip.MAPHead(c.pool_tower(), name="attn_pool")(x)
+    else:
+      x = x[:, 0]
     if self.num_classes:
       x = nn.Dense(self.num_classes, name="head")(x)
     return x
@@ -588,9 +617,13 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
   pool = v.get("timm_pool", "avg")
   proj = v.get("timm_proj", "linear")
   embed = int(model_cfg["embed_dim"])
-  if family == "eva" and (pool != "token" or proj not in (None, "", "none")):
+  if family == "eva" and (pool not in ("token", "map") or proj not in (None, "", "none")):
     raise layers.UnknownArchitecture(f"{source}: EVA trunk with timm_pool {pool!r} / timm_proj "
-                                     f"{proj!r}; implemented: 'token' with proj null or 'none'")
+                                     f"{proj!r}; implemented: 'token'/'map' with proj null/'none'")
+  if family == "eva" and pool != trunk.global_pool:
+    if pool == "map" or not trunk.class_token:
+      raise layers.UnknownArchitecture(f"{source}: EVA trunk {name} with timm_pool {pool!r}")
+    trunk = dataclasses.replace(trunk, global_pool=pool)
   if family == "eva":
     kind = "none" if proj == "none" else "trunk"
   elif proj in ("linear", "mlp"):
@@ -676,6 +709,8 @@ def _vit_src(path: tuple, shape: tuple, p: str) -> layers.Src:
 
 def _eva_src(path: tuple, shape: tuple, p: str) -> layers.Src:
   head = path[0]
+  if head == "attn_pool":                         # same head as timm's ViT
+    return _vit_src(path, shape, p)
   if head == "patch_embed":
     return layers.named_src(p + "patch_embed.proj", path[-1], shape)
   if head == "cls_token":

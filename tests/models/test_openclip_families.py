@@ -59,7 +59,7 @@ def test_every_open_clip_config_is_accepted_or_refused_with_its_reason():
   stale = sorted(set(openclip_refusals.REFUSED) - set(refused))
   assert not stale, f"listed as refused but accepted (or gone from open_clip): {stale}"
   # The scoreboard only moves up (55 were accepted before the timm trunks).
-  assert len(accepted) >= 114, (len(accepted), refused)
+  assert len(accepted) >= 119, (len(accepted), refused)
 
 
 # --- tiny trunks registered in timm and jaxbench ----------------------------------
@@ -91,6 +91,15 @@ def _register_timm():
         img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=4 * 2 / 3,
         qkv_fused=False, swiglu_mlp=True, scale_mlp=True, scale_attn_inner=True,
         use_rot_pos_emb=True, ref_feat_shape=(2, 2), global_pool="token"), **kw))
+
+  @register_model
+  def zootest_pe(pretrained=False, **kw):
+    return _create_eva("zootest_pe", pretrained=False, **dict(dict(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=4.0,
+        global_pool="map", attn_type="rope", use_pre_transformer_norm=True, use_rot_pos_emb=True,
+        ref_feat_shape=(3, 3), rope_grid_offset=1., rope_grid_indexing="xy",
+        attn_pool_num_heads=4, attn_pool_mlp_ratio=2.,
+        norm_layer=__import__("functools").partial(torch.nn.LayerNorm, eps=1e-5)), **kw))
 
   @register_model
   def zootest_eva_e(pretrained=False, **kw):
@@ -128,6 +137,10 @@ def _register_jaxbench():
                                image_size=32, mlp_ratio=4 * 2 / 3, qkv_fused=False, swiglu=True,
                                scale_mlp=True, scale_attn_inner=True, rope=True,
                                ref_feat_shape=(2, 2))
+  openclip_timm.register_trunk("zootest_pe", "eva", width=32, depth=2, heads=2, patch=8,
+                               image_size=32, global_pool="map", attn_rope=True, pre_norm=True,
+                               rope=True, rope_xy=True, rope_offset=1.0, ref_feat_shape=(3, 3),
+                               pool_heads=4, pool_mlp_ratio=2.0, eps=1e-5)
   openclip_timm.register_trunk("zootest_eva_e", "eva", width=32, depth=2, heads=2, patch=16,
                                image_size=32, mlp_ratio=3.0, post_norm=True)
   openclip_timm.register_trunk("zootest_vitamin", "vitamin", stem_width=8, conv_dims=(8, 16),
@@ -153,6 +166,11 @@ FAMILIES = {
     "eva02": dict(embed_dim=24, custom_text=True, vision_cfg=dict(
         timm_model_name="zootest_eva02", timm_model_pretrained=False, timm_pool="token",
         timm_proj=None, image_size=32), text_cfg=TEXT),
+    # PE-Core-style: norm_pre, AttentionRope (fused biased qkv), 'xy' rotary grid with offset,
+    # attention pooling with its own heads, the trunk's classifier as projection.
+    "pe_core": dict(embed_dim=24, custom_text=True, vision_cfg=dict(
+        timm_model_name="zootest_pe", timm_pool="map", timm_proj=None, image_size=32),
+        text_cfg=TEXT),
     # EVA02-E/EVA01-style: fused qkv with q/v biases, post-norm blocks, GELU MLP.
     "eva_e": dict(embed_dim=24, custom_text=True, vision_cfg=dict(
         timm_model_name="zootest_eva_e", timm_pool="token", timm_proj=None, image_size=32),
@@ -258,14 +276,14 @@ def test_mismatched_trunk_is_named(tmp_path):
 
 
 def test_refused_family_message_names_reason_and_closest(tmp_path):
-  d = str(tmp_path / "pe")
+  d = str(tmp_path / "mobileclip")
   os.makedirs(d)
   with open(os.path.join(d, openclip.CONFIG), "w") as f:
-    json.dump({"model_cfg": open_clip.get_model_config("PE-Core-B-16")}, f)
+    json.dump({"model_cfg": open_clip.get_model_config("MobileCLIP-S1")}, f)
   with pytest.raises(layers.UnknownArchitecture) as e:
     models.load(f"openclip:{d}")
   msg = str(e.value)
-  assert "vit_pe_core_base_patch16_224" in msg and "rotary" in msg
+  assert "fastvit_mci1" in msg and "RepMixer" in msg
   assert "Implemented families" in msg and "Closest supported config" in msg
 
 
@@ -273,6 +291,7 @@ def test_refused_family_message_names_reason_and_closest(tmp_path):
 
 @pytest.mark.parametrize("name", ["convnext_xxlarge", "convnext_large_d_320", "EVA02-L-14-336",
                                   "EVA02-E-14-plus", "EVA01-g-14", "ViTamin-XL-384",
+                                  "PE-Core-bigG-14-448", "PE-Core-T-16-384",
                                   "ViTamin-S", "ViT-bigG-14-CLIPA-336", "ViT-M-16-alt",
                                   "ViT-SO400M-14-SigLIP-384", "ViT-B-16-SigLIP2",
                                   "MobileCLIP2-L-14"])
@@ -293,8 +312,8 @@ def test_registered_trunk_table_matches_timm():
     if name.startswith("zootest"):
       continue
     with torch.device("meta"):         # EVA as OpenCLIP builds it: class-token pooling
-      m = timm.create_model(name, pretrained=False,
-                            **({"global_pool": "token"} if family == "eva" else {}))
+      m = timm.create_model(name, pretrained=False, **(
+          {"global_pool": "token"} if family == "eva" and c.global_pool == "token" else {}))
     if family == "convnext":
       assert tuple(len(s.blocks) for s in m.stages) == tuple(c.depths), name
       assert tuple(s.blocks[0].conv_dw.out_channels for s in m.stages) == tuple(c.dims), name
@@ -323,6 +342,14 @@ def test_registered_trunk_table_matches_timm():
       assert (m.rope is not None) == c.rope, name
       if c.rope:
         assert tuple(m.rope.ref_feat_shape) == tuple(c.ref_feat_shape), name
+        assert m.rope.grid_offset == c.rope_offset, name
+        assert m.rope.grid_indexing == ("xy" if c.rope_xy else "ij"), name
+      assert (type(b.attn).__name__ == "AttentionRope") == c.attn_rope, name
+      assert (not isinstance(m.norm_pre, torch.nn.Identity)) == c.pre_norm, name
+      assert (m.cls_token is not None) == c.class_token and m.global_pool == c.global_pool
+      if c.global_pool == "map":
+        assert m.attn_pool.num_heads == c.pool_heads, name
+        assert m.attn_pool.mlp.fc1.out_features == int(c.width * c.pool_mlp_ratio), name
       assert (type(b).__name__ == "EvaBlockPostNorm") == c.post_norm, name
       assert b.norm1.eps == c.eps and m.norm.eps == c.eps, name
       continue
