@@ -20,7 +20,8 @@ IMPLEMENTED = (
     "ModifiedResNet (RN50..RN50x64) + CLIP text",
     "timm ConvNeXt trunk (tiny..xxlarge, _w/_320/_d) with linear/mlp head",
     "timm SigLIP/SigLIP2 ViT trunk (map pooling) + OpenCLIP bidirectional text tower",
-    "timm CLIP-style ViT trunk (token pooling, trunk classifier as projection)",
+    "timm CLIP-style ViT trunk (token pooling, trunk classifier as projection; MobileCLIP-B's "
+    "conv-stem ViT)",
     "timm EVA-01/EVA-02 trunk (rotary embeddings, SwiGLU, sub-LN, post-norm) + CLIP text",
     "timm Perception Encoder (PE-Core) trunk (2-D rotary 'xy' grid, attention pooling)",
     "timm ViTamin trunk (MBConv stages + GeGLU ViT) with linear head",
@@ -33,7 +34,7 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
                       "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
                       "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
                       "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14", "ViTamin-B",
-                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336")
+                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B")
 
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
@@ -41,7 +42,7 @@ REASONS = {
     "hf-text": "Hugging Face text tower (RoBERTa/XLM-R/mT5/NLLB encoder): no Flax port of "
                "these encoders in jaxbench yet",
     "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
-                  "RepMixer): not implemented",
+                  "RepMixer): not implemented (MobileCLIP-B/MobileCLIP2-B's ViT is)",
     "swin": "Swin transformer timm trunk (shifted windows, relative position bias): "
             "not implemented",
     "timm-vit-other": "timm ViT variant with relative positions or layer scale without a "
@@ -53,8 +54,8 @@ _BY_FAMILY = {
     "hf-text": ("mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base",
                 "nllb-clip-base-siglip", "nllb-clip-large", "nllb-clip-large-siglip",
                 "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
-    "mobileclip": ("MobileCLIP2-B", "MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
-                   "MobileCLIP2-S4", "MobileCLIP-B", "MobileCLIP-S1", "MobileCLIP-S2"),
+    "mobileclip": ("MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
+                   "MobileCLIP2-S4", "MobileCLIP-S1", "MobileCLIP-S2"),
     "swin": ("swin_base_patch4_window7_224",),
     "timm-vit-other": ("vit_medium_patch16_gap_256", "vit_relpos_medium_patch16_cls_224"),
 }
@@ -72,9 +73,7 @@ def family(model_cfg: dict) -> Optional[str]:
   if t.get("hf_model_name"):
     return "hf-text"
   timm = v.get("timm_model_name") or ""
-  for prefix, fam in (("fastvit_mci", "mobileclip"),
-                      ("vit_base_mci", "mobileclip"),
-                      ("swin", "swin"), ("vit_relpos", "timm-vit-other"),
+  for prefix, fam in (("fastvit_mci", "mobileclip"), ("swin", "swin"), ("vit_relpos", "timm-vit-other"),
                       ("vit_medium_patch16_gap", "timm-vit-other")):
     if timm.startswith(prefix):
       return fam

@@ -61,6 +61,10 @@ class ViTCfg:
   act: str = "gelu"
   eps: float = 1e-6
   pre_norm: bool = False
+  # Hybrid conv stem instead of the patch conv (MobileCLIP's vit_base_mci_224): per conv
+  # (channels, kernel = stride); all but the last are bias-free + BatchNorm + GELU.
+  conv_stem: tuple = ()
+  no_embed_class: bool = False       # positions added to the patches only, before [CLS]
 
   def tower(self) -> clip.TowerConfig:
     return clip.TowerConfig(width=self.width, layers=self.depth, heads=self.heads,
@@ -191,6 +195,8 @@ def _register_defaults():
   register_trunk("vit_pe_core_gigantic_patch14_448", "eva", width=1536, depth=50, heads=16,
                  patch=14, image_size=448, mlp_ratio=8960 / 1536, class_token=False,
                  ref_feat_shape=(32, 32), **pe)
+  register_trunk("vit_base_mci_224", "vit", width=768, depth=12, heads=12, patch=16,
+                 image_size=224, conv_stem=((192, 4), (192, 2), (768, 2)), no_embed_class=True)
   register_trunk("vit_large_patch14_clip_224", "vit", width=1024, depth=24, heads=16, patch=14,
                  image_size=224, pre_norm=True, eps=1e-5)
 
@@ -259,16 +265,28 @@ class TimmViT(nn.Module):
     c = self.cfg
     if x.shape[1] != c.image_size or x.shape[2] != c.image_size:
       raise ValueError(f"this ViT takes {c.image_size}px inputs; got {x.shape[1:3]}")
-    # timm drops the patch-embedding bias when a pre-norm follows it (CLIP-style).
-    x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
-                use_bias=not c.pre_norm, name="patch_embed", dtype=x.dtype)(x)
+    if c.conv_stem:
+      for i, (ch, k) in enumerate(c.conv_stem):
+        last = i == len(c.conv_stem) - 1
+        x = nn.Conv(ch, (k, k), strides=(k, k), padding="VALID", use_bias=last,
+                    name=f"stem_{i}_conv", dtype=x.dtype)(x)
+        if not last:
+          x = _gelu(layers.BatchNorm(eps=1e-5, name=f"stem_{i}_bn")(x))
+    else:
+      # timm drops the patch-embedding bias when a pre-norm follows it (CLIP-style).
+      x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
+                  use_bias=not c.pre_norm, name="patch_embed", dtype=x.dtype)(x)
     n = x.shape[0]
     x = x.reshape(n, -1, c.width)
+    add_pos = lambda x: x + self.param("pos_embed", nn.initializers.normal(0.02),
+                                       (x.shape[1], c.width)).astype(x.dtype)
+    if c.no_embed_class:
+      x = add_pos(x)
     if c.class_token:
       cls = self.param("cls_token", nn.initializers.normal(1e-6), (c.width,))
       x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (n, 1, c.width)), x], axis=1)
-    pos = self.param("pos_embed", nn.initializers.normal(0.02), (x.shape[1], c.width))
-    x = x + pos.astype(x.dtype)
+    if not c.no_embed_class:
+      x = add_pos(x)
     ln = lambda name: nn.LayerNorm(epsilon=c.eps, name=name, dtype=x.dtype)
     if c.pre_norm:
       x = ln("norm_pre")(x)
@@ -685,6 +703,9 @@ def _encoder_src(rest: tuple, shape: tuple, prefix: str) -> layers.Src:
 
 def _vit_src(path: tuple, shape: tuple, p: str) -> layers.Src:
   head, leaf = path[0], path[-1]
+  if head.startswith("stem_"):                   # stem_1_bn -> patch_embed.backbone.1.bn
+    _, i, sub = head.split("_")
+    return layers.named_src(f"{p}patch_embed.backbone.{i}.{sub}", leaf, shape)
   if head == "patch_embed":
     return layers.named_src(p + "patch_embed.proj", leaf, shape)
   if head == "cls_token":
@@ -767,7 +788,8 @@ def params_from_openclip(tensors: dict, cfg: TimmClipCfg, source: str = ""):
                                jnp.zeros((1, cfg.text.context_length), jnp.int32))
   what = f"OpenCLIP timm {cfg.visual.family} trunk {cfg.visual.trunk_name!r} " \
          f"(head {cfg.visual.proj})"
-  ignore = lambda k: k.endswith("attn_mask") or k.endswith("position_ids")
+  ignore = lambda k: (k.endswith("attn_mask") or k.endswith("position_ids")
+                     or layers.bn_counter(k))
   # logit_scale/logit_bias are scalars in Flax and 0-d or (1,) tensors in OpenCLIP.
   for k in ("logit_scale", "logit_bias"):
     if k in tensors:
