@@ -95,6 +95,15 @@ NAMES = {
         "siglip2_so400m14_378": ("timm/ViT-SO400M-14-SigLIP2-378", "SigLIP2 So400m/14 @378"),
         # timm CLIP-style ViT (token pool, trunk classifier as projection):
         "mobileclip2_l14": ("timm/MobileCLIP2-L-14-OpenCLIP", "MobileCLIP2-L/14 (DFNDR-2B)"),
+        "mobileclip_b": ("apple/MobileCLIP-B-OpenCLIP", "MobileCLIP-B (DataCompDR)"),
+        "mobileclip2_b": ("timm/MobileCLIP2-B-OpenCLIP", "MobileCLIP2-B (DFNDR-2B)"),
+        # timm Perception Encoder trunks:
+        "pe_core_b16": ("timm/PE-Core-B-16", "PE-Core B/16"),
+        "pe_core_l14_336": ("timm/PE-Core-L-14-336", "PE-Core L/14 @336"),
+        "pe_core_bigg14_448": ("timm/PE-Core-bigG-14-448", "PE-Core bigG/14 @448"),
+        # OpenCLIP ViT variants (CLIPA: average pooling, BERT-tokenised text):
+        "clipa_vit_h14_336": ("UCSC-VLAA/ViT-H-14-CLIPA-336-datacomp1B",
+                              "CLIPA ViT-H/14 @336, DataComp-1B"),
         # timm EVA-02 trunks with CLIP's text tower:
         "eva02_b16": ("timm/eva02_base_patch16_clip_224.merged2b_s8b_b131k", "EVA02-B/16"),
         "eva02_l14": ("timm/eva02_large_patch14_clip_224.merged2b_s4b_b131k", "EVA02-L/14"),

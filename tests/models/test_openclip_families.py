@@ -464,6 +464,12 @@ REGISTRY = {  # jaxbench name -> open_clip (config, pretrained tag)
     "siglip2_so400m14": ("ViT-SO400M-14-SigLIP2", "webli"),
     "siglip2_so400m14_378": ("ViT-SO400M-14-SigLIP2-378", "webli"),
     "mobileclip2_l14": ("MobileCLIP2-L-14", "dfndr2b"),
+    "mobileclip_b": ("MobileCLIP-B", "datacompdr"),
+    "mobileclip2_b": ("MobileCLIP2-B", "dfndr2b"),
+    "pe_core_b16": ("PE-Core-B-16", "meta"),
+    "pe_core_l14_336": ("PE-Core-L-14-336", "meta"),
+    "pe_core_bigg14_448": ("PE-Core-bigG-14-448", "meta"),
+    "clipa_vit_h14_336": ("ViT-H-14-CLIPA-336", "datacomp1b"),
     "eva02_b16": ("EVA02-B-16", "merged2b_s8b_b131k"),
     "eva02_l14": ("EVA02-L-14", "merged2b_s4b_b131k"),
     "eva02_l14_336": ("EVA02-L-14-336", "merged2b_s6b_b61k"),
@@ -482,3 +488,23 @@ def test_registry_name_points_at_open_clips_repo_for_an_accepted_config(name):
   assert ref == f"openclip:{hub_id}"
   assert kwargs.get("quick_gelu", False) == arch.endswith("quickgelu")
   _accepts(open_clip.get_model_config(arch), arch)
+
+
+def test_clipa_bert_tokenizer_conventions_match_open_clip(tmp_path):
+  """CLIPA's text_cfg (bert-base-uncased, strip_sep_token): SEP ids zeroed as open_clip does,
+  on a WordPiece tokenizer built here from the prompts' words (BERT's files cannot be fetched)."""
+  from open_clip.tokenizer import HFTokenizer
+  from transformers import BertTokenizerFast
+  texts = _prompts(300) + ["A photo of a DOG!!", "&amp; caf\u00e9"]
+  words = sorted({w for t in texts for w in openclip_text.CLEAN["lower"](t).split()})
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words[:-30]))
+  d = str(tmp_path / "bert")
+  BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(d)
+  cfg = open_clip.get_model_config("ViT-L-14-CLIPA")["text_cfg"]
+  tok = openclip_timm.tokenizer_for(d, dict(cfg, hf_tokenizer_name="bert-base-uncased"), 16,
+                                    files=os.listdir(d))
+  got = tok(texts)
+  want = HFTokenizer(d, context_length=16, **cfg["tokenizer_kwargs"])(texts).numpy()
+  np.testing.assert_array_equal(got, want)
+  assert not (got == 3).any() and (got == 1).any()     # SEP stripped; unknown words -> [UNK]
