@@ -11,9 +11,12 @@ implemented:
 * ModifiedResNet (``vision_cfg.layers`` four ints): :mod:`jaxbench.models.clip_resnet`
   with CLIP's text tower (:class:`ClipResNet`).
 
-Options OpenCLIP offers beyond these (timm or HF towers, layer scale, attentional
-pooling, SigLIP-style heads) are refused with a message naming them, never
-silently ignored. ``quick_gelu`` comes from the config or the spec
+Other layouts are dispatched from :func:`load`: timm image towers (ConvNeXt,
+SigLIP/CLIP-style ViTs, EVA, PE-Core, ViTamin) to :mod:`openclip_timm`, ViT options
+(CLIPA's pooling, layer scale, bidirectional text) to :mod:`openclip_vit`; families
+not built (CoCa, HF text towers, FastViT, Swin, ...) are refused with the reason
+from :mod:`openclip_refusals`. Anything else unknown is refused with a message
+naming it, never silently ignored. ``quick_gelu`` comes from the config or the spec
 (``openclip:timm/resnet50_clip.openai(quick_gelu=True)``): OpenAI's weights need
 it, and not every hub config records it.
 

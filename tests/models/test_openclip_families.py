@@ -307,11 +307,9 @@ def test_refused_family_message_names_reason_and_closest(tmp_path):
 # --- full-size towers: names and shapes on the meta device ------------------------
 
 @pytest.mark.parametrize("name", ["convnext_xxlarge", "convnext_large_d_320", "EVA02-L-14-336",
-                                  "EVA02-E-14-plus", "EVA01-g-14", "ViTamin-XL-384",
-                                  "PE-Core-bigG-14-448", "PE-Core-T-16-384", "MobileCLIP2-B",
-                                  "ViTamin-S", "ViT-bigG-14-CLIPA-336", "ViT-M-16-alt",
-                                  "ViT-SO400M-14-SigLIP-384", "ViT-B-16-SigLIP2",
-                                  "MobileCLIP2-L-14"])
+                                  "EVA02-E-14-plus", "ViTamin-XL-384", "PE-Core-bigG-14-448",
+                                  "MobileCLIP2-B", "ViT-bigG-14-CLIPA-336",
+                                  "ViT-SO400M-14-SigLIP-384", "MobileCLIP2-L-14"])
 def test_full_size_tensor_names_and_shapes_match_open_clip(name):
   cfg_json = open_clip.get_model_config(name)
   with torch.device("meta"):
