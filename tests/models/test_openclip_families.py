@@ -506,3 +506,39 @@ def test_clipa_bert_tokenizer_conventions_match_open_clip(tmp_path):
   want = HFTokenizer(d, context_length=16, **cfg["tokenizer_kwargs"])(texts).numpy()
   np.testing.assert_array_equal(got, want)
   assert not (got == 3).any() and (got == 1).any()     # SEP stripped; unknown words -> [UNK]
+
+
+def test_siglip_style_model_zero_shot_head_and_bf16(tmp_path):
+  """End to end through the zero-shot head: a SigLIP-style checkpoint (sigmoid score, logit
+  bias, bidirectional text padded with the pad id) classifies like open_clip on the same
+  weights; bfloat16 stays close to fp32."""
+  from jaxbench.zeroshot import head as head_lib
+  from open_clip.tokenizer import HFTokenizer
+  d = str(tmp_path / "siglip")
+  names = ["tench", "goldfish", "great white shark", "hammerhead shark"]
+  temps = ["a photo of a {}.", "a bad photo of the {}."]
+  cfg = dict(FAMILIES["siglip"], text_cfg=dict(SIGLIP_TEXT, vocab_size=64,
+                                               hf_tokenizer_name="unused/offline",
+                                               tokenizer_kwargs={"clean": "canonicalize"}))
+  ref = _make(d, cfg, seed=9)
+  prompts = [t.format(n) for n in names for t in temps]
+  assert _word_level_tokenizer(d, prompts) <= 64
+  model = models.load(f"openclip:{d}")
+  head = head_lib.build_head(model, names, temps)
+  clf = model.with_head(head)
+  x = H.images(4, 32, seed=5)
+  logits = np.asarray(jax.jit(clf.apply)(clf.params, x))
+  # open_clip: mean of normalised prompt embeddings per class, renormalised; sigmoid logits.
+  tok = HFTokenizer(d, context_length=16, clean="canonicalize")
+  with torch.no_grad():
+    zt = ref.encode_text(tok(prompts), normalize=True).reshape(len(names), len(temps), -1)
+    w = torch.nn.functional.normalize(zt.mean(1), dim=-1)
+    zi = ref.encode_image(H.to_nchw(x, model.preprocess.mean, model.preprocess.std),
+                          normalize=True)
+    want = (zi @ w.T * ref.logit_scale.exp() + ref.logit_bias).numpy()
+  assert model.score == "sigmoid"
+  np.testing.assert_allclose(logits, want, atol=1e-3 * np.abs(want).max())
+  bf16 = models.load(f"openclip:{d}(precision='bfloat16')")
+  zb = np.asarray(jax.jit(bf16.encode_image)(bf16.params, x), np.float32)
+  z32 = np.asarray(jax.jit(model.encode_image)(model.params, x))
+  assert H.max_abs(zb, z32) < 5e-2 * np.abs(z32).max()
