@@ -9,8 +9,15 @@ classifier sized to ``embed_dim``). Implemented trunk families:
   depthwise 7x7 conv -> LayerNorm -> MLP -> layer scale, LayerNorm+2x2/2 conv
   downsampling, head LayerNorm after global average pooling);
 * ``vit``: timm's VisionTransformer in the variants OpenCLIP uses: SigLIP/SigLIP2
-  (no class token, learned positions, attention-pooling 'map' head) and CLIP-style
-  (class token, pre-norm, token pool, e.g. MobileCLIP2-L-14).
+  (no class token, learned positions, attention-pooling 'map' head), CLIP-style
+  (class token, pre-norm, token pool, e.g. MobileCLIP2-L-14) and MobileCLIP-B's
+  conv-stem ViT (BatchNorm stem, positions added before the class token);
+* ``eva``: timm's Eva: EVA-01 (fused qkv with q/v biases), EVA-02 (2-D rotary
+  embeddings, SwiGLU with sub-LN, LN before the attention projection), EVA-02-E
+  (post-norm blocks) and PE-Core (``AttentionRope``, 'xy' rotary grid with an
+  offset, norm_pre, attention pooling);
+* ``vitamin``: timm's ViTamin (MBConv stages with LayerNorm2d, strided conv to
+  tokens, GeGLU ViT blocks, average pool + fc_norm).
 
 A trunk's hyper-parameters are timm's constructor arguments for its registered
 name (:data:`TRUNKS`), so jaxbench needs neither torch nor timm to load one;
