@@ -3,7 +3,9 @@
   python -m jaxbench.bench models [--batch 32] [--models rn50,vit_b16] [--repeats 3]
 
 * ``rn50``: CLIP's ModifiedResNet-50 image tower (224 px) — ours vs open_clip's;
-* ``vit_b16``: ViT-B/16 classifier (224 px) — ours vs timm's ``vit_base_patch16_224``.
+* ``vit_b16``: ViT-B/16 classifier (224 px) — ours vs timm's ``vit_base_patch16_224``;
+* ``eva02_b16``, ``convnext_base``, ``siglip_b16``: OpenCLIP image towers on timm trunks
+  (EVA02-B-16, convnext_base, ViT-B-16-SigLIP; 224 px) — ours vs open_clip's.
 
 Both run random weights in fp32 at the same batch, images/s side by side with
 the ratio (ours / reference; the target is >= 1). Our weights are converted
@@ -47,8 +49,30 @@ def _vit_b16():
   return ref, vit.ViT(cfg), vit.timm_src(cfg), 224
 
 
+def _openclip_timm(arch: str):
+  """open_clip's image tower of config ``arch`` (timm trunk) and ours, same name map."""
+  def build():
+    import open_clip
+    from jaxbench.models import openclip_timm
+    ref = open_clip.create_model(arch, pretrained=None).visual.eval()
+    cfg = openclip_timm.parse(open_clip.get_model_config(arch), quick_gelu=None, source=arch)
+    full = openclip_timm.make_src(cfg)
+
+    def src(path, shape):            # our visual/... leaves -> the tower's own state dict
+      s = full(("visual",) + tuple(path), shape)
+      return layers.Src(s.key[len("visual."):], s.fwd, s.want)
+    size = cfg.image_size
+    return ref, openclip_timm.TimmVisual(cfg.visual), src, size
+  return build
+
+
 BUILDERS = {"rn50": ("CLIP RN50 image tower", "open_clip", _rn50),
-            "vit_b16": ("ViT-B/16 classifier", "timm", _vit_b16)}
+            "vit_b16": ("ViT-B/16 classifier", "timm", _vit_b16),
+            "eva02_b16": ("EVA02-B-16 image tower", "open_clip", _openclip_timm("EVA02-B-16")),
+            "convnext_base": ("ConvNeXt-Base image tower", "open_clip",
+                              _openclip_timm("convnext_base")),
+            "siglip_b16": ("ViT-B-16-SigLIP image tower", "open_clip",
+                           _openclip_timm("ViT-B-16-SigLIP"))}
 
 
 def run_one(name: str, batch: int, min_seconds: float, repeats: int = 3) -> dict:

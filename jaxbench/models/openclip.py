@@ -11,9 +11,12 @@ implemented:
 * ModifiedResNet (``vision_cfg.layers`` four ints): :mod:`jaxbench.models.clip_resnet`
   with CLIP's text tower (:class:`ClipResNet`).
 
-Options OpenCLIP offers beyond these (timm or HF towers, layer scale, attentional
-pooling, SigLIP-style heads) are refused with a message naming them, never
-silently ignored. ``quick_gelu`` comes from the config or the spec
+Other layouts are dispatched from :func:`load`: timm image towers (ConvNeXt,
+SigLIP/CLIP-style ViTs, EVA, PE-Core, ViTamin) to :mod:`openclip_timm`, ViT options
+(CLIPA's pooling, layer scale, bidirectional text) to :mod:`openclip_vit`; families
+not built (CoCa, HF text towers, FastViT, Swin, ...) are refused with the reason
+from :mod:`openclip_refusals`. Anything else unknown is refused with a message
+naming it, never silently ignored. ``quick_gelu`` comes from the config or the spec
 (``openclip:timm/resnet50_clip.openai(quick_gelu=True)``): OpenAI's weights need
 it, and not every hub config records it.
 
@@ -31,7 +34,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import api, clip, hub, layers
+from jaxbench.models import (api, clip, hub, layers, openclip_refusals, openclip_timm,
+                             openclip_vit)
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 
 CONFIG = "open_clip_config.json"
@@ -97,6 +101,7 @@ def parse_config(model_cfg: dict, *, quick_gelu: Optional[bool] = None,
   Raises:
     UnknownArchitecture: options outside what is implemented, named.
   """
+  openclip_refusals.check(model_cfg, source)     # refused families: named, with the reason
   top_unknown = sorted(set(model_cfg) - _TOP_KNOWN)
   if top_unknown or model_cfg.get("custom_text"):
     raise layers.UnknownArchitecture(
@@ -333,6 +338,13 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
   if "model_cfg" not in config:
     raise ValueError(f"{files[CONFIG]} has no 'model_cfg' (keys: {sorted(config)})")
   model_cfg = config["model_cfg"]
+  openclip_refusals.check(model_cfg, ref)
+  if openclip_timm.handles(model_cfg):           # timm image towers: their own module
+    return openclip_timm.load(ref, config, files, revision=revision, spec=spec,
+                              precision=precision, quick_gelu=quick_gelu)
+  if openclip_vit.handles(model_cfg):            # ViT options (CLIPA, layer scale)
+    return openclip_timm.load(ref, config, files, revision=revision, spec=spec,
+                              precision=precision, quick_gelu=quick_gelu, family=openclip_vit)
   ocs = parse_config(model_cfg, quick_gelu=quick_gelu, source=ref)
   names = layers.safetensors_files(ref, revision, [WEIGHTS], PICKLES, layout="OpenCLIP")
   files.update(hub.resolve(ref, names, revision=revision))

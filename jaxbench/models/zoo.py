@@ -59,6 +59,61 @@ NAMES = {
     "hf_vit_b16": ("hf:google/vit-base-patch16-224", "ViT-B/16, Google (transformers)"),
     "hf_resnet50": ("hf:microsoft/resnet-50", "ResNet-50 v1.5, Microsoft (transformers)"),
     "siglip_b16": ("hf:google/siglip-base-patch16-224", "SigLIP B/16 @224 (sigmoid head)"),
+    **{name: (f"openclip:{repo}", what) for name, (repo, what) in {
+        # OpenCLIP-layout repos of open_clip's pretrained tags (hf_hub of
+        # open_clip.get_pretrained_cfg). OpenCLIP ViT towers:
+        "openclip_vit_h14_laion2b": ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+                                     "OpenCLIP ViT-H/14, LAION-2B"),
+        "openclip_vit_bigg14_laion2b": ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
+                                        "OpenCLIP ViT-bigG/14, LAION-2B"),
+        "dfn2b_vit_l14": ("apple/DFN2B-CLIP-ViT-L-14(quick_gelu=True)", "DFN-2B ViT-L/14"),
+        "dfn5b_vit_h14": ("apple/DFN5B-CLIP-ViT-H-14(quick_gelu=True)", "DFN-5B ViT-H/14"),
+        "dfn5b_vit_h14_378": ("apple/DFN5B-CLIP-ViT-H-14-378(quick_gelu=True)",
+                              "DFN-5B ViT-H/14 @378"),
+        "metaclip_vit_l14": ("timm/vit_large_patch14_clip_224.metaclip_2pt5b(quick_gelu=True)",
+                             "MetaCLIP 2.5B ViT-L/14"),
+        "metaclip_vit_h14": ("timm/vit_huge_patch14_clip_224.metaclip_2pt5b(quick_gelu=True)",
+                             "MetaCLIP 2.5B ViT-H/14"),
+        # timm ConvNeXt trunks:
+        "convnext_base_laion400m": ("laion/CLIP-convnext_base-laion400M-s13B-b51K",
+                                    "OpenCLIP ConvNeXt-Base, LAION-400M"),
+        "convnext_base_w_laion2b": ("laion/CLIP-convnext_base_w-laion2B-s13B-b82K-augreg",
+                                    "OpenCLIP ConvNeXt-Base (wide), LAION-2B augreg"),
+        "convnext_large_d_320_laion2b": (
+            "laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup",
+            "OpenCLIP ConvNeXt-Large (d, 320px), LAION-2B soup"),
+        "convnext_xxlarge_laion2b": ("laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup",
+                                     "OpenCLIP ConvNeXt-XXLarge, LAION-2B soup"),
+        # timm SigLIP/SigLIP2 ViTs with OpenCLIP's text tower (sigmoid scoring):
+        "openclip_siglip_b16": ("timm/ViT-B-16-SigLIP", "SigLIP B/16 @224 (OpenCLIP layout)"),
+        "openclip_siglip_l16_384": ("timm/ViT-L-16-SigLIP-384", "SigLIP L/16 @384"),
+        "openclip_siglip_so400m14_384": ("timm/ViT-SO400M-14-SigLIP-384",
+                                         "SigLIP So400m/14 @384"),
+        "siglip2_b16": ("timm/ViT-B-16-SigLIP2", "SigLIP2 B/16 @224"),
+        "siglip2_l16_256": ("timm/ViT-L-16-SigLIP2-256", "SigLIP2 L/16 @256"),
+        "siglip2_so400m14": ("timm/ViT-SO400M-14-SigLIP2", "SigLIP2 So400m/14 @224"),
+        "siglip2_so400m14_378": ("timm/ViT-SO400M-14-SigLIP2-378", "SigLIP2 So400m/14 @378"),
+        # timm CLIP-style ViT (token pool, trunk classifier as projection):
+        "mobileclip2_l14": ("timm/MobileCLIP2-L-14-OpenCLIP", "MobileCLIP2-L/14 (DFNDR-2B)"),
+        "mobileclip_b": ("apple/MobileCLIP-B-OpenCLIP", "MobileCLIP-B (DataCompDR)"),
+        "mobileclip2_b": ("timm/MobileCLIP2-B-OpenCLIP", "MobileCLIP2-B (DFNDR-2B)"),
+        # timm Perception Encoder trunks:
+        "pe_core_b16": ("timm/PE-Core-B-16", "PE-Core B/16"),
+        "pe_core_l14_336": ("timm/PE-Core-L-14-336", "PE-Core L/14 @336"),
+        "pe_core_bigg14_448": ("timm/PE-Core-bigG-14-448", "PE-Core bigG/14 @448"),
+        # OpenCLIP ViT variants (CLIPA: average pooling, BERT-tokenised text):
+        "clipa_vit_h14_336": ("UCSC-VLAA/ViT-H-14-CLIPA-336-datacomp1B",
+                              "CLIPA ViT-H/14 @336, DataComp-1B"),
+        # timm EVA-02 trunks with CLIP's text tower:
+        "eva02_b16": ("timm/eva02_base_patch16_clip_224.merged2b_s8b_b131k", "EVA02-B/16"),
+        "eva02_l14": ("timm/eva02_large_patch14_clip_224.merged2b_s4b_b131k", "EVA02-L/14"),
+        "eva02_l14_336": ("timm/eva02_large_patch14_clip_336.merged2b_s6b_b61k",
+                          "EVA02-L/14 @336"),
+        "eva02_e14": ("timm/eva02_enormous_patch14_clip_224.laion2b_s4b_b115k",
+                      "EVA02-E/14, LAION-2B"),
+        "eva02_e14_plus": ("timm/eva02_enormous_patch14_plus_clip_224.laion2b_s9b_b144k",
+                           "EVA02-E/14+, LAION-2B"),
+    }.items()},
 }
 
 # RoZ's models (protocol §2): six CLIP backbones and the supervised baselines.
