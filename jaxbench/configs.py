@@ -124,6 +124,8 @@ def base(suite: str, *, models=("clip_vit_b32",), datasets=("imagenet",),
   c.num_workers = 8            # grain reader threads per process
   c.decode_processes = 0       # >0: decode in this many worker processes (grain mp_prefetch)
   c.prepared_cache = ""        # dir of decoded+cropped pixels (jaxbench.data.prepared); '' off
+  c.jpeg_draft = False         # opt-in faster JPEG decoding at reduced DCT scale: NOT
+                               # pixel-exact; recorded in each row's provenance
   c.precision = "float32"
   c.max_examples = -1
   c.report = False

@@ -44,6 +44,7 @@ KNOWN_KEYS = {
     "batch_size", "mesh", "checkpoint_every", "precision", "max_examples", "report",
     "num_workers", "log_every", "param_sharding", "workdir_policy", "data_root", "tfds_dir",
     "dataset_transforms", "prepared_cache", "decode_processes", "on_data_change",
+    "jpeg_draft",
 }
 # Config keys that may change between runs on one workdir (they do not change results).
 VOLATILE_KEYS = {"batch_size", "mesh", "checkpoint_every", "num_workers", "log_every",
@@ -88,7 +89,9 @@ def provenance(config, mesh) -> dict:
           "flax": flax.__version__, "python": platform.python_version(),
           "device_kind": devices[0].device_kind, "device_count": len(devices),
           "process_count": jax.process_count(), "mesh": dict(mesh.shape),
-          "seed": int(config.seed)}
+          "seed": int(config.seed),
+          # decode mode: "exact" (default) or "jpeg_draft" (reduced DCT, not pixel-exact)
+          "decode": "jpeg_draft" if _get(config, "jpeg_draft", False) else "exact"}
 
 
 # --- config --------------------------------------------------------------------
@@ -367,7 +370,10 @@ def pass_id_for(ps: PassSpec, config) -> str:
   opts = json.dumps({"zs": dict(_get(config, "zeroshot", {}) or {}),
                      "pp": _get(config, "preprocess", ""),
                      "prec": _get(config, "precision", "float32"), "seed": int(config.seed),
-                     "max": int(_get(config, "max_examples", -1))}, sort_keys=True)
+                     "max": int(_get(config, "max_examples", -1)),
+                     # only when on, so existing pass ids stay as they were
+                     **({"draft": True} if _get(config, "jpeg_draft", False) else {})},
+                    sort_keys=True)
   return store_lib.pass_id(registry.canonical(ps.model), ps.dataset, ps.transform, opts)
 
 
@@ -401,6 +407,12 @@ def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
   by the grain pipeline. Both give identical batches."""
   threads = int(_get(config, "num_workers", 8))
   cache = str(_get(config, "prepared_cache", "") or "")
+  # Opt-in reduced-DCT JPEG decoding: to at least the resize target, never cached.
+  draft = int(preprocess.resize) if _get(config, "jpeg_draft", False) else None
+  if draft and cache:
+    logging.info("%s: jpeg_draft decoding is not cached; prepared cache not used",
+                 evalset.name)
+    cache = ""
   if cache and host_shift is None:
     from jaxbench.data import prepared
     entry = prepared.get_or_build(cache, evalset, preprocess, num_threads=threads)
@@ -412,7 +424,8 @@ def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
                  evalset.name)
   return pipeline.batches(evalset, preprocess, the_plan, seed=int(config.seed),
                           host_shift=host_shift, num_threads=threads,
-                          num_processes=int(_get(config, "decode_processes", 0)))
+                          num_processes=int(_get(config, "decode_processes", 0)),
+                          draft=draft)
 
 
 class DataChanged(ValueError):

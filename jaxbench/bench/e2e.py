@@ -34,7 +34,8 @@ flatter the second-half figure when ``--images`` is not many times
 ``--batch`` x ``--workers``; the whole-loop figure includes compilation.
 
 ``--input_only`` times the input path without a model: the grain decode path
-with 1 and 2 reader threads (and ``--workers`` threads), the decode path in
+with 1 and 2 reader threads (and ``--workers`` threads), 1 thread with the opt-in
+``jpeg_draft`` decoding, the decode path in
 1 and 2 worker processes when available, the prepared-cache fill, and the
 cached reader.
 """
@@ -320,6 +321,9 @@ def input_only(data_dir: str, cache_root: str) -> dict:
   for threads in sorted({1, 2, FLAGS.workers}):
     timed(f"decode_{threads}_threads",
           lambda: pipeline.batches(es, pp, plan, num_threads=threads))
+  # Opt-in config.jpeg_draft (reduced-DCT decoding, not pixel-exact), 1 thread.
+  timed("decode_jpeg_draft_1_thread",
+        lambda: pipeline.batches(es, pp, plan, num_threads=1, draft=pp.resize))
   if "num_processes" in pipeline.batches.__code__.co_varnames:
     for procs in sorted({1, 2, FLAGS.workers}):
       timed(f"decode_{procs}_processes",

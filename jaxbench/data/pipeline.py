@@ -44,13 +44,14 @@ def example_uid(example_id: str) -> int:
   return zlib.crc32(example_id.encode("utf-8")) & 0xFFFFFFFF
 
 
-def decode(image_bytes: bytes, name: Optional[str] = None) -> Image.Image:
+def decode(image_bytes: bytes, name: Optional[str] = None,
+           draft: Optional[int] = None) -> Image.Image:
   """Decodes any PIL-readable image to RGB (:func:`jaxbench.data.decode.decode`).
 
   Raises:
     DecodeError: corrupt, truncated or empty data, or no defined 8-bit scale.
   """
-  return decode_lib.decode(image_bytes, name)
+  return decode_lib.decode(image_bytes, name, draft)
 
 
 def resize_crop(img: Image.Image, pp: Preprocess) -> np.ndarray:
@@ -85,10 +86,14 @@ def resize_crop(img: Image.Image, pp: Preprocess) -> np.ndarray:
   return np.asarray(img.crop((left, top, left + s, top + s)), dtype=np.uint8)
 
 
-def record_image(record: dict, pre_transform: Optional[Callable] = None) -> Image.Image:
-  """A record's image as RGB PIL, after the set's ``pre_transform`` (raises if undecodable)."""
+def record_image(record: dict, pre_transform: Optional[Callable] = None,
+                 draft: Optional[int] = None) -> Image.Image:
+  """A record's image as RGB PIL, after the set's ``pre_transform`` (raises if undecodable).
+
+  ``draft``: opt-in reduced-DCT JPEG decoding (:func:`jaxbench.data.decode.open_image`).
+  """
   if "image_bytes" in record:
-    img = decode(record["image_bytes"], str(record["id"]) if "id" in record else None)
+    img = decode(record["image_bytes"], str(record["id"]) if "id" in record else None, draft)
   else:
     arr = np.asarray(record["image"])
     if arr.ndim == 2:
@@ -138,8 +143,9 @@ class LoadExample(grain.transforms.Map):
   """index -> {'image' uint8 (S,S,3), 'label', 'index', 'uid', 'mask', 'bad'[, 'labels']}."""
 
   def __init__(self, evalset: EvalSet, preprocess: Preprocess, *, seed: int = 0,
-               host_shift: Optional[Callable] = None):
+               host_shift: Optional[Callable] = None, draft: Optional[int] = None):
     self.evalset = evalset
+    self.draft = draft
     self.pp = preprocess
     self.seed = seed
     self.host_shift = host_shift
@@ -163,7 +169,7 @@ class LoadExample(grain.transforms.Map):
     return out
 
   def load_image(self, record: dict, rng: Optional[np.random.Generator]) -> np.ndarray:
-    img = record_image(record, self.evalset.pre_transform)
+    img = record_image(record, self.evalset.pre_transform, self.draft)
     if self.stage == "raw":
       img = Image.fromarray(np.asarray(self.host_shift(np.asarray(img), rng), np.uint8))
     out = resize_crop(img, self.pp)
@@ -207,7 +213,8 @@ def describe_error(evalset: EvalSet, index: int) -> str:
 
 def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
             start_batch: int = 0, seed: int = 0, host_shift=None,
-            num_threads: int = 8, prefetch: int = 4, num_processes: int = 0):
+            num_threads: int = 8, prefetch: int = 4, num_processes: int = 0,
+            draft: Optional[int] = None):
   """Iterator over local batches (dicts of NumPy arrays) from ``start_batch`` on.
 
   Args:
@@ -215,9 +222,11 @@ def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
     num_processes: 0 decodes in this process's threads; N > 0 decodes in N worker
       processes (grain's ``mp_prefetch``: spawned, so each imports jaxbench once;
       batch b is made by worker b % N and the order is kept). Outputs are the same.
+    draft: opt-in reduced-DCT JPEG decoding to >= ``draft`` pixels a side
+      (``config.jpeg_draft``); None (default) decodes at full size.
   """
   ds = grain.MapDataset.source(the_plan.indices).map(
-      LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift))
+      LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift, draft=draft))
   ds = ds.batch(the_plan.local_batch, drop_remainder=False)
   ds = ds.slice(slice(start_batch, None))
   if num_processes > 0:

@@ -1,0 +1,76 @@
+"""Opt-in reduced-DCT JPEG decoding (config.jpeg_draft): off by default, recorded when on."""
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from jaxbench import runner
+from jaxbench.data import pipeline
+from jaxbench.data.evalset import EvalSet
+from jaxbench.models.api import Preprocess
+
+
+def _photo(w=512, h=384, seed=0) -> bytes:
+  rng = np.random.default_rng(seed)
+  small = rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(small).resize((w, h), Image.BICUBIC).save(buf, "JPEG", quality=90)
+  return buf.getvalue()
+
+
+class _Records:
+  def __init__(self, records):
+    self.records = records
+
+  def __len__(self):
+    return len(self.records)
+
+  def __getitem__(self, i):
+    return self.records[i]
+
+
+def test_draft_decodes_at_reduced_scale_and_only_when_asked():
+  data = _photo()
+  pp = Preprocess(size=32, resize=32)
+  # PIL's own draft path by hand: scale 1/8 keeps both sides >= 32 (512x384 -> 64x48).
+  ref = Image.open(io.BytesIO(data))
+  ref.draft("RGB", (32, 32))
+  assert ref.size == (64, 48)
+  ref_out = pipeline.resize_crop(ref.convert("RGB"), pp)
+  exact_out = pipeline.resize_crop(Image.open(io.BytesIO(data)).convert("RGB"), pp)
+  assert not np.array_equal(ref_out, exact_out)   # draft really differs from exact
+
+  assert pipeline.decode(data, draft=32).size == (64, 48)
+  assert pipeline.decode(data).size == (512, 384)   # default: full decode
+  es = EvalSet("t", _Records([{"id": "a.jpg", "label": 0, "image_bytes": data}]), 1)
+  drafted = pipeline.LoadExample(es, pp, draft=32).map(0)
+  np.testing.assert_array_equal(drafted["image"], ref_out)
+  np.testing.assert_array_equal(pipeline.LoadExample(es, pp).map(0)["image"], exact_out)
+  # Non-JPEG files ignore draft (PNG has no DCT).
+  buf = io.BytesIO()
+  Image.open(io.BytesIO(data)).save(buf, "PNG")
+  assert pipeline.decode(buf.getvalue(), draft=32).size == (512, 384)
+
+
+def test_runner_records_draft_and_keeps_a_separate_pass(tiny_clip, tmp_path):
+  from tests.test_runner import _config
+  model_dir, _ = tiny_clip
+  root = tmp_path / "data"
+  for c in ("cat", "dog"):
+    os.makedirs(root / c)
+    for i in range(2):
+      (root / c / f"{c}{i}.jpg").write_bytes(_photo(seed=i + (c == "dog") * 10))
+  cache = tmp_path / "cache"
+  rows, entries = {}, {}
+  for name, draft in [("exact", False), ("draft", True)]:
+    cfg = _config(model_dir, str(root), batch_size=4, jpeg_draft=draft,
+                  prepared_cache=str(cache))
+    rows[name] = runner.run(cfg, str(tmp_path / name))
+    entries[name] = sorted(os.listdir(cache))
+    assert rows[name][0]["provenance"]["decode"] == ("jpeg_draft" if draft else "exact")
+    assert rows[name][0]["n"] == 4
+  assert rows["exact"][0]["details"]["pass_id"] != rows["draft"][0]["details"]["pass_id"]
+  # The exact pass filled the prepared cache; the draft pass neither reads nor adds to it.
+  assert any(not e.startswith(".") and os.path.isdir(cache / e) for e in entries["exact"])
+  assert entries["draft"] == entries["exact"]
