@@ -7,7 +7,7 @@ by a rule for towers too large to replicate.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import numpy as np
@@ -104,15 +104,6 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(np.asarray, jax.device_get(tree))
   return jax.tree.map(lambda x: np.asarray(
       multihost_utils.process_allgather(x, tiled=True)), tree)
-
-
-def global_order(local_count: int, process_count: int) -> np.ndarray:
-  """Positions, in a gathered global batch, of each process's local rows.
-
-  ``make_array_from_process_local_data`` lays process p's rows at
-  [p * local_count, (p+1) * local_count) for a 1-D data mesh in process order.
-  """
-  return np.arange(local_count * process_count)
 
 
 def is_writer() -> bool:

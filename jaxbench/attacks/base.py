@@ -410,18 +410,6 @@ class Models:
     return self.apply(self.params, images)
 
 
-def value_and_input_grad(fn, x, loss_of_logits):
-  """logits = fn(x) and d loss_of_logits(logits).sum() / dx in one pass.
-
-  ``loss_of_logits`` is called after the forward pass, so it may depend on
-  quantities computed from the logits (targets drawn from the clean logits).
-  """
-  logits, vjp = jax.vjp(fn, x)
-  cot = jax.grad(lambda l: jnp.sum(loss_of_logits(l)))(logits)
-  (g,) = vjp(cot)
-  return logits, g
-
-
 # --------------------------------------------------------------------------
 # Attack base.
 # --------------------------------------------------------------------------

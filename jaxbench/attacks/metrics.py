@@ -53,12 +53,6 @@ def outputs(result) -> dict:
           if k in PER_EXAMPLE}
 
 
-def concat(chunks) -> dict:
-  """Concatenates per-example output dicts along the example axis."""
-  chunks = list(chunks)
-  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-
-
 def _stat(fn, x):
   x = np.asarray(x, np.float64)
   return float(fn(x)) if x.size else float("nan")

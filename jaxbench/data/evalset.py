@@ -19,10 +19,9 @@ Record contract (what ``source[i]`` returns, a dict):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 import jax
-import numpy as np
 from PIL import Image
 
 from jaxbench.data import sources

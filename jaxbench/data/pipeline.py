@@ -21,7 +21,6 @@ Each element carries ``index`` (position in the source, -1 for padding) and
 from __future__ import annotations
 
 import dataclasses
-import io
 import queue
 import threading
 import zlib

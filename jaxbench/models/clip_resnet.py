@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from jaxbench.models.layers import BatchNorm, attention, avg_pool, conv

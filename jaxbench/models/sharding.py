@@ -58,11 +58,6 @@ def param_shardings(params: Any, mesh: Mesh, *, axis: str = "model",
                                                               min_size)), params)
 
 
-def shard_params(params: Any, mesh: Mesh, **kwargs) -> Any:
-  """``params`` placed on ``mesh`` by :func:`param_shardings`."""
-  return jax.device_put(params, param_shardings(params, mesh, **kwargs))
-
-
 def sharded_fraction(params: Any, shardings: Any) -> float:
   """Fraction of parameter elements that are split (for logs and tests)."""
   total = split = 0

@@ -24,7 +24,6 @@ import os
 from typing import Optional
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 

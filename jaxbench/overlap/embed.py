@@ -23,7 +23,6 @@ so a large pretraining set is embedded once and searched many times.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import queue
@@ -295,10 +294,6 @@ def _save_npy(path: str, arr: np.ndarray):
 
 def _save_json(path: str, obj):
   _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
-
-
-def fingerprint(meta: dict) -> str:
-  return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class EmbeddingStore:
