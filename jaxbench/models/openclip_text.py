@@ -175,6 +175,24 @@ CLEAN = {
 }
 
 
+class TwoTowerMethods:
+  """CLIP's methods for an OpenCLIP model module with ``visual``, ``text`` (a
+  :class:`TextTower`) and ``logit_scale`` submodules/params; mixed into the
+  model classes of :mod:`openclip_timm` and :mod:`openclip_vit`."""
+
+  def encode_image(self, x):
+    return self.visual(x)
+
+  def encode_text(self, ids):
+    return self.text(ids)
+
+  def encode_text_embeddings(self, x, index):
+    return self.text.from_embeddings(x, index)
+
+  def embed_tokens(self, ids):
+    return self.text.embed_tokens(ids)
+
+
 class HFTokenizer:
   """``list[str] -> int32 (N, context_length)`` as open_clip's ``HFTokenizer``.
 

@@ -569,7 +569,7 @@ class TimmClipCfg:
   logit_bias: bool
 
 
-class TimmClip(nn.Module):
+class TimmClip(openclip_text.TwoTowerMethods, nn.Module):
   """OpenCLIP CLIP/CustomTextCLIP with a timm image tower; CLIP's methods."""
   cfg: TimmClipCfg
 
@@ -579,18 +579,6 @@ class TimmClip(nn.Module):
     self.logit_scale = self.param("logit_scale", nn.initializers.constant(np.log(1 / 0.07)), ())
     if self.cfg.logit_bias:
       self.logit_bias = self.param("logit_bias", nn.initializers.constant(-10.0), ())
-
-  def encode_image(self, x):
-    return self.visual(x)
-
-  def encode_text(self, ids):
-    return self.text(ids)
-
-  def encode_text_embeddings(self, x, index):
-    return self.text.from_embeddings(x, index)
-
-  def embed_tokens(self, ids):
-    return self.text.embed_tokens(ids)
 
   def __call__(self, images, ids):
     out = (self.encode_image(images), self.encode_text(ids), self.logit_scale)

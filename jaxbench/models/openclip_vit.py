@@ -104,25 +104,13 @@ class VisionTransformer(nn.Module):
     return nn.Dense(self.embed_dim, use_bias=False, name="proj")(x)
 
 
-class OcVitClip(nn.Module):
+class OcVitClip(openclip_text.TwoTowerMethods, nn.Module):
   cfg: OcVitClipCfg
 
   def setup(self):
     self.visual = VisionTransformer(self.cfg.vision, self.cfg.embed_dim, name="visual")
     self.text = openclip_text.TextTower(self.cfg.text, name="text")
     self.logit_scale = self.param("logit_scale", nn.initializers.constant(np.log(1 / 0.07)), ())
-
-  def encode_image(self, x):
-    return self.visual(x)
-
-  def encode_text(self, ids):
-    return self.text(ids)
-
-  def encode_text_embeddings(self, x, index):
-    return self.text.from_embeddings(x, index)
-
-  def embed_tokens(self, ids):
-    return self.text.embed_tokens(ids)
 
   def __call__(self, images, ids):
     return self.encode_image(images), self.encode_text(ids), self.logit_scale

@@ -15,6 +15,7 @@ from jaxbench.data import decode as decode_lib
 from jaxbench.data import pipeline
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Preprocess
+from tests.data.test_pipeline import _Records   # a list of records as a source
 
 
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -158,17 +159,6 @@ def test_out_of_range_images_are_refused_with_the_reason(values, mode, match):
   with pytest.raises(decode_lib.DecodeError, match=match) as e:
     decode_lib.decode(data, "cls/odd.tif")
   assert str(e.value).startswith("cls/odd.tif: ") and "\n" not in str(e.value)
-
-
-class _Records:
-  def __init__(self, records):
-    self.records = records
-
-  def __len__(self):
-    return len(self.records)
-
-  def __getitem__(self, i):
-    return self.records[i]
 
 
 def test_sixteen_bit_png_through_the_pipeline_is_not_white():

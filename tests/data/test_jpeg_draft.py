@@ -9,6 +9,7 @@ from jaxbench import runner
 from jaxbench.data import pipeline
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Preprocess
+from tests.data.test_pipeline import _Records   # a list of records as a source
 
 
 def _photo(w=512, h=384, seed=0) -> bytes:
@@ -17,17 +18,6 @@ def _photo(w=512, h=384, seed=0) -> bytes:
   buf = io.BytesIO()
   Image.fromarray(small).resize((w, h), Image.BICUBIC).save(buf, "JPEG", quality=90)
   return buf.getvalue()
-
-
-class _Records:
-  def __init__(self, records):
-    self.records = records
-
-  def __len__(self):
-    return len(self.records)
-
-  def __getitem__(self, i):
-    return self.records[i]
 
 
 def test_draft_decodes_at_reduced_scale_and_only_when_asked():
