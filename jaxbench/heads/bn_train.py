@@ -159,11 +159,8 @@ def train(model: Model, images: np.ndarray, labels: np.ndarray, num_classes: int
              for i in range(0, len(ey), bs)]
     return float(np.mean(np.concatenate(preds) == np.asarray(ey)))
 
-  lr, prev, history = float(r.lr), None, []
-  best = (-1.0, -1, None)
-  for epoch in range(r.epochs):
-    perm = (np.asarray(permutations[epoch]) if permutations is not None
-            else np.random.default_rng([int(seed), epoch]).permutation(n))
+  def train_epoch(perm, lr):
+    nonlocal net, head, state
     state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
     losses = []
     for s in range(0, n, r.batch_size):
@@ -171,16 +168,17 @@ def train(model: Model, images: np.ndarray, labels: np.ndarray, num_classes: int
       net, head, state, loss = step(net, head, state, jnp.asarray(x_all[idx]),
                                     jnp.asarray(y_all[idx]))
       losses.append(loss)
-    epoch_loss = float(np.mean(np.asarray(jnp.stack(losses))))
-    row = {"epoch": epoch, "lr": lr, "loss": epoch_loss}
-    for name, (ex, ey) in eval_sets.items():
-      row[f"{name}_accuracy"] = accuracy(net, head, ex, ey)
-    history.append(row)
-    score = row.get(f"{r.select}_accuracy", 0.0) if r.select != "last" else float(epoch)
-    if score > best[0]:
-      best = (score, epoch, (np.asarray(head["w"]), np.asarray(head["b"]), bn_leaves(net)))
-    lr, prev = train_head.next_lr(lr, prev, epoch_loss, r.lr_factor, r.lr_floor), epoch_loss
-  _, best_epoch, (w, b, bn) = best
+    return losses
+
+  def accuracies():
+    return {f"{name}_accuracy": accuracy(net, head, ex, ey)
+            for name, (ex, ey) in eval_sets.items()}
+
+  def snapshot():
+    return np.asarray(head["w"]), np.asarray(head["b"]), bn_leaves(net)
+
+  best_epoch, (w, b, bn), history = train_head.run_epochs(
+      r, n, seed, permutations, train_epoch, accuracies, snapshot)
   rec = r.record()
   rec.pop("batchnorm_note", None)
   rec["batchnorm"] = "train"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +94,35 @@ def recipe(name: str = "clean", **overrides) -> HeadRecipe:
   if r.batchnorm not in ("frozen", "train"):
     raise ValueError(f"head recipe batchnorm must be 'frozen' or 'train', got {r.batchnorm!r}")
   return r
+
+
+def run_epochs(r, n: int, seed: int, permutations, train_epoch: Callable,
+               accuracies: Callable, snapshot: Callable):
+  """RoZ's epoch loop, shared by fixed-feature and train-mode-BatchNorm training.
+
+  Each epoch: a permutation of the ``n`` examples from (seed, epoch) (or
+  ``permutations[epoch]``), ``train_epoch(perm, lr) -> [per-batch loss]``, the
+  history row with ``accuracies() -> {name_accuracy: value}``, selection of the
+  first epoch with the best ``r.select`` accuracy (``snapshot()`` keeps its
+  weights), then :func:`next_lr` on the epoch's mean loss.
+
+  Returns:
+    (best epoch, its snapshot, history rows).
+  """
+  lr, prev, history = float(r.lr), None, []
+  best = (-1.0, -1, None)
+  for epoch in range(r.epochs):
+    perm = (np.asarray(permutations[epoch]) if permutations is not None
+            else np.random.default_rng([int(seed), epoch]).permutation(n))
+    losses = train_epoch(perm, lr)
+    epoch_loss = float(np.mean(np.asarray(jnp.stack(losses))))
+    row = {"epoch": epoch, "lr": lr, "loss": epoch_loss, **accuracies()}
+    history.append(row)
+    score = row.get(f"{r.select}_accuracy", 0.0) if r.select != "last" else float(epoch)
+    if score > best[0]:
+      best = (score, epoch, snapshot())
+    lr, prev = next_lr(lr, prev, epoch_loss, r.lr_factor, r.lr_floor), epoch_loss
+  return best[1], best[2], history
 
 
 def next_lr(lr: float, prev_loss: Optional[float], loss: float, factor: float,
@@ -187,26 +216,24 @@ def train(features, labels, num_classes: int, r: HeadRecipe, *, seed: int = 0,
   opt = _optimizer(r)
   state = opt.init(params)
   x_dev, y_dev = jnp.asarray(x_all), jnp.asarray(y_all)
-  lr, prev, history = float(r.lr), None, []
-  best = (-1.0, -1, None)
-  for epoch in range(r.epochs):
-    perm = (np.asarray(permutations[epoch]) if permutations is not None
-            else np.random.default_rng([int(seed), epoch]).permutation(n))
+
+  def train_epoch(perm, lr):
+    nonlocal params, state
     state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
     losses = []
     for s in range(0, n, r.batch_size):
       idx = jnp.asarray(perm[s:s + r.batch_size])
       params, state, loss = _step(opt, params, state, x_dev[idx], y_dev[idx])
       losses.append(loss)
-    epoch_loss = float(np.mean(np.asarray(jnp.stack(losses))))
+    return losses
+
+  def accuracies():
     w, b = np.asarray(params["w"]), np.asarray(params["b"])
-    row = {"epoch": epoch, "lr": lr, "loss": epoch_loss}
-    for name, (ex, ey) in eval_sets.items():
-      row[f"{name}_accuracy"] = _accuracy(w, b, ex, ey)
-    history.append(row)
-    score = row.get(f"{r.select}_accuracy", 0.0) if r.select != "last" else float(epoch)
-    if score > best[0]:
-      best = (score, epoch, (w.copy(), b.copy()))
-    lr, prev = next_lr(lr, prev, epoch_loss, r.lr_factor, r.lr_floor), epoch_loss
-  _, best_epoch, (w, b) = best
+    return {f"{name}_accuracy": _accuracy(w, b, ex, ey) for name, (ex, ey) in eval_sets.items()}
+
+  def snapshot():
+    return np.asarray(params["w"]).copy(), np.asarray(params["b"]).copy()
+
+  best_epoch, (w, b), history = run_epochs(r, n, seed, permutations, train_epoch, accuracies,
+                                           snapshot)
   return TrainResult(w, b, best_epoch, history, r.record())
