@@ -35,7 +35,8 @@ from jaxbench import stopping, store as store_lib, transforms
 from jaxbench.data import pipeline
 from jaxbench.data import sources as sources_lib
 from jaxbench.data.evalset import EvalSet
-from jaxbench.models.api import Model, Preprocess, CLIP_MEAN, CLIP_STD
+from jaxbench.model_setup import ConfigError, load_model
+from jaxbench.models.api import Model, Preprocess
 
 # Keys a config may have; anything else is a typo and is refused by name.
 KNOWN_KEYS = {
@@ -51,10 +52,6 @@ VOLATILE_KEYS = {"batch_size", "mesh", "checkpoint_every", "num_workers", "log_e
                  "decode_processes", "on_data_change"}
 ZEROSHOT_DEFAULTS = {"classnames": "imagenet", "templates": "clip80", "head": "imagenet",
                      "logit_scale": "model"}
-
-
-class ConfigError(ValueError):
-  """A config key or value the runner cannot use."""
 
 
 # SIGTERM (spot preemption): the flag lives in jaxbench.stopping so main.py can install
@@ -197,27 +194,10 @@ def model_label(spec: str, model: Model, config) -> str:
   return base + "@" + ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
 
 
-def load_model(spec: str, config) -> Model:
-  from jaxbench import models
-  model = models.load(spec, precision=_get(config, "precision", "float32")) \
-      if _get(config, "precision", "float32") != "float32" else models.load(spec)
-  if _get(config, "preprocess", "") == "clip":
-    size = model.preprocess.size
-    clip_pp = Preprocess(size=size, resize=size, interpolation="bicubic", mean=CLIP_MEAN,
-                         std=CLIP_STD)
-    if (model.head_info or {}).get("trained_head") and clip_pp != model.preprocess:
-      # A trained head is only valid on the features it was trained on.
-      raise ConfigError(f"model {spec!r}: its head was trained with preprocessing "
-                        f"{model.preprocess.spec()}; config.preprocess='clip' would feed it "
-                        f"{clip_pp.spec()}. Use config.preprocess='' for this head")
-    model = model.with_preprocess(clip_pp)
-  return model
-
-
 def _head_builder():
   """build_head, extended with learned prompts (templates='learned:PATH[:N]')."""
-  from jaxbench.zeroshot import clip_auto
-  return clip_auto.head_for
+  from jaxbench.zeroshot import prompt_learning
+  return prompt_learning.head_for
 
 
 def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple[Model, bool]:

@@ -98,7 +98,7 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
   Returns:
     {backbone spec: head file}.
   """
-  from jaxbench import parallel, runner
+  from jaxbench import model_setup, parallel
   from jaxbench.data import catalog, kshot
   lp = _settings(config)
   seed = int(config.seed) if "seed" in config else 0
@@ -130,7 +130,7 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
     if os.path.exists(path) and not lp.get("overwrite", False):
       print_fn(f"linear_probe: {path} exists; keeping it (set linear_probe.overwrite=True)")
       continue
-    model = runner.load_model(spec, config)
+    model = model_setup.load_model(spec, config)
     ident = features_lib.identity(model, normalize=normalize)
 
     def feats_of(src, name):

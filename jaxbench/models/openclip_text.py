@@ -7,7 +7,7 @@ in OpenCLIP, ``custom_text``), tanh-GELU (SigLIP2), LayerNorm eps 1e-6, no
 projection, or a ``first`` token pool. :class:`TextTower` covers those; the
 transformer blocks are :class:`jaxbench.models.clip.Encoder` (shared, tested
 against transformers and open_clip), mapped onto OpenCLIP's ``resblocks`` names
-by :func:`jaxbench.models.openclip._block_src`.
+by :func:`jaxbench.models.openclip_common._block_src`.
 
 Parameter names: OpenCLIP's ``CLIP`` keeps the text tower at the top level
 (``token_embedding.weight``, ``transformer.resblocks.*``, ``ln_final``,
@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import clip, hub, layers
+from jaxbench.models import clip, hub, layers, openclip_common
 
 POOL_TYPES = ("argmax", "eos", "last", "first")
 PROJ_TYPES = ("linear", "none")
@@ -131,7 +131,6 @@ class TextTower(nn.Module):
 
 def make_src(cfg: TextConfig, prefix: str):
   """(path, shape) -> Src for a :class:`TextTower` leaf; ``prefix`` is '' or 'text.'."""
-  from jaxbench.models import openclip        # the resblock name map lives there
 
   def src(path: tuple, shape: tuple) -> layers.Src:
     head, leaf = path[0], path[-1]
@@ -148,7 +147,7 @@ def make_src(cfg: TextConfig, prefix: str):
         return layers.named_src(prefix + "text_projection", leaf, shape)
       return layers.copy(prefix + "text_projection")
     i = int(path[1].split("_")[1])              # encoder/layers_i/...
-    return openclip._block_src(path[2:], shape, f"{prefix}transformer.resblocks.{i}.")
+    return openclip_common._block_src(path[2:], shape, f"{prefix}transformer.resblocks.{i}.")
   return src
 
 

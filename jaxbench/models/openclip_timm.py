@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import clip, layers, openclip_text, siglip
+from jaxbench.models import clip, layers, openclip_common, openclip_text, siglip
 
 FAMILIES = ("convnext", "vit", "eva", "vitamin")
 
@@ -605,16 +605,17 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
       pool/projection combination OpenCLIP's TimmModel builds that is not
       implemented here.
   """
-  from jaxbench.models import openclip
   unknown = sorted(set(model_cfg) - _TOP_KNOWN)
   if unknown:
-    raise layers.UnknownArchitecture(f"{source}: {openclip.CONFIG} model_cfg has unsupported "
-                                     f"keys {unknown}; supported: {sorted(_TOP_KNOWN)}")
+    raise layers.UnknownArchitecture(f"{source}: {openclip_common.CONFIG} model_cfg has "
+                                     f"unsupported keys {unknown}; supported: "
+                                     f"{sorted(_TOP_KNOWN)}")
   v, t = model_cfg["vision_cfg"], model_cfg["text_cfg"]
   # Text options openclip_text implements are free; the rest must be at their defaults.
   free = ("no_causal_mask", "proj_bias", "pool_type", "proj_type", "act_kwargs")
-  openclip._check_options(t, {k: d for k, d in openclip._TEXT_DEFAULTS.items() if k not in free},
-                          openclip._TEXT_KNOWN | set(free), "text_cfg", source)
+  openclip_common._check_options(
+      t, {k: d for k, d in openclip_common._TEXT_DEFAULTS.items() if k not in free},
+      openclip_common._TEXT_KNOWN | set(free), "text_cfg", source)
   vknown = {"timm_model_name", "timm_model_pretrained", "timm_pool", "timm_proj",
             "timm_proj_bias", "timm_drop", "timm_drop_path", "image_size", "layers", "width",
             "patch_size", "head_width", "mlp_ratio", "output_tokens", "patch_dropout"}
@@ -807,16 +808,15 @@ def tokenizer_for(root: str, text_cfg: dict, context_length: int, files: list[st
   ``hf_tokenizer_name`` -> :class:`openclip_text.HFTokenizer` over the repo's own
   tokenizer files if it has them, else over that name; otherwise CLIP's BPE.
   """
-  from jaxbench.models import openclip
   name = text_cfg.get("hf_tokenizer_name")
   if not name:
-    return openclip.OpenClipTokenizer(root, text_cfg, context_length, files)
+    return openclip_common.OpenClipTokenizer(root, text_cfg, context_length, files)
   kw = dict(text_cfg.get("tokenizer_kwargs") or {})
   unknown = set(kw) - {"clean", "strip_sep_token"}
   if unknown:
     raise layers.UnknownArchitecture(f"text_cfg.tokenizer_kwargs {sorted(unknown)} not "
                                      "implemented; known: clean, strip_sep_token")
-  has_files = any(f in files for f in openclip.TOKENIZER_FILES)
+  has_files = any(f in files for f in openclip_common.TOKENIZER_FILES)
   return openclip_text.HFTokenizer(root if has_files else name, context_length,
                                    clean=kw.get("clean", "whitespace"),
                                    strip_sep_token=bool(kw.get("strip_sep_token", False)),
@@ -835,19 +835,21 @@ def load(ref: str, config: dict, files: dict, *, revision: Optional[str], spec: 
   import sys
   fam = family or sys.modules[__name__]
   import os
-  from jaxbench.models import hub, openclip
+  from jaxbench.models import hub
   model_cfg = config["model_cfg"]
   t = model_cfg["text_cfg"]
   cfg = fam.parse(model_cfg, quick_gelu=quick_gelu, source=ref)
-  names = layers.safetensors_files(ref, revision, [openclip.WEIGHTS], openclip.PICKLES,
+  names = layers.safetensors_files(ref, revision, [openclip_common.WEIGHTS],
+                                   openclip_common.PICKLES,
                                    layout="OpenCLIP")
   files.update(hub.resolve(ref, names, revision=revision))
   module, net = fam.params_from_openclip(hub.load_safetensors([files[n] for n in names]), cfg,
                                          source=ref)
   bias = bool(getattr(cfg, "logit_bias", False))
-  preprocess = openclip.preprocess_from_config(config.get("preprocess_cfg", {}), cfg.image_size)
+  preprocess = openclip_common.preprocess_from_config(config.get("preprocess_cfg", {}),
+                                                      cfg.image_size)
   listing = hub.list_files(ref, revision)
-  root = ref if hub.is_local(ref) else os.path.dirname(files[openclip.CONFIG])
+  root = ref if hub.is_local(ref) else os.path.dirname(files[openclip_common.CONFIG])
   if not hub.is_local(ref):
     hub.resolve(ref, [f for f in listing if f.startswith(
         ("tokenizer", "vocab", "merges", "special_tokens", "spiece"))], revision=revision)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import clip, layers, openclip_text
+from jaxbench.models import clip, layers, openclip_common, openclip_text
 from jaxbench.models.openclip_timm import attention
 
 # vision_cfg options this module implements beyond openclip.parse_config's.
@@ -130,18 +130,19 @@ def handles(model_cfg: dict) -> bool:
 
 def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> OcVitClipCfg:
   """OcVitClipCfg from ``model_cfg``; options outside this module's set are refused, named."""
-  from jaxbench.models import openclip
   v, t = dict(model_cfg["vision_cfg"]), model_cfg["text_cfg"]
-  unknown = sorted(set(model_cfg) - openclip._TOP_KNOWN)
+  unknown = sorted(set(model_cfg) - openclip_common._TOP_KNOWN)
   if unknown or model_cfg.get("custom_text"):
     raise layers.UnknownArchitecture(f"{source}: model_cfg keys {unknown or ['custom_text']} "
                                      "not implemented for an OpenCLIP ViT")
-  free_v = {k: openclip._VISION_DEFAULTS[k] for k in VISION_OPTIONS}
-  openclip._check_options({k: x for k, x in v.items() if k not in free_v},
-                          openclip._VISION_DEFAULTS, openclip._VISION_KNOWN, "vision_cfg", source)
+  free_v = {k: openclip_common._VISION_DEFAULTS[k] for k in VISION_OPTIONS}
+  openclip_common._check_options({k: x for k, x in v.items() if k not in free_v},
+                                 openclip_common._VISION_DEFAULTS, openclip_common._VISION_KNOWN,
+                                 "vision_cfg", source)
   free_t = ("no_causal_mask", "proj_bias", "pool_type", "proj_type", "act_kwargs")
-  openclip._check_options(t, {k: d for k, d in openclip._TEXT_DEFAULTS.items() if k not in free_t},
-                          openclip._TEXT_KNOWN | set(free_t), "text_cfg", source)
+  openclip_common._check_options(
+      t, {k: d for k, d in openclip_common._TEXT_DEFAULTS.items() if k not in free_t},
+      openclip_common._TEXT_KNOWN | set(free_t), "text_cfg", source)
   pool = v.get("pool_type", "tok")
   if pool not in ("tok", "avg"):
     raise layers.UnknownArchitecture(f"{source}: vision_cfg.pool_type {pool!r}; implemented: "

@@ -530,6 +530,42 @@ def expand_braces(pattern: str) -> list[str]:
   return out
 
 
+# --- finished embedding stores -------------------------------------------------------
+# The format a store's manifest.json declares. The writer (overlap.embed.EmbeddingStore)
+# sits above this module; the reader lives here, with the other corpus readers.
+STORE_FORMAT = "jaxbench.overlap.embeddings/1"
+
+
+@dataclasses.dataclass
+class StoredEmbeddings:
+  """A finished embedding store: its directory and its top-level manifest."""
+  root: str
+  manifest: dict
+
+  def as_corpus(self, spec: Optional[str] = None) -> EmbeddingFiles:
+    join = lambda p: os.path.join(self.root, p)
+    chunks = [{"emb": join(c["emb"]), "ids": join(c["ids"]), "ordinals": join(c["ordinals"]),
+               "hashes": {h: join(p) for h, p in c.get("hashes", {}).items()}}
+              for c in self.manifest["chunks"]]
+    if not chunks:
+      raise CorpusError(f"empty corpus: embedding store {self.root} has no rows")
+    return EmbeddingFiles(chunks, spec or self.root, self.manifest)
+
+
+def open_store(root: str) -> StoredEmbeddings:
+  """The finished embedding store at ``root``.
+
+  Raises:
+    CorpusError: ``root/manifest.json`` does not declare :data:`STORE_FORMAT`.
+  """
+  with open(os.path.join(root, "manifest.json")) as f:
+    manifest = json.load(f)
+  if manifest.get("format") != STORE_FORMAT:
+    raise CorpusError(f"{root}/manifest.json is not a jaxbench embedding "
+                      f"store (format {manifest.get('format')!r})")
+  return StoredEmbeddings(root, manifest)
+
+
 def open_corpus(spec) -> Corpus:
   """Opens a corpus from a path, a shard pattern or a list of shard paths.
 
@@ -569,8 +605,7 @@ def open_corpus(spec) -> Corpus:
                       "file")
   manifest = os.path.join(path, "manifest.json")
   if os.path.exists(manifest):
-    from jaxbench.overlap import embed  # the store format lives with its writer
-    return embed.EmbeddingStore.open(path).as_corpus(spec)
+    return open_store(path).as_corpus(spec)
   names = sorted(os.listdir(path))
   tars = [os.path.join(path, n) for n in names if n.endswith(".tar")]
   if tars:

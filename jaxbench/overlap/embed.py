@@ -41,7 +41,7 @@ from jaxbench.models.api import Model, Preprocess, l2_normalize
 from jaxbench.overlap import corpus as corpus_lib
 from jaxbench.overlap import hashes as hashes_lib
 
-STORE_FORMAT = "jaxbench.overlap.embeddings/1"
+STORE_FORMAT = corpus_lib.STORE_FORMAT   # the reader (corpus.open_store) checks it
 _FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR,
             "nearest": Image.NEAREST, "lanczos": Image.LANCZOS, "box": Image.BOX}
 
@@ -418,28 +418,9 @@ class EmbeddingStore:
                 "chunks": chunks, "skipped": skipped, "complete": True})
 
   @staticmethod
-  def open(root: str) -> "StoredEmbeddings":
-    with open(os.path.join(root, "manifest.json")) as f:
-      manifest = json.load(f)
-    if manifest.get("format") != STORE_FORMAT:
-      raise corpus_lib.CorpusError(f"{root}/manifest.json is not a jaxbench embedding "
-                                   f"store (format {manifest.get('format')!r})")
-    return StoredEmbeddings(root, manifest)
-
-
-@dataclasses.dataclass
-class StoredEmbeddings:
-  root: str
-  manifest: dict
-
-  def as_corpus(self, spec: Optional[str] = None) -> corpus_lib.EmbeddingFiles:
-    join = lambda p: os.path.join(self.root, p)
-    chunks = [{"emb": join(c["emb"]), "ids": join(c["ids"]), "ordinals": join(c["ordinals"]),
-               "hashes": {h: join(p) for h, p in c.get("hashes", {}).items()}}
-              for c in self.manifest["chunks"]]
-    if not chunks:
-      raise corpus_lib.CorpusError(f"empty corpus: embedding store {self.root} has no rows")
-    return corpus_lib.EmbeddingFiles(chunks, spec or self.root, self.manifest)
+  def open(root: str) -> "corpus_lib.StoredEmbeddings":
+    """The finished store at ``root`` (its reader lives in :mod:`corpus`, below this writer)."""
+    return corpus_lib.open_store(root)
 
 
 def embed_corpus(embedder: Embedder, corpus: corpus_lib.Corpus, root: str, *,

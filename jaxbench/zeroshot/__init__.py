@@ -5,5 +5,5 @@ from jaxbench.zeroshot import prompts  # noqa: F401
 
 def load_learned_head(*args, **kwargs):
   """Learned prompts (AutoPrompt/CoOp artifacts, RoZ logs) as a ZeroShotHead."""
-  from jaxbench.zeroshot import clip_auto
-  return clip_auto.load_learned_head(*args, **kwargs)
+  from jaxbench.zeroshot import prompt_learning
+  return prompt_learning.load_learned_head(*args, **kwargs)
