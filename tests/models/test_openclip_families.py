@@ -17,16 +17,15 @@ import os
 
 import jax
 import numpy as np
+import open_clip
 import pytest
+import timm
 import torch
 
 import zoo_helpers as H
 from jaxbench import models
 from jaxbench.models import (layers, openclip, openclip_refusals, openclip_text, openclip_timm,
                              openclip_vit)
-
-open_clip = pytest.importorskip("open_clip")
-timm = pytest.importorskip("timm")
 
 TEXT = dict(context_length=16, vocab_size=64, width=32, heads=4, layers=2)
 SIGLIP_TEXT = dict(TEXT, no_causal_mask=True, proj_bias=True, pool_type="last",
