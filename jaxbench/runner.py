@@ -380,7 +380,7 @@ def _concat(parts: list[dict]) -> dict:
 
 
 def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
-                  host_shift) -> Iterator[dict]:
+                  host_shift, source_fingerprint: Optional[dict] = None) -> Iterator[dict]:
   """The pass's local batches: from the prepared-set cache (``config.prepared_cache``,
   built on first use) when set and no host-side shift alters the pixels, else decoded
   by the grain pipeline. Both give identical batches."""
@@ -394,7 +394,8 @@ def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
     cache = ""
   if cache and host_shift is None:
     from jaxbench.data import prepared
-    entry = prepared.get_or_build(cache, evalset, preprocess, num_threads=threads)
+    entry = prepared.get_or_build(cache, evalset, preprocess, num_threads=threads,
+                                  source_fingerprint=source_fingerprint)
     if entry is not None:
       logging.info("%s: reading prepared pixels from %s", evalset.name, entry.path)
       return entry.batches(the_plan)
@@ -474,7 +475,8 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
     # ImageNet-C/-P reference protocol: the stored 224 images are center-cropped only.
     preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
   # Host-to-device copies of the next 2 batches start while the current step runs.
-  it = pipeline.prefetched(input_batches(config, evalset, preprocess, the_plan, host_shift),
+  it = pipeline.prefetched(input_batches(config, evalset, preprocess, the_plan, host_shift,
+                                         source_fingerprint=fingerprint),
                            2, lambda local: parallel.to_global(local, mesh))
   every = max(1, int(_get(config, "checkpoint_every", 50)))
   log_every = max(1, int(_get(config, "log_every", 10)))

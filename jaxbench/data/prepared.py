@@ -63,7 +63,7 @@ def spec_of(pp: Preprocess) -> dict:
           "crop": getattr(pp, "crop", "center")}
 
 
-def fingerprint(source) -> Optional[str]:
+def fingerprint(source, computed: Optional[dict] = None) -> Optional[str]:
   """A hash that changes when the source's examples, files or labels change.
 
   The source's own ``fingerprint()`` digest (:mod:`jaxbench.data.sources`: file
@@ -75,7 +75,9 @@ def fingerprint(source) -> Optional[str]:
     is used for it: a generic summary cannot tell changed pixels apart).
   """
   if hasattr(source, "fingerprint"):
-    return str(source.fingerprint()["digest"])
+    # ``computed``: the same fingerprint already taken for this pass (one stat of
+    # every file per pass, not two).
+    return str((computed or source.fingerprint())["digest"])
   return None
 
 
@@ -368,9 +370,11 @@ def verify(path: str) -> None:
                          f"{info['crc32']:#x}")
 
 
-def get_or_build(root: str, evalset: EvalSet, pp: Preprocess, *,
-                 num_threads: int = 8) -> Optional[PreparedSet]:
+def get_or_build(root: str, evalset: EvalSet, pp: Preprocess, *, num_threads: int = 8,
+                 source_fingerprint: Optional[dict] = None) -> Optional[PreparedSet]:
   """The cache entry of (set, spec) under ``root``, built first if absent or invalid.
+
+  ``source_fingerprint``: ``evalset.fingerprint()`` when the caller already took it.
 
   Returns:
     the opened entry, or None -- after one logged warning -- when the set cannot
@@ -378,7 +382,7 @@ def get_or_build(root: str, evalset: EvalSet, pp: Preprocess, *,
   """
   root = os.path.expanduser(root)
   try:
-    key = cache_key(evalset, pp)
+    key = cache_key(evalset, pp, fingerprint(evalset.source, source_fingerprint))
   except OSError as e:
     logging.warning("prepared cache: cannot fingerprint %s (%s); reading uncached",
                     evalset.name, e)

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxbench import store as store_lib
 from jaxbench.models.api import Model, l2_normalize
 from jaxbench.zeroshot import head as head_lib
 from jaxbench.zeroshot import prompts as prompts_lib
@@ -560,11 +561,7 @@ def context_head(model: Model, ctx: np.ndarray, classnames: Union[str, Sequence[
 # --- artifacts -------------------------------------------------------------------
 
 def _atomic_write(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  store_lib.atomic_write_bytes(os.path.abspath(path), text.encode())
 
 
 def model_record(model: Model) -> dict:
