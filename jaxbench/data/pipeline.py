@@ -226,22 +226,30 @@ def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
   """
   ds = grain.MapDataset.source(the_plan.indices).map(
       LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift, draft=draft))
-  ds = ds.batch(the_plan.local_batch, drop_remainder=False)
-  ds = ds.slice(slice(start_batch, None))
+  batch = the_plan.local_batch
   if num_processes > 0:
     from absl import flags
     if not flags.FLAGS.is_parsed():
       # grain's worker start-up reads its absl flags; as a library (tests,
       # notebooks) nobody parsed them: take their defaults.
       flags.FLAGS.mark_as_parsed()
+    # Whole batches travel from the workers (one pickle each, not one per image);
+    # each worker's threads decode their own batches, one batch in flight per
+    # thread (grain counts the prefetch buffer in elements: here batches).
+    ds = ds.batch(batch, drop_remainder=False).slice(slice(start_batch, None))
     read = grain.ReadOptions(num_threads=max(1, num_threads),
-                             prefetch_buffer_size=max(1, the_plan.local_batch))
+                             prefetch_buffer_size=max(1, num_threads))
     it = ds.to_iter_dataset(read).mp_prefetch(grain.MultiprocessingOptions(
         num_workers=int(num_processes), per_worker_buffer_size=1))
     return iter(it)
+  # In-process: the threads decode single images (so every thread works on the
+  # next batch, which keeps the first batch's latency low), at most ``prefetch``
+  # batches' worth of images ahead of the consumer: the buffer is bounded in
+  # images, so a slow model never makes the readers hold the whole set in memory.
+  ds = ds.slice(slice(start_batch * batch, None))
   read = grain.ReadOptions(num_threads=max(1, num_threads),
-                           prefetch_buffer_size=max(1, prefetch * the_plan.local_batch))
-  return iter(ds.to_iter_dataset(read))
+                           prefetch_buffer_size=max(num_threads, prefetch * batch))
+  return iter(ds.to_iter_dataset(read).batch(batch, drop_remainder=False))
 
 
 def prefetched(items: Iterator, depth: int = 2, fn: Optional[Callable] = None) -> Iterator:

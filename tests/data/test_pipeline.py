@@ -135,3 +135,31 @@ def test_squash_resize_matches_transformers_processor_layout():
   pp2 = Preprocess(size=200, resize=224, interpolation="bicubic", crop="squash")
   want2 = np.asarray(img.resize((224, 224), Image.BICUBIC))[12:212, 12:212]
   np.testing.assert_array_equal(pipeline.resize_crop(img, pp2), want2)
+
+
+class _CountingRecords(_Records):
+  """Records that count how many the readers have fetched."""
+
+  def __init__(self, records):
+    super().__init__(records)
+    self.fetched = 0
+
+  def __getitem__(self, i):
+    self.fetched += 1
+    return self.records[i]
+
+
+def test_readers_stay_a_bounded_number_of_images_ahead():
+  # A slow model must not make the readers decode the whole set into memory:
+  # at most ``prefetch`` batches' worth of images (+ one per thread) ahead.
+  import time
+  rng = np.random.default_rng(2)
+  records = _CountingRecords([{"id": f"x{i}", "label": 0,
+                               "image": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
+                              for i in range(400)])
+  es = EvalSet("arr", records, num_classes=3)
+  it = pipeline.batches(es, Preprocess(size=8, resize=8), pipeline.plan(np.arange(400), 4),
+                        num_threads=2, prefetch=3)
+  next(it)
+  time.sleep(1.0)   # the consumer is slow; the readers keep going only as far as allowed
+  assert 4 <= records.fetched <= 4 + 3 * 4 + 2 + 4, records.fetched
