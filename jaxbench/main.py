@@ -10,6 +10,10 @@ Flags:
   --xla_cache_dir persistent XLA compilation cache (default $JAXBENCH_XLA_CACHE or
                   ~/.cache/jaxbench/xla; 'none' turns it off): a rerun with the
                   same models and shapes skips compilation.
+  --head_cache_dir zero-shot heads shared across workdirs (default
+                  $JAXBENCH_HEAD_CACHE or ~/.cache/jaxbench/heads; 'none' off): a
+                  rerun in a new workdir reads the 1000 x 80-prompt head instead of
+                  building it (models whose weights carry a sha256 only).
   --coordinator, --num_processes, --process_id
                   explicit multi-host start (JAX's own detection is used on TPU
                   VMs and SLURM otherwise).
@@ -50,13 +54,22 @@ _XLA_CACHE = flags.DEFINE_string(
     "xla_cache_dir", None, "persistent XLA compilation cache directory ('none': off; "
     "default $JAXBENCH_XLA_CACHE or ~/.cache/jaxbench/xla)")
 
+_HEAD_CACHE = flags.DEFINE_string(
+    "head_cache_dir", None, "zero-shot head cache shared across workdirs ('none': off; "
+    "default $JAXBENCH_HEAD_CACHE or ~/.cache/jaxbench/heads)")
+
+
+def _user_cache(env: str, name: str) -> str:
+  """$``env``, else jaxbench/``name`` under $XDG_CACHE_HOME (~/.cache)."""
+  if os.environ.get(env):
+    return os.environ[env]
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "jaxbench", name)
+
 
 def default_compilation_cache_dir() -> str:
   """$JAXBENCH_XLA_CACHE, else jaxbench/xla under $XDG_CACHE_HOME (~/.cache)."""
-  if os.environ.get("JAXBENCH_XLA_CACHE"):
-    return os.environ["JAXBENCH_XLA_CACHE"]
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "jaxbench", "xla")
+  return _user_cache("JAXBENCH_XLA_CACHE", "xla")
 
 
 def configure_compilation_cache(path: str | None, *, min_compile_secs: float = 0.2) -> str:
@@ -127,6 +140,10 @@ def main(argv):
   cache = configure_compilation_cache(
       _XLA_CACHE.value if _XLA_CACHE.value is not None else default_compilation_cache_dir())
   logging.info("XLA compilation cache: %s", cache or "off")
+  from jaxbench.zeroshot import head as head_lib
+  heads = _HEAD_CACHE.value if _HEAD_CACHE.value is not None else \
+      _user_cache("JAXBENCH_HEAD_CACHE", "heads")
+  head_lib.set_shared_cache_dir("" if heads.lower() == "none" else heads)
   try:
     parallel.initialize(_COORD.value, _NPROC.value, _PID.value, _INIT_TIMEOUT.value)
   except Exception as e:  # noqa: BLE001 -- JAX raises several types for this

@@ -260,6 +260,7 @@ def torch_pass(model_dir: str, data_dir: str, device: str) -> dict:
   t0 = time.perf_counter()
   model = CLIPModel.from_pretrained(model_dir).eval().to(device=device, dtype=dtype)
   tok = CLIPTokenizer.from_pretrained(model_dir)
+  t_model = time.perf_counter() - t0
   names = prompts.classnames("imagenet")
   templates = prompts.templates(FLAGS.templates)
   texts = [t.format(name) for name in names for t in templates]
@@ -284,6 +285,8 @@ def torch_pass(model_dir: str, data_dir: str, device: str) -> dict:
   scale = model.logit_scale.exp()
   sizes, stamps = [], []
   start = time.perf_counter()
+  print(f"  torch peer: model {t_model:.1f} s, head {start - t0 - t_model:.1f} s; "
+        f"workers start now", flush=True)
   with torch.no_grad():
     for x, _ in loader:
       x = x.to(device, non_blocking=True).to(dtype)

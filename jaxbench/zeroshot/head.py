@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxbench import precision as precision_lib, progress, stopping
+from jaxbench import precision as precision_lib, progress, stopping, store
 from jaxbench.models.api import Model
 from jaxbench.zeroshot import prompts as prompts_lib
 
@@ -86,6 +86,23 @@ BUCKETS = (16, 24, 32, 48, 64)
 CPU_BUCKET = 2
 # Seconds between head-building progress lines.
 _LOG_EVERY_S = 5.0
+
+# A head cache shared by every workdir (``python -m jaxbench.main --head_cache_dir``,
+# off when ''): a rerun in a new workdir reads the head instead of tokenizing and
+# encoding 1000 x 80 prompts again. Used only for models whose weights carry a
+# content hash (``provenance['sha256']``), which is part of the head's key.
+SHARED_CACHE = {"dir": ""}
+
+
+def set_shared_cache_dir(path: str) -> None:
+  """Turns the cross-workdir head cache on in ``path`` ('' turns it off)."""
+  SHARED_CACHE["dir"] = os.path.abspath(os.path.expanduser(path)) if path else ""
+
+
+def _shared_path(model: Model, key: str) -> Optional[str]:
+  if not SHARED_CACHE["dir"] or not model.provenance.get("sha256"):
+    return None
+  return os.path.join(SHARED_CACHE["dir"], f"head_{key}.npz")
 
 
 def default_buckets() -> Union[int, Sequence[int]]:
@@ -226,14 +243,23 @@ def build_head(model: Model, classnames: Union[str, Sequence[str]] = "imagenet",
     scale, bias = float(logit_scale), bias
   key = head_key(model, names, temps)
   path = os.path.join(cache_dir, f"head_{key}.npz") if cache_dir else None
-  if path and os.path.exists(path):
-    weights = np.load(path)["weights"]
-    logging.info("zero-shot head for %s: read %s", model.name, path)
-  else:
+  shared = _shared_path(model, key)
+  weights = None
+  for where in (path, shared):
+    if where and os.path.exists(where):
+      try:
+        weights = np.load(where)["weights"]
+      except (OSError, ValueError, KeyError) as e:   # a damaged cache file: rebuild
+        logging.warning("zero-shot head cache %s unreadable (%s); building the head", where, e)
+        continue
+      logging.info("zero-shot head for %s: read %s", model.name, where)
+      break
+  if weights is None:
     t0 = time.perf_counter()
     logging.info("building the zero-shot head of %s: %d classes x %d templates = %d prompts",
                  model.name, len(names), len(temps), len(names) * len(temps))
     ids = model.tokenize(prompts_lib.prompts(names, temps))
+    logging.info("tokenized %d prompts in %.1f s", len(ids), time.perf_counter() - t0)
     z = encode_prompts(model, ids, batch_size=batch_size, bucket=bucket)
     dt = time.perf_counter() - t0
     logging.info("zero-shot head of %s built in %.1f s (%.1f prompts/s, compilation "
@@ -241,11 +267,15 @@ def build_head(model: Model, classnames: Union[str, Sequence[str]] = "imagenet",
     z = z.reshape(len(names), len(temps), -1).mean(axis=1)
     weights = (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(
         np.float32)
-    if path:
-      os.makedirs(cache_dir, exist_ok=True)
-      tmp = path + ".tmp.npz"
-      np.savez(tmp, weights=weights)
-      os.replace(tmp, path)
+  for where in (path, shared):
+    if where and not os.path.exists(where):
+      try:
+        os.makedirs(os.path.dirname(where), exist_ok=True)
+        store.atomic_savez(where, weights=weights)
+      except OSError as e:
+        if where == path:
+          raise
+        logging.warning("head cache %s not written (%s); the run goes on", where, e)
   tok = getattr(model.tokenizer, "describe", "") or model.provenance.get("tokenizer", "")
   return ZeroShotHead(weights=weights, logit_scale=scale, logit_bias=bias,
                       classnames=names, templates=temps, label_space=label_space,

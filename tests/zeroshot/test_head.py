@@ -102,3 +102,50 @@ def test_named_resources():
     prompts.templates("clip81")
   with pytest.raises(ValueError, match="exactly one"):
     prompts.templates(["no placeholder"])
+
+
+@pytest.fixture
+def shared_head_cache(tmp_path):
+  shared = tmp_path / "shared"
+  head_lib.set_shared_cache_dir(str(shared))
+  yield shared
+  head_lib.set_shared_cache_dir("")
+
+
+def _counting(model):
+  """``model`` with a tokenizer that counts its calls (building a head tokenizes)."""
+  import dataclasses
+  calls = []
+
+  def tok(texts):
+    calls.append(len(texts))
+    return model.tokenizer(texts)
+  return dataclasses.replace(model, tokenizer=tok), calls
+
+
+def test_shared_head_cache_serves_a_new_workdir(bag_model_with_hash, shared_head_cache,
+                                                tmp_path):
+  model, names, temps = bag_model_with_hash
+  first = build_head(model, names, temps, cache_dir=str(tmp_path / "w1" / "heads"))
+  counted, calls = _counting(model)
+  again = build_head(counted, names, temps, cache_dir=str(tmp_path / "w2" / "heads"))
+  assert calls == []   # read, not built
+  np.testing.assert_array_equal(again.weights, first.weights)
+  assert list((tmp_path / "w2" / "heads").glob("head_*.npz"))   # the workdir keeps a copy
+
+
+def test_shared_head_cache_unused_without_weight_hash(bag_model_with_hash,
+                                                      shared_head_cache, tmp_path):
+  import dataclasses
+  model, names, temps = bag_model_with_hash
+  model = dataclasses.replace(model, provenance={})
+  build_head(model, names, temps, cache_dir=str(tmp_path / "w1"))
+  assert not shared_head_cache.exists() or not list(shared_head_cache.iterdir())
+
+
+@pytest.fixture
+def bag_model_with_hash():
+  import dataclasses
+  model, names, temps, _ = _bag_of_tokens_model()
+  return (dataclasses.replace(model, provenance={"sha256": {"model.safetensors": "ab" * 32}}),
+          names, temps)
