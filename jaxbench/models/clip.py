@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import api, hub, layers
+from jaxbench.models import api, hub, layers, word_tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,10 +310,13 @@ def hf_tokenizer(path_or_repo: str, context_length: int, revision: Optional[str]
       except (OSError, ValueError) as e:
         raise hub.WeightsError(f"no usable tokenizer files in {path_or_repo!r} (expected "
                                f"vocab.json + merges.txt or tokenizer.json): {e}") from e
-    enc = state["tok"](list(texts), padding="max_length", max_length=context_length,
-                       truncation=True, return_attention_mask=True)
-    ids = np.asarray(enc["input_ids"], np.int32)
-    return np.where(np.asarray(enc["attention_mask"]) > 0, ids, 0).astype(np.int32)
+      # CLIP's BPE never crosses whitespace: ids from a per-word cache (checked
+      # against the tokenizer's own on every call; other tokenizers unchanged).
+      state["fn"] = word_tokens.wrap(state["tok"], context_length, whole_prompts)
+    return state["fn"](texts)
+
+  def whole_prompts(texts):
+    return word_tokens.tokenizer_ids(state["tok"], texts, context_length)
   tokenize.describe = f"transformers:CLIPTokenizer({path_or_repo})"
   return tokenize
 
