@@ -22,6 +22,7 @@ import pytest
 from jaxbench import shifts
 from jaxbench.registry import SpecError
 from jaxbench.shifts import corruptions as C
+from jaxbench.shifts.corruptions import image_ops
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = np.load(os.path.join(HERE, "corruption_fixtures.npz"))
@@ -59,7 +60,7 @@ def _replay(name, severity, res, shape, seed):
   if name in ("gaussian_noise", "speckle_noise"):
     return {"z": np.random.standard_normal(shape).astype(np.float32)}
   if name == "glass_blur":
-    n = C._glass_positions(h, w, p[1], p[2])
+    n = image_ops.glass_positions(h, w, p[1], p[2])
     return {"offsets": np.random.randint(-p[1], p[1], size=(n, 2)).astype(np.int8)}
   if name == "fog":
     mapsize = 1 << (max(h, w) - 1).bit_length()
@@ -233,7 +234,7 @@ def test_samplers_draw_like_the_reference():
   arrays, static = C.device_params("glass_blur", sev, "imagenet", (224, 224))
   off = np.asarray(C.kernel("glass_blur").sample(key, x, arrays, static)["offsets"])
   d = C.table("glass_blur", sev)[1]
-  assert off.shape == (C._glass_positions(224, 224, d, 2), 2)
+  assert off.shape == (image_ops.glass_positions(224, 224, d, 2), 2)
   assert off.min() == -d and off.max() == d - 1   # np.random.randint(-d, d)
   arrays, static = C.device_params("elastic_transform", 2, "imagenet", (224, 224))
   f = C.kernel("elastic_transform").sample(key, x, arrays, static)
@@ -345,7 +346,7 @@ def test_frost_blends_a_texture_crop(tmp_path):
 
 def test_frost_without_textures_names_where_to_get_them(tmp_path, monkeypatch):
   monkeypatch.setenv(C.FROST_ENV, str(tmp_path))
-  monkeypatch.setattr(C.os.path, "expanduser", lambda p: str(tmp_path / "home") if p == "~" else p)
+  monkeypatch.setattr(os.path, "expanduser", lambda p: str(tmp_path / "home") if p == "~" else p)
   import importlib.util
   monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
   with pytest.raises(FileNotFoundError) as e:
@@ -375,7 +376,7 @@ def test_zoom_plans_keep_the_top_rows():
   # the first n. Both agree for every table entry (size - n < 2).
   for res, n in (("imagenet", 224), ("cifar", 32)):
     for zooms in C.PARAMS[res]["zoom_blur"]:
-      assert (C._zoom_plan(n, zooms)[:, 2] == 0).all()
+      assert (image_ops.zoom_plan(n, zooms)[:, 2] == 0).all()
 
 
 def _pil_jpeg(img_uint8, quality):
