@@ -92,6 +92,22 @@ def test_photometric_and_blur_sequences():
     assert 0 < np.abs(seq[1:].astype(int) - seq[:-1]).mean() < 20, name
 
 
+def test_spatter_frames_are_the_imagenet_c_water_splash(monkeypatch):
+  # create_p's spatter is create_c's water spatter (intensity 0.6) over a dripping
+  # liquid layer: both generators must run the one implementation in the host kernels.
+  from jaxbench.shifts.corruptions import host
+  real, splashes = host.water_splash, []
+
+  def spy(x, liquid, intensity):
+    splashes.append((intensity, real(x, liquid, intensity)))
+    return splashes[-1][1]
+
+  monkeypatch.setattr(host, "water_splash", spy)
+  seq = P.Perturbation("spatter").sequence(IMG, np.random.default_rng(0))
+  assert [c for c, _ in splashes] == [0.6] * 31
+  np.testing.assert_array_equal(seq, [np.uint8(np.clip(s, 0, 1) * 255) for _, s in splashes])
+
+
 def test_drip_is_numpy_convolve_same():
   liquid = np.random.default_rng(0).random((7, 3))
   expected = np.stack([np.convolve(liquid[:, j], [0.05, 0.1, 0.15, 0.7], mode="same")

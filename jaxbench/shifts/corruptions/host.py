@@ -50,14 +50,43 @@ def motion_blur_np(x: np.ndarray, radius: int, sigma: float, angle: float) -> np
   return out
 
 
-def _clipped_zoom_np(img: np.ndarray, zoom: float) -> np.ndarray:
-  """imagecorruptions' clipped_zoom: centre crop, scipy zoom(order=1), no trim."""
+def clipped_zoom(img: np.ndarray, zoom: float) -> np.ndarray:
+  """create_c's (and create_p's) clipped_zoom: centre crop, scipy zoom(order=1), centre trim.
+
+  The reference crops a square of ceil(H / zoom) pixels; this crops ceil(H / zoom)
+  by ceil(W / zoom) (the same on square images) and trims the zoomed crop back
+  to (H, W), centred.
+
+  Args:
+    img: (H, W, C).
+    zoom: zoom factor >= 1.
+  Returns:
+    (H, W, C) of img's dtype (a view of the zoomed crop).
+  """
   from scipy.ndimage import zoom as scizoom
-  ch0 = int(np.ceil(img.shape[0] / float(zoom)))
-  top0 = (img.shape[0] - ch0) // 2
-  ch1 = int(np.ceil(img.shape[1] / float(zoom)))
-  top1 = (img.shape[1] - ch1) // 2
-  return scizoom(img[top0:top0 + ch0, top1:top1 + ch1], (zoom, zoom, 1), order=1)
+  h, w = img.shape[:2]
+  ch0 = int(np.ceil(h / float(zoom)))
+  top0 = (h - ch0) // 2
+  ch1 = int(np.ceil(w / float(zoom)))
+  top1 = (w - ch1) // 2
+  out = scizoom(img[top0:top0 + ch0, top1:top1 + ch1], (zoom, zoom, 1), order=1)
+  top, left = (out.shape[0] - h) // 2, (out.shape[1] - w) // 2
+  return out[top:top + h, left:left + w]
+
+
+def snow_whiten(x: np.ndarray, weight: float) -> np.ndarray:
+  """create_c's (and create_p's) brightening of the image under the snow.
+
+  Args:
+    x: float (H, W, 3) in [0, 1].
+    weight: the image weight w (snow's last parameter; 0.85 in create_p).
+  Returns:
+    (H, W, 3): w x + (1 - w) max(x, 1.5 grey + 0.5), grey from OpenCV's RGB2GRAY.
+  """
+  import cv2
+  h, w = x.shape[:2]
+  grey = cv2.cvtColor(np.float32(x), cv2.COLOR_RGB2GRAY).reshape(h, w, 1)
+  return weight * x + (1 - weight) * np.maximum(x, grey * 1.5 + 0.5)
 
 
 def snow_np(x: np.ndarray, p, layer: np.ndarray, angle: float) -> np.ndarray:
@@ -71,33 +100,42 @@ def snow_np(x: np.ndarray, p, layer: np.ndarray, angle: float) -> np.ndarray:
   Returns:
     float64 (H, W, 3) in [0, 255].
   """
-  import cv2
-  h, w = x.shape[:2]
   x = np.asarray(x, np.float32) / 255.
-  layer = _clipped_zoom_np(layer[..., None], p[2])
   # create_c's clipped_zoom trims the zoomed layer to the image size (centred)
   # *before* the motion blur; imagecorruptions blurs the larger layer and crops
   # after, which pulls snow from beyond the border into the edge pixels (and,
   # through the 180-degree copy, into the opposite edges).
-  top, left = (layer.shape[0] - h) // 2, (layer.shape[1] - w) // 2
-  layer = layer[top:top + h, left:left + w]
+  layer = clipped_zoom(layer[..., None], p[2])
   layer[layer < p[3]] = 0
   layer = np.clip(layer.squeeze(), 0, 1)
   layer = motion_blur_np(layer, radius=p[4], sigma=p[5], angle=angle)
   layer = np.round(layer * 255).astype(np.uint8) / 255.
   layer = layer[..., None]
-  grey = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).reshape(h, w, 1)
-  x = p[6] * x + (1 - p[6]) * np.maximum(x, grey * 1.5 + 0.5)
+  x = snow_whiten(x, p[6])
   return np.clip(x + layer + np.rot90(layer, k=2), 0, 1) * 255
 
 
-def spatter_water_np(x: np.ndarray, p, liquid: np.ndarray) -> np.ndarray:
-  """Spatter at the water severities from the reference's N(loc, scale) draw (H, W)."""
+# The water colour (create_c paints BGR (238, 238, 175)); the reference's BGRA
+# round trip only adds and drops an alpha channel.
+WATER = np.array([175, 238, 238], np.float32) / 255.
+
+
+def water_splash(x: np.ndarray, liquid: np.ndarray, intensity: float) -> np.ndarray:
+  """create_c's (and create_p's) water spatter over an image, from a liquid layer.
+
+  The splash map is the layer times an edge map of it: Canny edges of the
+  uint8 layer, their chamfer distance (truncated at 20, blurred, histogram
+  equalised), an emboss filter and a blur, all in OpenCV as the reference;
+  normalised to peak 1 and scaled by ``intensity``.
+
+  Args:
+    x: float32 (H, W, 3) image in [0, 1].
+    liquid: float (H, W) blurred N(loc, scale) layer, values below the threshold set to 0.
+    intensity: splash strength (spatter's 5th parameter; 0.6 in create_p).
+  Returns:
+    float32 (H, W, 3): x + splash * WATER, not clipped.
+  """
   import cv2
-  from scipy import ndimage
-  x = np.asarray(x, np.float32) / 255.
-  liquid = ndimage.gaussian_filter(liquid, p[2], mode="nearest", truncate=4.0)
-  liquid[liquid < p[3]] = 0
   liquid = (liquid * 255).astype(np.uint8)
   dist = 255 - cv2.Canny(liquid, 50, 150)
   dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
@@ -109,10 +147,25 @@ def spatter_water_np(x: np.ndarray, p, liquid: np.ndarray) -> np.ndarray:
   dist = cv2.blur(dist, (3, 3)).astype(np.float32)
   m = liquid * dist
   peak = np.max(m)
-  m = (m / peak if peak > 0 else m * 0) * p[4]
-  # The reference's BGRA round trip only adds and drops an alpha channel.
-  water = np.array([175, 238, 238], np.float32) / 255.
-  return np.clip(x + m[..., None] * water, 0, 1) * 255
+  m = (m / peak if peak > 0 else m * 0) * intensity
+  return x + m[..., None] * WATER
+
+
+def spatter_water_np(x: np.ndarray, p, liquid: np.ndarray) -> np.ndarray:
+  """Spatter at the water severities from the reference's random draw.
+
+  Args:
+    x: uint8 (H, W, 3).
+    p: the severity's spatter tuple (see PARAMS; p[5] == 0).
+    liquid: the (H, W) N(loc, scale) draw.
+  Returns:
+    float32 (H, W, 3) in [0, 255].
+  """
+  from scipy import ndimage
+  x = np.asarray(x, np.float32) / 255.
+  liquid = ndimage.gaussian_filter(liquid, p[2], mode="nearest", truncate=4.0)
+  liquid[liquid < p[3]] = 0
+  return np.clip(water_splash(x, liquid, p[4]), 0, 1) * 255
 
 
 def jpeg_np(x: np.ndarray, quality: int) -> np.ndarray:
