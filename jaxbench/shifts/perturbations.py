@@ -32,14 +32,14 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from jaxbench.metrics import imagenet_p as _metrics
 from jaxbench.registry import Registry, format_spec
 from jaxbench.shifts.corruptions import host as _host
 
-NOISE = ("gaussian_noise", "shot_noise", "speckle_noise")
-NAMES = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter",
-         "brightness", "translate", "rotate", "tilt", "scale", "speckle_noise",
-         "gaussian_blur", "snow", "shear")
-DIFFICULTIES = (1, 2, 3)
+# The 14 perturbations and 3 difficulties: one list, kept with the metric (the
+# official-video loader reads it there too).
+NAMES = _metrics.PERTURBATIONS
+DIFFICULTIES = _metrics.DIFFICULTIES
 CROP = 224
 RESIZE = 256
 
@@ -49,6 +49,7 @@ NOISE_LEVELS = {
     "shot_noise": (300, 120, 60),          # Poisson rate
     "speckle_noise": (0.05, 0.10, 0.15),    # multiplicative std
 }
+NOISE = tuple(NOISE_LEVELS)
 
 PERTURBATIONS = Registry("perturbation")
 
