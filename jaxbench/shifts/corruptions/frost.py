@@ -25,6 +25,11 @@ FROST_ENV = "JAXBENCH_FROST_DIR"
 def frost_dir(user_dir: Optional[str] = None) -> str:
   """The directory holding frost1.png .. frost5.jpg.
 
+  Args:
+    user_dir: a directory to use; looked in first, then ``$JAXBENCH_FROST_DIR``,
+      ``~/.cache/jaxbench/frost`` and the ``imagecorruptions`` package's copy.
+  Returns:
+    The first of those directories that holds all five pictures.
   Raises:
     FileNotFoundError: naming where it looked and where to get the pictures.
   """
@@ -61,6 +66,7 @@ def frost_dir(user_dir: Optional[str] = None) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _frost_texture(path: str, scale: float) -> np.ndarray:
+  """The picture at ``path`` as RGB uint8 (h, w, 3), resized by ``scale`` as create_c."""
   import cv2
   img = cv2.imread(path)
   if img is None:
@@ -76,6 +82,14 @@ def frost_texture(directory: str, index: int, res: str, hw: tuple[int, int]) -> 
   CIFAR: cv2.resize by 0.2 (make_cifar_c). ImageNet: used as is; a picture
   smaller than the image (not the case for the shipped pictures at 224) is
   enlarged to cover it.
+
+  Args:
+    directory: from ``frost_dir``.
+    index: 0..4 (create_c's randint(5)).
+    res: 'imagenet' or 'cifar'.
+    hw: (H, W) of the image the frost covers.
+  Returns:
+    uint8 (h, w, 3) RGB with h > H and w > W (cached: do not modify).
   """
   path = os.path.join(directory, FROST_FILES[index])
   tex = _frost_texture(path, 0.2 if res == "cifar" else 1.0)
@@ -88,6 +102,7 @@ def frost_texture(directory: str, index: int, res: str, hw: tuple[int, int]) -> 
 
 @functools.lru_cache(maxsize=16)
 def _frost_texture_scaled(path: str, scale: float, factor: float) -> np.ndarray:
+  """``_frost_texture`` enlarged by ``factor`` (bicubic) to cover a larger image."""
   import cv2
   tex = _frost_texture(path, scale)
   size = (int(np.ceil(tex.shape[1] * factor)), int(np.ceil(tex.shape[0] * factor)))

@@ -18,9 +18,16 @@ import numpy as np
 
 
 def motion_blur_taps(radius: int, sigma: float, angle: float, h: int, w: int):
-  """(weight, dy, dx) taps of the imagecorruptions motion blur (create_c used
-  ImageMagick's MotionBlurImage): a one-sided Gaussian of width 2r+1 along the
-  angle, taps beyond the image size dropped."""
+  """The taps of the imagecorruptions motion blur (create_c used ImageMagick's
+  MotionBlurImage): a one-sided Gaussian of width 2r+1 along the angle.
+
+  Args:
+    radius, sigma: the blur's radius (pixels) and Gaussian sigma.
+    angle: direction in degrees.
+    h, w: image size; taps beyond it are dropped.
+  Returns:
+    list of (weight, dy, dx): float weight, int pixel offsets.
+  """
   width = radius * 2 + 1
   k = np.exp(-np.arange(width) ** 2 / (2 * sigma ** 2)) / (np.sqrt(2 * np.pi) * sigma)
   k = k / np.sum(k)
@@ -37,7 +44,16 @@ def motion_blur_taps(radius: int, sigma: float, angle: float, h: int, w: int):
 
 
 def motion_blur_np(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.ndarray:
-  """Sum of edge-replicated shifted copies: out[y, x] = sum_i k_i img[y - dy_i, x - dx_i]."""
+  """Motion blur as a sum of edge-replicated shifted copies.
+
+  out[y, x] = sum_i k_i img[y - dy_i, x - dx_i] over ``motion_blur_taps``.
+
+  Args:
+    x: (H, W) or (H, W, C), any numeric dtype.
+    radius, sigma, angle: see ``motion_blur_taps``.
+  Returns:
+    float64 of x's shape (x's value range).
+  """
   h, w = x.shape[:2]
   taps = motion_blur_taps(radius, sigma, angle, h, w)
   # Edge-replicated padding once; every tap is then a plain slice.
@@ -169,7 +185,14 @@ def spatter_water_np(x: np.ndarray, p, liquid: np.ndarray) -> np.ndarray:
 
 
 def jpeg_np(x: np.ndarray, quality: int) -> np.ndarray:
-  """PIL JPEG encode/decode of a uint8 (H, W, 3) image at ``quality``."""
+  """PIL JPEG encode/decode of an image at ``quality``.
+
+  Args:
+    x: uint8 (H, W, 3).
+    quality: JPEG quality 1..100.
+  Returns:
+    uint8 (H, W, 3): the decoded JPEG.
+  """
   from PIL import Image
   buf = io.BytesIO()
   Image.fromarray(np.asarray(x, np.uint8)).convert("RGB").save(buf, "JPEG", quality=quality)
@@ -178,6 +201,14 @@ def jpeg_np(x: np.ndarray, quality: int) -> np.ndarray:
 
 
 def frost_np(x: np.ndarray, p, crop: np.ndarray) -> np.ndarray:
-  """c0 * image + c1 * frost crop (uint8 RGB, same shape), clipped to [0, 255]."""
+  """Frost blend from the reference's random crop.
+
+  Args:
+    x: uint8 (H, W, 3).
+    p: the severity's (image weight c0, frost weight c1).
+    crop: uint8 (H, W, 3) RGB crop of a frost picture (``frost.frost_texture``).
+  Returns:
+    float64 (H, W, 3): c0 * x + c1 * crop, clipped to [0, 255].
+  """
   return np.clip(p[0] * np.asarray(x, np.float64) + p[1] * crop, 0, 255)
 

@@ -65,6 +65,7 @@ JPEG_DEFAULT = {"imagenet_c": 85, "cifar10_c": None, "corrupt": None}
 
 
 def _check_jpeg(quality, quantize=True):
+  """``quality`` if it is None or an int 1..100 with ``quantize``, else a ValueError."""
   if quality is None:
     return None
   if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
@@ -84,6 +85,8 @@ def _quantize(x):
 
 @dataclasses.dataclass(frozen=True)
 class _Corruption:
+  """What device and host corruptions share: the name, severity, parameter set,
+  spec family and JPEG save, and from them ``spec``, ``params``, ``provenance``."""
   name: str
   severity: int
   res: str = "imagenet"
@@ -106,10 +109,12 @@ class _Corruption:
 
   @property
   def params(self):
+    """create_c's parameters of this corruption and severity (``tables.table``)."""
     return table(self.name, self.severity, self.res)
 
   @property
   def provenance(self) -> dict:
+    """What generated the images, recorded with every result row."""
     return {"source": "generated", "reference": "hendrycks/robustness create_c "
             f"({'make_cifar_c' if self.res == 'cifar' else 'make_imagenet_c'}.py)",
             "corruption": self.name, "severity": self.severity, "res": self.res,
@@ -167,7 +172,16 @@ class HostCorruption(_Corruption):
       frost_dir(self.frost_dir)   # fail at build time, not in a pipeline worker
 
   def host_fn(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Corrupts one uint8 (H, W, 3) image; randomness from ``rng``."""
+    """Corrupts one image.
+
+    Args:
+      image: uint8 (H, W, 3).
+      rng: all randomness (seeded from (seed, example id) by the pipeline).
+    Returns:
+      uint8 (H, W, 3), JPEG round-tripped at ``jpeg_quality`` when set.
+    Raises:
+      ValueError: the image is not uint8 (H, W, 3).
+    """
     x = np.asarray(image)
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[-1] != 3:
       raise ValueError(f"{self.spec}: expected a uint8 (H, W, 3) image, got "
@@ -200,8 +214,14 @@ def make(name: str, severity: int, res: str = "imagenet", *, family: str = "imag
   """A DeviceCorruption or HostCorruption for ``name`` at ``severity``.
 
   Args:
+    name, severity, res: as ``tables.table`` (validated here).
+    family: the spec name the shift is built under (its ``spec`` and defaults).
+    quantize: device outputs on the uint8 grid (as the reference's np.uint8).
+    frost_dir: where the frost pictures are (``frost.frost_dir``).
     jpeg_quality: JPEG round trip of every output at this quality (85: as the
       official ImageNet-C files), None for none.
+  Returns:
+    DeviceCorruption if ``tables.is_device(name, severity, res)``, else HostCorruption.
   """
   table(name, severity, res)   # validates
   _check_jpeg(jpeg_quality, quantize)

@@ -96,7 +96,18 @@ PARAMS = {
 
 
 def table(name: str, severity: int, res: str = "imagenet"):
-  """The create_c parameters of ``name`` at ``severity`` (1..5) for ``res``."""
+  """The create_c parameters of a corruption at one severity.
+
+  Args:
+    name: one of ``ALL``.
+    severity: int 1..5.
+    res: 'imagenet' (make_imagenet_c.py) or 'cifar' (make_cifar_c.py).
+  Returns:
+    The severity's entry of ``PARAMS[res][name]``: a number, a tuple, or (zoom
+    blur) an array of zoom factors.
+  Raises:
+    ValueError: an unknown name or res, or a severity outside 1..5, named.
+  """
   if res not in PARAMS:
     raise ValueError(f"unknown corruption parameter set res={res!r}; expected one of "
                      f"{RESOLUTIONS}")
@@ -108,7 +119,13 @@ def table(name: str, severity: int, res: str = "imagenet"):
 
 
 def is_device(name: str, severity: int, res: str = "imagenet") -> bool:
-  """Whether ``name`` at ``severity`` runs device-side (else host-side)."""
+  """Whether a corruption at one severity runs device-side (else host-side).
+
+  Args:
+    name, severity, res: as ``table``.
+  Returns:
+    False for ``HOST_ONLY`` and for spatter's water severities, else True.
+  """
   if name in HOST_ONLY:
     return False
   if name == "spatter":
