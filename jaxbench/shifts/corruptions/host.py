@@ -8,6 +8,10 @@ draws the reference made as arguments (``np.random.Generator`` draws in
 replay the reference's NumPy streams. Inputs are uint8 (H, W, 3); outputs are
 float in [0, 255] unless stated otherwise (the caller truncates to uint8, as
 create_c's ``np.uint8``).
+
+ImageNet-P's generator (:mod:`jaxbench.shifts.perturbations`, create_p) uses the
+pieces create_p shares with create_c from here, so each has one implementation:
+``motion_blur_np``, ``clipped_zoom``, ``snow_whiten`` and ``water_splash``.
 """
 from __future__ import annotations
 
