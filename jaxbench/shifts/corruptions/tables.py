@@ -6,7 +6,7 @@ Resize(256)+CenterCrop(224)) and ``make_cifar_c.py`` (``res='cifar'``, 32x32).
 Which corruptions run on the device and which on the host is decided here too
 (``is_device``), since spatter switches between the two by severity.
 
-Pure NumPy: importing this module needs no JAX.
+NumPy only (no JAX code here).
 """
 from __future__ import annotations
 
