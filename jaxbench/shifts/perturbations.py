@@ -14,7 +14,9 @@ a sequence of frames cropped to the central 224x224:
 The reference encoded frames as H.264 MP4; generated frames are uncompressed
 uint8, so they are a variant of ImageNet-P, never the official videos. Motion
 blur and snow used ImageMagick there; here they use the NumPy motion blur of
-``jaxbench.shifts.corruptions``. Geometric transforms follow torchvision's
+the ImageNet-C host kernels (``jaxbench.shifts.corruptions.host``), which are
+also the one home of the pieces create_p shares with create_c (clipped zoom,
+the whitening under snow, the water spatter). Geometric transforms follow torchvision's
 ``F.affine`` conventions on PIL images (centre = image centre, clockwise
 angles, x-shear), PIL resampling with black fill.
 
@@ -30,14 +32,14 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from jaxbench.metrics import imagenet_p as _metrics
 from jaxbench.registry import Registry, format_spec
-from jaxbench.shifts import corruptions as _c
+from jaxbench.shifts.corruptions import host as _host
 
-NOISE = ("gaussian_noise", "shot_noise", "speckle_noise")
-NAMES = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter",
-         "brightness", "translate", "rotate", "tilt", "scale", "speckle_noise",
-         "gaussian_blur", "snow", "shear")
-DIFFICULTIES = (1, 2, 3)
+# The 14 perturbations and 3 difficulties: one list, kept with the metric (the
+# official-video loader reads it there too).
+NAMES = _metrics.PERTURBATIONS
+DIFFICULTIES = _metrics.DIFFICULTIES
 CROP = 224
 RESIZE = 256
 
@@ -47,6 +49,7 @@ NOISE_LEVELS = {
     "shot_noise": (300, 120, 60),          # Poisson rate
     "speckle_noise": (0.05, 0.10, 0.15),    # multiplicative std
 }
+NOISE = tuple(NOISE_LEVELS)
 
 PERTURBATIONS = Registry("perturbation")
 
@@ -114,40 +117,11 @@ def _trunc(x01: np.ndarray) -> np.ndarray:
   return np.uint8(np.clip(x01, 0, 1) * 255)
 
 
-def _clipped_zoom_create_c(img: np.ndarray, zoom: float) -> np.ndarray:
-  """create_c/create_p clipped_zoom (square crop, centred trim)."""
-  from scipy.ndimage import zoom as scizoom
-  h = img.shape[0]
-  ch = int(np.ceil(h / zoom))
-  top = (h - ch) // 2
-  out = scizoom(img[top:top + ch, top:top + ch], (zoom, zoom, 1), order=1)
-  trim = (out.shape[0] - h) // 2
-  return out[trim:trim + h, trim:trim + h]
-
-
 def _brightness(x: np.ndarray, c: float) -> np.ndarray:
   import skimage.color
   hsv = skimage.color.rgb2hsv(np.asarray(x) / 255.)
   hsv[:, :, 2] = np.clip(hsv[:, :, 2] + c, 0, 1)
   return np.uint8(skimage.color.hsv2rgb(hsv) * 255)
-
-
-def _spatter_frame(x01_f32: np.ndarray, liquid: np.ndarray) -> np.ndarray:
-  import cv2
-  layer = (liquid * 255).astype(np.uint8)
-  dist = 255 - cv2.Canny(layer, 50, 150)
-  dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
-  _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
-  dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
-  dist = cv2.equalizeHist(dist)
-  ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
-  dist = cv2.filter2D(dist, cv2.CV_8U, ker)
-  dist = cv2.blur(dist, (3, 3)).astype(np.float32)
-  m = layer * dist
-  peak = np.max(m)
-  m = (m / peak if peak > 0 else m * 0) * 0.6
-  water = np.array([175, 238, 238], np.float32) / 255.
-  return _trunc(x01_f32 + m[..., None] * water)
 
 
 def _drip(liquid: np.ndarray) -> np.ndarray:
@@ -243,21 +217,19 @@ class Perturbation:
 
   def _motion_blur(self, img, rng):
     x = np.asarray(center_crop(img))
-    return [np.uint8(np.clip(_c.motion_blur_np(x, 10, 3, (i - 30) * 4), 0, 255))
+    return [np.uint8(np.clip(_host.motion_blur_np(x, 10, 3, (i - 30) * 4), 0, 255))
             for i in range(31)]
 
   def _snow(self, img, rng):
-    import cv2
     x = np.asarray(center_crop(img), np.float64) / 255.
     layer = rng.normal(size=(CROP, CROP), loc=0.05, scale=0.3)
-    layer = _clipped_zoom_create_c(layer[..., None], 3)
+    layer = _host.clipped_zoom(layer[..., None], 3)
     layer[layer < 0.5] = 0
     layer = (np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8)
-    grey = cv2.cvtColor(np.float32(x), cv2.COLOR_RGB2GRAY).reshape(CROP, CROP, 1)
-    base = 0.85 * x + (1 - 0.85) * np.maximum(x, grey * 1.5 + 0.5)
+    base = _host.snow_whiten(x, 0.85)
     frames = []
     for i in range(31):
-      moving = _c.motion_blur_np(layer, radius=14, sigma=4, angle=i * 4 - 150)
+      moving = _host.motion_blur_np(layer, radius=14, sigma=4, angle=i * 4 - 150)
       moving = (np.round(np.clip(moving, 0, 255)) / 255.)[..., None]
       frames.append(_trunc(base + moving + np.rot90(moving, k=2)))
     return frames
@@ -270,7 +242,7 @@ class Perturbation:
     liquid[liquid < 0.69] = 0
     frames = []
     for _ in range(31):
-      frames.append(_spatter_frame(x, liquid))
+      frames.append(_trunc(_host.water_splash(x, liquid, 0.6)))
       liquid = _drip(liquid)
     return frames
 

@@ -117,22 +117,42 @@ def _outputs(workdir, dataset_prefix):
   raise KeyError(dataset_prefix)
 
 
-def test_disk_tfds_and_generated_modes(tiny_clip, data_root, tmp_path):
+@pytest.fixture(scope="module")
+def disk_run(tiny_clip, data_root, tmp_path_factory):
+  """Disk mode: ImageNet-C JPEGs, ImageNet-P MP4s, Stylized PNGs, clean val.
+
+  Returns:
+    (rows keyed by (dataset, transform, metric), workdir).
+  """
   model_dir, _ = tiny_clip
-  # --- disk: ImageNet-C JPEGs, ImageNet-P MP4s, Stylized PNGs, clean val.
-  wd = str(tmp_path / "disk")
+  wd = str(tmp_path_factory.mktemp("disk"))
   rows = runner.run(_config(model_dir, data_root=str(data_root),
                             imagenet_c=dict(corruptions="fog", severities="1"),
                             imagenet_p=dict(perturbations="rotate")), wd)
-  by = _by(rows)
+  return _by(rows), wd
+
+
+P_SPEC = "imagenet_p(difficulty=1, perturbation='rotate')"
+
+
+def test_disk_imagenet_c_row_records_what_was_evaluated(disk_run):
+  by, _ = disk_run
   c_row = by[("imagenet_c(corruption='fog', severity=1)", "clean", "top1")]
   assert c_row["n"] == 2 and c_row["suite"] == "synthetic"
   assert c_row["details"]["dataset_meta"]["evaluated"] == ["fog/1"]
   assert c_row["details"]["dataset_meta"]["resize_to_crop"]
+
+
+def test_disk_mode_counts_every_image_of_every_set(disk_run):
+  by, _ = disk_run
   assert by[("imagenet", "clean", "top1")]["n"] == 2
   assert by[("stylized_imagenet", "clean", "top1")]["n"] == 2
-  p_row = by[("imagenet_p(difficulty=1, perturbation='rotate')", "clean", "flip_prob")]
-  assert p_row["n"] == 6
+  assert by[(P_SPEC, "clean", "flip_prob")]["n"] == 6
+
+
+def test_disk_flip_probability_is_the_references(disk_run):
+  by, wd = disk_run
+  p_row = by[(P_SPEC, "clean", "flip_prob")]
   # The flip probability the runner recorded is the reference's, from the
   # stored per-frame predictions (consecutive frames, step 1).
   out = _outputs(wd, "imagenet_p")
@@ -140,11 +160,20 @@ def test_disk_tfds_and_generated_modes(tiny_clip, data_root, tmp_path):
   expected = P.scores([preds], "rotate", 1)["flip_prob"]
   assert p_row["value"] == pytest.approx(expected)
   assert p_row["value"] == pytest.approx(np.mean(preds[1:] != preds[:-1]))
+
+
+def test_disk_top5_distance_is_the_references(disk_run):
+  by, wd = disk_run
   # Top-5 distance from the stored ranked top-5 classes.
-  t5_row = by[("imagenet_p(difficulty=1, perturbation='rotate')", "clean", "t5d")]
+  out = _outputs(wd, "imagenet_p")
+  t5_row = by[(P_SPEC, "clean", "t5d")]
   top5 = out["top5"][np.argsort(out["index"])]
   assert t5_row["value"] == pytest.approx(P.scores([top5], "rotate", 1)["t5d"])
-  # --- tfds: imagenet2012_corrupted, keyed under its own name.
+
+
+def test_tfds_mode_keys_imagenet2012_corrupted_under_its_own_name(tiny_clip, data_root,
+                                                                 tmp_path):
+  model_dir, _ = tiny_clip
   tfds_dir = str(data_root / "tfds")
   rows = runner.run(_config(model_dir, parts="imagenet_c",
                             imagenet=dict(tfds_dir=tfds_dir),
@@ -154,19 +183,36 @@ def test_disk_tfds_and_generated_modes(tiny_clip, data_root, tmp_path):
   by = _by(rows)
   assert by[("imagenet2012_corrupted(corruption='fog', severity=1)", "clean", "top1")]["n"] == 2
   assert by[("imagenet", "clean", "top1")]["n"] == 2
-  # --- generated: corruptions as transforms on ImageNet val (device contrast, host JPEG).
+
+
+@pytest.fixture(scope="module")
+def generated_run(tiny_clip, data_root, tmp_path_factory):
+  """Generated mode: corruptions as transforms on ImageNet val (device contrast, host JPEG).
+
+  Returns:
+    (rows keyed by (dataset, transform, metric), workdir).
+  """
+  model_dir, _ = tiny_clip
+  wd = str(tmp_path_factory.mktemp("generated"))
   rows = runner.run(_config(model_dir, data_root=str(data_root),
                             imagenet_c=dict(source="generated", severities="5",
-                                            corruptions="contrast,jpeg_compression")),
-                    str(tmp_path / "generated"))
-  by = _by(rows)
+                                            corruptions="contrast,jpeg_compression")), wd)
+  return _by(rows), wd
+
+
+def test_generated_mode_evaluates_imagenet_val_only(generated_run):
+  by, wd = generated_run
   assert {d for d, _, _ in by} == {"imagenet"}
-  for name in ("contrast", "jpeg_compression"):
-    row = by[("imagenet",
-              f"shift:imagenet_c(corruption={name!r}, jpeg_quality=85, severity=5)", "top1")]
-    assert row["n"] == 2
-    # The official files' JPEG-85 save is recorded with the row.
-    assert row["details"]["shift"]["jpeg_quality"] == 85
-    assert row["details"]["shift"]["source"] == "generated"
-  clean = _outputs(str(tmp_path / "generated"), "imagenet")
+  clean = _outputs(wd, "imagenet")
   assert len(clean["index"]) == 2
+
+
+@pytest.mark.parametrize("name", ("contrast", "jpeg_compression"))
+def test_generated_shift_rows_record_the_official_jpeg_save(generated_run, name):
+  by, _ = generated_run
+  row = by[("imagenet",
+            f"shift:imagenet_c(corruption={name!r}, jpeg_quality=85, severity=5)", "top1")]
+  assert row["n"] == 2
+  # The official files' JPEG-85 save is recorded with the row.
+  assert row["details"]["shift"]["jpeg_quality"] == 85
+  assert row["details"]["shift"]["source"] == "generated"

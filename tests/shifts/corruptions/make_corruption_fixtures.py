@@ -1,8 +1,8 @@
-"""Writes tests/shifts/corruption_fixtures.npz from the reference corruption code.
+"""Writes tests/shifts/corruptions/corruption_fixtures.npz from the reference corruption code.
 
 Run once (about a minute; the reference glass blur is a slow Python loop):
 
-    .venv/bin/python tests/shifts/make_corruption_fixtures.py
+    .venv/bin/python tests/shifts/corruptions/make_corruption_fixtures.py
 
 The reference is the `imagecorruptions` package (a port of hendrycks/robustness
 `ImageNet-C/create_c/make_imagenet_c.py`). Its source is executed unchanged for
