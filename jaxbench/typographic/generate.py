@@ -37,6 +37,7 @@ import time
 from typing import Callable, Optional, Sequence
 
 from jaxbench import registry as registry_lib
+from jaxbench import store
 from jaxbench.typographic.codec import encode
 from jaxbench.typographic.errors import TypographicError
 from jaxbench.typographic.render import render, roz_matplotlib_font
@@ -103,24 +104,16 @@ class _Job:
         stem = os.path.splitext(item.id.split("/")[-1])[0]
         ext = ".png" if fmt == "png" else ".JPEG"
         rel = f"{name}/{item.folder}/{stem}{ext}"
-        _write_atomic(os.path.join(self.dst, rel),
-                      encode(rend.image, fmt, self.jpeg_quality))
+        store.atomic_write_bytes(os.path.join(self.dst, rel),
+                                 encode(rend.image, fmt, self.jpeg_quality))
         line["file"] = rel
         line["image_size"] = [int(rend.image.shape[1]), int(rend.image.shape[0])]
       lines.append(line)
     return lines
 
 
-def _write_atomic(path: str, data: bytes):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
-
-
 def _write_json(path: str, obj):
-  _write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+  store.atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _default_format(kind: str, variant: Variant, image_format: str) -> str:
@@ -265,8 +258,8 @@ def generate(src: str, dst: str, kind: str, seed: int = 0,
   t0 = time.perf_counter()
   lines, first = _run(job, len(items), workers, log)
   lines.sort(key=lambda l: (names.index(l["variant"]), l["source_id"]))
-  _write_atomic(os.path.join(dst, MANIFEST),
-                "".join(json.dumps(l, sort_keys=True) + "\n" for l in lines).encode())
+  store.atomic_write_bytes(os.path.join(dst, MANIFEST),
+                           "".join(json.dumps(l, sort_keys=True) + "\n" for l in lines).encode())
   header.update(complete=True, counts=_counts(lines, names),
                 fonts={n: _font_facts(v) for n, v in parsed})
   _write_json(os.path.join(dst, HEADER), header)
