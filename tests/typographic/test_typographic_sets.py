@@ -3,6 +3,8 @@ import importlib.util
 import io
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -227,3 +229,14 @@ def test_catalog_set_from_roz_record(srcs, tmp_path):
   assert "roz_record='cifar10_record.pickle'" in es.name
   got = {es.source[i]["id"]: es.source[i]["written_label"] for i in range(len(es))}
   assert got == {f"on_image/test_{i:05d}": w for i, (_, w) in enumerate(rec)}
+
+
+def test_catalog_finds_the_sets_without_importing_them_first():
+  # The data floor does not name this package; the catalog finds 'imagenet_t' and
+  # 'cifar10_t' through jaxbench.PLUGINS['datasets'] in a fresh interpreter.
+  code = ("from jaxbench.data import catalog; "
+          "print('imagenet_t' in catalog.names(), 'cifar10_t' in catalog.names())")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                     env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+  assert r.returncode == 0, r.stderr
+  assert r.stdout.split() == ["True", "True"]

@@ -1,10 +1,16 @@
 """The on-the-fly shift ``typographic(...)``: host_fn, host_fn_record, skips, registry."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from jaxbench import registry
 from jaxbench.typographic import errors, vocabulary
 from jaxbench.typographic import shift as shift_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 CIFAR = vocabulary.vocabulary("cifar10_t")
@@ -62,6 +68,11 @@ def test_on_skip_keep_returns_the_image():
 
 
 def test_shift_registry_finds_typographic():
-  # The package's shift registry has it too (through jaxbench.PLUGINS['shifts']).
-  from jaxbench import shifts
-  assert "typographic" in shifts.names()
+  # The package's shift registry has it too, through jaxbench.PLUGINS['shifts']: in a
+  # fresh interpreter that has not imported jaxbench.typographic.
+  code = ("import sys; from jaxbench import shifts; "
+          "print('typographic' in shifts.names(), 'jaxbench.typographic.shift' in sys.modules)")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                     env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+  assert r.returncode == 0, r.stderr
+  assert r.stdout.split() == ["True", "True"]
