@@ -24,7 +24,7 @@ Config argument (comma-separated key=value, all optional):
     exist under root; 'none' = leave that set out).
   root: parent folder of the generated sets (default ~/data/typographic).
   variants: '+'-separated variant presets, e.g. roz+true_class+random_word
-    (default roz; see jaxbench.shifts.typographic.PRESETS).
+    (default roz; see jaxbench.typographic.variants.PRESETS).
   models: '+'-separated model specs (default clip_vit_b32).
   templates: 'clip80' (default, RoZ) or 'cifar10' (CLIP's CIFAR-10 templates).
   seed, max_examples, batch_size, workers: ints (workers: generation processes).

@@ -14,6 +14,20 @@ __version__ = "0.1.0"
 _SUBMODULES = ("models", "zeroshot", "attacks", "shifts", "data", "metrics", "report",
                "registry", "runner", "store", "parallel", "labels", "transforms")
 
+# Plugins: modules above a floor that add entries to that floor's registry when
+# imported. A registry that misses a name calls load_plugins(its group), so no
+# lower floor names a higher one: the wiring lives here, at the top.
+PLUGINS = {
+    "datasets": ("jaxbench.typographic.sets",),     # jaxbench.data.catalog.DATASETS
+    "shifts": ("jaxbench.typographic.shift",),      # jaxbench.shifts.SHIFTS
+}
+
+
+def load_plugins(group: str) -> None:
+  """Imports the plugin modules of ``group`` ('datasets', 'shifts'); each registers itself."""
+  for module in PLUGINS.get(group, ()):
+    importlib.import_module(module)
+
 
 def __getattr__(name):
   # Lazy: `import jaxbench` stays cheap; jaxbench.attacks etc. load on first use.

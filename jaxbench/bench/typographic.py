@@ -7,7 +7,7 @@ typical size, quality 90, 4 wnid folders):
   * reference: RoZ's builder loop as its script runs it: one process,
     cv2.imread, label draw with the fit check, 8 corner-checked putText calls,
     cv2.imwrite (re-implemented here from protocol.md §1.4);
-  * ``jaxbench.typographic.generate`` with 0 (in process) and k grain worker
+  * ``jaxbench.typographic.generate.generate`` with 0 (in process) and k grain worker
     processes (the pipeline's workers), manifest and header included; the wall
     rate includes grain's worker start-up (seconds: workers re-import the
     package), the steady rate counts from the first finished image;
@@ -84,14 +84,15 @@ def main(argv):
   parser.add_argument("--out", default="bench_results.jsonl")
   args = parser.parse_args(argv[1:])
 
-  from jaxbench import typographic as generator  # pylint: disable=g-import-not-at-top
-  from jaxbench.shifts import typographic as typo  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from jaxbench.typographic import codec, generate, shift, text, vocabulary
+  # pylint: enable=g-import-not-at-top
 
   tmp = tempfile.mkdtemp(prefix="bench_typo_")
   try:
     src = os.path.join(tmp, "src")
     _make_jpegs(src, args.n)
-    vocab = typo.vocabulary("imagenet_t")
+    vocab = vocabulary.vocabulary("imagenet_t")
     rows = []
 
     t0 = time.perf_counter()
@@ -102,19 +103,19 @@ def main(argv):
     for k in [int(w) for w in args.workers.split(",")]:
       dst = os.path.join(tmp, f"ours{k}")
       t0 = time.perf_counter()
-      header = generator.generate(src, dst, "imagenet_t", seed=0, workers=k, log=None)
+      header = generate.generate(src, dst, "imagenet_t", seed=0, workers=k, log=None)
       dt = time.perf_counter() - t0
       n_out, tm = header["counts"]["written"], header["timing"]
       steady = (n_out - 1) / max(tm["total_s"] - tm["first_s"], 1e-9)
       rows.append((f"jaxbench generate, workers={k}", max(k, 1), n_out / dt, steady, dt))
 
-    shift = typo.TypographicShift.create("imagenet_t", "random_class")
+    shift_fn = shift.TypographicShift.create("imagenet_t", "random_class")
     files = [os.path.join(dp, f) for dp, _, fs in sorted(os.walk(src)) for f in sorted(fs)]
     datas = [open(p, "rb").read() for p in files]
     t0 = time.perf_counter()
     for i, data in enumerate(datas):
-      image, _ = typo.decode_rgb(data)
-      shift.host_fn(image, typo.example_rng(0, str(i)))
+      image, _ = codec.decode_rgb(data)
+      shift_fn.host_fn(image, text.example_rng(0, str(i)))
     dt = time.perf_counter() - t0
     rows.append(("on-the-fly host_fn (decode+draw)", 1, len(datas) / dt, len(datas) / dt, dt))
   finally:

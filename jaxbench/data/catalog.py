@@ -19,8 +19,9 @@ no ``root``; ``tfds_dir`` is the fallback for sets with a TFDS builder that are
 not found there.
 
 Importing this module is cheap: readers are imported when a set is built.
-Other modules add sets with :func:`register` (``jaxbench.data.synthetic`` and
-``jaxbench.data.typographic_sets`` are imported on demand, if they exist).
+Other modules add sets with :func:`register` (``jaxbench.data.synthetic`` is imported
+on demand; modules above this floor, the typographic sets, through the package
+root's plugin table ``jaxbench.PLUGINS['datasets']``).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import importlib.util
 import inspect
 from typing import TYPE_CHECKING, Callable, Optional
 
+import jaxbench
 from jaxbench import registry
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ DATASETS = registry.Registry("dataset")
 register = DATASETS.register
 
 # Modules that register more sets when imported.
-PLUGINS = ("jaxbench.data.synthetic", "jaxbench.data.typographic_sets", "jaxbench.demo.sources")
+PLUGINS = ("jaxbench.data.synthetic", "jaxbench.demo.sources")
 
 # Arguments that say where data is, not what it is (dropped from the name).
 LOCATION_ARGS = frozenset({
@@ -127,6 +129,7 @@ def _load_plugins():
   for module in PLUGINS:
     if importlib.util.find_spec(module) is not None:
       importlib.import_module(module)  # errors inside a plugin surface as they are
+  jaxbench.load_plugins("datasets")
 
 
 def names() -> list[str]:

@@ -135,10 +135,10 @@ def write_text(image: np.ndarray, text: str, rng: np.random.Generator, *,
   Returns:
     uint8 (H, W, 3); the input when the text does not fit.
   """
-  from jaxbench.shifts import typographic as typo
+  from jaxbench.typographic import hershey, render, variants, vocabulary
   h, w = image.shape[:2]
   ss = 4                                  # supersampling: anti-aliased strokes
-  base_w, base_h, _ = typo.text_size(text, "hershey_duplex", 1.0, 1)
+  base_w, base_h, _ = hershey.text_size(text, "hershey_duplex", 1.0, 1)
   if placement == "center":
     scale = width_frac * w * ss / max(base_w, 1)
     scale = min(scale, 0.8 * h * ss / max(base_h, 1))
@@ -149,9 +149,9 @@ def write_text(image: np.ndarray, text: str, rng: np.random.Generator, *,
   else:
     raise ValueError(f"placement {placement!r}: expected 'center' or 'random'")
   thick = max(1, int(round(thickness * base_h * scale)))
-  variant = typo.Variant(count=1, scale=float(scale), thickness=thick, measure_thickness=thick,
+  variant = variants.Variant(count=1, scale=float(scale), thickness=thick, measure_thickness=thick,
                          policy=policy, text="fixed", word=text,
                          supersample=ss, max_tries=50)
-  vocab = typo.Vocabulary("digits", NUM_CLASSES, WORDS, tuple(range(NUM_CLASSES)))
-  rend = typo.render(np.ascontiguousarray(image), variant, vocab, None, rng, rng)
+  vocab = vocabulary.Vocabulary("digits", NUM_CLASSES, WORDS, tuple(range(NUM_CLASSES)))
+  rend = render.render(np.ascontiguousarray(image), variant, vocab, None, rng, rng)
   return image if rend.image is None else rend.image

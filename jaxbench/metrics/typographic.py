@@ -113,7 +113,7 @@ def from_ids(ids: Sequence[str], preds, table: Mapping[str, tuple[int, int, str]
     ids: (N,) example ids as the reader returns them.
     preds: (N,) predicted classes or (N, K) logits, aligned with ids.
     table: id -> (label, written_label, variant), from
-      :func:`jaxbench.data.typographic_sets.example_table`.
+      :func:`jaxbench.typographic.sets.example_table`.
 
   Raises:
     KeyError: naming an id the table does not hold.

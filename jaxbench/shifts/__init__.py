@@ -13,13 +13,15 @@ canonical spec string) and ``provenance`` (a dict recorded with result rows).
 
 This module stays import-light (no JAX): the modules that define shifts register
 themselves when first needed. Other modules add entries with
-``jaxbench.shifts.SHIFTS.register(name)``.
+``jaxbench.shifts.SHIFTS.register(name)``; those above this floor (the typographic
+shift) are found through the package root's plugin table, ``jaxbench.PLUGINS['shifts']``.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
+import jaxbench
 from jaxbench.registry import Registry, parse
 
 SHIFTS = Registry("shift")
@@ -27,7 +29,6 @@ SHIFTS = Registry("shift")
 # Modules whose import registers shifts; loaded lazily by get()/names().
 _BUILTIN_MODULES = (
     "jaxbench.shifts.corruptions",
-    "jaxbench.shifts.typographic",
 )
 
 
@@ -40,6 +41,7 @@ def _load_builtin() -> None:
       # inside an existing module is a real error.
       if e.name != module:
         raise
+  jaxbench.load_plugins("shifts")
 
 
 def get(spec: str, **overrides) -> Any:

@@ -8,8 +8,10 @@ records carry, besides 'id', 'label' and 'image_bytes', the metadata
 The set's ``sequence_metric_fn`` turns per-example predictions into the attack
 success rate and the per-variant breakdown (:mod:`jaxbench.metrics.typographic`).
 
-Dataset specs (registered in :mod:`jaxbench.data.catalog` when this module is
-imported; the catalog imports it on demand):
+Dataset specs, registered in :data:`jaxbench.data.catalog.DATASETS` when this
+module is imported (the catalog imports it when a spec names a set it does not
+know yet, through the package root's plugin table ``jaxbench.PLUGINS['datasets']``;
+see :mod:`jaxbench.typographic`):
   imagenet_t(root='~/data/imagenet_t', src='~/data/imagenet/val', seed=0)
   cifar10_t(root='~/data/cifar10_t', src='~/data/cifar-10-batches-bin', seed=0,
             variants=('roz', 'true_class'))
@@ -28,13 +30,14 @@ from typing import Optional, Sequence
 import jax
 
 from jaxbench import registry as registry_lib
-from jaxbench import typographic as generator
+from jaxbench.data import catalog as catalog_lib
 from jaxbench.data import sources
 from jaxbench.data.evalset import EvalSet
 from jaxbench.metrics import typographic as typo_metrics
-from jaxbench.shifts import typographic as typo
-
-SETS = registry_lib.Registry("typographic set")
+from jaxbench.typographic import generate as generator
+from jaxbench.typographic.errors import TypographicError
+from jaxbench.typographic.variants import parse_variant
+from jaxbench.typographic.vocabulary import vocabulary
 
 
 class ManifestSource:
@@ -82,11 +85,11 @@ def read_manifest(root: str) -> tuple[dict, list[dict]]:
   root = os.path.abspath(os.path.expanduser(root))
   header = generator.read_header(root)
   if header is None:
-    raise typo.TypographicError(
+    raise TypographicError(
         f"{root} holds no typographic set ({generator.HEADER} missing); generate it with "
         "python -m jaxbench.typographic or pass src=")
   if not header.get("complete"):
-    raise typo.TypographicError(
+    raise TypographicError(
         f"{root}: generation did not finish ({generator.HEADER} has complete=false); rerun it")
   path = os.path.join(root, generator.MANIFEST)
   lines = []
@@ -95,11 +98,11 @@ def read_manifest(root: str) -> tuple[dict, list[dict]]:
       try:
         line = json.loads(text)
       except json.JSONDecodeError as e:
-        raise typo.TypographicError(f"{path}:{n}: not JSON: {e}") from e
+        raise TypographicError(f"{path}:{n}: not JSON: {e}") from e
       need = ("id", "label", "written_label", "variant", "text")
       miss = [k for k in need if k not in line] if "skipped" not in line else []
       if miss or ("skipped" not in line and "file" not in line):
-        raise typo.TypographicError(f"{path}:{n}: missing keys {miss or ['file']}")
+        raise TypographicError(f"{path}:{n}: missing keys {miss or ['file']}")
       lines.append(line)
   return header, lines
 
@@ -107,7 +110,7 @@ def read_manifest(root: str) -> tuple[dict, list[dict]]:
 def example_table(evalset: EvalSet) -> dict:
   """id -> (label, written_label, variant) for every record of ``evalset``."""
   if not isinstance(evalset.source, ManifestSource):
-    raise typo.TypographicError(f"{evalset.name} is not a typographic set")
+    raise TypographicError(f"{evalset.name} is not a typographic set")
   return evalset.source.table()
 
 
@@ -128,21 +131,21 @@ def load(root: str, variants: Optional[Sequence[str]] = None, seed: Optional[int
   root = os.path.abspath(os.path.expanduser(root))
   header, lines = read_manifest(root)
   if seed is not None and header["seed"] != seed:
-    raise typo.TypographicError(f"{root} was generated with seed={header['seed']}, "
-                                f"expected seed={seed}")
+    raise TypographicError(f"{root} was generated with seed={header['seed']}, "
+                           f"expected seed={seed}")
   if kind is not None and header["kind"] != kind:
-    raise typo.TypographicError(f"{root} holds {header['kind']}, expected {kind}")
+    raise TypographicError(f"{root} holds {header['kind']}, expected {kind}")
   have = list(header["variants"])
   chosen = list(variants) if variants is not None else have
   unknown = [v for v in chosen if v not in have]
   if unknown:
-    raise typo.TypographicError(f"{root}: variants {unknown} not in the set (it has {have})")
+    raise TypographicError(f"{root}: variants {unknown} not in the set (it has {have})")
   keep = [l for l in lines if l["variant"] in chosen and "skipped" not in l]
   missing = [l["file"] for l in keep if not os.path.isfile(os.path.join(root, l["file"]))]
   if missing:
-    raise typo.TypographicError(f"{root}: {len(missing)} image files listed in the manifest are "
-                                f"missing, e.g. {missing[:3]}")
-  vocab = typo.vocabulary(header["kind"])
+    raise TypographicError(f"{root}: {len(missing)} image files listed in the manifest are "
+                           f"missing, e.g. {missing[:3]}")
+  vocab = vocabulary(header["kind"])
   if header["kind"] == "imagenet_t":
     from jaxbench.zeroshot import prompts  # pylint: disable=g-import-not-at-top
     class_names, space = prompts.classnames("imagenet"), "imagenet1k"
@@ -204,7 +207,7 @@ def _make(kind: str, root: str, src: Optional[str], seed: int, variants, workers
                          max_examples=max_examples, roz_record=roz_record)
     else:  # multi-host: process 0 writes the set, the others wait for it
       _wait_complete(root)
-  names = [typo.parse_variant(v, kind)[0] for v in variants]
+  names = [parse_variant(v, kind)[0] for v in variants]
   # The results key says what the set is, not where it lives (as the catalog).
   what = {"seed": seed, "variants": tuple(names)}
   if max_examples >= 0:
@@ -221,17 +224,17 @@ def _wait_complete(root: str, poll_s: float = 10.0, timeout_s: float = 48 * 3600
   while True:
     try:
       header = generator.read_header(root)
-    except typo.TypographicError:
+    except TypographicError:
       header = None  # being rewritten
     if header is not None and header.get("complete"):
       return
     if time.time() - t0 > timeout_s:
-      raise typo.TypographicError(f"{root}: waited {timeout_s:.0f} s for process 0 to "
-                                  "generate the typographic set")
+      raise TypographicError(f"{root}: waited {timeout_s:.0f} s for process 0 to "
+                             "generate the typographic set")
     time.sleep(poll_s)
 
 
-@SETS.register("imagenet_t")
+@catalog_lib.register("imagenet_t")
 def imagenet_t(root: str, src: Optional[str] = None, seed: int = 0,
                variants: Sequence[str] = ("roz",), workers: int = 0,
                max_examples: int = -1, roz_record: Optional[str] = None) -> EvalSet:
@@ -240,29 +243,10 @@ def imagenet_t(root: str, src: Optional[str] = None, seed: int = 0,
   return _make("imagenet_t", root, src, seed, variants, workers, max_examples, roz_record)
 
 
-@SETS.register("cifar10_t")
+@catalog_lib.register("cifar10_t")
 def cifar10_t(root: str, src: Optional[str] = None, seed: int = 0,
               variants: Sequence[str] = ("roz",), workers: int = 0,
               max_examples: int = -1, roz_record: Optional[str] = None) -> EvalSet:
   """CIFAR-10-T (10-way CIFAR label space); generated from ``src`` if needed
   (with ``roz_record``: RoZ's cifar10_record.pickle)."""
   return _make("cifar10_t", root, src, seed, variants, workers, max_examples, roz_record)
-
-
-def get(spec: str) -> EvalSet:
-  """Builds a set from a spec string: ``imagenet_t(root=..., src=..., seed=0)``."""
-  return SETS.get(spec)
-
-
-def register(catalog=None) -> None:
-  """Adds 'imagenet_t' and 'cifar10_t' to a dataset Registry (default: the
-  catalog's ``DATASETS``); idempotent. Runs at import."""
-  if catalog is None:
-    from jaxbench.data import catalog as catalog_lib  # pylint: disable=g-import-not-at-top
-    catalog = catalog_lib.DATASETS
-  for set_name in SETS.names():
-    if set_name not in catalog:
-      catalog.register(set_name, SETS.factory(set_name))
-
-
-register()

@@ -1,10 +1,10 @@
 """Writes typographic_cv4_reference.npz: OpenCV 4's Hershey Duplex text, the reference
-for jaxbench.shifts.typographic.put_text / text_size (RoZ used opencv-python 4.1).
+for jaxbench.typographic.hershey.put_text / text_size (RoZ used opencv-python 4.1).
 
 OpenCV 5 no longer draws Hershey strokes, so this must run with an OpenCV 4 build:
 
     pip install --target /tmp/cv4 --no-deps opencv-python-headless==4.10.0.84
-    PYTHONPATH=/tmp/cv4 .venv/bin/python tests/shifts/make_typographic_fixtures.py
+    PYTHONPATH=/tmp/cv4 .venv/bin/python tests/typographic/make_typographic_fixtures.py
 
 Each case is a word drawn with cv2.putText(FONT_HERSHEY_DUPLEX, LINE_8) in white on
 black at a given origin, scale and thickness (binary mask, bit-packed) plus
