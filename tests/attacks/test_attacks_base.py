@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from jaxbench import attacks, registry
-from jaxbench.attacks import base, checks, metrics
-from jaxbench.attacks.base import AttackInputError, ThreatModel
+from jaxbench.attacks import checks, losses, metrics, threat
+from jaxbench.attacks.threat import AttackInputError, ThreatModel
 from jaxbench.models.api import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from attack_helpers import keys, linear_apply, softmax_apply, toy2d
 
@@ -100,17 +100,17 @@ def test_projection():
   x0 = rng.uniform(size=(6, 3, 3, 2)).astype(np.float32)
   x = x0 + rng.normal(size=x0.shape).astype(np.float32)
   eps = np.array([0.0, 0.05, 0.1, 0.3, 1.0, np.inf], np.float32)
-  pl = np.asarray(base.project(jnp.asarray(x), jnp.asarray(x0), jnp.asarray(eps), "linf", 0, 1))
+  pl = np.asarray(threat.project(jnp.asarray(x), jnp.asarray(x0), jnp.asarray(eps), "linf", 0, 1))
   e = eps[:, None, None, None]
   np.testing.assert_array_equal(pl, np.clip(np.clip(x, x0 - e, x0 + e), 0, 1))
-  p2 = np.asarray(base.project(jnp.asarray(x), jnp.asarray(x0), jnp.asarray(eps), "l2", 0, 1))
+  p2 = np.asarray(threat.project(jnp.asarray(x), jnp.asarray(x0), jnp.asarray(eps), "l2", 0, 1))
   n = np.linalg.norm((p2 - x0).reshape(6, -1), axis=1)
   assert np.all(n <= eps * (1 + 1e-6) + 1e-7) and p2.min() >= 0 and p2.max() <= 1
   # Points already inside are unchanged; projection is idempotent.
   inside = np.clip(x0 + 0.01, 0, 1)
-  np.testing.assert_allclose(np.asarray(base.project(jnp.asarray(inside), jnp.asarray(x0),
+  np.testing.assert_allclose(np.asarray(threat.project(jnp.asarray(inside), jnp.asarray(x0),
                                                      jnp.full((6,), 0.5), "l2", 0, 1)), inside)
-  np.testing.assert_allclose(np.asarray(base.project(jnp.asarray(p2), jnp.asarray(x0),
+  np.testing.assert_allclose(np.asarray(threat.project(jnp.asarray(p2), jnp.asarray(x0),
                                                      jnp.asarray(eps), "l2", 0, 1)), p2, atol=1e-6)
 
 
@@ -121,31 +121,31 @@ def test_losses_against_references():
   t = np.array([1, 1, 0, 5, 6])
   ce = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y),
                                          reduction="none").numpy()
-  np.testing.assert_allclose(np.asarray(base.cross_entropy(logits, y)), ce, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(losses.cross_entropy(logits, y)), ce, rtol=1e-5)
   s = np.sort(logits, 1)
   zy = logits[np.arange(5), y]
   other = np.where(np.eye(7, dtype=bool)[y], -np.inf, logits).max(1)
-  np.testing.assert_allclose(np.asarray(base.margin(logits, y)), zy - other, rtol=1e-6)
-  np.testing.assert_allclose(np.asarray(base.dlr(logits, y)),
+  np.testing.assert_allclose(np.asarray(losses.margin(logits, y)), zy - other, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(losses.dlr(logits, y)),
                              (zy - other) / (s[:, -1] - s[:, -3] + 1e-12), rtol=1e-5)
   zt = logits[np.arange(5), t]
-  np.testing.assert_allclose(np.asarray(base.dlr_targeted(logits, y, t)),
+  np.testing.assert_allclose(np.asarray(losses.dlr_targeted(logits, y, t)),
                              (zy - zt) / (s[:, -1] - 0.5 * (s[:, -3] + s[:, -4]) + 1e-12),
                              rtol=1e-5)
-  np.testing.assert_allclose(np.asarray(base.attack_loss("ce", logits, y, t, True)),
+  np.testing.assert_allclose(np.asarray(losses.attack_loss("ce", logits, y, t, True)),
                              -torch.nn.functional.cross_entropy(
                                  torch.from_numpy(logits), torch.from_numpy(t),
                                  reduction="none").numpy(), rtol=1e-5)
   probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-  assert np.all(np.asarray(base.looks_like_probabilities(probs)))
-  assert not np.any(np.asarray(base.looks_like_probabilities(logits)))
+  assert np.all(np.asarray(losses.looks_like_probabilities(probs)))
+  assert not np.any(np.asarray(losses.looks_like_probabilities(logits)))
 
 
 def test_roz_iteration_rule():
-  assert base.roz_steps(8 / 255) == 10
-  assert base.roz_steps(4 / 255) == 5
-  assert base.roz_steps(1 / 255) == 1
-  assert int(base._roz_steps_array(jnp.float32(8 / 255))) == 10
+  assert threat.roz_steps(8 / 255) == 10
+  assert threat.roz_steps(4 / 255) == 5
+  assert threat.roz_steps(1 / 255) == 1
+  assert int(threat.roz_steps_array(jnp.float32(8 / 255))) == 10
 
 
 # -- registry ----------------------------------------------------------------

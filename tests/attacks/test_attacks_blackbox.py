@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxbench import attacks
-from jaxbench.attacks import base, blackbox
+from jaxbench.attacks import blackbox, threat
 from attack_helpers import keys, linear_apply, toy2d
 
 RNG = np.random.default_rng(0)
@@ -57,7 +57,7 @@ def test_nes_query_accounting():
   # Each check but the last is followed by a 2q-query estimate.
   np.testing.assert_array_equal(q, checks + 2 * a.q * np.maximum(checks - 1, 0))
   np.testing.assert_array_equal(q[:3], 1)           # misclassified: the clean query only
-  n_steps = base.roz_steps(0.15)                    # RoZ's rule: 42 at eps = 0.15
+  n_steps = threat.roz_steps(0.15)                    # RoZ's rule: 42 at eps = 0.15
   assert n_steps == 42
   succ = np.asarray(r.success)
   assert np.all(checks[3:][~succ[3:]] == n_steps + 1)
