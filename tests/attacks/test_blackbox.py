@@ -38,10 +38,15 @@ def test_estimate_converges_to_true_gradient(dist):
 
 
 def test_estimate_independent_of_chunk_and_batch():
+  # One behaviour: an example's estimate depends on its key only.
   a = np.asarray(_estimate(X, keys(3), 4000, "rademacher", 500))
   # Example 1 alone (its own key), all directions in one chunk: same estimate.
   c = np.asarray(_estimate(X[1:2], keys(1, offset=1), 4000, "rademacher", 4000))
   np.testing.assert_allclose(a[1:2], c, rtol=1e-4, atol=1e-4)
+
+
+def test_estimates_differ_between_examples():
+  a = np.asarray(_estimate(X, keys(3), 4000, "rademacher", 500))
   assert np.abs(a[0] - a[1]).max() > 1e-2
 
 
