@@ -78,6 +78,20 @@ class Models:
     """Victim logits (N, K) at [0, 1] pixels (N, H, W, C)."""
     return self.apply(self.params, images)
 
+  def victim_if(self, need: jax.Array, z):
+    """Victim logits (N, K) at z when any example ``need``s them, else zeros.
+
+    Steps whose victim forward serves only some examples (the clean record,
+    early stopping, a finished probe) skip the pass when none needs it.
+
+    Args:
+      need: (N,) bool.
+      z: (N, H, W, C) attack-space points.
+    """
+    shape = jax.eval_shape(self.victim, z)
+    return jax.lax.cond(jnp.any(need), self.victim,
+                        lambda zz: jnp.zeros(shape.shape, shape.dtype), z)
+
 
 # --------------------------------------------------------------------------
 # Registration: spec strings -> attacks.

@@ -72,7 +72,6 @@ def estimate_gradient(loss_fn: Callable, x: jax.Array, keys, q: int, sigma: floa
     raise AttackInputError(f"distribution={distribution!r}: expected {DISTRIBUTIONS}")
   c = max(1, min(chunk, q))
   nchunk = -(-q // c)
-  n = x.shape[0]
   shape = x.shape[1:]
 
   def body(g, ci):

@@ -165,9 +165,7 @@ class SignGradient(base.Iterative):
       need = active & ((t == 0) | self.early_stop)
       if models.same:
         need = need & flags
-      shape = jax.eval_shape(models.victim, x)
-      plain = jax.lax.cond(jnp.any(need), models.victim,
-                           lambda z: jnp.zeros(shape.shape, shape.dtype), x)
+      plain = models.victim_if(need, x)
       vlogits = jnp.where(flags[:, None], plain, logits_src) if models.same else plain
 
     s = self.record_clean(s, vlogits, active & (t == 0))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 
 from jaxbench.attacks import base, losses
@@ -128,9 +127,7 @@ class MinEps(base.Iterative):
     newly = active & inner["done"]
     cc = inner["clean_correct"]
     # One victim forward settles the finished probes.
-    shape = jax.eval_shape(models.victim, inner["x"])
-    logits = jax.lax.cond(jnp.any(newly), models.victim,
-                          lambda z: jnp.zeros(shape.shape, shape.dtype), inner["x"])
+    logits = models.victim_if(newly, inner["x"])
     adv = losses.is_adversarial(logits, inner["y"], inner["target"],
                               self.threat.targeted is not None)
     z0 = self.threat.to_space(s["x0"])

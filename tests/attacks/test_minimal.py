@@ -8,7 +8,6 @@ probe's radius.
 """
 import dataclasses
 import importlib.util
-import json
 import os
 
 import jax
