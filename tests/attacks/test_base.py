@@ -1,9 +1,18 @@
-"""The attack contract: the registry and spec strings, hyperparameter and call checks."""
+"""The attack contract: the registry and spec strings, hyperparameter and call checks,
+and the bookkeeping of iterative attacks."""
+import dataclasses
+import os
+import subprocess
+import sys
+from typing import ClassVar
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxbench import attacks, registry
-from jaxbench.attacks.threat import AttackInputError
+from jaxbench.attacks import base, losses
+from jaxbench.attacks.threat import AttackInputError, ThreatModel
 from attack_helpers import keys, linear_apply, toy2d
 
 X, P = toy2d(n=32)
@@ -56,3 +65,60 @@ def test_unsupported_settings_raise_clear_errors(spec, match):
 def test_bad_call_inputs_raise_clear_errors(spec, args, match):
   with pytest.raises(AttackInputError, match=match):
     attacks.get(spec)(linear_apply, P, *args())
+
+
+# -- registration: a new attack is one module ----------------------------------
+@base.register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Probe(base.Iterative):
+  """Test attack: evaluates the victim ``evals`` times without moving."""
+  evals: int = 2
+  name: ClassVar[str] = "jb_test_probe"
+
+  def step(self, models, s):
+    t, active = s["t"], ~s["done"]
+    logits = models.victim(s["x"])
+    s = self.record_clean(s, logits, active & (t == 0))
+    fooled = losses.is_adversarial(logits, s["y"], s["target"], False)
+    return self.advance(s, active, self.not_attacked(s) | (t + 1 >= self.evals), fooled)
+
+
+def test_registered_attack_is_built_from_its_spec():
+  a = attacks.get("jb_test_probe(evals=3, eps=0.1)")
+  assert isinstance(a, Probe) and a.evals == 3 and a.threat == ThreatModel(eps=0.1)
+  assert attacks.get(a.spec()) == a
+
+
+def test_registration_starts_from_the_class_default_threat():
+  assert attacks.get("cw").threat == ThreatModel(norm="l2", eps=None)
+
+
+def test_iterative_bookkeeping_counts_evaluations():
+  labels = np.asarray(linear_apply(P, X)).argmax(-1)
+  labels[:3] = 1 - labels[:3]                      # misclassified: one evaluation only
+  r = attacks.get("jb_test_probe(evals=3)")(linear_apply, P, X, labels, keys(32))
+  want = np.full(32, 3)
+  want[:3] = 1
+  np.testing.assert_array_equal(np.asarray(r.queries), want)
+  np.testing.assert_array_equal(np.asarray(r.diagnostics["steps"]), want)
+  np.testing.assert_array_equal(np.asarray(r.diagnostics["clean_correct"]),
+                                np.arange(32) >= 3)
+  np.testing.assert_array_equal(np.asarray(r.adv_images), np.asarray(X))
+
+
+def test_update_where_replaces_entries_per_example():
+  s = {"x": jnp.zeros((3, 2)), "t": jnp.zeros(3, jnp.int32)}
+  out = base.update_where(s, jnp.asarray([True, False, True]), {"x": jnp.ones((3, 2))})
+  np.testing.assert_array_equal(np.asarray(out["x"]), [[1, 1], [0, 0], [1, 1]])
+  assert out["t"] is s["t"] and float(s["x"].sum()) == 0.0
+
+
+def test_every_attack_module_is_imported_with_the_package():
+  # Registration needs no list: importing the package imports its modules.
+  code = ("import pkgutil, sys, jaxbench.attacks as a; "
+          "print([m.name for m in pkgutil.iter_modules(a.__path__) "
+          "if 'jaxbench.attacks.' + m.name not in sys.modules])")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                       cwd=os.path.join(os.path.dirname(__file__), "..", ".."))
+  assert out.stdout.strip() == "[]"
