@@ -122,6 +122,8 @@ def register(cls):
 
   Its spec takes the threat-model keywords (defaults: the class's default
   ``threat``) and the class's own fields, e.g. ``bim(eps=8/255, steps=20)``.
+  A ``score_based`` class is also listed for
+  :func:`jaxbench.attacks.checks.blackbox_beats_whitebox`.
   Wrappers whose specs nest other specs register a factory with
   ``ATTACKS.register(name)`` instead and build the nested ones with :func:`build`.
   """
@@ -133,6 +135,8 @@ def register(cls):
   factory.__name__ = f"make_{cls.name}"
   factory.__doc__ = cls.__doc__
   ATTACKS.register(cls.name, factory)
+  if cls.score_based:
+    checks.BLACKBOX.add(cls.name)
   return cls
 
 
@@ -168,6 +172,7 @@ class Attack:
   name: ClassVar[str] = "attack"
   minimal: ClassVar[bool] = False        # minimal-perturbation: eps may be None
   norms: ClassVar[tuple] = NORMS
+  score_based: ClassVar[bool] = False    # uses the model's outputs only (black box)
 
   def __post_init__(self):
     if self.threat.norm not in self.norms:

@@ -111,6 +111,7 @@ class NES(base.Iterative):
 
   name: ClassVar[str] = "nes"
   distribution: ClassVar[str] = "gaussian"
+  score_based: ClassVar[bool] = True
 
   def __post_init__(self):
     super().__post_init__()
@@ -193,6 +194,7 @@ class Square(base.Iterative):
 
   name: ClassVar[str] = "square"
   norms: ClassVar[tuple] = ("linf",)
+  score_based: ClassVar[bool] = True
 
   def __post_init__(self):
     super().__post_init__()

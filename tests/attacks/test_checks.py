@@ -51,3 +51,7 @@ def test_blackbox_beating_every_whitebox_is_flagged():
 
 def test_weaker_blackbox_is_not_flagged():
   assert not checks.blackbox_beats_whitebox({"bim": 0.1, "nes": 0.3})["flag"]
+
+
+def test_registered_score_based_attacks_count_as_black_box():
+  assert checks.BLACKBOX == {"nes", "spsa", "square"}
