@@ -249,7 +249,15 @@ class Attack:
 
   # -- running -----------------------------------------------------------
   def check_inputs(self, images, labels, targets=None, mask=None):
-    """Static checks (shapes, targets) and value checks on concrete arrays."""
+    """Static checks (shapes, targets) and value checks on concrete arrays.
+
+    Args:
+      images: (N, H, W, C) floats in [0, 1] (checked when concrete).
+      labels: (N,) ints; targets, mask: (N,) or None.
+
+    Raises:
+      AttackInputError: naming the bad input and what was expected.
+    """
     if images.ndim != 4:
       raise AttackInputError(f"{self.name}: images must be (N, H, W, C), got {images.shape}")
     n = images.shape[0]
@@ -391,6 +399,17 @@ class Iterative(Attack):
   max_evals: ClassVar[int] = 1_000_000   # safety cap on loop trips
 
   def init(self, images, labels, keys, eps, targets, mask) -> dict:
+    """The state before the first evaluation.
+
+    Args:
+      images: (N, H, W, C) clean pixels in [0, 1].
+      labels: (N,) int; keys: (N, ...) raw key data; eps: (N,) radii;
+      targets: (N,) int (-1 when unused); mask: (N,) bool, False for padding
+        (which starts done).
+
+    Returns:
+      dict of (N, ...) arrays (see the class docstring); subclasses add theirs.
+    """
     n = images.shape[0]
     return {
         "x0": images, "x": self.threat.to_space(images), "y": labels.astype(jnp.int32),
@@ -488,7 +507,17 @@ class Iterative(Attack):
 
 
 def run(attack: Iterative, models: Models, state: dict, n: Optional[int] = None) -> dict:
-  """Steps until every example is done, or at most ``n`` steps (a refill chunk)."""
+  """Steps until every example is done, or at most ``n`` steps (a refill chunk).
+
+  Args:
+    attack: the iterative attack whose ``step`` advances the state.
+    models: victim (and gradient source).
+    state: per-example state from ``attack.init`` (or a previous chunk).
+    n: step limit; None runs to completion (capped at ``attack.max_evals``).
+
+  Returns:
+    the state after the loop.
+  """
   limit = attack.max_evals if n is None else n
 
   def cond(c):
