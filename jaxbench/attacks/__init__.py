@@ -16,13 +16,15 @@ and ``targeted`` are accepted by all):
 
 Nested attack specs are strings; they inherit the wrapper's threat model.
 
-Layout: :mod:`~jaxbench.attacks.threat` (threat model, projection),
-:mod:`~jaxbench.attacks.losses`, :mod:`~jaxbench.attacks.keys` (per-example
-randomness), :mod:`~jaxbench.attacks.per_example` (per-example array helpers),
+Layout, lowest first: :mod:`~jaxbench.attacks.per_example` (per-example array
+helpers), :mod:`~jaxbench.attacks.checks` and :mod:`~jaxbench.attacks.metrics`
+(pure functions of per-example outputs), :mod:`~jaxbench.attacks.threat`
+(threat model, projection), :mod:`~jaxbench.attacks.losses`,
+:mod:`~jaxbench.attacks.keys` (per-example randomness),
 :mod:`~jaxbench.attacks.result` (AttackResult, finalize),
 :mod:`~jaxbench.attacks.base` (the Attack contract, the Iterative loop, the
-registry), then one module per algorithm family, and :mod:`~.checks`,
-:mod:`~.metrics`, :mod:`~.refill` on top.
+registry), then one module per algorithm family, and
+:mod:`~jaxbench.attacks.refill` on top.
 
 Adding an attack: write one module here whose class is decorated with
 :func:`jaxbench.attacks.base.register` (or registers a factory with
