@@ -135,7 +135,7 @@ def test_nonconverged_examples_are_flagged(one_step):
                              [0.357102, np.inf, 0.0], atol=2e-6)
 
 
-def test_nonconverged_and_exceeding_examples_are_returned_clean(one_step):
+def test_unbroken_examples_are_returned_clean(one_step):
   # A exceeds eps (robust, returned clean); B is returned clean but not robust.
   np.testing.assert_array_equal(np.asarray(one_step.adv_images), np.asarray(KX))
 

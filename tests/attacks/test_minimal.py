@@ -144,7 +144,7 @@ def test_min_eps_check_notes_the_never_broken():
   assert c["median_min_eps_note"].startswith("> max grid (0.009): 3 of 5 examples")
 
 
-def test_runner_metrics_keep_the_inf_median_and_note():
+def test_runner_metrics_report_the_inf_median_with_a_note():
   values, checks_row = _runner_metrics(MOSTLY_UNBROKEN)
   assert values["median_min_eps"] == np.inf
   assert "> max grid" in checks_row["median_min_eps_note"]

@@ -67,7 +67,7 @@ def test_zero_eps_is_the_identity(template, dual, border):
 
 
 @UNTARGETED_CASES
-def test_output_lies_in_ball_and_bounds(template, dual, border):
+def test_output_lies_in_the_feasible_set(template, dual, border):
   r = _run(template, EPS)
   adv = np.asarray(r.adv_images)
   delta = (adv - np.asarray(X)).reshape(len(X), -1)
@@ -175,7 +175,7 @@ def test_multiclass_zero_eps_is_the_identity(template):
 
 
 @MULTICLASS
-def test_multiclass_output_lies_in_ball_and_bounds(template):
+def test_multiclass_output_lies_in_the_feasible_set(template):
   adv = np.asarray(_multiclass(template, 0.08).adv_images)
   assert np.abs(adv - np.asarray(XS)).max() <= 0.08 + 1e-6
   assert adv.min() >= 0 and adv.max() <= 1

@@ -77,7 +77,7 @@ def test_linf_projection_is_the_box_intersection():
                                 np.clip(np.clip(XP, X0 - e, X0 + e), 0, 1))
 
 
-def test_l2_projection_lies_in_ball_and_bounds():
+def test_l2_projection_lies_in_the_feasible_set():
   p2 = _project(XP, EPS, "l2")
   n = np.linalg.norm((p2 - X0).reshape(6, -1), axis=1)
   assert np.all(n <= EPS * (1 + 1e-6) + 1e-7) and p2.min() >= 0 and p2.max() <= 1
