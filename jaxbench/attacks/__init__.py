@@ -15,71 +15,36 @@ and ``targeted`` are accepted by all):
   autoattack(version='standard')
 
 Nested attack specs are strings; they inherit the wrapper's threat model.
+
+Layout, lowest first: :mod:`~jaxbench.attacks.per_example` (per-example array
+helpers), :mod:`~jaxbench.attacks.checks` and :mod:`~jaxbench.attacks.metrics`
+(pure functions of per-example outputs), :mod:`~jaxbench.attacks.threat`
+(threat model, projection), :mod:`~jaxbench.attacks.losses`,
+:mod:`~jaxbench.attacks.keys` (per-example randomness),
+:mod:`~jaxbench.attacks.result` (AttackResult, finalize),
+:mod:`~jaxbench.attacks.base` (the Attack contract, the Iterative loop, the
+registry), then one module per algorithm family, and
+:mod:`~jaxbench.attacks.refill` on top.
+
+Adding an attack: write one module here whose class is decorated with
+:func:`jaxbench.attacks.base.register` (or registers a factory with
+``base.ATTACKS.register(name)``), plus its test. Every module of this package
+is imported with the package, so nothing else needs to list it; in return,
+modules here import only lower floors (never the runner).
 """
 from __future__ import annotations
 
-import dataclasses
+import importlib
+import pkgutil
 from typing import Callable, Optional
 
-from jaxbench import registry
-from jaxbench.attacks import apgd, base, blackbox, cw, deepfool, ensemble, gradient
-from jaxbench.attacks import minimal, transfer
-from jaxbench.attacks.base import (Attack, AttackInputError, AttackResult,  # noqa: F401
-                                   Iterative, ThreatModel)
+from jaxbench.attacks.base import ATTACKS, Attack, Iterative  # noqa: F401  (public)
+from jaxbench.attacks.result import AttackResult  # noqa: F401  (public)
+from jaxbench.attacks.threat import AttackInputError, ThreatModel  # noqa: F401  (public)
 
-ATTACKS = registry.Registry("attack")
-
-
-def _pop_threat(kwargs: dict, defaults: Optional[dict] = None) -> base.ThreatModel:
-  tkw = dict(defaults or {})
-  for k in base.THREAT_KEYS:
-    if k in kwargs:
-      tkw[k] = kwargs.pop(k)
-  return base.ThreatModel(**tkw)
-
-
-def _simple(cls, threat_defaults=None):
-  def factory(**kwargs):
-    threat = _pop_threat(kwargs, threat_defaults)
-    return cls(threat=threat, **kwargs)
-  factory.__name__ = f"make_{cls.name}"
-  factory.__doc__ = cls.__doc__
-  return factory
-
-
-for _cls in (gradient.FGSM, gradient.BIM, gradient.PGD, gradient.MIM, gradient.DIM,
-             deepfool.DeepFool, apgd.APGD, apgd.APGDCE, apgd.APGDT,
-             blackbox.NES, blackbox.SPSA, blackbox.Square):
-  ATTACKS.register(_cls.name, _simple(_cls))
-ATTACKS.register("cw", _simple(cw.CarliniWagner, {"norm": "l2", "eps": None}))
-
-
-def _sub(spec_or_attack):
-  return get(spec_or_attack) if isinstance(spec_or_attack, str) else spec_or_attack
-
-
-@ATTACKS.register("transfer")
-def _transfer(attack="bim", surrogate="resnet152_tv", **kwargs):
-  threat = _pop_threat(kwargs)
-  return transfer.Transfer(threat=threat, attack=_sub(attack), surrogate=surrogate, **kwargs)
-
-
-@ATTACKS.register("min_eps")
-def _min_eps(attack="bim(steps=20)", grid=minimal.ROZ_WHITE_GRID, **kwargs):
-  threat = _pop_threat(kwargs)
-  return minimal.MinEps(threat=threat, attack=_sub(attack), grid=tuple(grid), **kwargs)
-
-
-@ATTACKS.register("ensemble")
-def _ensemble(attacks=("apgd_ce", "apgd_t"), **kwargs):
-  threat = _pop_threat(kwargs)
-  return ensemble.Ensemble(threat=threat, attacks=tuple(_sub(a) for a in attacks), **kwargs)
-
-
-@ATTACKS.register("autoattack")
-def _autoattack(version="standard", **kwargs):
-  threat = _pop_threat(kwargs)
-  return ensemble.autoattack(threat, version, **kwargs)
+# Attack modules register themselves on import.
+for _module in pkgutil.iter_modules(__path__):
+  importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def get(spec: str) -> Attack:
@@ -93,6 +58,7 @@ def get(spec: str) -> Attack:
 
 
 def names() -> list[str]:
+  """Registered attack names, sorted."""
   return ATTACKS.names()
 
 
@@ -103,25 +69,20 @@ def prepare(attack: Attack, model, load: Optional[Callable] = None) -> Attack:
     attack: from :func:`get`.
     model: the victim :class:`jaxbench.models.Model`.
     load: ``spec -> Model`` for surrogates (default ``jaxbench.models.load``).
+
+  Returns:
+    the attack, ready to run on ``model``.
   """
   attack = attack.for_model(model.preprocess)
-  stages = attack.attacks if isinstance(attack, ensemble.Ensemble) else (attack,)
-  if any(isinstance(a, transfer.Transfer) and a.needs_surrogate for a in stages) or (
-      isinstance(attack, minimal.MinEps) and isinstance(attack.attack, transfer.Transfer)):
-    if load is None:
-      from jaxbench import models as _models
-      load = _models.load
+  if not attack.needs_surrogate:
+    return attack
+  if load is None:
+    from jaxbench import models as _models
+    load = _models.load
 
-    def bind(t: transfer.Transfer):
-      s = load(t.surrogate)
-      if t.surrogate_preprocess == "victim":
-        s = s.with_preprocess(model.preprocess)
-      return t.with_surrogate(s.apply, s.params)
-    if isinstance(attack, transfer.Transfer):
-      attack = bind(attack)
-    elif isinstance(attack, minimal.MinEps):
-      attack = dataclasses.replace(attack, attack=bind(attack.attack))
-    else:
-      attack = dataclasses.replace(attack, attacks=tuple(
-          bind(a) if isinstance(a, transfer.Transfer) else a for a in stages))
-  return attack
+  def bind(t):
+    s = load(t.surrogate)
+    if t.surrogate_preprocess == "victim":
+      s = s.with_preprocess(model.preprocess)
+    return t.with_surrogate(s.apply, s.params)
+  return attack.with_surrogates(bind)

@@ -23,8 +23,9 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from jaxbench.attacks import base
-from jaxbench.attacks.base import AttackInputError
+from jaxbench.attacks import base, keys, losses
+from jaxbench.attacks.per_example import expand, select
+from jaxbench.attacks.threat import AttackInputError, direction, project
 
 APGD_LOSSES = ("ce", "dlr", "ce_t", "dlr_t")
 
@@ -38,6 +39,7 @@ def _start(key, x0, eps, norm):
   return x0 + eps * t / (jnp.linalg.norm(t) + 1e-12)
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class APGD(base.Iterative):
   """APGD with AutoAttack's settings.
@@ -71,9 +73,11 @@ class APGD(base.Iterative):
 
   @property
   def targeted_loss(self) -> bool:
+    """Whether the loss is targeted at runner-up classes ('ce_t', 'dlr_t')."""
     return self.loss.endswith("_t")
 
   def _schedule(self):
+    """(first checkpoint, smallest window, window decrement) in iterations."""
     n = self.steps
     return max(int(0.22 * n), 1), max(int(0.06 * n), 1), max(int(0.03 * n), 1)
 
@@ -90,13 +94,14 @@ class APGD(base.Iterative):
     return s
 
   def _loss(self, logits, y, tgt):
+    """(N,) loss to ascend from logits (N, K), labels and targets (N,)."""
     if self.loss == "ce":
-      return base.cross_entropy(logits, y)
+      return losses.cross_entropy(logits, y)
     if self.loss == "dlr":
-      return -base.dlr(logits, y)
+      return -losses.dlr(logits, y)
     if self.loss == "ce_t":
-      return -base.cross_entropy(logits, tgt)
-    return -base.dlr_targeted(logits, y, tgt)
+      return -losses.cross_entropy(logits, tgt)
+    return -losses.dlr_targeted(logits, y, tgt)
 
   def step(self, models: base.Models, s: dict) -> dict:
     tm = self.threat
@@ -105,7 +110,7 @@ class APGD(base.Iterative):
     z0 = tm.to_space(s["x0"])
     lo, hi = tm.bounds_np()
     eps = s["eps"]
-    pe = lambda v: base._per_example(v, x.ndim)
+    pe = lambda v: expand(v, x.ndim)
     n_iter_2, n_iter_min, size_decr = self._schedule()
     logits, vjp = jax.vjp(models.victim, x)
     k_cls = logits.shape[-1]
@@ -131,12 +136,12 @@ class APGD(base.Iterative):
     at_start = (t > 0) & (i == -1)
     after = (t > 0) & (i >= 0)
     l_best = jnp.where(at_start, loss, s["l_best"])
-    x_best = jnp.where(pe(at_start), x, s["x_best"])
-    g_best = jnp.where(pe(at_start), g, s["g_best"])
+    x_best = select(at_start, x, s["x_best"])
+    g_best = select(at_start, g, s["g_best"])
     improve = after & (loss > l_best)
     l_best = jnp.where(improve, loss, l_best)
-    x_best = jnp.where(pe(improve), x, x_best)
-    g_best = jnp.where(pe(improve), g, g_best)
+    x_best = select(improve, x, x_best)
+    g_best = select(improve, g, g_best)
     n_incr = jnp.where(after, s["n_incr"] + (loss > s["prev_l"]), 0)
     prev_l = jnp.where(after, loss, 0.0)     # AutoAttack compares step 0 with 0
     c3 = jnp.where(after, s["c3"] + 1, 0)
@@ -149,8 +154,8 @@ class APGD(base.Iterative):
     no_impr = ~reduced_last & (l_best_last >= l_best)
     halve = at_ck & (osc | no_impr)
     step = jnp.where(halve, step / 2, step)
-    x_cur = jnp.where(pe(halve), x_best, x)
-    g_cur = jnp.where(pe(halve), g_best, g)
+    x_cur = select(halve, x_best, x)
+    g_cur = select(halve, g_best, g)
     reduced_last = jnp.where(at_ck, osc | no_impr, reduced_last)
     l_best_last = jnp.where(at_ck, l_best, l_best_last)
     n_incr = jnp.where(at_ck, 0, n_incr)
@@ -163,42 +168,32 @@ class APGD(base.Iterative):
     r_next = s["r"] + run_over.astype(jnp.int32)
     new_run = (t == 0) | run_over
     out_of_runs = run_over & (r_next >= n_runs)
-    start_keys = base.fold(s["key"], base.TAG_START, r_next)
+    start_keys = keys.fold(s["key"], keys.TAG_START, r_next)
     start = jax.vmap(lambda kk, a, e: _start(kk, a, e, tm.norm))(start_keys, z0, eps)
     start = jnp.clip(start, lo, hi)
     a = jnp.where(i_next == 0, 1.0, 0.75)
     grad2 = x_cur - s["x_old"]
-    if tm.norm == "linf":
-      x1 = base.project(x_cur + pe(step) * jnp.sign(g_cur), z0, eps, "linf", lo, hi)
-      x1 = base.project(x_cur + (x1 - x_cur) * pe(a) + grad2 * pe(1 - a), z0, eps, "linf", lo, hi)
-    else:
-      x1 = base.project(x_cur + pe(step) * base.direction(g_cur, "l2"), z0, eps, "l2", lo, hi)
-      x1 = base.project(x_cur + (x1 - x_cur) * pe(a) + grad2 * pe(1 - a), z0, eps, "l2", lo, hi)
+    x1 = project(x_cur + pe(step) * direction(g_cur, tm.norm), z0, eps, tm.norm, lo, hi)
+    x1 = project(x_cur + (x1 - x_cur) * pe(a) + grad2 * pe(1 - a), z0, eps, tm.norm, lo, hi)
 
-    stop = ((t == 0) & ~s["clean_correct"]) | fooled | out_of_runs
+    stop = self.not_attacked(s) | fooled | out_of_runs
     upd = active & ~stop
     nxt = {
-        "x": jnp.where(pe(new_run), start, x1),
-        "x_old": jnp.where(pe(new_run), s["x_old"], x_cur),
+        "x": select(new_run, start, x1),
+        "x_old": select(new_run, s["x_old"], x_cur),
         "g": g_cur, "x_best": x_best, "g_best": g_best, "l_best": l_best,
         "step": step, "c3": c3, "k": k, "n_incr": n_incr, "prev_l": prev_l,
         "l_best_last": l_best_last, "reduced_last": reduced_last,
         "i": jnp.where(new_run, -1, i_next), "r": jnp.where(t == 0, 0, r_next),
         "cand": cand,
     }
-    s = dict(s)
-    s.update(base.select(upd, nxt, {kk: s[kk] for kk in nxt}))
+    s = base.update_where(s, upd, nxt)
     # A fooled example keeps the point that fooled it; an exhausted one its best.
-    s["x"] = jnp.where(pe(active & out_of_runs & ~fooled), x_best, s["x"])
+    s["x"] = select(active & out_of_runs & ~fooled, x_best, s["x"])
     s["cand"] = jnp.where(first[:, None], cand, s["cand"])
     s["n_tc"] = jnp.where(first, n_tc if self.targeted_loss else 0, s["n_tc"])
-    s["done"] = s["done"] | (active & stop)
-    s["fooled"] = jnp.where(active, fooled, s["fooled"])
-    zero = jnp.mean((g == 0).reshape(g.shape[0], -1).astype(jnp.float32), axis=1)
-    s["zero_grad"] = jnp.where(first, zero, s["zero_grad"])
-    s["queries"] = s["queries"] + active.astype(jnp.int32)
-    s["t"] = t + active.astype(jnp.int32)
-    return s
+    s = self.record_zero_grad(s, g, first)
+    return self.advance(s, active, stop, fooled)
 
   def output(self, s):
     out = super().output(s)
@@ -207,6 +202,7 @@ class APGD(base.Iterative):
     return out
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class APGDCE(APGD):
   """APGD on cross-entropy (AutoAttack's first stage)."""
@@ -214,6 +210,7 @@ class APGDCE(APGD):
   name: ClassVar[str] = "apgd_ce"
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class APGDT(APGD):
   """APGD on the targeted DLR loss over 9 runner-up classes (AutoAttack's second stage)."""

@@ -1,381 +1,46 @@
-"""Threat model, attack result, projection, losses and the attack driver.
+"""The attack contract and the loop shared by iterative attacks.
 
-Everything an attack algorithm needs but is not the algorithm:
-
-* :class:`ThreatModel`: norm (L-inf or L2), epsilon, the space epsilon is
-  measured in (pixel [0, 1] or the model's normalised space, RoZ's convention),
-  bounds in that space, and the targeted mode.
-* :class:`AttackResult`: adversarial images, success mask, queries and
-  per-example diagnostics.
-* :func:`project` onto the epsilon ball and the bounds, applied to every result
-  before its single re-evaluation (:func:`finalize`).
-* Losses to *ascend*: cross-entropy, margin and DLR, untargeted or targeted.
+* :class:`Models`: the victim (and, for transfer attacks, the gradient source)
+  as functions of attack-space inputs.
 * :class:`Attack`: hyperparameters as a frozen dataclass with a pure, jittable
-  ``__call__(apply, params, images, labels, keys) -> AttackResult``.
+  ``__call__(apply, params, images, labels, keys) -> AttackResult``; a subclass
+  implements ``_attack`` and :func:`~jaxbench.attacks.result.finalize` does the
+  rest (projection, one re-evaluation, diagnostics).
 * :class:`Iterative`: attacks written as a per-example state machine
   (``init`` / ``step`` / ``output``) so that every example keeps its own
-  iteration counter. The same step runs a whole batch to completion under
-  ``lax.while_loop`` or a few iterations at a time with survivor refill
+  iteration counter; gradient, black-box, DeepFool, APGD and minimal-eps
+  attacks are all written this way and share its bookkeeping
+  (:meth:`Iterative.record_clean`, :meth:`Iterative.advance`, ...). The same
+  step runs a whole batch to completion under ``lax.while_loop`` (:func:`run`)
+  or a few iterations at a time with survivor refill
   (:mod:`jaxbench.attacks.refill`), with identical results.
+* :data:`ATTACKS` and :func:`register`: an attack module registers its
+  classes with a decorator, so adding an attack touches only its own module.
 
-Conventions. Attacks work in *attack space*: pixels for ``space='pixel'``,
-``(x - mean) / std`` for ``space='normalized'``. Images handed in and out are
-always float32 NHWC in [0, 1] (the Model contract); with RoZ's normalised bounds
-[-1.8, 2.15] a returned pixel may leave [0, 1] by up to ~0.09 (channel 2),
-exactly as RoZ's clamp allows. Every example's first model evaluation is at the
-clean image, which yields its clean prediction: examples that are misclassified
-before the attack are not attacked and count as failures of the model (RoZ).
-Randomness comes from per-example keys only (``fold_in(key(seed), example_id)``
-by the caller), never from batch position.
+Conventions. Attacks work in *attack space* (:mod:`jaxbench.attacks.threat`);
+images handed in and out are float32 NHWC in [0, 1] (the Model contract).
+Every example's first model evaluation is at the clean image, which yields its
+clean prediction: examples that are misclassified before the attack are not
+attacked and count as failures of the model (RoZ). Randomness comes from
+per-example keys only (:mod:`jaxbench.attacks.keys`).
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxbench import registry
-
-NORMS = ("linf", "l2")
-SPACES = ("pixel", "normalized")
-TARGETED = (None, "random", "least_likely", "given")
-ROZ_BOUNDS = (-1.8, 2.15)
-# Tags folded into per-example keys so that independent draws never collide.
-TAG_TARGET, TAG_START, TAG_STEP = 0x7A11, 0x57A7, 0x5E9
-
-
-class AttackInputError(ValueError):
-  """Bad attack hyperparameters or inputs (names the value and what was expected)."""
-
-
-def roz_steps(eps: float) -> int:
-  """RoZ/Kurakin iteration rule ``int(min(eps*255 + 4, 1.25*eps*255))`` (10 at 8/255)."""
-  return int(min(eps * 255 + 4, 1.25 * eps * 255))
-
-
-def _roz_steps_array(eps: jax.Array) -> jax.Array:
-  # float32 eps*255 can land just below an integer (8/255*255 = 7.9999995):
-  # a small guard keeps the host rule's integer.
-  return jnp.floor(jnp.minimum(eps * 255 + 4, 1.25 * eps * 255) + 1e-4).astype(jnp.int32)
-
-
-# --------------------------------------------------------------------------
-# Threat model.
-# --------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class ThreatModel:
-  """Where adversarial examples may lie.
-
-  Attributes:
-    norm: 'linf' or 'l2'.
-    eps: radius in units of ``space``; None for minimal-perturbation attacks
-      run without a budget (DeepFool, C&W).
-    space: 'pixel' ([0, 1] images) or 'normalized' (``(x - mean) / std`` with
-      the model's mean/std; RoZ's convention, set by :meth:`Attack.for_model`).
-    bounds: box in ``space`` units. None means (0, 1) in pixel space and RoZ's
-      (-1.8, 2.15) in normalised space; 'auto' means the image of [0, 1]
-      per channel; or (lo, hi) with scalars or per-channel triples.
-    targeted: None (untargeted), 'random' (a uniformly drawn wrong class),
-      'least_likely' (the clean image's lowest logit) or 'given' (``targets``).
-    mean, std: per-channel statistics of the model's normalisation; required
-      in normalised space.
-  """
-  norm: str = "linf"
-  eps: Optional[float] = 8 / 255
-  space: str = "pixel"
-  bounds: Any = None
-  targeted: Optional[str] = None
-  mean: Optional[tuple] = None
-  std: Optional[tuple] = None
-
-  def __post_init__(self):
-    if self.norm not in NORMS:
-      raise AttackInputError(f"norm={self.norm!r}: expected one of {NORMS}")
-    if self.space not in SPACES:
-      raise AttackInputError(f"space={self.space!r}: expected one of {SPACES}")
-    if self.targeted not in TARGETED:
-      raise AttackInputError(f"targeted={self.targeted!r}: expected one of {TARGETED}")
-    if self.eps is not None:
-      eps = self.eps
-      if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise AttackInputError(f"eps={eps!r}: expected a finite number >= 0")
-      if self.norm == "linf" and self.space == "pixel" and eps > 1:
-        raise AttackInputError(
-            f"eps={eps!r} is outside [0, 1] for an L-inf attack in pixel space "
-            f"(images are floats in [0, 1]); did you mean eps={eps:g}/255?")
-    if isinstance(self.bounds, str) and self.bounds not in ("auto", "roz"):
-      raise AttackInputError(f"bounds={self.bounds!r}: expected None, 'auto', 'roz' "
-                             "or (lo, hi)")
-    if self.bounds is not None and not isinstance(self.bounds, str):
-      if len(self.bounds) != 2:
-        raise AttackInputError(f"bounds={self.bounds!r}: expected (lo, hi)")
-      lo, hi = (np.asarray(b, np.float64) for b in self.bounds)
-      if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):
-        raise AttackInputError(f"bounds={self.bounds!r}: expected finite lo < hi")
-      if self.space == "pixel" and (np.any(lo < 0) or np.any(hi > 1)):
-        raise AttackInputError(
-            f"bounds={self.bounds!r} are inconsistent with the model's input range "
-            "[0, 1] in pixel space (images are floats in [0, 1], not 0..255)")
-    if self.space == "pixel" and self.bounds == "roz":
-      raise AttackInputError("bounds='roz' are normalised-space bounds; use space='normalized'")
-    if (self.mean is None) != (self.std is None):
-      raise AttackInputError("mean and std must be given together")
-    if self.eps is not None and self.norm == "linf" and (self.bounds != "auto"
-                                                          or self.mean is not None):
-      lo, hi = self.bounds_np()
-      if self.eps > float(np.max(hi - lo)):
-        raise AttackInputError(f"eps={self.eps!r} exceeds the width of the bounds "
-                               f"{float(np.max(hi - lo)):.3f} in {self.space} space")
-
-  # -- spaces ---------------------------------------------------------------
-  @property
-  def resolved(self) -> bool:
-    return self.space == "pixel" or self.mean is not None
-
-  def with_stats(self, mean: Sequence[float], std: Sequence[float]) -> "ThreatModel":
-    """Sets the model's normalisation and checks the bounds against it."""
-    tm = dataclasses.replace(self, mean=tuple(float(m) for m in mean),
-                             std=tuple(float(s) for s in std))
-    if tm.space == "normalized":
-      lo, hi = tm.bounds_np()
-      img_lo = (0.0 - np.asarray(tm.mean)) / np.asarray(tm.std)
-      img_hi = (1.0 - np.asarray(tm.mean)) / np.asarray(tm.std)
-      # RoZ's [-1.8, 2.15] rounds CLIP's exact range (-1.79226, 2.14589699)
-      # outward; a box that cuts off valid images by more is a mistake.
-      tol = 0.01
-      if np.any(lo > img_lo + tol) or np.any(hi < img_hi - tol):
-        raise AttackInputError(
-            f"bounds={self.bounds!r} in normalised units cut off this model's input "
-            f"range: [0, 1] pixels normalise to lo={np.round(img_lo, 4).tolist()}, "
-            f"hi={np.round(img_hi, 4).tolist()} with mean={tm.mean}, std={tm.std}. "
-            "Use bounds='auto', or feed the model CLIP's preprocessing as RoZ does")
-    return tm
-
-  def _need_stats(self):
-    if not self.resolved:
-      raise AttackInputError(
-          "space='normalized' needs the model's mean/std: call "
-          "attack.for_model(model.preprocess) before running the attack")
-
-  def bounds_np(self) -> tuple[np.ndarray, np.ndarray]:
-    """(lo, hi) float32 arrays, scalar or per-channel (C,), in attack space."""
-    b = self.bounds
-    if self.space == "pixel":
-      if b is None or b == "auto":
-        b = (0.0, 1.0)
-    else:
-      if b is None or b == "roz":
-        b = ROZ_BOUNDS
-      elif b == "auto":
-        self._need_stats()
-        m, s = np.asarray(self.mean), np.asarray(self.std)
-        b = ((0 - m) / s, (1 - m) / s)
-    return np.asarray(b[0], np.float32), np.asarray(b[1], np.float32)
-
-  def to_space(self, images: jax.Array) -> jax.Array:
-    """[0, 1] pixels -> attack space."""
-    if self.space == "pixel":
-      return images
-    self._need_stats()
-    return (images - jnp.asarray(self.mean, images.dtype)) / jnp.asarray(self.std, images.dtype)
-
-  def to_pixels(self, z: jax.Array) -> jax.Array:
-    """Attack space -> pixels (what ``apply`` takes)."""
-    if self.space == "pixel":
-      return z
-    self._need_stats()
-    return z * jnp.asarray(self.std, z.dtype) + jnp.asarray(self.mean, z.dtype)
-
-  def describe(self) -> dict:
-    lo, hi = self.bounds_np() if self.resolved or self.bounds != "auto" else (None, None)
-    return {"norm": self.norm, "eps": self.eps, "space": self.space,
-            "bounds": None if lo is None else [np.asarray(lo).tolist(), np.asarray(hi).tolist()],
-            "targeted": self.targeted}
-
-
-THREAT_KEYS = ("norm", "eps", "space", "bounds", "targeted")
-
-
-def threat_kwargs(tm: ThreatModel) -> dict:
-  """Spec kwargs of a threat model's non-default settings (mean/std excluded:
-  they come from the model, not the spec)."""
-  tm0 = ThreatModel()
-  return {k: getattr(tm, k) for k in THREAT_KEYS if getattr(tm, k) != getattr(tm0, k)}
-
-
-# --------------------------------------------------------------------------
-# Projection and norms.
-# --------------------------------------------------------------------------
-def _per_example(v: jax.Array, ndim: int) -> jax.Array:
-  return v.reshape(v.shape + (1,) * (ndim - v.ndim))
-
-
-def norms(delta: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per-example (L-inf, L2) norms of (N, ...) perturbations."""
-  flat = delta.reshape(delta.shape[0], -1)
-  return jnp.max(jnp.abs(flat), axis=1), jnp.sqrt(jnp.sum(flat * flat, axis=1))
-
-
-def project(x: jax.Array, x0: jax.Array, eps: Optional[jax.Array], norm: str,
-            lo, hi) -> jax.Array:
-  """Projects ``x`` onto the eps-ball around ``x0`` intersected with [lo, hi].
-
-  Args:
-    x, x0: (N, H, W, C) in attack space; ``x0`` must lie in [lo, hi].
-    eps: (N,) radii, or None for no ball.
-    norm: 'linf' or 'l2'.
-    lo, hi: scalars or (C,) bounds.
-
-  Returns:
-    (N, H, W, C): for L-inf the exact box intersection; for L2 the radial
-    projection followed by clipping, which stays in the ball because clipping
-    towards a box that contains ``x0`` never lengthens the perturbation.
-  """
-  if eps is None:
-    return jnp.clip(x, lo, hi)
-  e = _per_example(eps.astype(x.dtype), x.ndim)
-  if norm == "linf":
-    return jnp.clip(x, jnp.maximum(x0 - e, lo), jnp.minimum(x0 + e, hi))
-  delta = x - x0
-  n = _per_example(norms(delta)[1], x.ndim)
-  factor = jnp.minimum(1.0, e / jnp.maximum(n, 1e-12))
-  return jnp.clip(x0 + delta * factor, lo, hi)
-
-
-def direction(g: jax.Array, norm: str) -> jax.Array:
-  """Steepest-ascent unit step for a gradient: sign for L-inf, g/||g||_2 for L2."""
-  if norm == "linf":
-    return jnp.sign(g)
-  n = _per_example(norms(g)[1], g.ndim)
-  return g / jnp.maximum(n, 1e-12)
-
-
-# --------------------------------------------------------------------------
-# Losses (to ascend) and success.
-# --------------------------------------------------------------------------
-def _other_max(logits: jax.Array, cls: jax.Array) -> jax.Array:
-  k = logits.shape[-1]
-  masked = jnp.where(jax.nn.one_hot(cls, k, dtype=bool), -jnp.inf, logits)
-  return jnp.max(masked, axis=-1)
-
-
-def _take(logits, cls):
-  return jnp.take_along_axis(logits, cls[:, None], axis=-1)[:, 0]
-
-
-def cross_entropy(logits, labels):
-  """Per-example softmax cross-entropy, (N, K), (N,) -> (N,)."""
-  return jax.nn.logsumexp(logits, axis=-1) - _take(logits, labels)
-
-
-def margin(logits, labels):
-  """z_y - max_{j != y} z_j: positive while the label still wins."""
-  return _take(logits, labels) - _other_max(logits, labels)
-
-
-def dlr(logits, labels):
-  """Difference of logits ratio (Croce & Hein 2020), untargeted, to minimise."""
-  s = jnp.sort(logits, axis=-1)
-  return margin(logits, labels) / (s[:, -1] - s[:, -3] + 1e-12)
-
-
-def dlr_targeted(logits, labels, targets):
-  s = jnp.sort(logits, axis=-1)
-  return (_take(logits, labels) - _take(logits, targets)) / (
-      s[:, -1] - 0.5 * (s[:, -3] + s[:, -4]) + 1e-12)
-
-
-LOSSES = ("ce", "margin", "dlr")
-
-
-def attack_loss(name: str, logits, labels, targets, targeted: bool):
-  """Per-example loss whose *ascent* is the attack direction."""
-  if name == "ce":
-    return -cross_entropy(logits, targets) if targeted else cross_entropy(logits, labels)
-  if name == "margin":
-    return margin(logits, targets) if targeted else -margin(logits, labels)
-  if name == "dlr":
-    return -dlr_targeted(logits, labels, targets) if targeted else -dlr(logits, labels)
-  raise AttackInputError(f"loss={name!r}: expected one of {LOSSES}")
-
-
-def is_adversarial(logits, labels, targets, targeted: bool):
-  pred = jnp.argmax(logits, axis=-1)
-  return pred == targets if targeted else pred != labels
-
-
-def looks_like_probabilities(logits) -> jax.Array:
-  """(N,) bool: rows in [0, 1] summing to 1 (softmax outputs, not logits)."""
-  in_unit = jnp.all((logits >= 0) & (logits <= 1), axis=-1)
-  return in_unit & (jnp.abs(jnp.sum(logits, axis=-1) - 1) < 1e-3)
-
-
-# --------------------------------------------------------------------------
-# Result.
-# --------------------------------------------------------------------------
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class AttackResult:
-  """What every attack returns.
-
-  Attributes:
-    adv_images: float32 (N, H, W, C) pixels, projected onto the ball and bounds.
-    success: bool (N,): the example was classified correctly before the attack
-      and the returned image is adversarial (one re-evaluation).
-    queries: int32 (N,): model evaluations spent (forward or forward+backward).
-    diagnostics: dict of (N, ...) arrays: clean_correct, adv_correct,
-      clean_pred, adv_pred, target, linf, l2 (attack space), pixel_linf,
-      in_ball, in_bounds, steps, zero_grad_frac, prob_like, eps, mask, and
-      attack-specific entries.
-  """
-  adv_images: jax.Array
-  success: jax.Array
-  queries: jax.Array
-  diagnostics: dict
-
-
-# --------------------------------------------------------------------------
-# Keys.
-# --------------------------------------------------------------------------
-def key_data(keys, n: int) -> jax.Array:
-  """Per-example raw key data (N, ...) from keys (N,), one key, or None.
-
-  A single key (or None = key(0)) is split by batch position, which ties the
-  randomness to the batch layout; pass per-example keys
-  ``fold_in(key(seed), example_index)`` for batch-independent results.
-  """
-  if keys is None:
-    keys = jax.random.key(0)
-  keys = jnp.asarray(keys) if not _is_typed_key(keys) else keys
-  if not _is_typed_key(keys):
-    if keys.dtype != jnp.uint32 or keys.shape[-1:] != (2,):
-      raise AttackInputError(f"keys: expected a typed key array (N,) or raw uint32 "
-                             f"keys (N, 2), got {keys.dtype} {keys.shape}")
-    keys = jax.random.wrap_key_data(keys)
-  if keys.shape == ():
-    keys = jax.random.split(keys, n)
-  if keys.shape != (n,):
-    raise AttackInputError(f"keys: expected shape ({n},) (one per example) or a "
-                           f"single key, got {keys.shape}")
-  return jax.random.key_data(keys)
-
-
-def _is_typed_key(x) -> bool:
-  return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def fold(key_raw: jax.Array, *tags) -> jax.Array:
-  """Per-example typed keys folded with tags (ints or (N,) int arrays)."""
-  keys = jax.random.wrap_key_data(key_raw)
-  for tag in tags:
-    tag = jnp.broadcast_to(jnp.asarray(tag, jnp.uint32), keys.shape)
-    keys = jax.vmap(jax.random.fold_in)(keys, tag)
-  return keys
+from jaxbench.attacks import checks
+from jaxbench.attacks.keys import TAG_TARGET, fold, is_typed_key, key_data
+from jaxbench.attacks.losses import looks_like_probabilities
+from jaxbench.attacks.per_example import select, zero_fraction
+from jaxbench.attacks.result import AttackResult, finalize
+from jaxbench.attacks.threat import (NORMS, THREAT_KEYS, AttackInputError, ThreatModel,
+                                     threat_kwargs)
 
 
 # --------------------------------------------------------------------------
@@ -396,18 +61,88 @@ class Models:
 
   @property
   def same(self) -> bool:
+    """Whether the gradient source is the victim (no surrogate)."""
     return self.source_apply is None
 
   def victim(self, z):
+    """Victim logits (N, K) at attack-space points z (N, H, W, C)."""
     return self.apply(self.params, self.threat.to_pixels(z))
 
   def source(self, z):
+    """Gradient-source logits (N, K) at attack-space points z (N, H, W, C)."""
     if self.same:
       return self.victim(z)
     return self.source_apply(self.source_params, self.threat.to_pixels(z))
 
   def pixels(self, images):
+    """Victim logits (N, K) at [0, 1] pixels (N, H, W, C)."""
     return self.apply(self.params, images)
+
+  def victim_if(self, need: jax.Array, z):
+    """Victim logits (N, K) at z when any example ``need``s them, else zeros.
+
+    Steps whose victim forward serves only some examples (the clean record,
+    early stopping, a finished probe) skip the pass when none needs it.
+
+    Args:
+      need: (N,) bool.
+      z: (N, H, W, C) attack-space points.
+    """
+    shape = jax.eval_shape(self.victim, z)
+    return jax.lax.cond(jnp.any(need), self.victim,
+                        lambda zz: jnp.zeros(shape.shape, shape.dtype), z)
+
+
+# --------------------------------------------------------------------------
+# Registration: spec strings -> attacks.
+# --------------------------------------------------------------------------
+ATTACKS = registry.Registry("attack")
+
+
+def pop_threat(kwargs: dict, default: ThreatModel = ThreatModel()) -> ThreatModel:
+  """Removes the threat-model keywords from spec ``kwargs`` and builds the threat.
+
+  Args:
+    kwargs: spec keywords; ``norm``, ``eps``, ``space``, ``bounds`` and
+      ``targeted`` are popped.
+    default: settings for the keywords not given (an attack's default threat).
+
+  Returns:
+    the :class:`ThreatModel`.
+  """
+  tkw = {k: getattr(default, k) for k in THREAT_KEYS}
+  for k in THREAT_KEYS:
+    if k in kwargs:
+      tkw[k] = kwargs.pop(k)
+  return ThreatModel(**tkw)
+
+
+def register(cls):
+  """Class decorator: registers an attack under ``cls.name``.
+
+  Its spec takes the threat-model keywords (defaults: the class's default
+  ``threat``) and the class's own fields, e.g. ``bim(eps=8/255, steps=20)``.
+  A ``score_based`` class is also listed for
+  :func:`jaxbench.attacks.checks.blackbox_beats_whitebox`.
+  Wrappers whose specs nest other specs register a factory with
+  ``ATTACKS.register(name)`` instead and build the nested ones with :func:`build`.
+  """
+  default = next(f.default for f in dataclasses.fields(cls) if f.name == "threat")
+
+  def factory(**kwargs):
+    threat = pop_threat(kwargs, default)
+    return cls(threat=threat, **kwargs)
+  factory.__name__ = f"make_{cls.name}"
+  factory.__doc__ = cls.__doc__
+  ATTACKS.register(cls.name, factory)
+  if cls.score_based:
+    checks.BLACKBOX.add(cls.name)
+  return cls
+
+
+def build(spec_or_attack) -> "Attack":
+  """An attack from a spec string (nested specs of wrappers), or the attack itself."""
+  return ATTACKS.get(spec_or_attack) if isinstance(spec_or_attack, str) else spec_or_attack
 
 
 # --------------------------------------------------------------------------
@@ -437,6 +172,7 @@ class Attack:
   name: ClassVar[str] = "attack"
   minimal: ClassVar[bool] = False        # minimal-perturbation: eps may be None
   norms: ClassVar[tuple] = NORMS
+  score_based: ClassVar[bool] = False    # uses the model's outputs only (black box)
 
   def __post_init__(self):
     if self.threat.norm not in self.norms:
@@ -452,6 +188,7 @@ class Attack:
     return self.with_threat(self.threat.with_stats(preprocess.mean, preprocess.std))
 
   def with_threat(self, threat: ThreatModel) -> "Attack":
+    """A copy with another threat model (wrappers pass it on to their attacks)."""
     return dataclasses.replace(self, threat=threat)
 
   def spec(self, threat: bool = True) -> str:
@@ -477,7 +214,24 @@ class Attack:
     return registry.format_spec(self.name, (), kwargs)
 
   def describe(self) -> dict:
+    """JSON-ready identity: the spec string and the resolved threat model."""
     return {"attack": self.spec(), "threat": self.threat.describe()}
+
+  @property
+  def needs_surrogate(self) -> bool:
+    """Whether this attack (or one it wraps) still lacks its surrogate model."""
+    return False
+
+  def with_surrogates(self, bind: Callable[["Attack"], "Attack"]) -> "Attack":
+    """This attack with ``bind`` applied to every surrogate-driven attack in it.
+
+    Args:
+      bind: takes a transfer attack and returns it bound to its surrogate.
+
+    Returns:
+      the attack (unchanged for attacks without a surrogate).
+    """
+    return self
 
   # -- pieces for subclasses ---------------------------------------------
   def _models(self, apply, params, dyn) -> Models:
@@ -495,7 +249,15 @@ class Attack:
 
   # -- running -----------------------------------------------------------
   def check_inputs(self, images, labels, targets=None, mask=None):
-    """Static checks (shapes, targets) and value checks on concrete arrays."""
+    """Static checks (shapes, targets) and value checks on concrete arrays.
+
+    Args:
+      images: (N, H, W, C) floats in [0, 1] (checked when concrete).
+      labels: (N,) ints; targets, mask: (N,) or None.
+
+    Raises:
+      AttackInputError: naming the bad input and what was expected.
+    """
     if images.ndim != 4:
       raise AttackInputError(f"{self.name}: images must be (N, H, W, C), got {images.shape}")
     n = images.shape[0]
@@ -507,7 +269,7 @@ class Attack:
       raise AttackInputError(f"{self.name}: targets must be ({n},), got {targets.shape}")
     if mask is not None and mask.shape != (n,):
       raise AttackInputError(f"{self.name}: mask must be ({n},), got {mask.shape}")
-    self.threat._need_stats()
+    self.threat.require_stats()
     if not _traced(images):
       lo, hi = (float(v) for v in jax.device_get(_value_range(images)))   # one host sync
       if lo < -1e-6 or hi > 1 + 1e-6:
@@ -542,7 +304,6 @@ class Attack:
     result = _jit_call(static.erase_eps(), apply, params, dyn, images, labels,
                        key_data(keys, images.shape[0]), targets, mask,
                        self.eps_array(images.shape[0]))
-    from jaxbench.attacks import checks  # noqa: cyclic at import time
     checks.warn(result, self.name)
     return result
 
@@ -560,7 +321,7 @@ class Attack:
   def _trace(self, apply, params, dyn, images, labels, keys, targets, mask, eps=None):
     attack = self._merge(dyn) if dyn is not None else self
     n = images.shape[0]
-    kd = keys if (keys is not None and not _is_typed_key(keys)
+    kd = keys if (keys is not None and not is_typed_key(keys)
                   and getattr(keys, "shape", None) == (n, 2)) else key_data(keys, n)
     models = attack._models(apply, params, dyn)
     eps = attack.eps_array(n) if eps is None else eps
@@ -576,64 +337,6 @@ def _jit_call(attack, apply, params, dyn, images, labels, keys, targets, mask, e
   return attack._trace(apply, params, dyn, images, labels, keys, targets, mask, eps)
 
 
-def finalize(threat: ThreatModel, models: Models, images, labels, raw: dict,
-             mask) -> AttackResult:
-  """Projects, restores untouched examples bit-exactly, re-evaluates once.
-
-  Args:
-    threat: the threat model (``raw['eps']`` may override eps per example).
-    models: victim functions.
-    images: (N, H, W, C) clean pixels.
-    labels: (N,) int32.
-    raw: attack output dict (see :class:`Attack`); ``raw['eps']`` (N,) radii.
-    mask: (N,) bool, False for padding.
-  """
-  z0 = threat.to_space(images)
-  lo, hi = threat.bounds_np()
-  eps = raw["eps"]
-  keep = ~(raw["clean_correct"] & mask)
-  # eps is +inf for unbudgeted minimal attacks: the ball is then everything.
-  z = project(raw["x"], z0, eps, threat.norm, lo, hi)
-  z = jnp.where(_per_example(keep, z.ndim), z0, z)
-  # Untouched elements come back bit-exact (no normalise/denormalise rounding).
-  adv = jnp.where(z == z0, images, threat.to_pixels(z))
-  logits = models.pixels(adv)
-  pred = jnp.argmax(logits, axis=-1)
-  targeted = threat.targeted is not None
-  target = raw["target"]
-  success = mask & raw["clean_correct"] & is_adversarial(logits, labels, target, targeted)
-  dz = threat.to_space(adv) - z0
-  linf, l2 = norms(dz)
-  e = jnp.where(jnp.isfinite(eps), eps, jnp.inf)
-  tol = 1e-5 * max(1.0, float(np.max(np.abs(np.concatenate(
-      [np.ravel(lo), np.ravel(hi)])))))
-  in_ball = (linf if threat.norm == "linf" else l2) <= e * (1 + 1e-5) + tol
-  za = threat.to_space(adv)
-  in_bounds = jnp.all(((za >= lo - tol) & (za <= hi + tol)).reshape(za.shape[0], -1), axis=1)
-  diag = {
-      "clean_correct": raw["clean_correct"] & mask,
-      "clean_pred": raw["clean_pred"],
-      "adv_pred": pred,
-      "adv_correct": pred == labels,
-      "target": target,
-      "linf": linf,
-      "l2": l2,
-      "pixel_linf": norms(adv - images)[0],
-      "in_ball": in_ball,
-      "in_bounds": in_bounds,
-      "eps": eps,
-      "mask": mask,
-      "steps": raw.get("steps", jnp.zeros_like(labels)),
-      "zero_grad_frac": raw.get("zero_grad", jnp.zeros(labels.shape, jnp.float32)),
-      "prob_like": raw.get("prob_like", looks_like_probabilities(logits)),
-  }
-  for k, v in raw.items():
-    if k.startswith("diag_"):
-      diag[k[5:]] = v
-  return AttackResult(adv_images=adv, success=success,
-                      queries=raw["queries"].astype(jnp.int32), diagnostics=diag)
-
-
 def clean_info(threat: ThreatModel, keys, labels, targets, logits) -> dict:
   """Clean prediction, correctness, resolved target and probability flag.
 
@@ -642,6 +345,10 @@ def clean_info(threat: ThreatModel, keys, labels, targets, logits) -> dict:
     keys: (N, ...) raw per-example key data (random targets).
     labels: (N,) int32; targets: (N,) int32 ('given' mode) or -1.
     logits: (N, K) at the clean images.
+
+  Returns:
+    dict of (N,) arrays: clean_pred (int32), clean_correct (bool), target
+    (int32; -1 for untargeted runs) and prob_like (bool).
   """
   pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
   k = logits.shape[-1]
@@ -657,14 +364,25 @@ def clean_info(threat: ThreatModel, keys, labels, targets, logits) -> dict:
           "prob_like": looks_like_probabilities(logits)}
 
 
+def update_where(s: dict, pred: jax.Array, new: dict) -> dict:
+  """State ``s`` with the entries of ``new`` taken for the examples where ``pred``.
+
+  Args:
+    s: per-example state, a dict of (N, ...) arrays.
+    pred: (N,) bool.
+    new: some of ``s``'s entries, same shapes.
+
+  Returns:
+    a new dict (``s`` is not modified).
+  """
+  s = dict(s)
+  s.update(select(pred, new, {k: s[k] for k in new}))
+  return s
+
+
 # --------------------------------------------------------------------------
 # Iterative attacks: per-example state machines.
 # --------------------------------------------------------------------------
-def select(pred: jax.Array, new, old):
-  """Per-example ``where`` over matching pytrees (pred (N,) bool)."""
-  return jax.tree.map(lambda a, b: jnp.where(_per_example(pred, a.ndim), a, b), new, old)
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Iterative(Attack):
   """An attack written as ``init`` / ``step`` / ``output`` over per-example state.
@@ -681,6 +399,17 @@ class Iterative(Attack):
   max_evals: ClassVar[int] = 1_000_000   # safety cap on loop trips
 
   def init(self, images, labels, keys, eps, targets, mask) -> dict:
+    """The state before the first evaluation.
+
+    Args:
+      images: (N, H, W, C) clean pixels in [0, 1].
+      labels: (N,) int; keys: (N, ...) raw key data; eps: (N,) radii;
+      targets: (N,) int (-1 when unused); mask: (N,) bool, False for padding
+        (which starts done).
+
+    Returns:
+      dict of (N, ...) arrays (see the class docstring); subclasses add theirs.
+    """
     n = images.shape[0]
     return {
         "x0": images, "x": self.threat.to_space(images), "y": labels.astype(jnp.int32),
@@ -693,20 +422,82 @@ class Iterative(Attack):
     }
 
   def step(self, models: Models, state: dict) -> dict:
+    """One model evaluation for every unfinished example (see the class docstring)."""
     raise NotImplementedError
 
   def output(self, state: dict) -> dict:
+    """The raw output :func:`~jaxbench.attacks.result.finalize` takes."""
     return {"x": state["x"], "eps": state["eps"], "clean_pred": state["clean_pred"],
             "clean_correct": state["clean_correct"], "target": state["target"],
             "queries": state["queries"], "steps": state["t"],
             "zero_grad": state["zero_grad"], "prob_like": state["prob_like"]}
 
+  # -- bookkeeping shared by every step ------------------------------------
   def record_clean(self, s: dict, logits: jax.Array, at: jax.Array) -> dict:
-    """Stores clean prediction/correctness/target for examples where ``at``."""
+    """Stores clean prediction/correctness/target for examples where ``at``.
+
+    Args:
+      s: state.
+      logits: (N, K) at the current points, which are the clean images where
+        ``at`` (the first evaluation).
+      at: (N,) bool.
+
+    Returns:
+      the updated state.
+    """
     info = clean_info(self.threat, s["key"], s["y"], s["target"], logits)
     s = dict(s)
     for k in ("clean_pred", "clean_correct", "target", "prob_like"):
       s[k] = jnp.where(at, info[k], s[k])
+    return s
+
+  @staticmethod
+  def not_attacked(s: dict) -> jax.Array:
+    """(N,) bool: at their first evaluation, examples misclassified when clean.
+
+    They stop there and count as failures of the model (RoZ). Call after
+    :meth:`record_clean`.
+    """
+    return (s["t"] == 0) & ~s["clean_correct"]
+
+  @staticmethod
+  def record_zero_grad(s: dict, g: jax.Array, at: jax.Array) -> dict:
+    """Stores the fraction of exactly-zero gradient elements where ``at``.
+
+    Args:
+      s: state.
+      g: (N, ...) input gradients.
+      at: (N,) bool (the first evaluation: the gradient at the clean image).
+
+    Returns:
+      the updated state.
+    """
+    s = dict(s)
+    s["zero_grad"] = jnp.where(at, zero_fraction(g), s["zero_grad"])
+    return s
+
+  @staticmethod
+  def advance(s: dict, active: jax.Array, stop: jax.Array, fooled: jax.Array,
+              extra_queries: Any = 0) -> dict:
+    """Ends a step: every active example has spent one evaluation.
+
+    Args:
+      s: state.
+      active: (N,) bool, the examples that were unfinished at this step.
+      stop: (N,) bool, active examples that finish with this evaluation.
+      fooled: (N,) bool, whether this evaluation fooled the victim.
+      extra_queries: (N,) int or scalar, queries spent beyond the one
+        evaluation (the finite differences of score-based attacks).
+
+    Returns:
+      the updated state: ``done``, ``fooled``, ``queries`` and ``t``.
+    """
+    s = dict(s)
+    step = active.astype(jnp.int32)
+    s["done"] = s["done"] | (active & stop)
+    s["fooled"] = jnp.where(active, fooled, s["fooled"])
+    s["queries"] = s["queries"] + step + extra_queries
+    s["t"] = s["t"] + step
     return s
 
   def _attack(self, models, images, labels, keys, eps, targets, mask):
@@ -716,7 +507,17 @@ class Iterative(Attack):
 
 
 def run(attack: Iterative, models: Models, state: dict, n: Optional[int] = None) -> dict:
-  """Steps until every example is done, or at most ``n`` steps (a refill chunk)."""
+  """Steps until every example is done, or at most ``n`` steps (a refill chunk).
+
+  Args:
+    attack: the iterative attack whose ``step`` advances the state.
+    models: victim (and gradient source).
+    state: per-example state from ``attack.init`` (or a previous chunk).
+    n: step limit; None runs to completion (capped at ``attack.max_evals``).
+
+  Returns:
+    the state after the loop.
+  """
   limit = attack.max_evals if n is None else n
 
   def cond(c):
@@ -729,4 +530,3 @@ def run(attack: Iterative, models: Models, state: dict, n: Optional[int] = None)
 
   state, _ = jax.lax.while_loop(cond, body, (state, jnp.int32(0)))
   return state
-

@@ -26,14 +26,26 @@ from typing import Callable, ClassVar, Optional
 import jax
 import jax.numpy as jnp
 
-from jaxbench.attacks import base
-from jaxbench.attacks.base import AttackInputError
+from jaxbench.attacks import base, keys, losses
+from jaxbench.attacks.per_example import expand, select
+from jaxbench.attacks.threat import AttackInputError, project, roz_steps_array
 
 DISTRIBUTIONS = ("gaussian", "rademacher")
 
 
 def sample_direction(key, j, shape, distribution: str, dtype=jnp.float32):
-  """Direction j of one example: N(0, I) or uniform {-1, +1}^d."""
+  """Direction j of one example: N(0, I) or uniform {-1, +1}^d.
+
+  Args:
+    key: the example's typed key (this step's).
+    j: direction index (int or int scalar array).
+    shape: the example's shape, e.g. (H, W, C).
+    distribution: 'gaussian' or 'rademacher'.
+    dtype: float dtype.
+
+  Returns:
+    an array of ``shape``.
+  """
   k = jax.random.fold_in(key, j)
   if distribution == "gaussian":
     return jax.random.normal(k, shape, dtype)
@@ -60,7 +72,6 @@ def estimate_gradient(loss_fn: Callable, x: jax.Array, keys, q: int, sigma: floa
     raise AttackInputError(f"distribution={distribution!r}: expected {DISTRIBUTIONS}")
   c = max(1, min(chunk, q))
   nchunk = -(-q // c)
-  n = x.shape[0]
   shape = x.shape[1:]
 
   def body(g, ci):
@@ -76,6 +87,7 @@ def estimate_gradient(loss_fn: Callable, x: jax.Array, keys, q: int, sigma: floa
   return g / (2 * q * sigma)
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NES(base.Iterative):
   """Score-based signed-gradient attack with estimated gradients (RoZ's NES).
@@ -99,6 +111,7 @@ class NES(base.Iterative):
 
   name: ClassVar[str] = "nes"
   distribution: ClassVar[str] = "gaussian"
+  score_based: ClassVar[bool] = True
 
   def __post_init__(self):
     super().__post_init__()
@@ -106,13 +119,13 @@ class NES(base.Iterative):
       raise AttackInputError(f"{self.name}: expected q >= 1, chunk >= 1, sigma > 0")
     if self.steps is not None and self.steps < 0:
       raise AttackInputError(f"{self.name}: steps={self.steps!r}: expected >= 0")
-    if self.loss not in base.LOSSES:
-      raise AttackInputError(f"{self.name}: loss={self.loss!r}: expected one of {base.LOSSES}")
+    if self.loss not in losses.LOSSES:
+      raise AttackInputError(f"{self.name}: loss={self.loss!r}: expected one of {losses.LOSSES}")
 
   def init(self, images, labels, keys, eps, targets, mask):
     s = super().init(images, labels, keys, eps, targets, mask)
     n = images.shape[0]
-    s["n_steps"] = (base._roz_steps_array(s["eps"]) if self.steps is None
+    s["n_steps"] = (roz_steps_array(s["eps"]) if self.steps is None
                     else jnp.full((n,), self.steps, jnp.int32))
     return s
 
@@ -125,8 +138,8 @@ class NES(base.Iterative):
     lo, hi = tm.bounds_np()
     logits = models.victim(x)
     s = self.record_clean(s, logits, active & (t == 0))
-    fooled = base.is_adversarial(logits, s["y"], s["target"], targeted)
-    stop = (((t == 0) & ~s["clean_correct"]) | ((t > 0) & self.early_stop & fooled)
+    fooled = losses.is_adversarial(logits, s["y"], s["target"], targeted)
+    stop = (self.not_attacked(s) | ((t > 0) & self.early_stop & fooled)
             | (t >= s["n_steps"]))
     upd = active & ~stop
     y, tg = s["y"], s["target"]
@@ -134,27 +147,23 @@ class NES(base.Iterative):
     def loss_fn(xs):
       nn, cc = xs.shape[:2]
       l = models.victim(xs.reshape((nn * cc,) + xs.shape[2:])).reshape(nn, cc, -1)
-      return jax.vmap(lambda li: base.attack_loss(self.loss, li, y, tg, targeted),
+      return jax.vmap(lambda li: losses.attack_loss(self.loss, li, y, tg, targeted),
                       in_axes=1, out_axes=1)(l)
 
-    keys = base.fold(s["key"], base.TAG_STEP, t)
+    step_keys = keys.fold(s["key"], keys.TAG_STEP, t)
     g = jax.lax.cond(
         jnp.any(upd),
-        lambda: estimate_gradient(loss_fn, x, keys, self.q, self.sigma,
+        lambda: estimate_gradient(loss_fn, x, step_keys, self.q, self.sigma,
                                   self.distribution, self.chunk),
         lambda: jnp.zeros_like(x))
-    alpha = base._per_example(self.step_ratio * s["eps"], x.ndim)
-    x_new = base.project(x + alpha * jnp.sign(g), z0, s["eps"], tm.norm, lo, hi)
-    s = dict(s)
-    s["x"] = jnp.where(base._per_example(upd, x.ndim), x_new, x)
-    s["done"] = s["done"] | (active & stop)
-    s["fooled"] = jnp.where(active, fooled, s["fooled"])
-    s["queries"] = (s["queries"] + active.astype(jnp.int32)
-                    + 2 * self.q * upd.astype(jnp.int32))
-    s["t"] = t + active.astype(jnp.int32)
-    return s
+    alpha = expand(self.step_ratio * s["eps"], x.ndim)
+    x_new = project(x + alpha * jnp.sign(g), z0, s["eps"], tm.norm, lo, hi)
+    s = base.update_where(s, upd, {"x": x_new})
+    # Each update costs 2q finite-difference queries besides the success check.
+    return self.advance(s, active, stop, fooled, 2 * self.q * upd.astype(jnp.int32))
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SPSA(NES):
   """RoZ's SPSA: NES with Rademacher directions."""
@@ -171,6 +180,7 @@ def p_schedule(p_init: float, i: jax.Array, n_queries: int) -> jax.Array:
   return p_init / (2.0 ** halvings)
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Square(base.Iterative):
   """Square attack, L-inf.
@@ -184,6 +194,7 @@ class Square(base.Iterative):
 
   name: ClassVar[str] = "square"
   norms: ClassVar[tuple] = ("linf",)
+  score_based: ClassVar[bool] = True
 
   def __post_init__(self):
     super().__post_init__()
@@ -197,9 +208,10 @@ class Square(base.Iterative):
     return s
 
   def _margin(self, logits, s):
+    """(N,) margin to minimise: the label's, or minus the target's."""
     if self.threat.targeted is not None:
-      return -base.margin(logits, s["target"])
-    return base.margin(logits, s["y"])
+      return -losses.margin(logits, s["target"])
+    return losses.margin(logits, s["y"])
 
   def step(self, models: base.Models, s: dict) -> dict:
     tm = self.threat
@@ -209,21 +221,21 @@ class Square(base.Iterative):
     z0 = tm.to_space(s["x0"])
     lo, hi = tm.bounds_np()
     n, h, w, ch = z0.shape
-    eps = base._per_example(s["eps"], z0.ndim)
+    eps = expand(s["eps"], z0.ndim)
     logits = models.victim(s["cand"])
     first = active & (t == 0)
     s = self.record_clean(s, logits, first)
     m = self._margin(logits, s)
     accept = active & (t > 0) & (m < s["m_best"])
-    x_best = jnp.where(base._per_example(accept, z0.ndim), s["cand"], s["x"])
+    x_best = select(accept, s["cand"], s["x"])
     m_best = jnp.where(accept, m, s["m_best"])
-    fooled = (t > 0) & base.is_adversarial(logits, s["y"], s["target"], targeted)
+    fooled = (t > 0) & losses.is_adversarial(logits, s["y"], s["target"], targeted)
     fooled = fooled & accept | (s["fooled"] & (t > 0))
-    stop = ((t == 0) & ~s["clean_correct"]) | fooled | (t >= self.n_queries)
+    stop = self.not_attacked(s) | fooled | (t >= self.n_queries)
 
-    keys = base.fold(s["key"], base.TAG_STEP, t)
+    step_keys = keys.fold(s["key"], keys.TAG_STEP, t)
     # The first candidate: vertical stripes of +-eps (one sign per column/channel).
-    stripes = jax.vmap(lambda k: jax.random.rademacher(k, (1, w, ch), z0.dtype))(keys)
+    stripes = jax.vmap(lambda k: jax.random.rademacher(k, (1, w, ch), z0.dtype))(step_keys)
     init_cand = jnp.clip(z0 + eps * stripes, lo, hi)
     # Later candidates: one square of side s_i with a fresh sign per channel.
     i = jnp.maximum(t - 1, 0)
@@ -242,18 +254,13 @@ class Square(base.Iterative):
       win = (rows >= r0) & (rows < r0 + sd) & (cols >= c0) & (cols < c0 + sd)
       return win, sign
 
-    win, sign = jax.vmap(square)(keys, side)
+    win, sign = jax.vmap(square)(step_keys, side)
     delta = jnp.where(win[..., None], eps * sign[:, None, None, :], x_best - z0)
     prop = jnp.clip(z0 + delta, lo, hi)
-    cand = jnp.where(base._per_example(t == 0, z0.ndim), init_cand, prop)
+    cand = select(t == 0, init_cand, prop)
 
     upd = active & ~stop
-    s = dict(s)
-    s["x"] = jnp.where(base._per_example(active, z0.ndim), x_best, s["x"])
-    s["m_best"] = jnp.where(active, jnp.where(t == 0, jnp.inf, m_best), s["m_best"])
-    s["cand"] = jnp.where(base._per_example(upd, z0.ndim), cand, s["cand"])
-    s["done"] = s["done"] | (active & stop)
-    s["fooled"] = jnp.where(active, fooled, s["fooled"])
-    s["queries"] = s["queries"] + active.astype(jnp.int32)
-    s["t"] = t + active.astype(jnp.int32)
-    return s
+    s = base.update_where(s, active, {
+        "x": x_best, "m_best": jnp.where(t == 0, jnp.inf, m_best)})
+    s = base.update_where(s, upd, {"cand": cand})
+    return self.advance(s, active, stop, fooled)

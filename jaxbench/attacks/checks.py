@@ -21,12 +21,15 @@ robust accuracy, not a failure of the run:
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping, Optional
 
 import jax
 import numpy as np
 
-BLACKBOX = ("nes", "spsa", "square")
+# Names of score-based (black-box) attacks: filled by
+# :func:`jaxbench.attacks.base.register` from each class's ``score_based`` flag,
+# so a new black-box attack needs no entry here.
+BLACKBOX: set[str] = set()
 
 
 class AttackWarning(UserWarning):
@@ -80,14 +83,23 @@ def determinism(apply: Callable, params, images) -> dict:
 
 
 def blackbox_beats_whitebox(robust_acc: Mapping[str, float],
-                            blackbox: tuple = BLACKBOX, tol: float = 0.0) -> dict:
+                            blackbox: Optional[Collection[str]] = None,
+                            tol: float = 0.0) -> dict:
   """Compares robust accuracies keyed by attack spec (same model and eps).
+
+  Args:
+    robust_acc: attack spec -> robust accuracy in [0, 1].
+    blackbox: names of score-based attacks (default: the registered ones,
+      nes, spsa and square).
+    tol: margin in accuracy below which no flag is raised.
 
   Returns:
     {'flag': bool, 'best_blackbox': spec, 'best_whitebox': spec}; the flag is
     set when some black-box attack leaves fewer robust examples than every
     white-box attack (by more than ``tol``).
   """
+  blackbox = BLACKBOX if blackbox is None else blackbox
+
   def is_bb(spec):
     name = spec.split("(")[0]
     return name in blackbox

@@ -21,10 +21,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxbench.attacks import base
-from jaxbench.attacks.base import AttackInputError
+from jaxbench.attacks import base, losses
+from jaxbench.attacks.per_example import select
+from jaxbench.attacks.threat import AttackInputError, ThreatModel
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CarliniWagner(base.Attack):
   """C&W L2.
@@ -36,7 +38,7 @@ class CarliniWagner(base.Attack):
     lr: Adam learning rate in tanh-space.
     confidence: kappa, the margin the logits must clear.
   """
-  threat: base.ThreatModel = base.ThreatModel(norm="l2", eps=None)
+  threat: ThreatModel = ThreatModel(norm="l2", eps=None)
   c_init: float = 0.1
   binary_steps: int = 5
   steps: int = 100
@@ -76,7 +78,7 @@ class CarliniWagner(base.Attack):
       logits = models.victim(z)
       d2 = jnp.sum((z - z0).reshape(n, -1) ** 2, axis=1)
       real = jnp.take_along_axis(logits, cls[:, None], axis=1)[:, 0]
-      other = base._other_max(logits, cls)
+      other = losses.other_max(logits, cls)
       f = (other - real) if targeted else (real - other)
       f = jnp.maximum(f, -self.confidence)
       return jnp.sum(d2 + c * f), (logits, d2, z)
@@ -86,11 +88,11 @@ class CarliniWagner(base.Attack):
     def inner(_, carry):
       w, ost, c, best_l2, best_z, found = carry
       g, (logits, d2, z) = grad_fn(w, c)
-      adv = base.is_adversarial(logits, labels, cls, targeted) & active
+      adv = losses.is_adversarial(logits, labels, cls, targeted) & active
       l2 = jnp.sqrt(d2)
       better = adv & (l2 < best_l2)
       best_l2 = jnp.where(better, l2, best_l2)
-      best_z = jnp.where(base._per_example(better, z.ndim), z, best_z)
+      best_z = select(better, z, best_z)
       upd, ost = opt.update(g, ost)
       return optax.apply_updates(w, upd), ost, c, best_l2, best_z, found | adv
 
@@ -108,7 +110,7 @@ class CarliniWagner(base.Attack):
             jnp.full((n,), 1e10, jnp.float32), jnp.full((n,), jnp.inf, jnp.float32), z0)
     c, _, _, best_l2, best_z = jax.lax.fori_loop(0, self.binary_steps, outer, init)
     ok = jnp.isfinite(best_l2) & (best_l2 <= eps)
-    x = jnp.where(base._per_example(ok, z0.ndim), best_z, z0)
+    x = select(ok, best_z, z0)
     min_eps = jnp.where(clean["clean_correct"], best_l2, 0.0)
     evals = 1 + self.binary_steps * self.steps
     return {"x": x, **clean, "clean_correct": clean["clean_correct"],

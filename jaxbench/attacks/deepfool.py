@@ -46,10 +46,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxbench.attacks import base
-from jaxbench.attacks.base import AttackInputError
+from jaxbench.attacks.per_example import expand, norms, select
+from jaxbench.attacks.threat import AttackInputError, ThreatModel, direction
 
 
 def _dual_norm(w, norm):
+  """(C, N) dual norms of class gradients (C, N, ...): L1 for L-inf, L2 for L2."""
   flat = w.reshape(w.shape[0], w.shape[1], -1)
   if norm == "linf":
     return jnp.sum(jnp.abs(flat), axis=-1)
@@ -73,6 +75,7 @@ def embedding_head(params, num_out: int):
   return p2, w, params["logit_scale"], params.get("logit_bias", 0.0), d
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DeepFool(base.Iterative):
   """DeepFool with RoZ's settings by default.
@@ -88,7 +91,7 @@ class DeepFool(base.Iterative):
     project_exceeding: return the ball projection instead of the clean image
       when the minimal perturbation exceeds eps.
   """
-  threat: base.ThreatModel = base.ThreatModel()
+  threat: ThreatModel = ThreatModel()
   overshoot: float = 0.02
   max_iters: int = 50
   candidates: Optional[int] = None
@@ -189,7 +192,7 @@ class DeepFool(base.Iterative):
       w_min = jnp.take_along_axis(w, i.reshape((1, n) + (1,) * (w.ndim - 2)), axis=0)[0]
       better = p_min < best_p
       return (jnp.where(better, p_min, best_p),
-              jnp.where(base._per_example(better, w_min.ndim), w_min, best_w)), None
+              select(better, w_min, best_w)), None
 
     shape = jax.eval_shape(lambda: grads(classes[:1], label))
     init = (jnp.full((n,), jnp.inf, logits.dtype), jnp.zeros(shape.shape[1:], shape.dtype))
@@ -216,36 +219,30 @@ class DeepFool(base.Iterative):
     label = s["clean_pred"]      # RoZ attacks the clean prediction (== y when correct)
     pred = jnp.argmax(logits, axis=-1)
     fooled = (t > 0) & (pred != label)
-    stop = ((t == 0) & ~s["clean_correct"]) | fooled | (t >= self.max_iters)
+    stop = self.not_attacked(s) | fooled | (t >= self.max_iters)
 
     pert, w = self._nearest(logits, grads, label, s.get("cand"))
     if tm.norm == "linf":
       step_dir = jnp.sign(w)
     else:
-      step_dir = base.direction(w, "l2")
-    ri = base._per_example(pert + 1e-4, z.ndim) * step_dir
-    ri = jnp.where(base._per_example(jnp.isfinite(pert), z.ndim), ri, 0.0)
+      step_dir = direction(w, "l2")
+    ri = expand(pert + 1e-4, z.ndim) * step_dir
+    ri = jnp.where(expand(jnp.isfinite(pert), z.ndim), ri, 0.0)
     r_new = r + ri
     z_new = jnp.clip(z0 + (1 + self.overshoot) * r_new, lo, hi)
     upd = active & ~stop
-    s = dict(s)
-    s["r"] = jnp.where(base._per_example(upd, z.ndim), r_new, r)
-    s["x"] = jnp.where(base._per_example(upd, z.ndim), z_new, z)
-    s["done"] = s["done"] | (active & stop)
-    s["fooled"] = jnp.where(active, fooled, s["fooled"])
-    s["queries"] = s["queries"] + active.astype(jnp.int32)
-    s["t"] = t + active.astype(jnp.int32)
-    return s
+    s = base.update_where(s, upd, {"r": r_new, "x": z_new})
+    return self.advance(s, active, stop, fooled)
 
   def output(self, s: dict) -> dict:
     out = super().output(s)
-    linf, l2 = base.norms((1 + self.overshoot) * s["r"])
+    linf, l2 = norms((1 + self.overshoot) * s["r"])
     pn = linf if self.threat.norm == "linf" else l2
     min_eps = jnp.where(s["fooled"], pn, jnp.inf)
     min_eps = jnp.where(s["clean_correct"], min_eps, 0.0)
     z0 = self.threat.to_space(s["x0"])
     keep = s["fooled"] & ((pn <= s["eps"]) | self.project_exceeding)
-    out["x"] = jnp.where(base._per_example(keep, z0.ndim), s["x"], z0)
+    out["x"] = select(keep, s["x"], z0)
     out["diag_min_eps"] = min_eps
     out["diag_iterations"] = jnp.maximum(s["t"] - 1, 0)
     # Attacked (clean-correct, not padding) but not fooled within max_iters.

@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxbench import registry
-from jaxbench.attacks import apgd, base, blackbox
-from jaxbench.attacks.base import AttackInputError
+from jaxbench.attacks import apgd, base, blackbox, keys, losses
+from jaxbench.attacks.per_example import select
+from jaxbench.attacks.threat import AttackInputError, ThreatModel, project, threat_kwargs
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,10 +43,16 @@ class Ensemble(base.Attack):
     synced = tuple(a.with_threat(self.threat) for a in self.attacks)
     object.__setattr__(self, "attacks", synced)
 
-  def with_threat(self, threat):
-    return dataclasses.replace(self, threat=threat)
+  @property
+  def needs_surrogate(self) -> bool:
+    return any(a.needs_surrogate for a in self.attacks)
+
+  def with_surrogates(self, bind):
+    return dataclasses.replace(self, attacks=tuple(a.with_surrogates(bind)
+                                                   for a in self.attacks))
 
   def stage_names(self) -> list[str]:
+    """Spec strings of the stages, in order (threat settings omitted)."""
     return [a.spec(threat=False) for a in self.attacks]
 
   def _split(self):
@@ -57,25 +64,25 @@ class Ensemble(base.Attack):
     return dataclasses.replace(
         self, attacks=tuple(a._merge(d) for a, d in zip(self.attacks, dyn)))
 
-  def _attack(self, models, images, labels, keys, eps, targets, mask):
+  def _attack(self, models, images, labels, key_raw, eps, targets, mask):
     tm = self.threat
     targeted = tm.targeted is not None
     z0 = tm.to_space(images)
     lo, hi = tm.bounds_np()
-    clean = base.clean_info(tm, keys, labels, targets, models.victim(z0))
+    clean = base.clean_info(tm, key_raw, labels, targets, models.victim(z0))
     robust = mask & clean["clean_correct"]
     x = z0
     queries = mask.astype(jnp.int32)
     stages = []
     for idx, a in enumerate(self.attacks):
       sm = a._models(models.apply, models.params, None)   # a transfer stage brings its surrogate
-      kd = jax.random.key_data(base.fold(keys, idx))
+      kd = jax.random.key_data(keys.fold(key_raw, idx))
       raw = a._attack(sm, images, labels, kd, eps, clean["target"], robust)
-      z = base.project(raw["x"], z0, raw.get("eps", eps), tm.norm, lo, hi)
+      z = project(raw["x"], z0, raw.get("eps", eps), tm.norm, lo, hi)
       logits = models.victim(z)
-      broken = robust & raw["clean_correct"] & base.is_adversarial(
+      broken = robust & raw["clean_correct"] & losses.is_adversarial(
           logits, labels, clean["target"], targeted)
-      x = jnp.where(base._per_example(broken, x.ndim), z, x)
+      x = select(broken, z, x)
       queries = queries + jnp.where(robust, raw["queries"] + 1, 0)
       robust = robust & ~broken
       stages.append(robust)
@@ -83,7 +90,14 @@ class Ensemble(base.Attack):
             "diag_robust_stage": jnp.stack(stages, axis=1)}
 
 
-def autoattack(threat: base.ThreatModel, version: str = "standard", **kw) -> Ensemble:
+@base.ATTACKS.register("ensemble")
+def make_ensemble(attacks=("apgd_ce", "apgd_t"), **kwargs) -> Ensemble:
+  """``ensemble(attacks=[...], ...)``: each stage a spec string or an attack."""
+  threat = base.pop_threat(kwargs)
+  return Ensemble(threat=threat, attacks=tuple(base.build(a) for a in attacks), **kwargs)
+
+
+def autoattack(threat: ThreatModel, version: str = "standard", **kw) -> Ensemble:
   """AutoAttack-style ensemble for a threat model ('standard' or 'fast')."""
   if version == "standard":
     stages = [apgd.APGDCE(threat=threat), apgd.APGDT(threat=threat)]
@@ -106,5 +120,12 @@ class AutoAttack(Ensemble):
   def spec(self, threat: bool = True) -> str:
     kwargs = {} if self.version == "standard" else {"version": self.version}
     if threat:
-      kwargs.update(base.threat_kwargs(self.threat))
+      kwargs.update(threat_kwargs(self.threat))
     return registry.format_spec(self.name, (), kwargs)
+
+
+@base.ATTACKS.register("autoattack")
+def make_autoattack(version="standard", **kwargs) -> AutoAttack:
+  """``autoattack(version='standard' | 'fast', ...)`` (see :func:`autoattack`)."""
+  threat = base.pop_threat(kwargs)
+  return autoattack(threat, version, **kwargs)

@@ -30,8 +30,10 @@ from typing import ClassVar, Optional
 import jax
 import jax.numpy as jnp
 
-from jaxbench.attacks import base
-from jaxbench.attacks.base import AttackInputError
+from jaxbench.attacks import base, keys, losses
+from jaxbench.attacks.per_example import expand
+from jaxbench.attacks.threat import (AttackInputError, direction, project, roz_steps,
+                                     roz_steps_array)
 
 
 def diversity_params(key, h: int, prob: float, resize_rate: float):
@@ -90,7 +92,7 @@ class SignGradient(base.Iterative):
     diversity_prob: probability of DIM's resize-and-pad per example and step.
     resize_rate: DIM's smallest side as a fraction of the input side.
     early_stop: stop an example once the victim misclassifies it (RoZ).
-    loss: 'ce', 'margin' or 'dlr' (see :func:`base.attack_loss`).
+    loss: 'ce', 'margin' or 'dlr' (see :func:`jaxbench.attacks.losses.attack_loss`).
   """
   steps: Optional[int] = None
   step_size: Optional[float] = None
@@ -118,16 +120,17 @@ class SignGradient(base.Iterative):
     if not 0 < self.resize_rate <= 1:
       raise AttackInputError(f"{self.name}: resize_rate={self.resize_rate!r}: "
                              "expected (0, 1]")
-    if self.loss not in base.LOSSES:
-      raise AttackInputError(f"{self.name}: loss={self.loss!r}: expected one of {base.LOSSES}")
+    if self.loss not in losses.LOSSES:
+      raise AttackInputError(f"{self.name}: loss={self.loss!r}: expected one of {losses.LOSSES}")
 
   def num_steps(self, eps: float) -> int:
-    return base.roz_steps(eps) if self.steps is None else self.steps
+    """Gradient updates at radius ``eps`` (float)."""
+    return roz_steps(eps) if self.steps is None else self.steps
 
   def init(self, images, labels, keys, eps, targets, mask):
     s = super().init(images, labels, keys, eps, targets, mask)
     n = images.shape[0]
-    steps = (base._roz_steps_array(s["eps"]) if self.steps is None
+    steps = (roz_steps_array(s["eps"]) if self.steps is None
              else jnp.full((n,), self.steps, jnp.int32))
     s["n_evals"] = steps + int(self.random_start)
     if self.momentum is not None:
@@ -142,7 +145,7 @@ class SignGradient(base.Iterative):
     z0 = tm.to_space(s["x0"])
     lo, hi = tm.bounds_np()
     di = self.diversity_prob > 0
-    keys_t = base.fold(s["key"], base.TAG_STEP, t)
+    keys_t = keys.fold(s["key"], keys.TAG_STEP, t)
 
     if di:
       h = x.shape[1]
@@ -162,18 +165,16 @@ class SignGradient(base.Iterative):
       need = active & ((t == 0) | self.early_stop)
       if models.same:
         need = need & flags
-      shape = jax.eval_shape(models.victim, x)
-      plain = jax.lax.cond(jnp.any(need), models.victim,
-                           lambda z: jnp.zeros(shape.shape, shape.dtype), x)
+      plain = models.victim_if(need, x)
       vlogits = jnp.where(flags[:, None], plain, logits_src) if models.same else plain
 
     s = self.record_clean(s, vlogits, active & (t == 0))
-    fooled = base.is_adversarial(vlogits, s["y"], s["target"], targeted)
-    cot = jax.grad(lambda l: jnp.sum(base.attack_loss(
+    fooled = losses.is_adversarial(vlogits, s["y"], s["target"], targeted)
+    cot = jax.grad(lambda l: jnp.sum(losses.attack_loss(
         self.loss, l, s["y"], s["target"], targeted)))(logits_src)
     (g,) = vjp(cot)
 
-    stop = (((t == 0) & ~s["clean_correct"])
+    stop = (self.not_attacked(s)
             | ((t > 0) & self.early_stop & fooled)
             | (t >= s["n_evals"]))
     eps = s["eps"]
@@ -182,33 +183,28 @@ class SignGradient(base.Iterative):
     new = {}
     if self.momentum is not None:
       flat = jnp.abs(g).reshape(g.shape[0], -1)
-      gn = g / base._per_example(jnp.maximum(jnp.mean(flat, axis=1), 1e-30), g.ndim)
+      gn = g / expand(jnp.maximum(jnp.mean(flat, axis=1), 1e-30), g.ndim)
       new["m"] = self.momentum * s["m"] + gn
-      d = base.direction(new["m"], tm.norm)
+      d = direction(new["m"], tm.norm)
     else:
-      d = base.direction(g, tm.norm)
-    x_new = base.project(x + base._per_example(alpha, x.ndim) * d, z0, eps, tm.norm, lo, hi)
+      d = direction(g, tm.norm)
+    x_new = project(x + expand(alpha, x.ndim) * d, z0, eps, tm.norm, lo, hi)
     if self.random_start:
       start = jax.vmap(lambda k, a, e: _random_start(k, a, e, tm.norm))(
-          base.fold(s["key"], base.TAG_START), z0, eps)
-      first = base._per_example(t == 0, x.ndim)
-      x_new = jnp.where(first, base.project(start, z0, eps, tm.norm, lo, hi), x_new)
+          keys.fold(s["key"], keys.TAG_START), z0, eps)
+      first = expand(t == 0, x.ndim)
+      x_new = jnp.where(first, project(start, z0, eps, tm.norm, lo, hi), x_new)
       if self.momentum is not None:
         new["m"] = jnp.where(first, s["m"], new["m"])
     new["x"] = x_new
     upd = active & ~stop
-
-    s = dict(s)
-    s.update(base.select(upd, new, {k: s[k] for k in new}))
-    s["done"] = s["done"] | (active & stop) | (upd & (t + 1 >= s["n_evals"]))
-    s["fooled"] = jnp.where(active, fooled, s["fooled"])
-    zero = jnp.mean((g == 0).reshape(g.shape[0], -1).astype(jnp.float32), axis=1)
-    s["zero_grad"] = jnp.where(active & (t == 0), zero, s["zero_grad"])
-    s["queries"] = s["queries"] + active.astype(jnp.int32)
-    s["t"] = t + active.astype(jnp.int32)
-    return s
+    s = base.update_where(s, upd, new)
+    s = self.record_zero_grad(s, g, active & (t == 0))
+    # An update that reaches the step budget finishes the example now.
+    return self.advance(s, active, stop | (t + 1 >= s["n_evals"]), fooled)
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FGSM(SignGradient):
   """Fast gradient sign method: one step of size eps (L2: fast gradient method)."""
@@ -217,12 +213,14 @@ class FGSM(SignGradient):
   name: ClassVar[str] = "fgsm"
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BIM(SignGradient):
   """Basic iterative method, RoZ settings: step 0.15*eps, rule steps, early stop."""
   name: ClassVar[str] = "bim"
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PGD(SignGradient):
   """Projected gradient descent: random start, 10 steps of 0.25*eps (2.5*eps/steps)."""
@@ -233,6 +231,7 @@ class PGD(SignGradient):
   name: ClassVar[str] = "pgd"
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MIM(SignGradient):
   """Momentum iterative method, RoZ settings: mu=1, 19 updates of 0.15*eps."""
@@ -241,6 +240,7 @@ class MIM(SignGradient):
   name: ClassVar[str] = "mim"
 
 
+@base.register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DIM(SignGradient):
   """Diverse-inputs MIM, RoZ settings: MIM plus resize-and-pad with p=0.5."""

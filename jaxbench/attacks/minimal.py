@@ -29,11 +29,11 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 
-from jaxbench.attacks import base
-from jaxbench.attacks.base import AttackInputError
+from jaxbench.attacks import base, losses
+from jaxbench.attacks.per_example import select
+from jaxbench.attacks.threat import AttackInputError, project
 
 ROZ_WHITE_GRID = tuple(i / 1000 for i in range(1, 10))
 ROZ_SEARCH_STEPS = 20
@@ -41,7 +41,15 @@ ROZ_SEARCH_STEPS = 20
 
 def fixed_steps(attack: base.Attack, steps: int) -> base.Attack:
   """``attack`` with ``steps`` updates where it (or the attack it wraps, for
-  transfer) would otherwise follow the eps-dependent rule (``steps=None``)."""
+  transfer) would otherwise follow the eps-dependent rule (``steps=None``).
+
+  Args:
+    attack: any attack; returned unchanged when no step count is left to the rule.
+    steps: updates per probe (int >= 1).
+
+  Returns:
+    the attack with the rule replaced by ``steps``.
+  """
   names = {f.name for f in dataclasses.fields(attack)}
   if "attack" in names and isinstance(attack.attack, base.Attack):
     inner = fixed_steps(attack.attack, steps)
@@ -83,8 +91,12 @@ class MinEps(base.Iterative):
         dataclasses.replace(self.threat, eps=grid[-1])))
     super().__post_init__()
 
-  def with_threat(self, threat):
-    return dataclasses.replace(self, threat=threat)
+  @property
+  def needs_surrogate(self) -> bool:
+    return self.attack.needs_surrogate
+
+  def with_surrogates(self, bind):
+    return dataclasses.replace(self, attack=self.attack.with_surrogates(bind))
 
   def _split(self):
     st, dyn = self.attack._split()
@@ -115,18 +127,16 @@ class MinEps(base.Iterative):
     newly = active & inner["done"]
     cc = inner["clean_correct"]
     # One victim forward settles the finished probes.
-    shape = jax.eval_shape(models.victim, inner["x"])
-    logits = jax.lax.cond(jnp.any(newly), models.victim,
-                          lambda z: jnp.zeros(shape.shape, shape.dtype), inner["x"])
-    adv = base.is_adversarial(logits, inner["y"], inner["target"],
+    logits = models.victim_if(newly, inner["x"])
+    adv = losses.is_adversarial(logits, inner["y"], inner["target"],
                               self.threat.targeted is not None)
     z0 = self.threat.to_space(s["x0"])
-    xin = base.project(inner["x"], z0, inner["eps"], self.threat.norm,
+    xin = project(inner["x"], z0, inner["eps"], self.threat.norm,
                        *self.threat.bounds_np())
     succ = newly & cc & adv
     mid = (s["lo"] + s["hi"]) // 2
     best = jnp.where(succ, mid, s["best"])
-    best_x = jnp.where(base._per_example(succ, z0.ndim), xin, s["best_x"])
+    best_x = select(succ, xin, s["best_x"])
     hi = jnp.where(succ, mid, s["hi"])
     lo = jnp.where(newly & ~succ, mid + 1, s["lo"])
     finished = newly & (~cc | (lo >= hi))
@@ -141,7 +151,7 @@ class MinEps(base.Iterative):
     fresh = self.attack.init(inner["x0"], inner["y"], s["key"],
                              grid[jnp.clip((lo + hi) // 2, 0, len(self.grid) - 1)],
                              s["target"], jnp.ones_like(active))
-    s["inner"] = base.select(restart, fresh, inner)
+    s["inner"] = select(restart, fresh, inner)
     s.update(lo=lo, hi=hi, best=best, best_x=best_x,
              rounds=s["rounds"] + restart.astype(jnp.int32))
     s["done"] = s["done"] | finished
@@ -154,10 +164,17 @@ class MinEps(base.Iterative):
     out = super().output(s)
     found = s["best"] >= 0
     z0 = self.threat.to_space(s["x0"])
-    out["x"] = jnp.where(base._per_example(found, z0.ndim), s["best_x"], z0)
+    out["x"] = select(found, s["best_x"], z0)
     out["eps"] = jnp.where(found, grid[jnp.maximum(s["best"], 0)], grid[-1])
     min_eps = jnp.where(found, grid[jnp.maximum(s["best"], 0)], jnp.inf)
     out["diag_min_eps"] = jnp.where(s["clean_correct"], min_eps, 0.0)
     out["diag_rounds"] = s["rounds"] + 1
     return out
 
+
+@base.ATTACKS.register("min_eps")
+def make_min_eps(attack="bim(steps=20)", grid=ROZ_WHITE_GRID, **kwargs) -> MinEps:
+  """``min_eps(attack='bim(steps=20)', grid=(...), steps=20, ...)``: ``attack`` is a
+  spec string or an iterative attack; ``grid`` any sequence of radii."""
+  threat = base.pop_threat(kwargs)
+  return MinEps(threat=threat, attack=base.build(attack), grid=tuple(grid), **kwargs)

@@ -17,7 +17,7 @@ import dataclasses
 from typing import Any, Callable, ClassVar, Optional
 
 from jaxbench.attacks import base, gradient
-from jaxbench.attacks.base import AttackInputError
+from jaxbench.attacks.threat import AttackInputError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,12 +57,12 @@ class Transfer(base.Iterative):
   def needs_surrogate(self) -> bool:
     return self.surrogate_apply is None
 
+  def with_surrogates(self, bind):
+    return bind(self)
+
   def with_surrogate(self, apply: Callable, params) -> "Transfer":
     """Binds the surrogate's ``apply`` and parameters."""
     return dataclasses.replace(self, surrogate_apply=apply, surrogate_params=params)
-
-  def with_threat(self, threat):
-    return dataclasses.replace(self, threat=threat)
 
   def spec(self, threat: bool = True) -> str:
     bare = dataclasses.replace(self, surrogate_apply=None, surrogate_params=None)
@@ -96,3 +96,11 @@ class Transfer(base.Iterative):
 
   def output(self, state):
     return self.attack.output(state)
+
+
+@base.ATTACKS.register("transfer")
+def make_transfer(attack="bim", surrogate="resnet152_tv", **kwargs) -> Transfer:
+  """``transfer(attack='bim', surrogate='resnet152_tv', ...)``: ``attack`` is a spec
+  string or an attack; threat keywords and Transfer's fields ride along."""
+  threat = base.pop_threat(kwargs)
+  return Transfer(threat=threat, attack=base.build(attack), surrogate=surrogate, **kwargs)

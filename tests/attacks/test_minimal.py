@@ -8,7 +8,6 @@ probe's radius.
 """
 import dataclasses
 import importlib.util
-import json
 import os
 
 import jax
@@ -89,12 +88,25 @@ def test_min_eps_preset_uses_fixed_steps():
     assert inner.steps is not None, a.attack.spec()
     if inner.name in ("bim", "nes", "spsa"):
       assert inner.steps == 20, a.attack.spec()
-  # Also when the spec leaves BIM to the eps rule; explicit counts are kept.
-  assert attacks.get("min_eps(attack='bim')").attack.steps == 20
-  assert attacks.get("min_eps(attack='bim', steps=7)").attack.steps == 7
-  assert attacks.get("min_eps(attack='mim')").attack.steps == 19
-  with pytest.raises(attacks.AttackInputError, match="steps=0"):
-    attacks.get("min_eps(steps=0)")
+
+
+@pytest.mark.parametrize("spec,steps", [
+    ("min_eps(attack='bim')", 20),            # left to the eps rule: the search's 20
+    ("min_eps(attack='bim', steps=7)", 7),
+    ("min_eps(attack='mim')", 19),            # explicit counts are kept
+])
+def test_search_replaces_only_the_eps_rule(spec, steps):
+  assert attacks.get(spec).attack.steps == steps
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("min_eps(steps=0)", "steps=0"),
+    ("min_eps(attack='cw', grid=(0.2, 0.1))", r"min_eps: attack must be an iterative"),
+    ("min_eps(grid=(0.2, 0.1))", r"expected sorted radii"),
+])
+def test_bad_hyperparameters_raise_clear_errors(spec, match):
+  with pytest.raises(attacks.AttackInputError, match=match):
+    attacks.get(spec)
 
 
 def _outputs(min_eps, eps):
@@ -108,28 +120,47 @@ def _outputs(min_eps, eps):
           "eps": np.asarray(eps, np.float32)}
 
 
-def test_median_min_eps_is_inf_when_most_are_never_broken(tmp_path):
-  # 3 of 5 never broken within the grid (max 0.009): the median is beyond it.
-  out = _outputs([0.002, np.inf, 0.0, np.inf, np.inf], [0.002, 0.009, 0.009, 0.009, 0.009])
-  m = metrics.summarize(out)
-  assert m["median_min_eps"] == np.inf and m["min_eps_found"] == pytest.approx(0.4)
-  assert m["mean_min_eps"] == pytest.approx(0.001)
-  c = checks.min_eps_search(out)
-  assert c["min_eps_never_broken"] == 3 and c["min_eps_max_radius"] == pytest.approx(0.009)
-  assert c["median_min_eps_note"].startswith("> max grid (0.009): 3 of 5 examples")
-  # The runner's path: per-example outputs as the compiled step returns them.
+# 3 of 5 never broken within the grid (max 0.009): the median is beyond it.
+MOSTLY_UNBROKEN = _outputs([0.002, np.inf, 0.0, np.inf, np.inf],
+                           [0.002, 0.009, 0.009, 0.009, 0.009])
+
+
+def _runner_metrics(out):
+  """The runner's path: per-example outputs as the compiled step returns them."""
   run = {f"atk_{k}": v for k, v in out.items() if k not in ("clean_correct", "adv_correct")}
   run.update(clean_correct1=out["clean_correct"], correct1=out["adv_correct"])
-  values, checks_row = transforms.attack_metrics(run)
+  return transforms.attack_metrics(run)
+
+
+def test_median_min_eps_is_inf_when_most_are_never_broken():
+  m = metrics.summarize(MOSTLY_UNBROKEN)
+  assert m["median_min_eps"] == np.inf and m["min_eps_found"] == pytest.approx(0.4)
+  assert m["mean_min_eps"] == pytest.approx(0.001)
+
+
+def test_min_eps_check_notes_the_never_broken():
+  c = checks.min_eps_search(MOSTLY_UNBROKEN)
+  assert c["min_eps_never_broken"] == 3 and c["min_eps_max_radius"] == pytest.approx(0.009)
+  assert c["median_min_eps_note"].startswith("> max grid (0.009): 3 of 5 examples")
+
+
+def test_runner_metrics_report_the_inf_median_with_a_note():
+  values, checks_row = _runner_metrics(MOSTLY_UNBROKEN)
   assert values["median_min_eps"] == np.inf
   assert "> max grid" in checks_row["median_min_eps_note"]
+
+
+def test_inf_median_is_stored_as_infinity(tmp_path):
+  values, checks_row = _runner_metrics(MOSTLY_UNBROKEN)
   # Stored as Infinity in results.jsonl and read back as inf.
   s = store.Store(str(tmp_path))
   s.add_rows([{"key": "k", "metric": "median_min_eps", "value": values["median_min_eps"],
                "details": {"checks": checks_row}}])
   assert "Infinity" in open(s.results_path).read()
   assert s.rows()[0]["value"] == np.inf
-  # Fewer than half never broken: a finite median, no note.
+
+
+def test_median_is_finite_when_fewer_than_half_are_never_broken():
   out2 = _outputs([0.002, np.inf, 0.0, 0.004, 0.001], [0.002, 0.009, 0.009, 0.004, 0.001])
   assert metrics.summarize(out2)["median_min_eps"] == pytest.approx(0.002)
   assert "median_min_eps_note" not in checks.min_eps_search(out2)

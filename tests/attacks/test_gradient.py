@@ -20,6 +20,15 @@ from jaxbench.models.api import Preprocess
 from attack_helpers import MEAN, STD, cnn_apply, cnn_pair, keys, linear_apply
 
 
+@pytest.mark.parametrize("spec,match", [
+    ("bim(step_ratio=0)", r"step_ratio=0"),
+    ("dim(diversity_prob=1.5)", r"diversity_prob=1.5"),
+])
+def test_bad_hyperparameters_raise_clear_errors(spec, match):
+  with pytest.raises(attacks.AttackInputError, match=match):
+    attacks.get(spec)
+
+
 def test_fgsm_linear_is_eps_sign_w():
   rng = np.random.default_rng(0)
   w = rng.normal(size=(48,)).astype(np.float32)

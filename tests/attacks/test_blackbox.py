@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxbench import attacks
-from jaxbench.attacks import base, blackbox
+from jaxbench.attacks import blackbox, threat
 from attack_helpers import keys, linear_apply, toy2d
 
 RNG = np.random.default_rng(0)
@@ -37,11 +37,27 @@ def test_estimate_converges_to_true_gradient(dist):
   assert np.all(cos > 0.9), cos
 
 
-def test_estimate_independent_of_chunk_and_batch():
+def test_estimate_depends_only_on_the_example_key():
   a = np.asarray(_estimate(X, keys(3), 4000, "rademacher", 500))
   # Example 1 alone (its own key), all directions in one chunk: same estimate.
   c = np.asarray(_estimate(X[1:2], keys(1, offset=1), 4000, "rademacher", 4000))
   np.testing.assert_allclose(a[1:2], c, rtol=1e-4, atol=1e-4)
+
+
+def test_estimate_independent_of_chunk():
+  a = np.asarray(_estimate(X, keys(3), 4000, "rademacher", 500))
+  c = np.asarray(_estimate(X, keys(3), 4000, "rademacher", 4000))
+  np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4)
+
+
+def test_estimate_independent_of_batch():
+  a = np.asarray(_estimate(X, keys(3), 4000, "rademacher", 500))
+  c = np.asarray(_estimate(X[1:2], keys(1, offset=1), 4000, "rademacher", 500))
+  np.testing.assert_allclose(a[1:2], c, rtol=1e-4, atol=1e-4)
+
+
+def test_estimates_differ_between_examples():
+  a = np.asarray(_estimate(X, keys(3), 4000, "rademacher", 500))
   assert np.abs(a[0] - a[1]).max() > 1e-2
 
 
@@ -57,7 +73,7 @@ def test_nes_query_accounting():
   # Each check but the last is followed by a 2q-query estimate.
   np.testing.assert_array_equal(q, checks + 2 * a.q * np.maximum(checks - 1, 0))
   np.testing.assert_array_equal(q[:3], 1)           # misclassified: the clean query only
-  n_steps = base.roz_steps(0.15)                    # RoZ's rule: 42 at eps = 0.15
+  n_steps = threat.roz_steps(0.15)                    # RoZ's rule: 42 at eps = 0.15
   assert n_steps == 42
   succ = np.asarray(r.success)
   assert np.all(checks[3:][~succ[3:]] == n_steps + 1)
