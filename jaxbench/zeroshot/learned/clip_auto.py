@@ -1,24 +1,30 @@
 """CLIP-Auto: learns prompts for every model of a config before evaluation.
 
-The orchestrator above the two learners (:mod:`jaxbench.zeroshot.autoprompt`,
-:mod:`jaxbench.zeroshot.coop`): it draws the k-shot training split, computes image
-features, runs the configured learner and saves the artifact. The pieces both
-learners share (layout, losses, artifacts, :func:`head_for`) live one floor down in
-:mod:`jaxbench.zeroshot.prompt_learning`; they are re-exported here for callers that
-name them through this module.
+The orchestrator above the two learners (:mod:`~jaxbench.zeroshot.learned.autoprompt`,
+:mod:`~jaxbench.zeroshot.learned.coop`): it draws the k-shot training split, computes
+the image features once (both towers are frozen, so the learners only run the text
+tower), runs the configured learner and saves the artifact
+(:mod:`~jaxbench.zeroshot.learned.artifacts`). Evaluation then loads it through
+:func:`jaxbench.zeroshot.learned.heads.head_for`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from typing import Optional
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxbench.models.api import Model, l2_normalize
 from jaxbench.zeroshot import prompts as prompts_lib
-from jaxbench.zeroshot.prompt_learning import (  # noqa: F401 (names re-exported for callers)
-    PromptLayout, accuracy, artifact_path, check_text_model, constrain, context_head, data_size,
-    decode, embed_ids, encode_embeddings, head_for, image_features, load_learned_head,
-    logit_scale_of, make_layout, pad_classes, rank_prompts, read_prompt_log, save_context,
-    save_prompts, token_matrix, trigger_head, zeroshot_loss)
+from jaxbench.zeroshot.learned.artifacts import artifact_path, save_context, save_prompts
+from jaxbench.zeroshot.learned.heads import accuracy, context_head, trigger_head
+from jaxbench.zeroshot.learned.layout import check_text_model, decode
 
 
 LEARN_KEYS = {"method", "train", "k", "split_seed", "classnames", "overwrite", "autoprompt",
@@ -58,7 +64,7 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
   from jaxbench import parallel, registry
   from jaxbench.data import catalog, kshot
   from jaxbench import model_setup
-  from jaxbench.zeroshot import autoprompt, coop
+  from jaxbench.zeroshot.learned import autoprompt, coop
   ca = dict(config.clip_auto)
   bad = sorted(set(ca) - LEARN_KEYS)
   if bad:
@@ -121,9 +127,61 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
   return paths
 
 
+@functools.partial(jax.jit, static_argnames=("model_apply",))
+def _encode_batch(model_apply, params, images):
+  return l2_normalize(model_apply(params, images.astype(jnp.float32) / 255.0))
+
+
+def image_features(model: Model, source, *, batch_size: int = 128, mesh: Optional[Mesh] = None,
+                   name: str = "train", num_threads: int = 8) -> tuple[np.ndarray, np.ndarray]:
+  """Unit-norm image embeddings of every record of ``source`` (towers frozen: once).
+
+  Args:
+    model: zero-shot model; its preprocessing (resize, crop) applies.
+    source: random-access records (e.g. a :class:`jaxbench.data.kshot.SubsetSource`).
+    batch_size: global batch (a multiple of the mesh's data size).
+    mesh: ('data', 'model') mesh; batches are sharded over 'data'.
+
+  Returns:
+    (features float32 (N, D), labels int32 (N,)) in source order.
+
+  Raises:
+    ValueError: a record that cannot be decoded (named by id).
+  """
+  from jaxbench.data import evalset, pipeline
+  from jaxbench import parallel
+  n = len(source)
+  es = evalset.EvalSet(name=name, source=source, num_classes=0)
+  pc, pi = jax.process_count(), jax.process_index()
+  the_plan = pipeline.plan(np.arange(n), batch_size, pi, pc)
+  out_f: dict[int, np.ndarray] = {}
+  out_l: dict[int, int] = {}
+  encode = functools.partial(_encode_batch, model.encode_image)
+  for batch in pipeline.batches(es, model.preprocess, the_plan, num_threads=num_threads):
+    if batch["bad"].any():
+      i = int(batch["index"][np.argmax(batch["bad"])])
+      raise ValueError(f"training image {source[i].get('id')!r} ({name}) cannot be decoded: "
+                       f"{pipeline.describe_error(es, i)}")
+    local = {"image": batch["image"], "index": batch["index"], "label": batch["label"]}
+    if mesh is not None:
+      g = parallel.to_global(local, mesh)
+      z = encode(model.params, g["image"])
+      z, idx, lab = parallel.to_host((z, g["index"], g["label"]))
+    else:
+      z = np.asarray(encode(model.params, jnp.asarray(local["image"])))
+      idx, lab = local["index"], local["label"]
+    for zi, ii, li in zip(z, idx, lab):
+      if ii >= 0:
+        out_f[int(ii)] = zi
+        out_l[int(ii)] = int(li)
+  feats = np.stack([out_f[i] for i in range(n)]).astype(np.float32)
+  labels = np.asarray([out_l[i] for i in range(n)], np.int32)
+  return feats, labels
+
+
 def _learn_autoprompt(model, feats, labels, names, cfg, mesh, path, data, print_fn):
   from jaxbench import parallel
-  from jaxbench.zeroshot import autoprompt
+  from jaxbench.zeroshot.learned import autoprompt
   res = autoprompt.search(model, feats, labels, names, cfg, mesh=mesh)
   top = res.ranked[:cfg.top_n or len(res.ranked)]
   start = trigger_head(model, [res.log[0, 0]], names, suffix=cfg.suffix,
@@ -146,7 +204,7 @@ def _learn_autoprompt(model, feats, labels, names, cfg, mesh, path, data, print_
 
 def _learn_coop(model, feats, labels, names, cfg, mesh, path, data, print_fn):
   from jaxbench import parallel
-  from jaxbench.zeroshot import coop
+  from jaxbench.zeroshot.learned import coop
   res = coop.train(model, feats, labels, names, cfg, mesh=mesh)
   start = context_head(model, res.init_ctx, names, suffix=cfg.suffix,
                        logit_scale=cfg.logit_scale)
@@ -164,7 +222,7 @@ def _learn_coop(model, feats, labels, names, cfg, mesh, path, data, print_fn):
 
 
 def main(argv=None):
-  """``python -m jaxbench.zeroshot.clip_auto --config=configs/clip_auto.py --workdir=DIR``.
+  """``python -m jaxbench.zeroshot.learned.clip_auto --config=configs/clip_auto.py --workdir=DIR``.
 
   Runs only the learning step (the runner evaluates afterwards).
   """
