@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxbench import precision as precision_lib, progress, stopping
+from jaxbench import atomic, precision as precision_lib, progress, stopping
 from jaxbench.models.api import Model
 from jaxbench.zeroshot import prompts as prompts_lib
 
@@ -242,10 +242,7 @@ def build_head(model: Model, classnames: Union[str, Sequence[str]] = "imagenet",
     weights = (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(
         np.float32)
     if path:
-      os.makedirs(cache_dir, exist_ok=True)
-      tmp = path + ".tmp.npz"
-      np.savez(tmp, weights=weights)
-      os.replace(tmp, path)
+      atomic.atomic_savez(path, weights=weights)
   tok = getattr(model.tokenizer, "describe", "") or model.provenance.get("tokenizer", "")
   return ZeroShotHead(weights=weights, logit_scale=scale, logit_bias=bias,
                       classnames=names, templates=temps, label_space=label_space,

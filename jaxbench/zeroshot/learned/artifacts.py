@@ -14,11 +14,11 @@ import collections
 import hashlib
 import json
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from jaxbench import store as store_lib
+from jaxbench import atomic
 from jaxbench.models.api import Model
 from jaxbench.zeroshot.learned.layout import decode
 
@@ -90,10 +90,6 @@ def read_prompt_log(path: str, *, add_default: bool = True) -> list[tuple[tuple,
 
 
 
-def _atomic_write(path: str, text: str) -> None:
-  store_lib.atomic_write_bytes(os.path.abspath(path), text.encode())
-
-
 def model_record(model: Model) -> dict:
   """What an artifact records about the model it was learned on."""
   prov = model.provenance or {}
@@ -118,7 +114,7 @@ def save_prompts(path: str, *, model: Model, ranked: Sequence[tuple[Sequence[int
          "top_n": int(top_n), "logit_scale": logit_scale, "seed": int(seed),
          "steps": int(steps), "data": data, "settings": settings, "metrics": metrics,
          "prompts": prompts}
-  _atomic_write(path, json.dumps(doc, indent=1, default=_json_default))
+  atomic.atomic_write_bytes(path, json.dumps(doc, indent=1, default=atomic.json_default).encode())
   return path
 
 
@@ -128,10 +124,7 @@ def save_context(path: str, *, model: Model, ctx: np.ndarray, classnames: Sequen
   """Writes a CoOp artifact: JSON (provenance) + ``<stem>.npz`` (the vectors)."""
   ctx = np.asarray(ctx, np.float32)
   npz = os.path.splitext(path)[0] + ".npz"
-  os.makedirs(os.path.dirname(os.path.abspath(npz)), exist_ok=True)
-  tmp = npz + ".tmp.npz"
-  np.savez(tmp, ctx=ctx)
-  os.replace(tmp, npz)
+  atomic.atomic_savez(npz, ctx=ctx)
   doc = {"format": FORMAT, "method": "coop", "model": model_record(model),
          "num_tokens": int(ctx.shape[-2]), "class_specific": ctx.ndim == 3,
          "suffix": suffix, "logit_scale": logit_scale, "init": init,
@@ -139,20 +132,8 @@ def save_context(path: str, *, model: Model, ctx: np.ndarray, classnames: Sequen
          "context_sha256": hashlib.sha256(ctx.tobytes()).hexdigest(),
          "context_shape": list(ctx.shape), "seed": int(seed), "steps": int(steps),
          "data": data, "settings": settings, "metrics": metrics}
-  _atomic_write(path, json.dumps(doc, indent=1, default=_json_default))
+  atomic.atomic_write_bytes(path, json.dumps(doc, indent=1, default=atomic.json_default).encode())
   return path
-
-
-def _json_default(o: Any):
-  if isinstance(o, (np.integer,)):
-    return int(o)
-  if isinstance(o, (np.floating,)):
-    return float(o)
-  if isinstance(o, np.ndarray):
-    return o.tolist()
-  if isinstance(o, tuple):
-    return list(o)
-  raise TypeError(f"cannot record {type(o).__name__} in a CLIP-Auto artifact")
 
 
 def load_artifact(path: str) -> dict:
