@@ -148,35 +148,12 @@ def image_features(model: Model, source, *, batch_size: int = 128, mesh: Optiona
   Raises:
     ValueError: a record that cannot be decoded (named by id).
   """
-  from jaxbench.data import evalset, pipeline
-  from jaxbench import parallel
-  n = len(source)
-  es = evalset.EvalSet(name=name, source=source, num_classes=0)
-  pc, pi = jax.process_count(), jax.process_index()
-  the_plan = pipeline.plan(np.arange(n), batch_size, pi, pc)
-  out_f: dict[int, np.ndarray] = {}
-  out_l: dict[int, int] = {}
-  encode = functools.partial(_encode_batch, model.encode_image)
-  for batch in pipeline.batches(es, model.preprocess, the_plan, num_threads=num_threads):
-    if batch["bad"].any():
-      i = int(batch["index"][np.argmax(batch["bad"])])
-      raise ValueError(f"training image {source[i].get('id')!r} ({name}) cannot be decoded: "
-                       f"{pipeline.describe_error(es, i)}")
-    local = {"image": batch["image"], "index": batch["index"], "label": batch["label"]}
-    if mesh is not None:
-      g = parallel.to_global(local, mesh)
-      z = encode(model.params, g["image"])
-      z, idx, lab = parallel.to_host((z, g["index"], g["label"]))
-    else:
-      z = np.asarray(encode(model.params, jnp.asarray(local["image"])))
-      idx, lab = local["index"], local["label"]
-    for zi, ii, li in zip(z, idx, lab):
-      if ii >= 0:
-        out_f[int(ii)] = zi
-        out_l[int(ii)] = int(li)
-  feats = np.stack([out_f[i] for i in range(n)]).astype(np.float32)
-  labels = np.asarray([out_l[i] for i in range(n)], np.int32)
-  return feats, labels
+  from jaxbench.heads import features
+  encode = functools.partial(_encode_batch, model.encode_image, model.params)
+  feats, labels = features.encode_source(model, source, np.arange(len(source)), encode,
+                                         name=name, batch_size=batch_size, mesh=mesh,
+                                         num_threads=num_threads, what="training image")
+  return feats.astype(np.float32), labels
 
 
 def _learn_autoprompt(model, feats, labels, names, cfg, mesh, path, data, print_fn):
