@@ -219,14 +219,7 @@ def make_problem(model: Model, feats: np.ndarray, labels: np.ndarray,
   layout = layout_lib.make_layout(model, classnames, cfg.num_tokens, cfg.suffix)
   if mesh is not None and mesh.size == 1:
     mesh = None    # one device: no constraints, and the unsharded compilation
-  feats = np.asarray(feats, np.float32)
-  labels = np.asarray(labels, np.int32)
-  if feats.ndim != 2 or labels.shape != (feats.shape[0],) or not len(labels):
-    raise ValueError(f"expected features (N, D) and labels (N,), got {feats.shape} and "
-                     f"{labels.shape}")
-  if labels.min() < 0 or labels.max() >= layout.num_classes:
-    raise ValueError(f"labels span [{labels.min()}, {labels.max()}] but there are "
-                     f"{layout.num_classes} class names")
+  feats, labels = layout_lib.check_rows(layout, feats, labels)
   bad = [t for t in cfg.exclude_tokens if not 0 <= int(t) < layout.vocab_size]
   if bad:
     raise ValueError(f"exclude_tokens {bad} are not token ids of the {layout.vocab_size}-token "

@@ -234,15 +234,8 @@ def train(model: Model, feats: np.ndarray, labels: np.ndarray, classnames: Seque
       a batch size the mesh cannot split.
   """
   layout = layout_lib.make_layout(model, classnames, cfg.num_tokens, cfg.suffix)
-  feats = np.asarray(feats, np.float32)
+  feats, labels = layout_lib.check_rows(layout, feats, labels)
   feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-  labels = np.asarray(labels, np.int32)
-  if feats.ndim != 2 or labels.shape != (feats.shape[0],) or not len(labels):
-    raise ValueError(f"expected features (N, D) and labels (N,), got {feats.shape} and "
-                     f"{labels.shape}")
-  if labels.min() < 0 or labels.max() >= layout.num_classes:
-    raise ValueError(f"labels span [{labels.min()}, {labels.max()}] but there are "
-                     f"{layout.num_classes} class names")
   if mesh is not None and mesh.size == 1:
     mesh = None    # one device: no constraints, and the unsharded compilation
   d = tower.data_size(mesh)

@@ -162,6 +162,28 @@ def check_trigger(layout: PromptLayout, trigger: Sequence[int], what: str = "pro
                      "which cannot be prompt tokens")
 
 
+def check_rows(layout: PromptLayout, feats, labels) -> tuple[np.ndarray, np.ndarray]:
+  """A learner's training rows, checked against the layout's classes.
+
+  Returns:
+    (features float32 (N, D), labels int32 (N,)).
+
+  Raises:
+    ValueError: features that are not (N, D) with one label per row, no rows, or
+      labels outside [0, K).
+  """
+  feats = np.asarray(feats, np.float32)
+  labels = np.asarray(labels, np.int32)
+  if feats.ndim != 2 or labels.shape != (feats.shape[0],) or not len(labels):
+    raise ValueError(f"expected features (N, D) and labels (N,), got {feats.shape} and "
+                     f"{labels.shape}")
+  if labels.min() < 0 or labels.max() >= layout.num_classes:
+    raise ValueError(f"labels span [{labels.min()}, {labels.max()}] but there are "
+                     f"{layout.num_classes} class names")
+  return feats, labels
+
+
+# --- token ids to text ------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
 def _id_to_token() -> tuple[dict, dict]:
