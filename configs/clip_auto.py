@@ -8,11 +8,11 @@
 The training set is any labelled dataset spec of ``jaxbench.data.catalog``: an
 ImageNet train tree (``image_folder(root=...)``, wnid folders) or a prepared TFDS
 copy (``tfds(name='imagenet2012', split='train', data_dir=...)``). The learning
-step (``jaxbench.zeroshot.clip_auto.learn``) writes
+step (``jaxbench.zeroshot.learned.clip_auto.learn``) writes
 ``WORKDIR/clip_auto/<model>.json`` (and the k-shot split, by ids); evaluation reads
 it through ``zeroshot.templates='learned:auto'``. The learning step alone:
 
-    python -m jaxbench.zeroshot.clip_auto --config=configs/clip_auto.py --workdir=runs/auto
+    python -m jaxbench.zeroshot.learned.clip_auto --config=configs/clip_auto.py --workdir=runs/auto
 
 Any suite evaluates learned prompts the same way, e.g.
 ``--config.zeroshot.templates=learned:runs/auto/clip_auto/clip_vit_b32.json`` on

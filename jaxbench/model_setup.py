@@ -1,7 +1,7 @@
 """Loading a model as a config asks for it: precision and the 'clip' preprocessing.
 
 One floor below the runner and the learning steps that run before it (prompt
-learning in :mod:`jaxbench.zeroshot.clip_auto`, linear probes in
+learning in :mod:`jaxbench.zeroshot.learned.clip_auto`, linear probes in
 :mod:`jaxbench.heads.learn`), so all of them load a model the same way without
 importing the runner.
 """

@@ -196,8 +196,8 @@ def model_label(spec: str, model: Model, config) -> str:
 
 def _head_builder():
   """build_head, extended with learned prompts (templates='learned:PATH[:N]')."""
-  from jaxbench.zeroshot import prompt_learning
-  return prompt_learning.head_for
+  from jaxbench.zeroshot.learned import heads as learned_heads
+  return learned_heads.head_for
 
 
 def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple[Model, bool]:
@@ -803,7 +803,7 @@ def _run_locked(config, plan, store: store_lib.Store, print_fn) -> list[dict]:
   mesh = parallel.make_mesh(int(mesh_cfg.get("data", -1)), int(mesh_cfg.get("model", 1)))
   prov = provenance(config, mesh)
   if "clip_auto" in config:   # learn prompts first; evaluation then uses them as a head
-    from jaxbench.zeroshot import clip_auto
+    from jaxbench.zeroshot.learned import clip_auto
     clip_auto.learn(config, store.workdir, mesh=mesh)
   if "linear_probe" in config:   # learn the heads the passes evaluate (probe:PATH)
     from jaxbench.heads import learn as heads_learn

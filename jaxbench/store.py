@@ -14,14 +14,13 @@ Layout of a workdir::
       chunk_<k>.npz            per-example outputs of finished batches
       outputs.npz              all per-example outputs once the pass is done
 
-Every write is atomic (temporary file + ``os.replace``), so a run killed at any
-instant leaves either the old or the new file, never half of one. Chunks are
-written before the progress they record is relied on: a resumed pass reads all
-complete chunks, and the examples they hold are not evaluated again.
+Every write is atomic (temporary file + ``os.replace``, through :mod:`jaxbench.atomic`),
+so a run killed at any instant leaves either the old or the new file, never half of one.
+Chunks are written before the progress they record is relied on: a resumed pass reads
+all complete chunks, and the examples they hold are not evaluated again.
 """
 from __future__ import annotations
 
-import errno
 import gzip
 import hashlib
 import json
@@ -32,6 +31,9 @@ import time
 from typing import Iterable, Optional
 
 import numpy as np
+
+from jaxbench.atomic import (
+    WriteError, atomic_savez, atomic_write_bytes, atomic_write_json, json_default, take_over)
 
 ROW_KEYS = ("model", "dataset", "transform", "metric")
 
@@ -44,44 +46,6 @@ def pass_id(model: str, dataset: str, transform: str, extra: str = "") -> str:
   """Directory name of a pass: readable prefix + content hash."""
   h = hashlib.sha256("|".join((model, dataset, transform, extra)).encode()).hexdigest()[:16]
   return h
-
-
-class WriteError(OSError):
-  """The workdir cannot be written (read-only, full, over quota): one line naming the
-  path and the reason."""
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(tmp, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except OSError as e:
-    if isinstance(e, WriteError):
-      raise
-    try:
-      os.remove(tmp)   # a partial temporary file would only take more space
-    except OSError:
-      pass
-    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-              errno.EROFS: "the file system is read-only",
-              errno.EACCES: "permission denied"}.get(e.errno, e.strerror or str(e))
-    raise WriteError(e.errno, f"cannot write {path}: {reason}") from e
-
-
-def atomic_write_json(path: str, obj) -> None:
-  atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
-
-
-def atomic_savez(path: str, **arrays) -> None:
-  import io
-  buf = io.BytesIO()
-  np.savez(buf, **arrays)
-  atomic_write_bytes(path, buf.getvalue())
 
 
 class Store:
@@ -288,11 +252,7 @@ class WorkdirLock:
             continue
         if other and other.get("host") == me["host"] and not _alive(int(other["pid"])):
           # Stale: its process is gone. Rename (atomic) so one taker wins.
-          try:
-            os.rename(self.path, f"{self.path}.stale{os.getpid()}")
-            os.remove(f"{self.path}.stale{os.getpid()}")
-          except FileNotFoundError:
-            pass
+          take_over(self.path)
           continue
         who = (f"process {other.get('pid')} on host {other.get('host')} (since "
                f"{other.get('since')})" if other else "another process")
@@ -317,10 +277,8 @@ class WorkdirLock:
 
 
 def _json_default(o):
-  if isinstance(o, (np.integer,)):
-    return int(o)
-  if isinstance(o, (np.floating,)):
-    return float(o)
-  if isinstance(o, np.ndarray):
-    return o.tolist()
-  return str(o)
+  """Result rows hold numpy values as Python ones and anything else as its str."""
+  try:
+    return json_default(o)
+  except TypeError:
+    return str(o)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from jaxbench import cli, runner, stopping, store as store_lib
+from jaxbench import atomic, cli, runner, stopping, store as store_lib
 from tests.test_runner import REPO, _cli, _config, _write_config_file, _write_folder
 
 
@@ -205,7 +205,7 @@ def test_unwritable_workdir_ends_in_one_line(failure, tiny_clip, folder, tmp_pat
       if "w" in mode and "chunk_" in str(path):
         raise OSError(errno.ENOSPC, "No space left on device")
       return real_open(path, mode, *a, **k)
-    monkeypatch.setattr(store_lib, "open", full_open, raising=False)
+    monkeypatch.setattr(atomic, "open", full_open, raising=False)
     expected = "the disk is full"
   try:
     code, _, err = _execute(_config(model_dir, folder), wd)

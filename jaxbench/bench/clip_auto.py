@@ -107,7 +107,7 @@ class _TorchText:
 
 
 def bench_autoprompt(model, ref, names, feats, labels, ceiling) -> dict:
-  from jaxbench.zeroshot import autoprompt, clip_auto
+  from jaxbench.zeroshot.learned import autoprompt, layout as layout_lib
   cfg = autoprompt.AutoPromptConfig(iterations=1, restarts=1, num_candidates=FLAGS.candidates,
                                     batch_size=32, accumulation_steps=10, seed=0)
   t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def bench_autoprompt(model, ref, names, feats, labels, ceiling) -> dict:
   cfg = autoprompt.AutoPromptConfig(**{**cfg.__dict__, "iterations": FLAGS.iterations})
   res = autoprompt.search(model, feats, labels, names, cfg)
   jax_s = res.seconds / FLAGS.iterations
-  layout = clip_auto.make_layout(model, names, 4)
+  layout = layout_lib.make_layout(model, names, 4)
   tokens = layout.ids.size
   flops = _text_forward_flops(model, tokens) * (2 + FLAGS.candidates)
   out = {"classes": len(names), "prompt_length": layout.ids.shape[1],
@@ -164,7 +164,7 @@ def bench_autoprompt(model, ref, names, feats, labels, ceiling) -> dict:
 
 
 def bench_coop(model, ref, names, feats, labels, ceiling) -> dict:
-  from jaxbench.zeroshot import clip_auto, coop
+  from jaxbench.zeroshot.learned import coop, layout as layout_lib
   cfg = coop.CoopConfig(epochs=1, batch_size=32, warmup_epochs=0, seed=0)
   t0 = time.perf_counter()
   coop.train(model, feats, labels, names, cfg)                    # compiles
@@ -172,7 +172,7 @@ def bench_coop(model, ref, names, feats, labels, ceiling) -> dict:
   cfg = coop.CoopConfig(epochs=FLAGS.epochs, batch_size=32, warmup_epochs=0, seed=0)
   res = coop.train(model, feats, labels, names, cfg)
   jax_s = res.seconds / res.steps
-  layout = clip_auto.make_layout(model, names, 4, "{}.")
+  layout = layout_lib.make_layout(model, names, 4, "{}.")
   flops = _text_forward_flops(model, layout.ids.size) * 2
   out = {"classes": len(names), "prompt_length": layout.ids.shape[1], "batch": 32,
          "jax_compile_s": compile_s, "jax_steps_per_s": 1 / jax_s,

@@ -30,6 +30,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from jaxbench import atomic
+
 STANDARD_K = (1, 2, 4, 8, 16)
 
 
@@ -78,10 +80,7 @@ class KShotSplit:
                source=d.get("source", ""))
 
   def save(self, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(self.to_dict(), f)
-    os.replace(tmp, path)
+    atomic.atomic_write_bytes(path, json.dumps(self.to_dict()).encode())
 
   @classmethod
   def load(cls, path: str) -> "KShotSplit":
@@ -144,10 +143,7 @@ def source_labels(source, *, name: str = "",
       labels.append(int(rec["label"]))
     labels = np.asarray(labels, np.int64)
     if cache:
-      os.makedirs(os.path.dirname(cache), exist_ok=True)
-      tmp = cache + ".tmp.npz"
-      np.savez(tmp, ids=np.asarray(ids), labels=labels)
-      os.replace(tmp, cache)
+      atomic.atomic_savez(cache, ids=np.asarray(ids), labels=labels)
   if len(ids) != len(labels):
     raise ValueError(f"{what}: {len(ids)} ids but {len(labels)} labels")
   if len(set(ids)) != len(ids):

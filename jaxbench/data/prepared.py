@@ -49,6 +49,7 @@ import grain
 import numpy as np
 from absl import logging
 
+from jaxbench import atomic
 from jaxbench.data import decode as decode_lib, pipeline
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Preprocess
@@ -340,18 +341,11 @@ def build(root: str, evalset: EvalSet, pps: Sequence[Preprocess], *,
                   "fingerprint": fp, "preprocess": spec_of(pp),
                   "multilabel": bool(evalset.multilabel), "n_bad": int(bad.sum()),
                   "shards": shard_names, "shard_rows": SHARD_ROWS, "files": files}
-      part = os.path.join(tmp, "manifest.json.part")
-      with open(part, "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-      os.replace(part, os.path.join(tmp, "manifest.json"))   # manifest last, atomically
-      try:
-        os.rename(tmp, final)    # the entry appears complete or not at all
-      except OSError:
-        if not os.path.exists(final):   # not a concurrent writer winning the race
-          raise
-        shutil.rmtree(tmp, ignore_errors=True)
+      # manifest last, atomically; then the entry appears complete or not at all (a
+      # concurrent writer that finished first wins the race)
+      atomic.atomic_write_bytes(os.path.join(tmp, "manifest.json"),
+                                json.dumps(manifest, indent=1).encode())
+      atomic.atomic_rename_dir(tmp, final)
       logging.info("prepared cache: wrote %s (%d examples, %dpx, %d undecodable)", final, n,
                    pp.size, int(bad.sum()))
   finally:

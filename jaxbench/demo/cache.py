@@ -29,6 +29,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from jaxbench import atomic
+
 MARKER = "COMPLETE.json"
 DEFAULT_CACHE = "runs/demo/models"
 CACHE_ENV = "JAXBENCH_DEMO_CACHE"
@@ -54,15 +56,6 @@ def _sha256(path: str) -> str:
     for block in iter(lambda: f.read(1 << 22), b""):
       h.update(block)
   return h.hexdigest()
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def check_complete(path: str, config: dict) -> tuple[bool, str]:
@@ -116,14 +109,10 @@ def ensure(path: str, config: dict, build: Callable[[str], list], *, what: str) 
   tmp = f"{path}.tmp-{os.getpid()}"
   names = build(tmp)
   files = {n: _sha256(os.path.join(tmp, n)) for n in names}
-  atomic_write_json(os.path.join(tmp, MARKER), {"config": config, "files": files})
-  try:
-    os.rename(tmp, path)
-  except OSError:
-    # Another process finished the same checkpoint first: keep theirs if complete.
-    if not check_complete(path, config)[0]:
-      raise
-    shutil.rmtree(tmp)
+  atomic.atomic_write_bytes(os.path.join(tmp, MARKER), json.dumps(
+      {"config": config, "files": files}, indent=1, sort_keys=True).encode())
+  # Another process may have finished the same checkpoint first: keep theirs if complete.
+  atomic.atomic_rename_dir(tmp, path, complete=lambda p: check_complete(p, config)[0])
   state = state_path(path)
   if os.path.exists(state):
     os.remove(state)
@@ -163,10 +152,8 @@ def save_state(path: str, state: Any, step: int, config: dict) -> None:
   """Atomically saves a pytree of arrays with its step and training config."""
   leaves = jax.tree.leaves(jax.device_get(state))
   arrays = {f"leaf_{i:05d}": np.asarray(a) for i, a in enumerate(leaves)}
-  tmp = f"{path}.tmp-{os.getpid()}.npz"
-  np.savez(tmp, step=np.int64(step), config=np.array(json.dumps(config, sort_keys=True)),
-           **arrays)
-  os.replace(tmp, path)
+  atomic.atomic_savez(path, step=np.int64(step),
+                      config=np.array(json.dumps(config, sort_keys=True)), **arrays)
 
 
 def load_state(path: str, like: Any, config: dict) -> Optional[tuple[Any, int]]:

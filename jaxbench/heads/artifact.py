@@ -24,6 +24,7 @@ import json
 import os
 import numpy as np
 
+from jaxbench import atomic
 from jaxbench.models.api import Preprocess
 
 FORMAT = "jaxbench.head/1"
@@ -79,20 +80,9 @@ def _content_hash(tensors: dict, record_json: str) -> str:
   return h.hexdigest()
 
 
-def _json_default(o):
-  if isinstance(o, np.integer):
-    return int(o)
-  if isinstance(o, np.floating):
-    return float(o)
-  if isinstance(o, np.ndarray):
-    return o.tolist()
-  raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def save(art: HeadArtifact, path: str) -> str:
   """Writes ``art`` atomically; returns its content sha256."""
   from safetensors.numpy import save as st_save
-  from jaxbench import store as store_lib
   weight = np.ascontiguousarray(art.weight, np.float32)
   bias = np.ascontiguousarray(art.bias, np.float32)
   if weight.ndim != 2 or bias.shape != (weight.shape[0],):
@@ -100,7 +90,7 @@ def save(art: HeadArtifact, path: str) -> str:
                         f"{bias.shape}")
   if art.class_names and len(art.class_names) != weight.shape[0]:
     raise ArtifactError(f"{len(art.class_names)} class names for {weight.shape[0]} logits")
-  rec = json.dumps(art.record(), sort_keys=True, default=_json_default)
+  rec = json.dumps(art.record(), sort_keys=True, default=atomic.json_default)
   tensors = {"weight": weight, "bias": bias,
              **{f"backbone/{k}": np.ascontiguousarray(v, np.float32)
                 for k, v in art.backbone_state.items()}}
@@ -108,7 +98,7 @@ def save(art: HeadArtifact, path: str) -> str:
   blob = st_save(tensors, metadata={"jaxbench_head": rec, "content_sha256": digest})
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
-  store_lib.atomic_write_bytes(path, blob)
+  atomic.atomic_write_bytes(path, blob)
   return digest
 
 

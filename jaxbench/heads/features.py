@@ -127,6 +127,56 @@ def _encode(fn, net, images, mean, std):
   return fn(net, x)
 
 
+def encode_source(model: Model, source, indices: np.ndarray, encode: Callable, *,
+                  name: str = "train", batch_size: int = 128, mesh=None, num_threads: int = 8,
+                  what: str = "image") -> tuple[np.ndarray, np.ndarray]:
+  """Encodes the records ``indices`` of ``source``: the one image-encoding loop over a
+  dataset (frozen backbones here, CLIP-Auto's training features in
+  :mod:`jaxbench.zeroshot.learned.clip_auto`).
+
+  Args:
+    model: its preprocessing (resize, crop) decodes the images.
+    source: random-access labelled records ('id', 'label', image bytes).
+    indices: int (N,) records to encode; this process reads its share of them.
+    encode: ``uint8 (B, S, S, 3) -> (B, D)`` on device (jitted by the caller); with a
+      mesh, batches come sharded over its 'data' axis.
+    name: the source's name (in error messages).
+    batch_size: global batch, a multiple of the mesh's data size.
+    mesh: ('data', 'model') mesh, or None for one device.
+    what: what a record is called in the error message ('image', 'training image').
+
+  Returns:
+    (features (N, D) as ``encode`` returns them, labels int32 (N,)) in ``indices`` order.
+
+  Raises:
+    ValueError: a record that cannot be decoded (named by id).
+  """
+  from jaxbench import parallel
+  from jaxbench.data import evalset, pipeline
+  es = evalset.EvalSet(name=name, source=source, num_classes=0)
+  the_plan = pipeline.plan(np.asarray(indices), batch_size, jax.process_index(),
+                           jax.process_count())
+  feats, labels = {}, {}
+  for batch in pipeline.batches(es, model.preprocess, the_plan, num_threads=num_threads):
+    if batch["bad"].any():
+      i = int(batch["index"][np.argmax(batch["bad"])])
+      raise ValueError(f"{what} {source[i].get('id')!r} ({name}) cannot be decoded: "
+                       f"{pipeline.describe_error(es, i)}")
+    local = {"image": batch["image"], "index": batch["index"], "label": batch["label"]}
+    if mesh is not None:
+      g = parallel.to_global(local, mesh)
+      z = encode(g["image"])
+      z, idx, lab = parallel.to_host((z, g["index"], g["label"]))
+    else:
+      z = np.asarray(encode(jnp.asarray(local["image"])))
+      idx, lab = local["index"], local["label"]
+    for zi, ii, li in zip(np.asarray(z), np.asarray(idx), np.asarray(lab)):
+      if ii >= 0:
+        feats[int(ii)], labels[int(ii)] = zi, int(li)
+  return (np.stack([feats[int(i)] for i in indices]),
+          np.asarray([labels[int(i)] for i in indices], np.int32))
+
+
 def compute(model: Model, source, *, out_dir: str, name: str = "train", batch_size: int = 128,
             mesh=None, normalize: bool = False, shard_size: int = 4096, num_threads: int = 8,
             print_fn=print) -> FeatureSet:
@@ -149,8 +199,7 @@ def compute(model: Model, source, *, out_dir: str, name: str = "train", batch_si
     FeatureMismatch: ``out_dir`` holds features of another model/preprocessing.
     ValueError: a record that cannot be decoded (named by id).
   """
-  from jaxbench import parallel, store as store_lib
-  from jaxbench.data import evalset, pipeline
+  from jaxbench import atomic, parallel
   ident = identity(model, normalize=normalize)
   n = len(source)
   meta_path = os.path.join(out_dir, "meta.json")
@@ -166,43 +215,23 @@ def compute(model: Model, source, *, out_dir: str, name: str = "train", batch_si
                        f"{name!r} (n={n}, shard_size={shard_size}): use another directory")
   elif parallel.is_writer():
     os.makedirs(out_dir, exist_ok=True)
-    store_lib.atomic_write_json(meta_path, meta)
-  es = evalset.EvalSet(name=name, source=source, num_classes=0)
+    atomic.atomic_write_json(meta_path, meta)
   fn = feature_fn(model, normalize=normalize)
   mean = jnp.asarray(model.preprocess.mean, jnp.float32)
   std = jnp.asarray(model.preprocess.std, jnp.float32)
   net = model.params["net"]
-  pc, pi = jax.process_count(), jax.process_index()
   chunks = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
   for c, (lo, hi) in enumerate(chunks):
     path = os.path.join(out_dir, f"shard_{c:05d}.npz")
     if os.path.exists(path):
       continue
-    feats, labels, ids = {}, {}, {}
-    the_plan = pipeline.plan(np.arange(lo, hi), batch_size, pi, pc)
-    for batch in pipeline.batches(es, model.preprocess, the_plan, num_threads=num_threads):
-      if batch["bad"].any():
-        i = int(batch["index"][np.argmax(batch["bad"])])
-        raise ValueError(f"image {source[i].get('id')!r} ({name}) cannot be decoded: "
-                         f"{pipeline.describe_error(es, i)}")
-      local = {"image": batch["image"], "index": batch["index"], "label": batch["label"]}
-      if mesh is not None:
-        g = parallel.to_global(local, mesh)
-        z = _encode(fn, net, g["image"], mean, std)
-        z, idx, lab = parallel.to_host((z, g["index"], g["label"]))
-      else:
-        z = np.asarray(_encode(fn, net, jnp.asarray(local["image"]), mean, std))
-        idx, lab = local["index"], local["label"]
-      for zi, ii, li in zip(np.asarray(z), np.asarray(idx), np.asarray(lab)):
-        if ii >= 0:
-          feats[int(ii)], labels[int(ii)] = zi, int(li)
-    order = range(lo, hi)
-    for i in order:
-      ids[i] = _example_id(source, i)
+    feats, labels = encode_source(model, source, np.arange(lo, hi),
+                                  lambda x: _encode(fn, net, x, mean, std), name=name,
+                                  batch_size=batch_size, mesh=mesh, num_threads=num_threads)
     if parallel.is_writer():
-      store_lib.atomic_savez(path, features=np.stack([feats[i] for i in order]).astype(np.float32),
-                             labels=np.asarray([labels[i] for i in order], np.int32),
-                             ids=np.asarray([ids[i] for i in order], dtype=str))
+      atomic.atomic_savez(path, features=feats.astype(np.float32), labels=labels,
+                          ids=np.asarray([_example_id(source, i) for i in range(lo, hi)],
+                                         dtype=str))
     parallel.sync(f"features-{out_dir}-{c}")
     print_fn(f"features: {name} {hi}/{n} -> {path}")
   return load(out_dir)

@@ -151,7 +151,22 @@ class TextTower(nn.Module):
     return jnp.take_along_axis(x, eot_index[:, None, None], axis=1)[:, 0]
 
 
-class CLIP(nn.Module):
+class TextMethods:
+  """CLIP's text path for a model module with a ``text_model`` (:class:`TextTower`) and a
+  ``text_projection``; mixed into :class:`CLIP` and OpenCLIP's ResNet CLIP
+  (:class:`jaxbench.models.openclip.ClipResNet`)."""
+
+  def encode_text(self, ids):
+    return self.text_projection(self.text_model(ids))
+
+  def encode_text_embeddings(self, x, eot_index):
+    return self.text_projection(self.text_model.from_embeddings(x, eot_index))
+
+  def embed_tokens(self, ids):
+    return self.text_model.embed_tokens(ids)
+
+
+class CLIP(TextMethods, nn.Module):
   cfg: ClipConfig
 
   def setup(self):
@@ -164,15 +179,6 @@ class CLIP(nn.Module):
 
   def encode_image(self, x):
     return self.visual_projection(self.vision_model(x))
-
-  def encode_text(self, ids):
-    return self.text_projection(self.text_model(ids))
-
-  def encode_text_embeddings(self, x, eot_index):
-    return self.text_projection(self.text_model.from_embeddings(x, eot_index))
-
-  def embed_tokens(self, ids):
-    return self.text_model.embed_tokens(ids)
 
   def __call__(self, images, ids):
     return self.encode_image(images), self.encode_text(ids), self.logit_scale

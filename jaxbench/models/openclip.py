@@ -111,7 +111,7 @@ def parse_config(model_cfg: dict, *, quick_gelu: Optional[bool] = None,
   return OpenClipSpec("vit", cfg)
 
 
-class ClipResNet(nn.Module):
+class ClipResNet(clip.TextMethods, nn.Module):
   """CLIP with a ModifiedResNet image tower; same methods as :class:`clip.CLIP`."""
   cfg: clip.ClipConfig
   resnet: ModifiedResNetConfig
@@ -124,15 +124,6 @@ class ClipResNet(nn.Module):
 
   def encode_image(self, x):
     return self.visual(x)
-
-  def encode_text(self, ids):
-    return self.text_projection(self.text_model(ids))
-
-  def encode_text_embeddings(self, x, eot_index):
-    return self.text_projection(self.text_model.from_embeddings(x, eot_index))
-
-  def embed_tokens(self, ids):
-    return self.text_model.embed_tokens(ids)
 
   def __call__(self, images, ids):
     return self.encode_image(images), self.encode_text(ids), self.logit_scale

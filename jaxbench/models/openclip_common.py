@@ -1,5 +1,6 @@
 """What every OpenCLIP family module shares: file names, the config options that are
-implemented, the resblock name map, preprocessing and the tokenizer.
+implemented, attention, the transformer-layer name maps, parameter and tensor shapes,
+preprocessing and the tokenizer.
 
 One floor below :mod:`jaxbench.models.openclip` (the loader that dispatches to a family)
 and the family modules it dispatches to (:mod:`openclip_text`, :mod:`openclip_timm`,
@@ -9,6 +10,8 @@ and the family modules it dispatches to (:mod:`openclip_text`, :mod:`openclip_ti
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxbench.models import api, layers
@@ -54,21 +57,78 @@ def _check_options(cfg: dict, defaults: dict, known: set, where: str, source: st
         f"keys {sorted(known | set(defaults))} with {defaults} at their defaults.")
 
 
+# --- attention ------------------------------------------------------------------
+
+def attention(q, k, v, mask=None):
+  """Multi-head attention, (N, L, H, D) operands (one helper so towers share the kernel)."""
+  return jax.nn.dot_product_attention(q, k, v, mask=mask)
+
+
+def multi_head_attention(q, k, v, heads: int):
+  """Attention of (N, L, D) query/key/value projections split into ``heads`` heads, merged
+  back to (N, L, D) (the block of OpenCLIP's ViT and of timm's)."""
+  n, l, d = q.shape
+  q, k, v = (t.reshape(n, l, heads, d // heads) for t in (q, k, v))
+  return attention(q, k, v).reshape(n, l, d)
+
+
 # --- name maps ------------------------------------------------------------------
 
-def _block_src(rest: tuple, shape: tuple, prefix: str) -> layers.Src:
-  """A transformer layer's leaf (our clip.EncoderLayer names) -> OpenCLIP resblock names."""
+def fused_qkv_src(stem: str, which: str, leaf: str) -> layers.Src:
+  """Our q, k or v projection (``which``) from PyTorch's fused (3*D, D) in-projection
+  ``stem + 'weight'`` (or its bias ``stem + 'bias'``), split in three."""
+  return layers.chunk(stem + ("weight" if leaf == "kernel" else "bias"), "qkv".index(which), 3,
+                      transpose=(leaf == "kernel"))
+
+
+def encoder_layer_src(rest: tuple, shape: tuple, prefix: str, *, out_proj: str, qkv: str,
+                      names: dict) -> layers.Src:
+  """A clip.EncoderLayer leaf -> the tensor of a PyTorch block with a fused qkv projection.
+
+  Args:
+    rest: the leaf's path inside the layer (e.g. ('self_attn', 'q_proj', 'kernel')).
+    prefix: the block's tensor prefix ('transformer.resblocks.3.').
+    out_proj: the attention output projection's module ('attn.out_proj').
+    qkv: the fused in-projection's tensor stem ('attn.in_proj_', 'attn.qkv.').
+    names: our norm and MLP modules -> theirs ({'layer_norm1': 'ln_1', ...}).
+  """
   mod, leaf = rest[0], rest[-1]
   if mod == "self_attn":
     proj = rest[1]
     if proj == "out_proj":
-      return layers.named_src(prefix + "attn.out_proj", leaf, shape)
-    i = "qkv".index(proj[0])
-    key = prefix + "attn.in_proj_" + ("weight" if leaf == "kernel" else "bias")
-    return layers.chunk(key, i, 3, transpose=(leaf == "kernel"))
-  name = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "fc1": "mlp.c_fc",
-          "fc2": "mlp.c_proj"}[mod]
-  return layers.named_src(prefix + name, leaf, shape)
+      return layers.named_src(prefix + out_proj, leaf, shape)
+    return fused_qkv_src(prefix + qkv, proj[0], leaf)
+  return layers.named_src(prefix + names[mod], leaf, shape)
+
+
+_RESBLOCK_NAMES = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "fc1": "mlp.c_fc",
+                   "fc2": "mlp.c_proj"}
+
+
+def _block_src(rest: tuple, shape: tuple, prefix: str) -> layers.Src:
+  """A transformer layer's leaf (our clip.EncoderLayer names) -> OpenCLIP resblock names."""
+  return encoder_layer_src(rest, shape, prefix, out_proj="attn.out_proj", qkv="attn.in_proj_",
+                           names=_RESBLOCK_NAMES)
+
+
+# --- shapes ---------------------------------------------------------------------
+
+def two_tower_shapes(module, image_size: int, context_length: int):
+  """Parameter shapes (ShapeDtypeStruct pytree, no weights) of a CLIP-style module
+  called as ``module(images (1, S, S, 3), ids (1, context_length))``."""
+  return layers.param_shapes(module, jnp.zeros((1, image_size, image_size, 3)),
+                             jnp.zeros((1, context_length), jnp.int32))
+
+
+def tensor_shapes(shapes, src) -> dict[str, tuple]:
+  """OpenCLIP tensor name -> shape, for every parameter of ``shapes`` read through the
+  name map ``src`` (what a config needs, checked against open_clip's state dicts)."""
+  out = {}
+  for path, sds in jax.tree_util.tree_leaves_with_path(shapes):
+    p = tuple(str(getattr(k, "key", k)) for k in path)
+    s = src(p, tuple(sds.shape))
+    out[s.key] = tuple(s.want(tuple(sds.shape)))
+  return out
 
 
 # --- preprocessing and tokenizer ------------------------------------------------

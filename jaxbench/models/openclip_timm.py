@@ -309,11 +309,6 @@ class TimmViT(nn.Module):
     return x
 
 
-def attention(q, k, v, mask=None):
-  """Multi-head attention, (N, L, H, D) operands (one helper so towers share the kernel)."""
-  return jax.nn.dot_product_attention(q, k, v, mask=mask)
-
-
 def rope_table(cfg: EvaCfg) -> np.ndarray:
   """timm's ``RotaryEmbeddingCat`` table for the patch grid: (H*W, 2*head_dim), [sin | cos].
 
@@ -369,7 +364,7 @@ class EvaAttention(nn.Module):
       npt = 1 if c.class_token else 0
       q = jnp.concatenate([q[:, :npt], _rotate(q[:, npt:], rope)], axis=1)
       k = jnp.concatenate([k[:, :npt], _rotate(k[:, npt:], rope)], axis=1)
-    o = attention(q, k, v).reshape(n, l, d)
+    o = openclip_common.attention(q, k, v).reshape(n, l, d)
     if c.scale_attn_inner:
       o = nn.LayerNorm(epsilon=c.eps, name="norm", dtype=o.dtype)(o)
     return nn.Dense(d, name="proj")(o)
@@ -482,11 +477,11 @@ class VitaminBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.cfg
-    n, l, d = x.shape
+    d = x.shape[-1]
     ln = lambda name: nn.LayerNorm(epsilon=c.eps, name=name, dtype=x.dtype)
-    y = nn.Dense(3 * d, name="attn__qkv")(ln("norm1")(x))
-    q, k, v = (t.reshape(n, l, c.heads, d // c.heads) for t in jnp.split(y, 3, axis=-1))
-    x = x + nn.Dense(d, name="attn__proj")(attention(q, k, v).reshape(n, l, d))
+    q, k, v = jnp.split(nn.Dense(3 * d, name="attn__qkv")(ln("norm1")(x)), 3, axis=-1)
+    x = x + nn.Dense(d, name="attn__proj")(openclip_common.multi_head_attention(q, k, v,
+                                                                               c.heads))
     y = ln("mlp__norm")(ln("norm2")(x))
     hidden = int(d * c.mlp_ratio)
     y = _gelu(nn.Dense(hidden, name="mlp__w0")(y)) * nn.Dense(hidden, name="mlp__w1")(y)
@@ -683,18 +678,14 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
 
 # --- name map --------------------------------------------------------------------
 
+_BLOCK_NAMES = {"layer_norm1": "norm1", "layer_norm2": "norm2", "fc1": "mlp.fc1",
+                "fc2": "mlp.fc2"}
+
+
 def _encoder_src(rest: tuple, shape: tuple, prefix: str) -> layers.Src:
   """clip.EncoderLayer leaf -> timm Block tensor (fused qkv split in three)."""
-  mod, leaf = rest[0], rest[-1]
-  if mod == "self_attn":
-    proj = rest[1]
-    if proj == "out_proj":
-      return layers.named_src(prefix + "attn.proj", leaf, shape)
-    key = prefix + "attn.qkv." + ("weight" if leaf == "kernel" else "bias")
-    return layers.chunk(key, "qkv".index(proj[0]), 3, transpose=(leaf == "kernel"))
-  name = {"layer_norm1": "norm1", "layer_norm2": "norm2", "fc1": "mlp.fc1",
-          "fc2": "mlp.fc2"}[mod]
-  return layers.named_src(prefix + name, leaf, shape)
+  return openclip_common.encoder_layer_src(rest, shape, prefix, out_proj="attn.proj",
+                                           qkv="attn.qkv.", names=_BLOCK_NAMES)
 
 
 def _vit_src(path: tuple, shape: tuple, p: str) -> layers.Src:
@@ -779,9 +770,7 @@ def make_src(cfg: TimmClipCfg):
 def params_from_openclip(tensors: dict, cfg: TimmClipCfg, source: str = ""):
   """(module, Flax params) from an OpenCLIP state dict with a timm image tower."""
   module = TimmClip(cfg)
-  size = cfg.image_size
-  shapes = layers.param_shapes(module, jnp.zeros((1, size, size, 3)),
-                               jnp.zeros((1, cfg.text.context_length), jnp.int32))
+  shapes = openclip_common.two_tower_shapes(module, cfg.image_size, cfg.text.context_length)
   what = f"OpenCLIP timm {cfg.visual.family} trunk {cfg.visual.trunk_name!r} " \
          f"(head {cfg.visual.proj})"
   ignore = lambda k: (k.endswith("attn_mask") or k.endswith("position_ids")
@@ -875,13 +864,6 @@ def expected_tensors(cfg: TimmClipCfg) -> dict[str, tuple]:
 
   Used to check full-size towers against open_clip's meta-device state dict.
   """
-  size = cfg.image_size
-  shapes = layers.param_shapes(TimmClip(cfg), jnp.zeros((1, size, size, 3)),
-                               jnp.zeros((1, cfg.text.context_length), jnp.int32))
-  src = make_src(cfg)
-  out = {}
-  for path, sds in jax.tree_util.tree_leaves_with_path(shapes):
-    p = tuple(str(getattr(k, "key", k)) for k in path)
-    s = src(p, tuple(sds.shape))
-    out[s.key] = tuple(s.want(tuple(sds.shape)))
-  return out
+  shapes = openclip_common.two_tower_shapes(TimmClip(cfg), cfg.image_size,
+                                            cfg.text.context_length)
+  return openclip_common.tensor_shapes(shapes, make_src(cfg))

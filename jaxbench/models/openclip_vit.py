@@ -7,7 +7,7 @@ layer scale (``ls_init_value``: ``ls_1.gamma``/``ls_2.gamma``, ViT-M-16-alt), a
 bidirectional text tower pooled at the last position -- are built here, with
 OpenCLIP's own parameter names (``visual.conv1``, ``visual.transformer.resblocks.i``,
 ``visual.ln_post``, ``visual.proj``) and :mod:`jaxbench.models.openclip_text` as
-the text tower. Attention goes through :func:`openclip_timm.attention`.
+the text tower. Attention goes through :func:`openclip_common.attention`.
 """
 from __future__ import annotations
 
@@ -15,12 +15,10 @@ import dataclasses
 from typing import Optional
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxbench.models import clip, layers, openclip_common, openclip_text
-from jaxbench.models.openclip_timm import attention
 
 # vision_cfg options this module implements beyond openclip.parse_config's.
 VISION_OPTIONS = ("no_ln_pre", "pool_type", "final_ln_after_pool", "ls_init_value")
@@ -60,12 +58,12 @@ class ResBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.cfg
-    n, l, d = x.shape
+    d = x.shape[-1]
     ln = lambda name: nn.LayerNorm(epsilon=c.eps, name=name, dtype=x.dtype)
     y = ln("ln_1")(x)
-    q, k, v = (nn.Dense(d, name=f"attn_{p}")(y).reshape(n, l, c.heads, d // c.heads)
-               for p in "qkv")
-    y = nn.Dense(d, name="attn_out_proj")(attention(q, k, v).reshape(n, l, d))
+    q, k, v = (nn.Dense(d, name=f"attn_{p}")(y) for p in "qkv")
+    y = nn.Dense(d, name="attn_out_proj")(openclip_common.multi_head_attention(q, k, v,
+                                                                               c.heads))
     if c.layer_scale:
       y = y * self.param("ls_1", nn.initializers.constant(1e-5), (d,)).astype(y.dtype)
     x = x + y
@@ -187,8 +185,7 @@ def make_src(cfg: OcVitClipCfg):
     if mod in ("ls_1", "ls_2"):
       return layers.copy(p + mod + ".gamma")
     if mod in ("attn_q", "attn_k", "attn_v"):
-      key = p + "attn.in_proj_" + ("weight" if leaf == "kernel" else "bias")
-      return layers.chunk(key, "qkv".index(mod[-1]), 3, transpose=(leaf == "kernel"))
+      return openclip_common.fused_qkv_src(p + "attn.in_proj_", mod[-1], leaf)
     name = {"attn_out_proj": "attn.out_proj", "mlp_c_fc": "mlp.c_fc",
             "mlp_c_proj": "mlp.c_proj"}.get(mod, mod)
     return layers.named_src(p + name, leaf, shape)
@@ -197,9 +194,7 @@ def make_src(cfg: OcVitClipCfg):
 
 def params_from_openclip(tensors: dict, cfg: OcVitClipCfg, source: str = ""):
   module = OcVitClip(cfg)
-  s = cfg.image_size
-  shapes = layers.param_shapes(module, jnp.zeros((1, s, s, 3)),
-                               jnp.zeros((1, cfg.text.context_length), jnp.int32))
+  shapes = openclip_common.two_tower_shapes(module, cfg.image_size, cfg.text.context_length)
   v = cfg.vision
   what = (f"OpenCLIP ViT (width {v.width}, layers {v.layers}, ln_pre {v.ln_pre}, pool {v.pool}, "
           f"layer scale {v.layer_scale})")
@@ -212,12 +207,6 @@ def params_from_openclip(tensors: dict, cfg: OcVitClipCfg, source: str = ""):
 
 def expected_tensors(cfg: OcVitClipCfg) -> dict[str, tuple]:
   """OpenCLIP tensor name -> shape this config needs (``jax.eval_shape``, no weights)."""
-  s = cfg.image_size
-  shapes = layers.param_shapes(OcVitClip(cfg), jnp.zeros((1, s, s, 3)),
-                               jnp.zeros((1, cfg.text.context_length), jnp.int32))
-  src, out = make_src(cfg), {}
-  for path, sds in jax.tree_util.tree_leaves_with_path(shapes):
-    p = tuple(str(getattr(k, "key", k)) for k in path)
-    x = src(p, tuple(sds.shape))
-    out[x.key] = tuple(x.want(tuple(sds.shape)))
-  return out
+  shapes = openclip_common.two_tower_shapes(OcVitClip(cfg), cfg.image_size,
+                                            cfg.text.context_length)
+  return openclip_common.tensor_shapes(shapes, make_src(cfg))

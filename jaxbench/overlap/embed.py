@@ -37,6 +37,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from PIL import Image
 
+from jaxbench import atomic
 from jaxbench.models.api import Model, Preprocess, l2_normalize
 from jaxbench.overlap import corpus as corpus_lib
 from jaxbench.overlap import hashes as hashes_lib
@@ -281,19 +282,12 @@ class Embedder:
 
 
 # --------------------------------------------------------------------------- store
-def _atomic_write(path: str, write):
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "wb") as f:
-    write(f)
-  os.replace(tmp, path)
-
-
 def _save_npy(path: str, arr: np.ndarray):
-  _atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
+  atomic.atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
 
 
 def _save_json(path: str, obj):
-  _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+  atomic.atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
 class EmbeddingStore:

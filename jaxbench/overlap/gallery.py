@@ -8,12 +8,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
 
+from jaxbench import atomic
 from jaxbench.overlap.analysis import Pair
 from jaxbench.overlap.corpus import decode_image
 
@@ -76,10 +76,5 @@ td {{ border: 1px solid #ccc; padding: 4px; vertical-align: top; text-align: cen
 
 def write(path: str, *args, **kwargs) -> str:
   """Writes :func:`render`'s page to ``path`` atomically; returns the path."""
-  text = render(*args, **kwargs)
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  atomic.atomic_write_bytes(path, render(*args, **kwargs).encode("utf-8"))
   return path

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from jaxbench import registry
+from jaxbench import atomic, registry
 from jaxbench.data.evalset import EvalSet
 from jaxbench.overlap import analysis, calibrate, corpus as corpus_lib, embed, gallery
 from jaxbench.overlap import hashes as hashes_lib, knn
@@ -91,10 +91,7 @@ def correctness(config, workdir: str, model_spec: str, dataset_spec: str,
 
 # --------------------------------------------------------------------------- outputs
 def _json(path: str, obj):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=1, default=str)
-  os.replace(path + ".tmp", path)
+  atomic.atomic_write_bytes(path, json.dumps(obj, indent=1, default=str).encode())
 
 
 def _resolve_ids(corpus: corpus_lib.EmbeddingFiles, ordinals: set[int]) -> dict[int, str]:

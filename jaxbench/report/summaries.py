@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxbench.metrics import imagenet_c
 from jaxbench.metrics import imagenet_p
+from jaxbench.metrics import robustness
 from jaxbench.report import collect
 from jaxbench.report import conventions as conv
 from jaxbench.report import figures
@@ -338,7 +339,7 @@ def typographic_section(rs: ResultSet) -> tuple[list, list]:
       values[(l, c_acc)] = acc
       values[(l, c_asr)] = asr
       if clean is not None and acc is not None:
-        values[(l, c_drop)] = clean - acc
+        values[(l, c_drop)] = float(robustness.accuracy_drop(clean, acc))
       if l in d["cells"]:
         panels[name][l] = {"clean": clean, "typographic": acc, "success_rate": asr}
   values = {k: v for k, v in values.items() if v is not None}

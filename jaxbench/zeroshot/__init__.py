@@ -1,9 +1,7 @@
-"""Zero-shot classification: prompts, tokenizer files and the text head."""
+"""Zero-shot classification: prompts, tokenizer files and the text head.
+
+Learned prompts (AutoPrompt/CoOp, RoZ's CLIP-Auto) live one floor up, in
+:mod:`jaxbench.zeroshot.learned`.
+"""
 from jaxbench.zeroshot.head import ZeroShotHead, build_head  # noqa: F401
 from jaxbench.zeroshot import prompts  # noqa: F401
-
-
-def load_learned_head(*args, **kwargs):
-  """Learned prompts (AutoPrompt/CoOp artifacts, RoZ logs) as a ZeroShotHead."""
-  from jaxbench.zeroshot import prompt_learning
-  return prompt_learning.load_learned_head(*args, **kwargs)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxbench import precision as precision_lib, progress, stopping, store
+from jaxbench import atomic, precision as precision_lib, progress, stopping
 from jaxbench.models.api import Model
 from jaxbench.zeroshot import prompts as prompts_lib
 
@@ -271,7 +271,7 @@ def build_head(model: Model, classnames: Union[str, Sequence[str]] = "imagenet",
     if where and not os.path.exists(where):
       try:
         os.makedirs(os.path.dirname(where), exist_ok=True)
-        store.atomic_savez(where, weights=weights)
+        atomic.atomic_savez(where, weights=weights)
       except OSError as e:
         if where == path:
           raise

@@ -46,7 +46,7 @@ def _bag_of_tokens_model(num_classes=6, dim=16, seed=0):
   return model, names, temps, table
 
 
-def test_head_formula_and_perfect_model():
+def test_head_is_the_renormalised_mean_of_template_embeddings():
   model, names, temps, table = _bag_of_tokens_model()
   head = build_head(model, names, temps, logit_scale=100.0)
   ids = model.tokenize(prompts.prompts(names, temps))
@@ -55,6 +55,12 @@ def test_head_formula_and_perfect_model():
   want = z.reshape(len(names), len(temps), -1).mean(1)
   want /= np.linalg.norm(want, axis=1, keepdims=True)
   np.testing.assert_allclose(head.weights, want, atol=1e-5)
+  assert head.info()["num_templates"] == 2
+
+
+def test_perfect_model_classifies_with_the_logit_scale():
+  model, names, temps, table = _bag_of_tokens_model()
+  head = build_head(model, names, temps, logit_scale=100.0)
   # Images whose embedding is head row k are classified as k with logit 100.
   codes = 3.0 * head.weights
   model = model.with_params({"net": {"table": table, "codes": codes}})
@@ -63,15 +69,22 @@ def test_head_formula_and_perfect_model():
   logits = np.asarray(clf.apply(clf.params, x))
   np.testing.assert_array_equal(logits.argmax(1), np.arange(len(names)))
   np.testing.assert_allclose(np.diag(logits), 100.0, rtol=1e-5)
-  assert head.info()["num_templates"] == 2
 
 
-def test_head_matches_pytorch_and_bucketing_is_exact(tiny_clip, tmp_path):
+@pytest.fixture(scope="module")
+def clip_head(tiny_clip, tmp_path_factory):
+  """(model, torch reference, names, templates, head, cache dir) of the tiny CLIP."""
   d, ref = tiny_clip
   model = models.load(d)
   names = list(prompts.classnames("imagenet")[:12])
   temps = list(prompts.templates("clip7"))
-  head = build_head(model, names, temps, cache_dir=str(tmp_path))
+  cache = tmp_path_factory.mktemp("heads")
+  head = build_head(model, names, temps, cache_dir=str(cache))
+  return model, ref, names, temps, head, cache
+
+
+def test_head_matches_pytorch(clip_head):
+  model, ref, names, temps, head, _ = clip_head
   # PyTorch reference: full 77-token context, no bucketing.
   ids = model.tokenize(prompts.prompts(names, temps))
   with torch.no_grad():
@@ -82,14 +95,22 @@ def test_head_matches_pytorch_and_bucketing_is_exact(tiny_clip, tmp_path):
   want /= np.linalg.norm(want, axis=1, keepdims=True)
   np.testing.assert_allclose(head.weights, want, atol=1e-5)
   assert head.logit_scale == pytest.approx(float(np.exp(ref.logit_scale.item())), rel=1e-6)
-  # Unbucketed (full context) equals bucketed.
+
+
+def test_bucketed_encoding_equals_the_full_context(clip_head):
+  model, _, names, temps, _, _ = clip_head
+  ids = model.tokenize(prompts.prompts(names, temps))
   full = head_lib.encode_prompts(model, ids, bucket=77)
   bucketed = head_lib.encode_prompts(model, ids, bucket=8, batch_size=5)
   np.testing.assert_allclose(full, bucketed, atol=1e-5)
+
+
+def test_second_build_reads_the_cached_head(clip_head):
+  model, _, names, temps, head, cache = clip_head
   # Cached: a second build reads the file (same key, same weights).
-  cached = list(tmp_path.glob("head_*.npz"))
+  cached = list(cache.glob("head_*.npz"))
   assert len(cached) == 1
-  again = build_head(model, names, temps, cache_dir=str(tmp_path))
+  again = build_head(model, names, temps, cache_dir=str(cache))
   np.testing.assert_array_equal(again.weights, head.weights)
   assert again.key == head.key
 

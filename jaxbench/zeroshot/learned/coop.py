@@ -28,7 +28,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxbench.models.api import Model
-from jaxbench.zeroshot import prompt_learning
+from jaxbench.zeroshot.learned import layout as layout_lib, tower
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,12 +130,12 @@ def context_loss(arch, net, ids, eot, class_mask, ctx, feats, labels, weights, s
     feats, labels, weights: (B, D) unit image features, (B,), (B,) row weights.
     scale, bias: logit scale and bias.
   """
-  x = prompt_learning.embed_ids(arch, net, ids)
+  x = tower.embed_ids(arch, net, ids)
   m = ctx.shape[-2]
   c = jnp.broadcast_to(ctx.astype(x.dtype), (x.shape[0], m, x.shape[-1]))
-  x = prompt_learning.constrain(x.at[:, 1:1 + m].set(c), mesh, P("data"))
-  text = prompt_learning.encode_embeddings(arch, net, x, eot)
-  return prompt_learning.zeroshot_loss(text, feats, labels, weights, scale, bias, class_mask)
+  x = tower.constrain(x.at[:, 1:1 + m].set(c), mesh, P("data"))
+  text = tower.encode_embeddings(arch, net, x, eot)
+  return tower.zeroshot_loss(text, feats, labels, weights, scale, bias, class_mask)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "mesh"))
@@ -158,9 +158,9 @@ def train_epoch(arch, net, ids, eot, class_mask, ctx, opt_state, hp, feats, labe
   def step(carry, xs):
     c, s = carry
     idx, w = xs
-    f = prompt_learning.constrain(feats[idx], mesh, P("data"))
-    l = prompt_learning.constrain(labels[idx], mesh, P("data"))
-    w = prompt_learning.constrain(w, mesh, P("data"))
+    f = tower.constrain(feats[idx], mesh, P("data"))
+    l = tower.constrain(labels[idx], mesh, P("data"))
+    w = tower.constrain(w, mesh, P("data"))
 
     def loss_fn(cc):
       full = _pad_ctx(cc, ids.shape[0]) if class_pad else cc
@@ -180,7 +180,7 @@ def _pad_ctx(ctx, k_padded: int):
   return jnp.concatenate([ctx, jnp.broadcast_to(ctx[:1], (k_padded - k,) + ctx.shape[1:])])
 
 
-def init_context(model: Model, layout: prompt_learning.PromptLayout, cfg: CoopConfig) -> np.ndarray:
+def init_context(model: Model, layout: layout_lib.PromptLayout, cfg: CoopConfig) -> np.ndarray:
   """Initial vectors: the token embeddings of ``cfg.init`` or N(0, 0.02) from the seed."""
   net = model.params["net"]
   if cfg.init:
@@ -189,9 +189,9 @@ def init_context(model: Model, layout: prompt_learning.PromptLayout, cfg: CoopCo
     if len(tok) != cfg.num_tokens:
       raise ValueError(f"coop init {cfg.init!r} is {len(tok)} tokens ({tok.tolist()}); "
                        f"num_tokens is {cfg.num_tokens}")
-    ctx = np.asarray(prompt_learning.embed_ids(model.arch, net, jnp.asarray(tok)), np.float32)
+    ctx = np.asarray(tower.embed_ids(model.arch, net, jnp.asarray(tok)), np.float32)
   else:
-    width = int(jax.eval_shape(lambda: prompt_learning.embed_ids(
+    width = int(jax.eval_shape(lambda: tower.embed_ids(
         model.arch, net, jnp.zeros((1,), jnp.int32))).shape[-1])
     ctx = 0.02 * np.random.default_rng(cfg.seed).standard_normal(
         (cfg.num_tokens, width)).astype(np.float32)
@@ -233,24 +233,17 @@ def train(model: Model, feats: np.ndarray, labels: np.ndarray, classnames: Seque
     ValueError: prompts longer than the context, labels outside the classes,
       a batch size the mesh cannot split.
   """
-  layout = prompt_learning.make_layout(model, classnames, cfg.num_tokens, cfg.suffix)
-  feats = np.asarray(feats, np.float32)
+  layout = layout_lib.make_layout(model, classnames, cfg.num_tokens, cfg.suffix)
+  feats, labels = layout_lib.check_rows(layout, feats, labels)
   feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-  labels = np.asarray(labels, np.int32)
-  if feats.ndim != 2 or labels.shape != (feats.shape[0],) or not len(labels):
-    raise ValueError(f"expected features (N, D) and labels (N,), got {feats.shape} and "
-                     f"{labels.shape}")
-  if labels.min() < 0 or labels.max() >= layout.num_classes:
-    raise ValueError(f"labels span [{labels.min()}, {labels.max()}] but there are "
-                     f"{layout.num_classes} class names")
   if mesh is not None and mesh.size == 1:
     mesh = None    # one device: no constraints, and the unsharded compilation
-  d = prompt_learning.data_size(mesh)
+  d = tower.data_size(mesh)
   if cfg.batch_size % d:
     raise ValueError(f"coop batch_size {cfg.batch_size} is not a multiple of the mesh's data "
                      f"axis ({d} devices)")
-  ids, eot, mask = prompt_learning.pad_classes(layout, d)
-  scale, bias = prompt_learning.logit_scale_of(model, cfg.logit_scale)
+  ids, eot, mask = tower.pad_classes(layout, d)
+  scale, bias = tower.logit_scale_of(model, cfg.logit_scale)
   ctx0 = init_context(model, layout, cfg)
   steps_per_epoch = -(-len(labels) // cfg.batch_size)
   hp = hyperparams(cfg, steps_per_epoch)

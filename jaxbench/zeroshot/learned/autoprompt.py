@@ -42,7 +42,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxbench.models.api import Model
-from jaxbench.zeroshot import prompt_learning
+from jaxbench.zeroshot.learned import artifacts, layout as layout_lib, tower
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,16 +133,16 @@ def _loss_of_embeddings(arch, net, base, eot, class_mask, trig_emb, feats, label
   m = trig_emb.shape[0]
   x = base.at[:, 1:1 + m].set(jnp.broadcast_to(trig_emb.astype(base.dtype),
                                                (base.shape[0], m, base.shape[-1])))
-  x = prompt_learning.constrain(x, mesh, P("data"))
-  text = prompt_learning.encode_embeddings(arch, net, x, eot)
-  return prompt_learning.zeroshot_loss(text, feats, labels, weights, scale, bias, class_mask)
+  x = tower.constrain(x, mesh, P("data"))
+  text = tower.encode_embeddings(arch, net, x, eot)
+  return tower.zeroshot_loss(text, feats, labels, weights, scale, bias, class_mask)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "mesh"))
 def trigger_loss(arch, net, ids, eot, class_mask, trig_emb, feats, labels, weights, scale, bias,
                  mesh=None):
   """(loss, accuracy) of trigger embeddings (M, W) on image rows; see ``zeroshot_loss``."""
-  base = prompt_learning.embed_ids(arch, net, ids)
+  base = tower.embed_ids(arch, net, ids)
   return _loss_of_embeddings(arch, net, base, eot, class_mask, trig_emb, feats, labels, weights,
                              scale, bias, mesh)
 
@@ -170,7 +170,7 @@ def search_step(arch, net, table, allowed, ids, eot, class_mask, trigger, feats,
     the gradient of the start loss w.r.t. the trigger embeddings.
   """
   m = trigger.shape[0]
-  base = prompt_learning.embed_ids(arch, net, ids)
+  base = tower.embed_ids(arch, net, ids)
   loss_fn = lambda e: _loss_of_embeddings(arch, net, base, eot, class_mask, e, feats, labels,
                                           weights, scale, bias, mesh)[0]
   loss, grad = jax.value_and_grad(loss_fn)(table[trigger])
@@ -194,7 +194,7 @@ def search_step(arch, net, table, allowed, ids, eot, class_mask, trigger, feats,
 class Problem:
   """A search problem on device: layout, features, and the fixed arrays of a step."""
   model: Model
-  layout: prompt_learning.PromptLayout
+  layout: layout_lib.PromptLayout
   ids: jax.Array
   eot: jax.Array
   class_mask: jax.Array
@@ -216,29 +216,22 @@ def make_problem(model: Model, feats: np.ndarray, labels: np.ndarray,
     ValueError: prompts longer than the context, labels outside the classes,
       features of the wrong shape, excluded token ids outside the vocabulary.
   """
-  layout = prompt_learning.make_layout(model, classnames, cfg.num_tokens, cfg.suffix)
+  layout = layout_lib.make_layout(model, classnames, cfg.num_tokens, cfg.suffix)
   if mesh is not None and mesh.size == 1:
     mesh = None    # one device: no constraints, and the unsharded compilation
-  feats = np.asarray(feats, np.float32)
-  labels = np.asarray(labels, np.int32)
-  if feats.ndim != 2 or labels.shape != (feats.shape[0],) or not len(labels):
-    raise ValueError(f"expected features (N, D) and labels (N,), got {feats.shape} and "
-                     f"{labels.shape}")
-  if labels.min() < 0 or labels.max() >= layout.num_classes:
-    raise ValueError(f"labels span [{labels.min()}, {labels.max()}] but there are "
-                     f"{layout.num_classes} class names")
+  feats, labels = layout_lib.check_rows(layout, feats, labels)
   bad = [t for t in cfg.exclude_tokens if not 0 <= int(t) < layout.vocab_size]
   if bad:
     raise ValueError(f"exclude_tokens {bad} are not token ids of the {layout.vocab_size}-token "
                      "vocabulary")
-  ids, eot, mask = prompt_learning.pad_classes(layout, prompt_learning.data_size(mesh))
+  ids, eot, mask = tower.pad_classes(layout, tower.data_size(mesh))
   net = model.params["net"]
-  table = jax.jit(prompt_learning.token_matrix, static_argnums=(0, 2))(model.arch, net,
+  table = jax.jit(tower.token_matrix, static_argnums=(0, 2))(model.arch, net,
                                                                   layout.vocab_size)
   allowed = np.ones(layout.vocab_size, bool)
   allowed[list(layout.specials)] = False
   allowed[[int(t) for t in cfg.exclude_tokens]] = False
-  scale, bias = prompt_learning.logit_scale_of(model, cfg.logit_scale)
+  scale, bias = tower.logit_scale_of(model, cfg.logit_scale)
   rep = (lambda x: jax.device_put(x, jax.sharding.NamedSharding(mesh, P()))) if mesh \
       else jnp.asarray
   return Problem(model=model, layout=layout, ids=rep(ids), eot=rep(eot), class_mask=rep(mask),
@@ -258,16 +251,16 @@ def _draw_rows(key, feats, labels, *, rows: int, pad: int, mesh=None):
   idx = jnp.concatenate([idx, jnp.zeros((pad,), idx.dtype)])
   w = (jnp.arange(rows + pad) < rows).astype(jnp.float32)
   f, l = feats[idx], labels[idx]
-  return (prompt_learning.constrain(f, mesh, P("data")),
-          prompt_learning.constrain(l, mesh, P("data")),
-          prompt_learning.constrain(w, mesh, P("data")))
+  return (tower.constrain(f, mesh, P("data")),
+          tower.constrain(l, mesh, P("data")),
+          tower.constrain(w, mesh, P("data")))
 
 
 def iteration_rows(problem: Problem, key, cfg: AutoPromptConfig):
   """The image rows (features, labels, weights) of one iteration: A*B distinct rows."""
   n = problem.feats.shape[0]
   rows = min(n, cfg.batch_size * cfg.accumulation_steps)
-  d = prompt_learning.data_size(problem.mesh)
+  d = tower.data_size(problem.mesh)
   return _draw_rows(key, problem.feats, problem.labels, rows=rows, pad=(-rows) % d,
                     mesh=problem.mesh)
 
@@ -279,7 +272,7 @@ def iteration_keys(seed, restart, iteration):
   return tuple(jax.random.split(key))
 
 
-def initial_trigger(model: Model, layout: prompt_learning.PromptLayout, cfg: AutoPromptConfig,
+def initial_trigger(model: Model, layout: layout_lib.PromptLayout, cfg: AutoPromptConfig,
                     restart: int) -> np.ndarray:
   """Restart 0 starts from ``cfg.init``; later ones from random allowed tokens.
 
@@ -353,7 +346,7 @@ def search(model: Model, feats: np.ndarray, labels: np.ndarray, classnames: Sequ
     a, b = sums.get(s, (0.0, 0))
     sums[s] = (a + float(lv), b + 1)
   mean_loss = {s: a / b for s, (a, b) in sums.items()}
-  ranked = prompt_learning.rank_prompts(seqs)
+  ranked = artifacts.rank_prompts(seqs)
   # Equal counts: the lower mean loss first (stable sort keeps first appearance next).
   ranked = sorted(ranked, key=lambda kv: (-kv[1], mean_loss[kv[0]]))
   return SearchResult(log=log, losses=losses, start_losses=start_losses, accepted=accepted,

@@ -6,11 +6,9 @@ import torch
 
 import clip_auto_testlib as tl
 from jaxbench import parallel
-from jaxbench.zeroshot import clip_auto, coop
+from jaxbench.zeroshot.learned import coop, heads, layout as layout_lib
 
-# 16 shots x 5 classes = 80 rows, 5 batches of 16 per epoch (one compiled epoch).
-CFG = coop.CoopConfig(num_tokens=4, epochs=12, batch_size=16, lr=1e-3, logit_scale="model",
-                      seed=0)
+CFG = tl.coop_config()
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +49,7 @@ def test_gradient_of_a_training_step_matches_pytorch(t, class_specific):
   feats = rng.normal(size=(80, 16)).astype(np.float32)
   feats /= np.linalg.norm(feats, axis=1, keepdims=True)
   labels = rng.integers(0, 5, 80).astype(np.int32)
-  layout = clip_auto.make_layout(t.model, tl.NAMES, 4, "{}.")
+  layout = layout_lib.make_layout(t.model, tl.NAMES, 4, "{}.")
   ctx = 0.1 * rng.normal(size=((5,) if class_specific else ()) + (4, 32)).astype(np.float32)
   hp = coop.hyperparams(coop.CoopConfig(lr=1.0, momentum=0.0, weight_decay=0.0,
                                         warmup_epochs=0, epochs=100), 5)
@@ -70,16 +68,25 @@ def test_gradient_of_a_training_step_matches_pytorch(t, class_specific):
   assert np.abs(grad_t).max() > 1e-2
 
 
-def test_schedule_and_optimizer_match_references():
+def _schedule():
   cfg = coop.CoopConfig(lr=0.002, warmup_epochs=1, warmup_lr=1e-5, epochs=4,
                         momentum=0.9, weight_decay=5e-4)
   hp = coop.hyperparams(cfg, 10)
   ref = optax.join_schedules([optax.constant_schedule(1e-5),
                               optax.cosine_decay_schedule(0.002, 30)], [10])
+  return hp, ref
+
+
+def test_schedule_matches_optax_warmup_then_cosine():
+  hp, ref = _schedule()
   for step in (0, 9, 10, 11, 25, 39, 40):
     np.testing.assert_allclose(float(coop.learning_rate(step, hp)), float(ref(step)),
                                rtol=1e-5)
+
+
+def test_optimizer_matches_torch_sgd():
   # torch.optim.SGD with the same learning rates and gradients.
+  hp, ref = _schedule()
   rng = np.random.default_rng(0)
   p0 = rng.normal(size=(4, 8)).astype(np.float32)
   grads = rng.normal(size=(12, 4, 8)).astype(np.float32)
@@ -96,46 +103,37 @@ def test_schedule_and_optimizer_match_references():
   np.testing.assert_allclose(np.asarray(p), pt.detach().numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_training_raises_accuracy_is_deterministic_and_reloads(t, tmp_path):
-  split, feats, labels = tl.kshot_features(t, k=16)
-  res = coop.train(t.model, feats, labels, tl.NAMES, CFG)
+def test_training_runs_every_step():
+  res = tl.coop_trained()[3]
   assert res.steps == CFG.epochs * 5 and res.losses.shape == (res.steps,)
-  start = clip_auto.context_head(t.model, res.init_ctx, tl.NAMES)
-  learned = clip_auto.context_head(t.model, res.ctx, tl.NAMES)
-  acc0 = clip_auto.accuracy(start, feats, labels)
-  acc1 = clip_auto.accuracy(learned, feats, labels)
+
+
+def test_training_raises_accuracy(t):
+  _, feats, labels, res = tl.coop_trained()
+  start = heads.context_head(t.model, res.init_ctx, tl.NAMES)
+  learned = heads.context_head(t.model, res.ctx, tl.NAMES)
+  acc0 = heads.accuracy(start, feats, labels)
+  acc1 = heads.accuracy(learned, feats, labels)
   assert acc1 >= acc0 + 0.1, (acc0, acc1)
+
+
+def test_initial_context_is_a_photo_of_a(t):
   # The initial context is 'a photo of a': its head equals that discrete prompt's.
-  same = clip_auto.trigger_head(t.model, [tl.START], tl.NAMES, suffix="{}.",
-                                logit_scale="model")
+  res = tl.coop_trained()[3]
+  start = heads.context_head(t.model, res.init_ctx, tl.NAMES)
+  same = heads.trigger_head(t.model, [tl.START], tl.NAMES, suffix="{}.",
+                            logit_scale="model")
   np.testing.assert_allclose(start.weights, same.weights, atol=1e-5)
+
+
+def test_training_is_deterministic(t):
+  _, feats, labels, res = tl.coop_trained()
   again = coop.train(t.model, feats, labels, tl.NAMES, CFG)
   np.testing.assert_array_equal(again.ctx, res.ctx)
-  path = clip_auto.save_context(str(tmp_path / "coop.json"), model=t.model, ctx=res.ctx,
-                                classnames=tl.NAMES, suffix="{}.", logit_scale="model",
-                                data={"ids": list(split.ids)}, seed=0, steps=res.steps,
-                                settings={}, metrics={})
-  got = clip_auto.load_learned_head(t.model, path, tl.NAMES)
-  np.testing.assert_array_equal(got.weights, learned.weights)
-  assert got.key == learned.key and got.logit_scale == learned.logit_scale
-  # A shared context transfers to other classes; a tampered file is refused.
-  other = clip_auto.load_learned_head(t.model, path, ["five", "six"])
-  assert other.weights.shape == (2, 16)
-  np.savez(str(tmp_path / "coop.npz"), ctx=res.ctx + 1)
-  with pytest.raises(ValueError, match="do not match the sha256"):
-    clip_auto.load_learned_head(t.model, path, tl.NAMES)
 
 
-def test_bad_input_is_named(t, tmp_path):
+def test_train_refuses_bad_input(t):
   feats, labels = t.feats[:32], t.labels[:32]
-  ctx = np.zeros((5, 4, 32), np.float32)
-  path = clip_auto.save_context(str(tmp_path / "csc.json"), model=t.model, ctx=ctx,
-                                classnames=tl.NAMES, suffix="{}.", logit_scale="model",
-                                data={}, seed=0, steps=0, settings={}, metrics={})
-  with pytest.raises(ValueError, match="class-specific context vectors were learned for other"):
-    clip_auto.load_learned_head(t.model, path, ["a", "b", "c", "d", "e"])
-  with pytest.raises(ValueError, match=r"do not fit .* expected \(M, 32\)"):
-    clip_auto.context_head(t.model, np.zeros((4, 48), np.float32), tl.NAMES)
   with pytest.raises(ValueError, match="batch_size 12 is not a multiple of the mesh's data axis"):
     coop.train(t.model, feats, labels, tl.NAMES, coop.CoopConfig(batch_size=12, epochs=2),
                mesh=parallel.make_mesh(8, 1))
@@ -143,5 +141,8 @@ def test_bad_input_is_named(t, tmp_path):
     coop.train(t.model, feats, labels, tl.NAMES, coop.CoopConfig(num_tokens=16, epochs=2))
   with pytest.raises(ValueError, match="longer than the model's context length 77"):
     coop.train(t.model, feats, labels, ["digit " * 74] * 5, coop.CoopConfig(epochs=2))
+
+
+def test_config_refuses_warmup_past_the_end():
   with pytest.raises(ValueError, match="warmup_epochs 3 must be in"):
     coop.CoopConfig(epochs=3, warmup_epochs=3)

@@ -1,24 +1,30 @@
 """CLIP-Auto: learns prompts for every model of a config before evaluation.
 
-The orchestrator above the two learners (:mod:`jaxbench.zeroshot.autoprompt`,
-:mod:`jaxbench.zeroshot.coop`): it draws the k-shot training split, computes image
-features, runs the configured learner and saves the artifact. The pieces both
-learners share (layout, losses, artifacts, :func:`head_for`) live one floor down in
-:mod:`jaxbench.zeroshot.prompt_learning`; they are re-exported here for callers that
-name them through this module.
+The orchestrator above the two learners (:mod:`~jaxbench.zeroshot.learned.autoprompt`,
+:mod:`~jaxbench.zeroshot.learned.coop`): it draws the k-shot training split, computes
+the image features once (both towers are frozen, so the learners only run the text
+tower), runs the configured learner and saves the artifact
+(:mod:`~jaxbench.zeroshot.learned.artifacts`). Evaluation then loads it through
+:func:`jaxbench.zeroshot.learned.heads.head_for`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from typing import Optional
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxbench.models.api import Model, l2_normalize
 from jaxbench.zeroshot import prompts as prompts_lib
-from jaxbench.zeroshot.prompt_learning import (  # noqa: F401 (names re-exported for callers)
-    PromptLayout, accuracy, artifact_path, check_text_model, constrain, context_head, data_size,
-    decode, embed_ids, encode_embeddings, head_for, image_features, load_learned_head,
-    logit_scale_of, make_layout, pad_classes, rank_prompts, read_prompt_log, save_context,
-    save_prompts, token_matrix, trigger_head, zeroshot_loss)
+from jaxbench.zeroshot.learned.artifacts import artifact_path, save_context, save_prompts
+from jaxbench.zeroshot.learned.heads import accuracy, context_head, trigger_head
+from jaxbench.zeroshot.learned.layout import check_text_model, decode
 
 
 LEARN_KEYS = {"method", "train", "k", "split_seed", "classnames", "overwrite", "autoprompt",
@@ -58,7 +64,7 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
   from jaxbench import parallel, registry
   from jaxbench.data import catalog, kshot
   from jaxbench import model_setup
-  from jaxbench.zeroshot import autoprompt, coop
+  from jaxbench.zeroshot.learned import autoprompt, coop
   ca = dict(config.clip_auto)
   bad = sorted(set(ca) - LEARN_KEYS)
   if bad:
@@ -121,9 +127,38 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
   return paths
 
 
+@functools.partial(jax.jit, static_argnames=("model_apply",))
+def _encode_batch(model_apply, params, images):
+  return l2_normalize(model_apply(params, images.astype(jnp.float32) / 255.0))
+
+
+def image_features(model: Model, source, *, batch_size: int = 128, mesh: Optional[Mesh] = None,
+                   name: str = "train", num_threads: int = 8) -> tuple[np.ndarray, np.ndarray]:
+  """Unit-norm image embeddings of every record of ``source`` (towers frozen: once).
+
+  Args:
+    model: zero-shot model; its preprocessing (resize, crop) applies.
+    source: random-access records (e.g. a :class:`jaxbench.data.kshot.SubsetSource`).
+    batch_size: global batch (a multiple of the mesh's data size).
+    mesh: ('data', 'model') mesh; batches are sharded over 'data'.
+
+  Returns:
+    (features float32 (N, D), labels int32 (N,)) in source order.
+
+  Raises:
+    ValueError: a record that cannot be decoded (named by id).
+  """
+  from jaxbench.heads import features
+  encode = functools.partial(_encode_batch, model.encode_image, model.params)
+  feats, labels = features.encode_source(model, source, np.arange(len(source)), encode,
+                                         name=name, batch_size=batch_size, mesh=mesh,
+                                         num_threads=num_threads, what="training image")
+  return feats.astype(np.float32), labels
+
+
 def _learn_autoprompt(model, feats, labels, names, cfg, mesh, path, data, print_fn):
   from jaxbench import parallel
-  from jaxbench.zeroshot import autoprompt
+  from jaxbench.zeroshot.learned import autoprompt
   res = autoprompt.search(model, feats, labels, names, cfg, mesh=mesh)
   top = res.ranked[:cfg.top_n or len(res.ranked)]
   start = trigger_head(model, [res.log[0, 0]], names, suffix=cfg.suffix,
@@ -146,7 +181,7 @@ def _learn_autoprompt(model, feats, labels, names, cfg, mesh, path, data, print_
 
 def _learn_coop(model, feats, labels, names, cfg, mesh, path, data, print_fn):
   from jaxbench import parallel
-  from jaxbench.zeroshot import coop
+  from jaxbench.zeroshot.learned import coop
   res = coop.train(model, feats, labels, names, cfg, mesh=mesh)
   start = context_head(model, res.init_ctx, names, suffix=cfg.suffix,
                        logit_scale=cfg.logit_scale)
@@ -164,7 +199,7 @@ def _learn_coop(model, feats, labels, names, cfg, mesh, path, data, print_fn):
 
 
 def main(argv=None):
-  """``python -m jaxbench.zeroshot.clip_auto --config=configs/clip_auto.py --workdir=DIR``.
+  """``python -m jaxbench.zeroshot.learned.clip_auto --config=configs/clip_auto.py --workdir=DIR``.
 
   Runs only the learning step (the runner evaluates afterwards).
   """

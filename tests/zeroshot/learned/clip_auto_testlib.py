@@ -27,6 +27,9 @@ NAMES = ("zero", "one", "two", "three", "four")
 HIDDEN = (1848, 1664, 653, 912)   # "awesome cooingled": RoZ's top ViT-B/32 prompt
 START = (320, 1125, 539, 320)     # "a photo of a"
 SIZE = 16
+# A RoZ prompt log (token ids, one prompt per line): three prompts, counts 3, 2, 1.
+ROZ_LOG = ("1848 1664 653 912\n7395 16694 7811 320\n1848 1664 653 912\n\n"
+           "2689 1381 34383 550\n7395 16694 7811 320\n1848 1664 653 912\n")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -62,7 +65,7 @@ def trained() -> Trained:
   """The tiny CLIP with its image projection fitted to the hidden prompt (built once)."""
   from conftest import make_tiny_clip
   from jaxbench import models
-  from jaxbench.zeroshot import clip_auto
+  from jaxbench.zeroshot.learned import heads
   model_dir = os.path.join(_tmpdir(), "tiny_auto_clip")
   ref = make_tiny_clip(model_dir, image_size=SIZE, patch_size=SIZE, width=64, text_width=32,
                        layers=1, projection_dim=16)
@@ -72,7 +75,7 @@ def trained() -> Trained:
   x = model.preprocess.normalize(jnp.asarray(images, jnp.float32) / 255.0)
   pooled = jax.jit(lambda p, x: model.arch.apply(
       {"params": p}, x, method=lambda m, x: m.vision_model(x)))(net, x)
-  target = jnp.asarray(clip_auto.trigger_head(model, [HIDDEN], NAMES, logit_scale=100.0).weights)
+  target = jnp.asarray(heads.trigger_head(model, [HIDDEN], NAMES, logit_scale=100.0).weights)
 
   def loss(w):
     z = pooled @ w
@@ -123,3 +126,47 @@ def kshot_features(t: Trained, k: int, seed: int = 0):
   src = sources.ArraySource(t.images, t.labels, id_format="digit{:04d}")
   split = kshot.draw(src, k, seed)
   return split, t.feats[split.indices], t.labels[split.indices]
+
+
+# Small enough to run in well under a second per search. Every search here runs on
+# the 8 simulated devices (image rows and class prompts sharded over 'data'): one
+# compilation of the search step serves all tests.
+def autoprompt_config(**overrides):
+  from jaxbench.zeroshot.learned import autoprompt
+  return autoprompt.AutoPromptConfig(**{**dict(num_tokens=4, iterations=10, restarts=2,
+                                                num_candidates=16, batch_size=16,
+                                                accumulation_steps=5, top_n=1, seed=0),
+                                        **overrides})
+
+
+# 16 shots x 5 classes = 80 rows, 5 batches of 16 per epoch (one compiled epoch).
+def coop_config(**overrides):
+  from jaxbench.zeroshot.learned import coop
+  return coop.CoopConfig(**{**dict(num_tokens=4, epochs=12, batch_size=16, lr=1e-3,
+                                   logit_scale="model", seed=0), **overrides})
+
+
+@functools.lru_cache(maxsize=None)
+def mesh8():
+  from jaxbench import parallel
+  return parallel.make_mesh(8, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def searched():
+  """(split, feats, labels, result) of one AutoPrompt search on the 16-shot digits
+  (shared by the tests of the search and of its artifact)."""
+  from jaxbench.zeroshot.learned import autoprompt
+  t = trained()
+  split, feats, labels = kshot_features(t, k=16)
+  res = autoprompt.search(t.model, feats, labels, NAMES, autoprompt_config(), mesh=mesh8())
+  return split, feats, labels, res
+
+
+@functools.lru_cache(maxsize=None)
+def coop_trained():
+  """(split, feats, labels, result) of one CoOp training on the 16-shot digits."""
+  from jaxbench.zeroshot.learned import coop
+  t = trained()
+  split, feats, labels = kshot_features(t, k=16)
+  return split, feats, labels, coop.train(t.model, feats, labels, NAMES, coop_config())
