@@ -39,7 +39,7 @@ DATASETS = registry.Registry("dataset")
 register = DATASETS.register
 
 # Modules that register more sets when imported.
-PLUGINS = ("jaxbench.data.synthetic", "jaxbench.data.typographic_sets", "jaxbench.demo.sources")
+PLUGINS = ("jaxbench.data.synthetic", "jaxbench.data.typographic_sets")
 
 # Arguments that say where data is, not what it is (dropped from the name).
 LOCATION_ARGS = frozenset({

@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from jaxbench import labels as labels_lib
-from jaxbench import runner, store as store_lib
+from jaxbench import store as store_lib, suites
 from jaxbench.metrics import imagenet_p as P
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -121,7 +121,7 @@ def test_disk_tfds_and_generated_modes(tiny_clip, data_root, tmp_path):
   model_dir, _ = tiny_clip
   # --- disk: ImageNet-C JPEGs, ImageNet-P MP4s, Stylized PNGs, clean val.
   wd = str(tmp_path / "disk")
-  rows = runner.run(_config(model_dir, data_root=str(data_root),
+  rows = suites.run(_config(model_dir, data_root=str(data_root),
                             imagenet_c=dict(corruptions="fog", severities="1"),
                             imagenet_p=dict(perturbations="rotate")), wd)
   by = _by(rows)
@@ -146,7 +146,7 @@ def test_disk_tfds_and_generated_modes(tiny_clip, data_root, tmp_path):
   assert t5_row["value"] == pytest.approx(P.scores([top5], "rotate", 1)["t5d"])
   # --- tfds: imagenet2012_corrupted, keyed under its own name.
   tfds_dir = str(data_root / "tfds")
-  rows = runner.run(_config(model_dir, parts="imagenet_c",
+  rows = suites.run(_config(model_dir, parts="imagenet_c",
                             imagenet=dict(tfds_dir=tfds_dir),
                             imagenet_c=dict(source="tfds", tfds_dir=tfds_dir,
                                             corruptions="fog", severities="1")),
@@ -155,7 +155,7 @@ def test_disk_tfds_and_generated_modes(tiny_clip, data_root, tmp_path):
   assert by[("imagenet2012_corrupted(corruption='fog', severity=1)", "clean", "top1")]["n"] == 2
   assert by[("imagenet", "clean", "top1")]["n"] == 2
   # --- generated: corruptions as transforms on ImageNet val (device contrast, host JPEG).
-  rows = runner.run(_config(model_dir, data_root=str(data_root),
+  rows = suites.run(_config(model_dir, data_root=str(data_root),
                             imagenet_c=dict(source="generated", severities="5",
                                             corruptions="contrast,jpeg_compression")),
                     str(tmp_path / "generated"))

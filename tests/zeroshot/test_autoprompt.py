@@ -199,7 +199,7 @@ def test_config_learns_then_evaluates_through_the_runner(t, tmp_path):
   """configs/clip_auto.py: k-shot split of an image folder, search on 8 devices, then the
   runner evaluates with the learned head (through the ``head_for`` hook)."""
   import importlib.util
-  from jaxbench import runner
+  from jaxbench import suites
   root = tmp_path / "train"
   for c, name in enumerate(tl.NAMES):
     (root / name).mkdir(parents=True)
@@ -233,8 +233,8 @@ def test_config_learns_then_evaluates_through_the_runner(t, tmp_path):
   clip_auto.learn(config, workdir, print_fn=lines.append)       # kept, not redone
   assert "keeping it" in lines[-1]
 
-  # Evaluation: runner.run learns (kept from above) then evaluates with the learned head.
-  rows = runner.run(config, workdir, print_fn=lambda *a: None)
+  # Evaluation: suites.run learns (kept from above) then evaluates with the learned head.
+  rows = suites.run(config, workdir, print_fn=lambda *a: None)
   top1 = [r for r in rows if r["metric"] == "top1"][0]
   assert top1["n"] == 100 and "templates=learned:auto" in top1["model"]
   assert top1["model_info"]["head"]["templates"] == f"learned:{os.path.basename(path)}:top1"
