@@ -17,14 +17,23 @@ def _head_builder():
   return prompt_learning.head_for
 
 
+def label_space_error(model: Model, evalset: EvalSet) -> str:
+  """Why a trained head cannot be scored on ``evalset`` ('' when it can)."""
+  info = model.head_info or {}
+  if info.get("trained_head") and model.label_space != evalset.model_label_space:
+    return (
+        f"trained head {model.name!r} predicts {model.num_classes} classes of label space "
+        f"{model.label_space!r}; dataset {evalset.name!r} is labelled in "
+        f"{evalset.model_label_space!r} ({evalset.num_classes} classes)")
+  return ""
+
+
 def attach_head(model: Model, evalset: EvalSet, config, cache_dir: str) -> tuple[Model, bool]:
   """Zero-shot head for this set; returns (model, whether to apply evalset.project)."""
   zs = keys.zeroshot(config)
   if not model.is_zeroshot:
-    if (model.head_info or {}).get("trained_head"):
-      from jaxbench.heads import learn as heads_learn
-      if heads_learn.label_space_error(model, evalset):
-        raise ConfigError(heads_learn.label_space_error(model, evalset))
+    if label_space_error(model, evalset):
+      raise ConfigError(label_space_error(model, evalset))
     if model.label_space != evalset.model_label_space and evalset.project is None:
       if model.num_classes != evalset.num_classes:
         raise ConfigError(

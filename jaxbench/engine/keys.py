@@ -57,8 +57,8 @@ def _zs(default, doc):
 
 # Every key the engine itself reads (the suites declare their own sections).
 ENGINE: dict[str, Key] = {
-    "suite": Key("zeroshot", "the suite that runs the config (jaxbench.suites.SUITES) and "
-                 "names its rows; 'auto': each row's suite derived from its pass"),
+    "suite": Key("zeroshot", "the suite that runs the config and names its rows "
+                 "(jaxbench.suites.SUITES)"),
     "seed": Key(0, "run seed: per-example keys are fold_in(key(seed), example uid)"),
     "models": Key(("clip_vit_b32",), "model specs (jaxbench.models.load)"),
     "zeroshot": Key({
