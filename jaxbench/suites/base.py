@@ -83,6 +83,18 @@ class Suite:
     return engine_run.plan_rows(self.eval_config(config, workdir), workdir)
 
 
+def describe_set(spec: str, config) -> str:
+  """A training set in words for ``--dry_run``: its size, or why it cannot be read
+  (the run would stop there)."""
+  from jaxbench.data import catalog
+  try:
+    es = catalog.get(spec, data_root=keys_lib.get(config, "data_root") or None,
+                     tfds_dir=keys_lib.get(config, "tfds_dir") or None)
+    return f"{spec} ({len(es)} examples)"
+  except (ValueError, OSError) as e:
+    return f"{spec} (NOT READABLE, the run would stop here: {' '.join(str(e).split())})"
+
+
 def declared_elsewhere(name: str) -> dict[str, str]:
   """{section key: "suite 'X'"} for the sections of every registered suite but ``name``."""
   out = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from jaxbench.engine.keys import Key
-from jaxbench.suites.base import SUITES, Suite
+from jaxbench.suites.base import SUITES, Suite, describe_set
 
 SECTIONS = {
     "clip_auto": Key({
@@ -65,7 +65,7 @@ class ClipAuto(Suite):
     out_dir = os.path.join(os.path.abspath(os.path.expanduser(workdir)) if workdir
                            else "WORKDIR", "clip_auto")
     lines = [f"learn prompts: {steps}; on a {k}-shot split (seed {split_seed}) of "
-             f"{ca.get('train')}; class names "
+             f"{describe_set(str(ca.get('train')), config)}; class names "
              f"{ca.get('classnames') or dict(config.zeroshot).get('classnames', 'imagenet')!r}"]
     present = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
     keep = "" if ca.get("overwrite") else " (an existing file is kept)"

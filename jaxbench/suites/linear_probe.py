@@ -9,7 +9,7 @@ rows (and the clean CIFAR-10 row) there.
 from __future__ import annotations
 
 from jaxbench.engine.keys import Key
-from jaxbench.suites.base import SUITES, Suite
+from jaxbench.suites.base import SUITES, Suite, describe_set
 
 SECTIONS = {
     "linear_probe": Key({
@@ -45,7 +45,8 @@ class LinearProbe(Suite):
 
   def phases(self, config, workdir):
     from jaxbench.heads import learn as heads_learn
-    return heads_learn.describe(config, workdir)
+    lines = heads_learn.describe(config, workdir)
+    return lines + [f"  train set: {describe_set(str(config.linear_probe.train), config)}"]
 
   def prepare(self, config, workdir, mesh, print_fn=print):
     from jaxbench.heads import learn as heads_learn
