@@ -25,7 +25,7 @@ keys derived from the run seed and the example id, never the batch position.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp

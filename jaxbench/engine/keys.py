@@ -158,7 +158,7 @@ def closest(name: str, known) -> Optional[str]:
 
 
 def check(config, declared: Mapping[str, Any], *, where: str = "config",
-          elsewhere: Optional[Mapping[str, str]] = None) -> None:
+          elsewhere: Optional[Mapping[str, str]] = None, suite: str = "") -> None:
   """Refuses the first key of ``config`` that ``declared`` does not declare.
 
   Args:
@@ -167,6 +167,7 @@ def check(config, declared: Mapping[str, Any], *, where: str = "config",
     where: the dotted path of ``config`` ('config', 'config.zeroshot').
     elsewhere: {key: who declares it} for keys other suites declare (named in the
       error, which then says which suite would read it).
+    suite: the config's suite (named in that error).
 
   Raises:
     ConfigError: one line naming the key and the closest known key.
@@ -175,8 +176,8 @@ def check(config, declared: Mapping[str, Any], *, where: str = "config",
     if name not in declared:
       owner = (elsewhere or {}).get(name)
       if owner:
-        raise ConfigError(f"config key '{where}.{name}' is read by {owner}, not by this "
-                          f"config's suite: remove it or change config.suite")
+        raise ConfigError(f"config key '{where}.{name}' is read by {owner}, not by "
+                          f"config.suite={suite!r}: remove it or change config.suite")
       near = closest(name, declared)
       hint = f"; closest known key: '{where}.{near}'" if near else ""
       raise ConfigError(f"unknown config key '{where}.{name}'{hint}")

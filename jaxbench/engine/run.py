@@ -57,7 +57,8 @@ def validate(config, hooks: Hooks = NO_HOOKS) -> None:
   Raises:
     ConfigError: the first problem, in one line.
   """
-  keys.check(config, {**keys.ENGINE, **hooks.sections}, elsewhere=hooks.elsewhere)
+  keys.check(config, {**keys.ENGINE, **hooks.sections}, elsewhere=hooks.elsewhere,
+             suite=str(keys.get(config, "suite")))
   if not list(config.models):
     raise ConfigError("config.models is empty: name at least one model")
   if not list(config.datasets):

@@ -60,7 +60,8 @@ def test_unknown_key_inside_a_section_is_refused():
 def test_another_suites_section_is_refused_naming_that_suite():
   c = _config("m", "/tmp", suite="zeroshot")
   c.attack = configs.section("adv", "attack")
-  with pytest.raises(ConfigError, match="config key 'config.attack' is read by suite 'adv'"):
+  with pytest.raises(ConfigError, match="^config key 'config.attack' is read by suite 'adv', "
+                                        "not by config.suite='zeroshot'"):
     suites.validate(c)
   c.suite = "adv"
   suites.validate(c)   # the adv suite declares it
