@@ -353,3 +353,13 @@ def test_dry_run_does_not_generate_sets_from_src(tiny_clip, folder, tmp_path):
   missing = spec.replace(repr(folder), repr(str(tmp_path / "nowhere")))
   code, _, err = _execute(_config(model_dir, folder, datasets=(missing,)), None, dry_run=True)
   assert code == 2 and "nowhere' does not exist" in err and err.count("\n") == 1
+
+
+def test_cli_has_no_suite_special_case():
+  # Every suite runs through jaxbench.suites (SUITES.get(config.suite).run): the command
+  # line's run step names none of them.
+  with open(os.path.join(REPO, "jaxbench", "cli.py")) as f:
+    text = f.read()
+  assert "suites.run(" in text
+  for name in ("overlap", "clip_auto", "linear_probe", "typographic", "'adv'", "synthetic"):
+    assert name not in text, name
