@@ -81,12 +81,11 @@ def test_no_import_cycle():
 # packages of jaxbench, or single modules placed on another floor than their package
 # (most specific entry wins). Every ``__main__`` module is an entry point (top floor).
 FLOORS = [
-    ("base", ("registry", "store", "precision", "stopping", "console", "progress",
-              "labels")),
+    ("base", ("registry", "store", "precision", "stopping", "console", "progress")),
     # zeroshot.tokenizer/prompts: CLIP's BPE tokenizer and the prompt/class-name tables
     # are text components of the models (models/openclip_common tokenizes with them).
-    ("components", ("models", "data", "shifts", "attacks", "metrics", "parallel", "convert",
-                    "zeroshot.tokenizer", "zeroshot.prompts")),
+    ("components", ("models", "data", "shifts", "attacks", "metrics", "labels", "parallel",
+                    "convert", "zeroshot.tokenizer", "zeroshot.prompts")),
     # data.typographic_sets: the typographic sets' dataset plugin (it renders with
     # jaxbench.typographic); the catalog loads it by name, no import edge.
     ("tasks", ("zeroshot", "heads", "typographic", "overlap", "report", "transforms",
