@@ -118,7 +118,8 @@ class Overlap(Suite):
         models=models, prov=provenance.provenance(config, mesh),
         correctness=lambda m, d, es: self.correctness(config, workdir, m, d, es),
         writer=parallel.is_writer())
-    return clean_rows + rows
+    # Process 0 returns the rows it wrote; the others searched their share only.
+    return clean_rows + rows if parallel.is_writer() else []
 
   def results(self, config, workdir, written):
     return written
