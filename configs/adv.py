@@ -35,12 +35,11 @@ overrides; ImageNet val is found under data_root (``imagenet`` in
 data_root/imagenet/val), or name it: ``--config.datasets="(\"imagenet(root='/x/val')\",)"``.
 
 Attacks run with survivor refill where they stop per example
-(``config.attack.refill``). Results rows: clean_acc, robust_acc,
+(``config.attack.refill``; the section's keys and defaults are declared by the adv
+suite, :mod:`jaxbench.suites.adv`). Results rows: clean_acc, robust_acc,
 success_rate, norms and queries per attack (jaxbench.attacks.metrics), with
 the sanity checks (jaxbench.attacks.checks) in each row's details.
 """
-import ml_collections
-
 from jaxbench import configs
 
 ROZ_MODELS = ("clip_rn50", "clip_rn101", "clip_rn50x4", "clip_rn50x16", "clip_vit_b32",
@@ -110,21 +109,14 @@ def get_config(arg=None):
   config.batch_size = a["batch_size"]
   config.max_examples = a["max_examples"]
 
-  config.suite_keys = ("attack",)
-  config.attack = ml_collections.ConfigDict(dict(
-      preset=preset,
-      # Per-example early-stopping attacks keep the compiled batch full of
-      # unfinished examples (jaxbench.attacks.refill).
-      refill=True,
-      chunk_steps=2,
-      # Metrics written per attack (jaxbench.attacks.metrics.summarize).
-      metrics=("clean_acc", "robust_acc", "success_rate", "mean_linf", "median_linf",
-               "mean_l2", "median_l2", "mean_queries", "median_min_eps",
-               "stage_robust_acc"),
-      # RoZ settings, recorded with the rows (the specs above carry them).
-      roz=dict(eps=8 / 255, space="normalized", bounds=(-1.8, 2.15), step_ratio=0.15,
-               steps_rule="int(min(eps*255 + 4, 1.25*eps*255))", mim_updates=19,
-               transfer_mim_updates=9, q=100, sigma=0.001, deepfool_overshoot=0.02,
-               deepfool_max_iters=50, surrogate=_SURROGATE, surrogate_preprocess="victim"),
-  ))
+  # Per-example early-stopping attacks keep the compiled batch full of unfinished
+  # examples (config.attack.refill, chunk_steps: jaxbench.attacks.refill).
+  config.attack = configs.section("adv", "attack")
+  config.attack.preset = preset
+  # RoZ settings, recorded with the config (the specs above carry them).
+  config.attack.roz = dict(
+      eps=8 / 255, space="normalized", bounds=(-1.8, 2.15), step_ratio=0.15,
+      steps_rule="int(min(eps*255 + 4, 1.25*eps*255))", mim_updates=19,
+      transfer_mim_updates=9, q=100, sigma=0.001, deepfool_overshoot=0.02,
+      deepfool_max_iters=50, surrogate=_SURROGATE, surrogate_preprocess="victim")
   return config

@@ -52,45 +52,20 @@ def _transforms(part):
   raise ValueError(part)
 
 
-def _runner_supports(*keys):
-  """True when the runner knows these config keys (features requested from the lead)."""
-  try:
-    from jaxbench import runner
-  except ImportError:
-    return False
-  return all(k in runner.KNOWN_KEYS for k in keys) and hasattr(runner, "suite_for")
-
-
-def _templates():
-  """The digit templates by name when template sets can be registered (a short model
-  label in the results: 'demo_clip@templates=digits'), else the tuple itself."""
-  from jaxbench.zeroshot import prompts
-  register = getattr(prompts, "register_templates", None)
-  if register is None:
-    return TEMPLATES
-  register("digits", TEMPLATES)
-  return "digits"
-
-
 def get_config(arg=None):
-  import jaxbench.demo  # noqa: F401  registers demo_clip/demo_cnn and digits/digits_t
   part = configs.parse_args(arg, "configs/demo.py", presets=PARTS + ("all",),
                             default_preset="all").preset
-  c = configs.base("auto", models=MODELS, templates=_templates())
+  c = configs.base("auto", models=MODELS, templates=TEMPLATES)
+  # The engine imports this first: it registers demo_clip/demo_cnn and digits/digits_t.
+  c.plugins = ("jaxbench.demo",)
   c.batch_size = 256
   c.num_workers = 2
   if part == "all":
     c.datasets = ("digits", "digits_t")
     c.transforms = _transforms("zeroshot") + _transforms("synthetic") + _transforms("adv")
-    if _runner_supports("dataset_transforms"):
-      c.suite = "auto"
-      c.dataset_transforms = ml_collections.ConfigDict({"digits_t": ("clean",)})
-    else:
-      # Until the runner derives suites per pass and restricts transforms per
-      # dataset, the one-config run covers everything but the typographic set
-      # (the driver, python -m jaxbench.demo, runs that too).
-      c.suite = "zeroshot"
-      c.datasets = ("digits",)
+    # One config, every suite: each row's suite is derived from its pass, and the
+    # typographic set is evaluated clean only.
+    c.dataset_transforms = ml_collections.ConfigDict({"digits_t": ("clean",)})
     c.report = True
   else:
     c.suite = part

@@ -189,17 +189,9 @@ def get_config(arg=None):
   # overrides of e.g. imagenet_c.source take effect): drop the base's plain tuples.
   del c["datasets"]
   del c["transforms"]
-  c.suite_keys = ("parts", "imagenet_c", "imagenet_p", "stylized", "cue_conflict",
-                  "imagenet")
-  c.parts = "imagenet_c,imagenet_p,stylized"
-  c.imagenet_c = ml_collections.ConfigDict(dict(
-      source="disk", root="", tfds_dir="", corruptions="benchmark", severities="1,2,3,4,5",
-      preprocess="center_crop"))
-  c.imagenet_p = ml_collections.ConfigDict(dict(
-      source="disk", root="", perturbations="all", difficulties="1", seed=0, max_images=-1))
-  c.stylized = ml_collections.ConfigDict(dict(root=""))
-  c.cue_conflict = ml_collections.ConfigDict(dict(tfds_dir=""))
-  c.imagenet = ml_collections.ConfigDict(dict(root="", tfds_dir=""))
+  # The sections' keys and defaults: jaxbench.suites.synthetic.
+  for name in ("parts", "imagenet_c", "imagenet_p", "stylized", "cue_conflict", "imagenet"):
+    c[name] = configs.section("synthetic", name)
   planned = ml_collections.FieldReference(_Plan(c), field_type=object)
   c.datasets = planned.attr("datasets")
   c.transforms = planned.attr("transforms")

@@ -74,7 +74,6 @@ def get_config(arg=None):
   config.max_examples = max_examples
   # Suite section (informational: the dataset specs above carry everything the
   # runner needs; the metrics come from each set's sequence_metric_fn).
-  config.suite_keys = ("typographic",)
   config.typographic = ml_collections.ConfigDict(dict(
       sets=sets, variants=tuple(variants), metrics=("top1", "success_rate")))
   return config

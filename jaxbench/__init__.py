@@ -12,7 +12,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("models", "zeroshot", "attacks", "shifts", "data", "metrics", "report",
-               "registry", "runner", "store", "parallel", "labels", "transforms")
+               "registry", "engine", "suites", "store", "parallel", "labels", "transforms")
 
 # Plugins: modules above a floor that add entries to that floor's registry when
 # imported. A registry that misses a name calls load_plugins(its group), so no

@@ -13,7 +13,9 @@ from typing import Callable, Optional, TextIO
 
 from absl import logging
 
-from jaxbench import console, registry, runner, store as store_lib, stopping
+from jaxbench import console, registry, store as store_lib, stopping, suites
+from jaxbench.engine.run import ValidationError
+from jaxbench.model_setup import ConfigError
 
 # Exit status after a SIGTERM checkpoint (EX_TEMPFAIL): rerun the command to resume.
 PREEMPTED_EXIT_CODE = 75
@@ -43,24 +45,19 @@ def execute(config, workdir: Optional[str], *, dry_run: bool = False,
   out = out or sys.stdout
   err = err or sys.stderr
   from jaxbench.models import hub
-  overlap = "suite" in config and config.suite == "overlap" and not dry_run
   try:
-    if overlap:
-      runner.preflight(config)
-      from jaxbench.overlap import run as overlap_run   # evaluation + overlap search
-      rows = overlap_run.run(config, workdir)
-    else:
-      runner.run(config, workdir, dry_run=dry_run, print_fn=lambda s: print(s, file=out))
-      rows = [] if dry_run else runner.plan_rows(config, workdir)
+    written = suites.run(config, workdir, dry_run=dry_run,
+                         print_fn=lambda s: print(s, file=out))
+    rows = [] if dry_run else suites.results(config, workdir, written)
   except stopping.Preempted as e:
     logging.warning("%s", e)
     print(f"preempted: {one_line(e)}", file=err)
     return PREEMPTED_EXIT_CODE
-  except runner.ValidationError as e:
+  except ValidationError as e:
     for problem in e.problems:   # one line each (not logged too: no duplicates)
       print(f"error: {one_line(problem)}", file=err)
     return USAGE_EXIT_CODE
-  except (runner.ConfigError, registry.SpecError, hub.WeightsError, store_lib.WorkdirLocked,
+  except (ConfigError, registry.SpecError, hub.WeightsError, store_lib.WorkdirLocked,
           ValueError, OSError) as e:
     print(f"error: {one_line(e)}", file=err)
     return USAGE_EXIT_CODE

@@ -99,39 +99,36 @@ def split_models(text: str, roz_models: Sequence[str] = ()) -> tuple:
 
 def base(suite: str, *, models=("clip_vit_b32",), datasets=("imagenet",),
          transforms=("clean",), templates: str = "clip80") -> ml_collections.ConfigDict:
-  """A config with every runner key at its default; suites override what they need.
+  """A config with every engine key at its default; suites override what they need.
+
+  The keys, their defaults and what they do are declared once, in
+  :data:`jaxbench.engine.keys.ENGINE`.
 
   Args:
-    suite: the rows' suite name ('zeroshot', 'natural', 'synthetic', 'typographic',
-      'adv', 'overlap', 'clip_auto'), or 'auto' (derived per transform).
+    suite: the suite that runs the config (``jaxbench.suites.SUITES``: 'zeroshot',
+      'natural', 'synthetic', 'typographic', 'adv', 'overlap', 'clip_auto',
+      'linear_probe'), or 'auto' (each row's suite derived from its pass).
   """
-  c = ml_collections.ConfigDict()
+  from jaxbench.engine import keys
+  c = keys.base_config()
   c.suite = suite
-  c.seed = 0
   c.models = tuple(models)
-  c.zeroshot = ml_collections.ConfigDict(dict(classnames="imagenet", templates=templates,
-                                              head="imagenet", logit_scale="model"))
-  c.preprocess = ""            # '' each model's own; 'clip' CLIP's for every model (RoZ)
-  c.data_root = "~/data"       # sets are found here under their official folder names
-  c.tfds_dir = ""              # fallback TFDS data_dir
+  # A new section: templates may be a tuple of template strings, not only a set name.
+  c.zeroshot = ml_collections.ConfigDict({**c.zeroshot.to_dict(), "templates": templates})
   c.datasets = tuple(datasets)
   c.transforms = tuple(transforms)
-  c.batch_size = 128           # global; rounded up to a multiple of the data-parallel size
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
-  c.param_sharding = "replicate"   # or 'fsdp' over the mesh's model axis
-  c.checkpoint_every = 50      # batches between progress checkpoints
-  c.log_every = 10
-  c.num_workers = 8            # grain reader threads per process
-  c.decode_processes = 0       # >0: decode in this many worker processes (grain mp_prefetch)
-  c.prepared_cache = ""        # dir of decoded+cropped pixels (jaxbench.data.prepared); '' off
-  c.jpeg_draft = False         # opt-in faster JPEG decoding at reduced DCT scale: NOT
-                               # pixel-exact; recorded in each row's provenance
-  c.precision = "float32"
-  c.max_examples = -1
-  c.report = False
-  c.workdir_policy = "strict"
-  c.on_data_change = "error"   # or 'restart': a pass whose data changed starts over
   return c
+
+
+def section(suite: str, name: str) -> ml_collections.ConfigDict:
+  """The config section ``name`` that ``suite`` declares, at its defaults.
+
+  Config files start from it and set what their presets change; the keys and
+  defaults live in the suite's module (``jaxbench.suites.<suite>.SECTIONS``).
+  """
+  from jaxbench import suites
+  from jaxbench.engine import keys
+  return keys.to_config({name: suites.SUITES.get(suite).sections[name]})[name]
 
 
 def roz(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -6,7 +6,10 @@ Flags:
                   refused in one line, naming the closest known one).
   --workdir       where results.jsonl, per-example outputs and checkpoints go.
   --dry_run       validate models, data paths, attack/shift specs and prompt sets,
-                  print the plan of passes and exit (2 on any bad spec).
+                  print every phase the run would go through (prompt or heads
+                  learning, overlap's corpus work, sets generated on first use,
+                  the prepared cache) and the plan of passes, and exit (2 on any
+                  bad spec).
   --xla_cache_dir persistent XLA compilation cache (default $JAXBENCH_XLA_CACHE or
                   ~/.cache/jaxbench/xla; 'none' turns it off): a rerun with the
                   same models and shapes skips compilation.
@@ -44,7 +47,8 @@ PREEMPTED_EXIT_CODE = 75
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "validate, print the plan and exit")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "validate, print every phase and the plan, "
+                             "and exit")
 _COORD = flags.DEFINE_string("coordinator", "", "host:port of process 0 (multi-host)")
 _NPROC = flags.DEFINE_integer("num_processes", 0, "number of processes (multi-host)")
 _PID = flags.DEFINE_integer("process_id", -1, "this process's index (multi-host)")

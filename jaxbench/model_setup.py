@@ -1,9 +1,9 @@
 """Loading a model as a config asks for it: precision and the 'clip' preprocessing.
 
-One floor below the runner and the learning steps that run before it (prompt
-learning in :mod:`jaxbench.zeroshot.learned.clip_auto`, linear probes in
+One floor below the engine and the learning steps that run before its passes
+(prompt learning in :mod:`jaxbench.zeroshot.learned.clip_auto`, linear probes in
 :mod:`jaxbench.heads.learn`), so all of them load a model the same way without
-importing the runner.
+importing the engine.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from jaxbench.models.api import Model, Preprocess, CLIP_MEAN, CLIP_STD
 
 
 class ConfigError(ValueError):
-  """A config key or value the runner cannot use."""
+  """A config key or value the engine or a suite cannot use."""
 
 
 def _get(config, key, default):

@@ -4,11 +4,11 @@
 first statement, so a preemption notice that arrives while jax and the models are
 still being imported, or while zero-shot heads are built, is remembered; the runner
 checks :func:`requested` between phases and between head-building batches and at
-every step boundary (``runner._stop_agreed``), checkpoints and exits with status 75.
+every step boundary (``jaxbench.engine.loop``), checkpoints and exits with status 75.
 """
 from __future__ import annotations
 
-# Mutable so that modules holding a reference (runner._STOP) see updates.
+# Mutable so that modules holding a reference see updates.
 _STOP = {"requested": False}
 
 

@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from jaxbench import models, parallel, precision as precision_lib, progress, runner, transforms
+from jaxbench import models, parallel, precision as precision_lib, progress, suites, transforms
+from jaxbench.engine import step as step_lib
+from jaxbench.model_setup import ConfigError
 from jaxbench.zeroshot import head as head_lib
-from test_runner import _config, _write_folder
+from tests.engine.helpers import _config, _write_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OPS = re.compile(r"stablehlo\.(dot_general|convolution)[^\n]*")
@@ -51,9 +53,9 @@ def _lowered_step(model_dir, precision, transform="clean"):
   mesh = parallel.make_mesh(1, 1, devices=jax.devices()[:1])
   params = parallel.put_params(model.params, mesh)
   t = transforms.get(transform).bind(model)
-  step = runner.make_step(model, t, mesh, seed=0, project=None, multilabel=False,
-                          num_classes=3, param_shardings=jax.tree.map(lambda a: a.sharding,
-                                                                      params))
+  step = step_lib.make_step(model, t, mesh, seed=0, project=None, multilabel=False,
+                            num_classes=3, param_shardings=jax.tree.map(lambda a: a.sharding,
+                                                                        params))
   n, s = 2, model.preprocess.size
   batch = {"image": np.zeros((n, s, s, 3), np.uint8), "label": np.zeros(n, np.int32),
            "index": np.arange(n, dtype=np.int64), "uid": np.arange(n, dtype=np.uint32),
@@ -134,9 +136,9 @@ def test_float32_embedding_matches_pytorch_under_a_lax_global_default(tiny_clip)
 def test_precision_values_and_provenance(tiny_clip, tmp_path):
   model_dir, _ = tiny_clip
   folder = _write_folder(str(tmp_path / "data"), n_per_class=2)
-  with pytest.raises(runner.ConfigError, match="'fp16'.*'float32'.*'tf32'.*'bfloat16'"):
-    runner.validate(_config(model_dir, folder, precision="fp16"))
-  rows = runner.run(_config(model_dir, folder, precision="tf32"), str(tmp_path / "wd"))
+  with pytest.raises(ConfigError, match="'fp16'.*'float32'.*'tf32'.*'bfloat16'"):
+    suites.validate(_config(model_dir, folder, precision="fp16"))
+  rows = suites.run(_config(model_dir, folder, precision="tf32"), str(tmp_path / "wd"))
   prov = rows[0]["provenance"]
   assert prov["precision"] == "tf32" and prov["matmul_precision"] == "tensorfloat32"
   assert prov["compute_dtype"] == "float32" and prov["backend"] == jax.default_backend()
@@ -184,13 +186,13 @@ def test_second_pass_reuses_the_compiled_step(tiny_clip, tmp_path, caplog):
   b = _write_folder(str(tmp_path / "b"), n_per_class=2)
   cfg = _config(model_dir, a, datasets=(f"image_folder(root={a!r})",
                                         f"image_folder(root={b!r})"), batch_size=4)
-  runner._STEPS.clear()
+  step_lib._STEPS.clear()
   caplog.set_level(logging.INFO)
-  rows = runner.run(cfg, str(tmp_path / "wd"))
+  rows = suites.run(cfg, str(tmp_path / "wd"))
   assert len({r["dataset"] for r in rows}) == 2
   # One jitted step for both passes (new head, same shapes), compiled once.
-  assert len(runner._STEPS) == 1
-  (step,) = runner._STEPS.values()
+  assert len(step_lib._STEPS) == 1
+  (step,) = step_lib._STEPS.values()
   assert step._cache_size() == 1
   text = caplog.text
   assert "pass 1/2" in text and "pass 2/2" in text

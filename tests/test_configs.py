@@ -10,7 +10,7 @@ from ml_collections import config_flags
 from PIL import Image
 
 from jaxbench import cli, configs, labels as labels_lib
-from tests.test_runner import REPO, _write_folder
+from tests.engine.helpers import REPO, _write_folder
 
 # (config file, config argument) -- every file in configs/, with its presets.
 CONFIGS = [("adv.py", None), ("adv.py", "min_eps,models=roz"), ("adv.py", "pixel"),

@@ -11,8 +11,11 @@ import sys
 
 import pytest
 
-from jaxbench import atomic, cli, runner, stopping, store as store_lib
-from tests.test_runner import REPO, _cli, _config, _write_config_file, _write_folder
+from jaxbench import atomic, cli, stopping, store as store_lib, suites
+from jaxbench.engine import loop, workdir as workdir_lib
+from jaxbench.engine.run import ValidationError
+from jaxbench.model_setup import ConfigError
+from tests.engine.helpers import REPO, _cli, _config, _write_config_file, _write_folder
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,8 @@ def test_dry_run_lists_every_bad_spec_and_exits_2_from_the_command_line(tiny_cli
 def test_real_run_refuses_unknown_attack_before_any_pass(tiny_clip, folder, tmp_path):
   model_dir, _ = tiny_clip
   cfg = _config(model_dir, folder, transforms=("clean", "attack:nope"))
-  with pytest.raises(runner.ValidationError, match="unknown attack 'nope'"):
-    runner.run(cfg, str(tmp_path))
+  with pytest.raises(ValidationError, match="unknown attack 'nope'"):
+    suites.run(cfg, str(tmp_path))
   # Nothing ran, nothing recorded: the clean pass before it did not start either.
   assert not (tmp_path / "passes").exists() and not (tmp_path / "config.json").exists()
   assert not (tmp_path / ".lock").exists()
@@ -100,14 +103,14 @@ def test_workdir_without_finished_rows_is_reused_by_a_changed_config(tiny_clip, 
   model_dir, _ = tiny_clip
   # An earlier run of another config started but finished no pass.
   store_lib.atomic_write_json(str(tmp_path / "config.json"),
-                              runner.config_identity(_config(model_dir, folder, seed=7)))
-  rows = runner.run(_config(model_dir, folder), str(tmp_path))
+                              workdir_lib.config_identity(_config(model_dir, folder, seed=7)))
+  rows = suites.run(_config(model_dir, folder), str(tmp_path))
   assert rows
   with open(tmp_path / "config.json") as f:
     assert json.load(f)["seed"] == 0
   # Once rows are finished, another config is refused as before -- by the dry run too.
-  with pytest.raises(runner.ConfigError, match="seed: workdir has 0, config has 7"):
-    runner.run(_config(model_dir, folder, seed=7), str(tmp_path))
+  with pytest.raises(ConfigError, match="seed: workdir has 0, config has 7"):
+    suites.run(_config(model_dir, folder, seed=7), str(tmp_path))
   code, _, err = _execute(_config(model_dir, folder, seed=7), tmp_path, dry_run=True)
   assert code == 2 and "seed: workdir has 0, config has 7" in err and err.count("\n") == 1
 
@@ -119,8 +122,8 @@ def test_workdir_without_finished_rows_is_reused_by_a_changed_config(tiny_clip, 
 ])
 def test_zero_counts_are_refused(key, value, message, tiny_clip, folder):
   model_dir, _ = tiny_clip
-  with pytest.raises(runner.ConfigError, match=message):
-    runner.validate(_config(model_dir, folder, **{key: value}))
+  with pytest.raises(ConfigError, match=message):
+    suites.validate(_config(model_dir, folder, **{key: value}))
 
 
 # --- command-line flags ------------------------------------------------------------------
@@ -222,8 +225,8 @@ def test_sigterm_stops_between_phases_and_head_batches(tiny_clip, folder, tmp_pa
                                                        monkeypatch):
   model_dir, _ = tiny_clip
   monkeypatch.setitem(stopping._STOP, "requested", True)
-  with pytest.raises(runner.Preempted, match="before the first pass"):
-    runner.run(_config(model_dir, folder), str(tmp_path))
+  with pytest.raises(loop.Preempted, match="before the first pass"):
+    suites.run(_config(model_dir, folder), str(tmp_path))
   assert not (tmp_path / "passes").exists()
   code, _, err = _execute(_config(model_dir, folder), tmp_path / "w2")
   assert code == cli.PREEMPTED_EXIT_CODE and err.startswith("preempted: ")
@@ -239,7 +242,7 @@ def test_sigterm_stops_between_phases_and_head_batches(tiny_clip, folder, tmp_pa
     calls.append(len(ids))
     stopping.request_stop()       # the signal arrives during the first batch
     return np.zeros((len(ids), 4), np.float32)
-  with pytest.raises(runner.Preempted, match="zero-shot head"):
+  with pytest.raises(loop.Preempted, match="zero-shot head"):
     head.encode_prompts(model, np.ones((20, 8), np.int32), batch_size=8, encode=encode)
   assert len(calls) == 1
 
@@ -350,3 +353,13 @@ def test_dry_run_does_not_generate_sets_from_src(tiny_clip, folder, tmp_path):
   missing = spec.replace(repr(folder), repr(str(tmp_path / "nowhere")))
   code, _, err = _execute(_config(model_dir, folder, datasets=(missing,)), None, dry_run=True)
   assert code == 2 and "nowhere' does not exist" in err and err.count("\n") == 1
+
+
+def test_cli_has_no_suite_special_case():
+  # Every suite runs through jaxbench.suites (SUITES.get(config.suite).run): the command
+  # line's run step names none of them.
+  with open(os.path.join(REPO, "jaxbench", "cli.py")) as f:
+    text = f.read()
+  assert "suites.run(" in text
+  for name in ("overlap", "clip_auto", "linear_probe", "typographic", "'adv'", "synthetic"):
+    assert name not in text, name

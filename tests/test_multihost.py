@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
-from jaxbench import runner, store as store_lib
-from test_runner import REPO, _config, _outputs, _write_config_file, _write_folder
+from jaxbench import store as store_lib, suites
+from tests.engine.helpers import REPO, _config, _outputs, _write_config_file, _write_folder
 
 
 def _launch(cfg_path, workdir, num_processes=2, devices=2):
@@ -62,7 +62,7 @@ def test_two_hosts_preempted_then_killed_then_resumed_equal_one_host(tiny_clip, 
   cfg = _config(model_dir, data, batch_size=4, checkpoint_every=1, num_workers=1)
   cfg_path = _write_config_file(tmp_path / "cfg.py", cfg)
   ref = str(tmp_path / "single")
-  runner.run(_config(model_dir, data, batch_size=16), ref)
+  suites.run(_config(model_dir, data, batch_size=16), ref)
   wd = str(tmp_path / "two_hosts")
 
   # 1. SIGTERM (preemption) to the job: every host checkpoints and exits 75.

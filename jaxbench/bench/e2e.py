@@ -9,7 +9,7 @@ layout (``--classes`` class folders), a CLIP with random weights in the
 transformers layout (``tiny``, or real ``vit_b32``/``vit_b16`` dims), then, in
 one process so that machine load hits both alike:
 
-* jaxbench: whole passes through :func:`jaxbench.runner.run` (the real runner:
+* jaxbench: whole passes through :func:`jaxbench.suites.run` (the real engine:
   config from :func:`jaxbench.configs.base`, model loading, the zero-shot head of
   1000 ImageNet classes x ``--templates``, compilation, the pass, the result
   store), uncached with ``--workers`` reader threads, uncached decoding in
@@ -138,22 +138,23 @@ def make_model(out_dir: str, kind: str):
 # --- jaxbench ------------------------------------------------------------------------
 
 class _Probe:
-  """Instruments one runner call: batch timestamps and the compiled step + a batch.
+  """Instruments one engine run: batch timestamps and the compiled step + a batch.
 
-  Wraps ``runner.input_batches`` (when the pass first asks for input),
+  Wraps ``engine.loop.input_batches`` (when the pass first asks for input),
   ``parallel.to_host`` (when each batch's outputs reach the host: the batch is
-  done) and ``runner.make_step`` (to keep the jitted step, its params and one
-  device batch for timing the step alone). Nothing else of the runner changes.
+  done) and ``engine.step.make_step`` (to keep the jitted step, its params and one
+  device batch for timing the step alone). Nothing else of the engine changes.
   """
 
   def __init__(self):
-    from jaxbench import parallel, runner
-    self.runner, self.parallel = runner, parallel
+    from jaxbench import parallel
+    from jaxbench.engine import loop, step
+    self.loop, self.step, self.parallel = loop, step, parallel
     self.start, self.done, self.sizes, self.captured = None, [], [], None
 
   def __enter__(self):
-    r, par = self.runner, self.parallel
-    self._orig = (r.input_batches, r.make_step, par.to_host)
+    par = self.parallel
+    self._orig = (self.loop.input_batches, self.step.make_step, par.to_host)
     probe = self
 
     def input_batches(*a, **k):
@@ -177,17 +178,18 @@ class _Probe:
         probe.sizes.append(int((host["index"] >= 0).sum()))
       return host
 
-    r.input_batches, r.make_step, par.to_host = input_batches, make_step, to_host
+    self.loop.input_batches, self.step.make_step = input_batches, make_step
+    par.to_host = to_host
     return self
 
   def __exit__(self, *exc):
-    self.runner.input_batches, self.runner.make_step, self.parallel.to_host = self._orig
+    self.loop.input_batches, self.step.make_step, self.parallel.to_host = self._orig
 
 
 def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "",
              processes: int = 0, heads_from: str = "") -> dict:
-  """One ``runner.run`` over the folder; returns its figures and the probe."""
-  from jaxbench import configs, runner
+  """One engine run over the folder; returns its figures and the probe."""
+  from jaxbench import configs, suites
   c = configs.base("zeroshot", models=(model_dir,),
                    datasets=(f"image_folder(root={data_dir!r})",), templates=FLAGS.templates)
   c.batch_size = FLAGS.batch
@@ -206,7 +208,7 @@ def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "",
     shutil.copytree(os.path.join(heads_from, "heads"), os.path.join(workdir, "heads"))
   t0 = time.perf_counter()
   with _Probe() as probe:
-    runner.run(c, workdir, print_fn=lambda *a: None)
+    suites.run(c, workdir, print_fn=lambda *a: None)
   wall = time.perf_counter() - t0
   return {**_rates(probe.sizes, probe.done, probe.start),
           "first_batch_s": probe.done[0] - t0, "wall_s": wall}, probe
@@ -379,7 +381,7 @@ def main(argv):
   first_wd = os.path.join(tmp.name, "wd_uncached")
   figs, probe = jax_pass(model_dir, data_dir, first_wd)
   report("jaxbench_uncached", figs)
-  if probe.captured is None:   # the runner no longer calls runner.make_step per pass
+  if probe.captured is None:   # the engine no longer calls engine.step.make_step per pass
     print("  compiled step not captured: no step-alone figure", flush=True)
     step_ips = float("nan")
   else:

@@ -41,7 +41,7 @@ DATASETS = registry.Registry("dataset")
 register = DATASETS.register
 
 # Modules that register more sets when imported.
-PLUGINS = ("jaxbench.data.synthetic", "jaxbench.demo.sources")
+PLUGINS = ("jaxbench.data.synthetic",)
 
 # Arguments that say where data is, not what it is (dropped from the name).
 LOCATION_ARGS = frozenset({

@@ -50,7 +50,7 @@ def run(workdir: str, parts, *, max_examples: int = -1, report: bool = True,
     report: write ``workdir/report`` over every part's workdir.
     overrides: config fields to set in every part (tests: smaller models, fewer passes).
   """
-  from jaxbench import runner
+  from jaxbench import suites
   done = {}
   for part in parts:
     config = load_demo_config(part)
@@ -61,7 +61,7 @@ def run(workdir: str, parts, *, max_examples: int = -1, report: bool = True,
       else:
         config[k] = v
     t0 = time.perf_counter()
-    rows = runner.run(config, os.path.join(workdir, part))
+    rows = suites.run(config, os.path.join(workdir, part))
     print_fn(f"demo: {part}: {len(rows)} new rows in {time.perf_counter() - t0:.0f}s")
     done[part] = rows
   if report:

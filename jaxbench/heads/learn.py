@@ -208,14 +208,3 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
     parallel.sync(f"linear_probe-{spec}")
     print_fn(f"linear_probe: {spec} -> {path}")
   return paths
-
-
-def label_space_error(model, evalset) -> str:
-  """Why a trained head cannot be scored on ``evalset`` ('' when it can)."""
-  info = model.head_info or {}
-  if info.get("trained_head") and model.label_space != evalset.model_label_space:
-    return (
-        f"trained head {model.name!r} predicts {model.num_classes} classes of label space "
-        f"{model.label_space!r}; dataset {evalset.name!r} is labelled in "
-        f"{evalset.model_label_space!r} ({evalset.num_classes} classes)")
-  return ""

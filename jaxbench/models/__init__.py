@@ -8,7 +8,8 @@ A spec names a checkpoint in one of the supported layouts:
 * ``timm:REPO`` or a directory whose ``config.json`` has ``pretrained_cfg`` (timm);
 * a registry name (``clip_vit_b32``) mapped to one of the above with a revision;
 * ``probe:PATH`` or a ``.safetensors`` head file path: a trained head on the backbone
-  the file names (:mod:`jaxbench.heads.model`).
+  the file names (the layout :mod:`jaxbench.heads.model` registers when imported; the
+  engine always imports it, see :mod:`jaxbench.engine.plugins`).
 
 Options ride along as spec arguments: ``hf:openai/clip-vit-base-patch32`` takes
 ``revision=``, ``precision='bfloat16'``. Layout loaders register themselves in
@@ -40,9 +41,10 @@ LAYOUTS: dict[str, Layout] = {}
 # Registry names (clip_vit_b32, resnet50_tv, ...): name -> full spec string.
 NAMES = registry.Registry("model name")
 
-# Modules that register layouts and names when imported.
-_PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo", "jaxbench.demo.models",
-            "jaxbench.heads.model")
+# This package's modules that register layouts and names when imported. Modules of
+# higher floors (trained heads, the demo) register themselves when imported: the
+# engine imports them (jaxbench.engine.plugins, a config's ``plugins``).
+_PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo")
 
 
 def register_layout(layout: Layout):

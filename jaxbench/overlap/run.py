@@ -1,7 +1,8 @@
-"""The overlap suite: config -> corpus embeddings -> search -> pairs, rates, accuracy split.
+"""The overlap search: corpus embeddings -> search -> pairs, rates, accuracy split.
 
-``run(config, workdir)`` is what ``configs/overlap.py`` drives (``python -m jaxbench.overlap
---config=configs/overlap.py --workdir=DIR``, or the main runner for ``suite == 'overlap'``):
+:func:`search` is the work of the overlap suite (:mod:`jaxbench.suites.overlap`, which
+``configs/overlap.py`` selects: ``python -m jaxbench.main --config=configs/overlap.py``
+or ``python -m jaxbench.overlap``) after the engine's clean passes:
 
 1. open the corpus (``config.overlap.corpus``) and embed it with the detector model
    (``config.overlap.detector``, default ``config.models[0]``) into
@@ -13,7 +14,7 @@
 4. one streamed pass of exact k-NN over the corpus for all evaluation sets together, and
    a multi-index Hamming search for hash duplicates;
 5. per evaluation set: flagged pairs (``pairs.jsonl``), overlap rate, the accuracy split
-   of each model in ``config.models`` (per-example correctness from the runner's clean
+   of each model in ``config.models`` (per-example correctness from the engine's clean
    passes, which run first and also write the clean ``top1`` rows), an HTML review
    gallery, and rows (suite 'overlap') added to ``WORKDIR/results.jsonl``.
 
@@ -32,6 +33,7 @@ from PIL import Image
 
 from jaxbench import atomic, registry
 from jaxbench.data.evalset import EvalSet
+from jaxbench.model_setup import ConfigError
 from jaxbench.overlap import analysis, calibrate, corpus as corpus_lib, embed, gallery
 from jaxbench.overlap import hashes as hashes_lib, knn
 
@@ -43,11 +45,6 @@ def slug(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- inputs
-OVERLAP_KEYS = {"corpus", "k", "threshold", "chunk", "detector", "mode", "hashes",
-                "hash_radius", "block", "query_block", "store_chunk", "store_dtype",
-                "calibration", "gallery", "workers"}
-
-
 def _payload(rec: dict, evalset: EvalSet):
   """The record's image as bytes or uint8 RGB, after the set's pre-transform."""
   if "image" in rec:
@@ -73,20 +70,6 @@ def eval_records(evalset: EvalSet, n: int):
   for i in range(n):
     rec = evalset.source[i]
     yield str(rec["id"]), i, _payload(rec, evalset)
-
-
-def correctness(config, workdir: str, model_spec: str, dataset_spec: str,
-                evalset: EvalSet) -> dict[str, bool]:
-  """Per-example top-1 correctness from the runner's stored clean pass (id -> bool)."""
-  from jaxbench import runner, store as store_lib
-  pid = runner.pass_id_for(runner.PassSpec(registry.canonical(model_spec),
-                                        registry.canonical(dataset_spec), "clean"), config)
-  out = store_lib.Store(workdir, writer=False).outputs(pid)
-  if out is None:
-    raise RuntimeError(f"no per-example outputs for {model_spec} on {dataset_spec} in "
-                       f"{workdir}/passes/{pid}: the clean pass did not finish")
-  return {str(evalset.source[int(i)]["id"]): bool(c)
-          for i, c, bad in zip(out["index"], out["correct1"], out["bad"]) if not bad}
 
 
 # --------------------------------------------------------------------------- outputs
@@ -125,36 +108,31 @@ def _calibration_images(evalsets, config, num: int):
   return imgs, ids
 
 
-def run(config, workdir: str, *, print_fn=print) -> list[dict]:
-  """Runs the overlap suite; returns the rows written (process 0; others get [])."""
-  from jaxbench import parallel, runner, store as store_lib
+def search(config, workdir: str, *, detector, detector_label: str, models, prov: dict,
+           correctness, writer: bool = True) -> list[dict]:
+  """Searches the corpus for near-duplicates of the evaluation sets; returns the rows
+  written (by the writer process; others get []).
+
+  Args:
+    config: the overlap config (``config.overlap``, ``config.datasets``, ...).
+    workdir: the run's workdir (``overlap/`` is written under it).
+    detector: the loaded duplicate-detector model; ``detector_label`` its row label.
+    models: [(spec, row label, loaded model)] of ``config.models``.
+    prov: the run's provenance (the search's settings are added).
+    correctness: (model spec, dataset spec, evalset) -> {example id: top-1 correct},
+      from the clean passes.
+    writer: whether this process writes (process 0).
+  """
+  from jaxbench import parallel, store as store_lib
   from jaxbench.data import catalog
 
   ov = dict(config.overlap)
-  unknown = sorted(set(ov) - OVERLAP_KEYS)
-  if unknown:
-    raise runner.ConfigError(f"unknown config.overlap keys {unknown}; known: "
-                             f"{sorted(OVERLAP_KEYS)}")
-  if not ov.get("corpus"):
-    raise runner.ConfigError("config.overlap.corpus is empty: name the pretraining shards, "
-                             "image folder or embedding files to search")
-  if [t for t in config.transforms if t != "clean"]:
-    raise runner.ConfigError("the overlap suite evaluates clean images only; set "
-                             "config.transforms=('clean',)")
   k = int(ov.get("k", 10))
-
-  # 0. every model's clean pass through the runner: clean top-1 rows and the per-example
-  # correctness the accuracy split needs (resumable, cached in the workdir).
-  clean_rows = runner.run(config, workdir, print_fn=print_fn)
-  store = store_lib.Store(workdir, writer=parallel.is_writer())
+  store = store_lib.Store(workdir, writer=writer)
   out_dir = os.path.join(store.workdir, "overlap")
   mesh_cfg = dict(config.get("mesh", {}) or {})
   # The search shards over 'data' only; a 'model' axis would just repeat the work.
   mesh = parallel.make_mesh(int(mesh_cfg.get("data", -1)), 1)
-
-  detector_spec = ov.get("detector") or config.models[0]
-  detector = runner.load_model(detector_spec, config)
-  detector_label = runner.model_label(detector_spec, detector, config)
   embedder = embed.Embedder(detector, mode=ov.get("mode", "auto") or "auto",
                             batch_size=int(config.batch_size), mesh=mesh,
                             hashes=tuple(ov.get("hashes", ("phash", "dhash"))),
@@ -165,7 +143,7 @@ def run(config, workdir: str, *, print_fn=print) -> list[dict]:
   if isinstance(corpus, corpus_lib.EmbeddingFiles):
     made_by = corpus.manifest.get("model")
     if made_by and made_by != detector.name:
-      raise runner.ConfigError(
+      raise ConfigError(
           f"embedding corpus {corpus.spec!r} was made with {made_by!r}, not the detector "
           f"{detector.name!r}: similarities across models are meaningless")
     corpus_emb = corpus
@@ -213,7 +191,7 @@ def run(config, workdir: str, *, print_fn=print) -> list[dict]:
                           query_block=int(ov.get("query_block", 512)), mesh=mesh)
   share = corpus_emb.shard(jax.process_index(), jax.process_count())
   top = searcher.search((c.emb, c.ordinals) for c in share.chunks())
-  if not parallel.is_writer():
+  if not writer:
     return []
 
   # hash duplicates: host only, process 0 reads the hash files of the whole corpus
@@ -233,7 +211,7 @@ def run(config, workdir: str, *, print_fn=print) -> list[dict]:
   transform = registry.format_spec("overlap", kwargs={
       "corpus": corpus.spec, "detector": detector_label, "k": k,
       "threshold": "auto" if ov.get("threshold") is None else thr})
-  prov = {**runner.provenance(config, mesh),
+  prov = {**prov,
           "overlap": {"corpus": corpus_emb.describe(), "detector": detector_label,
                       "threshold": thr, "hash_radius": hash_radius,
                       "calibrated": cal is not None}}
@@ -241,7 +219,6 @@ def run(config, workdir: str, *, print_fn=print) -> list[dict]:
     _json(os.path.join(out_dir, "calibration.json"), cal.to_json())
   _json(os.path.join(out_dir, "corpus_problems.json"),
         corpus.problems.to_json() or corpus_emb.manifest.get("skipped", []))
-  models = [(m, runner.load_model(m, config)) for m in config.models]
   # model_info as the runner recorded it (zero-shot heads included), so the report puts
   # these rows on the same line as the model's clean rows.
   infos = {(r["model"], r["dataset"]): r.get("model_info", {}) for r in store.rows()
@@ -282,10 +259,8 @@ def run(config, workdir: str, *, print_fn=print) -> list[dict]:
         model=detector_label, dataset=es.name, transform=transform,
         model_info=infos.get((detector_label, es.name)) or detector.describe(),
         provenance=prov, summary=summary, details=details)
-    for mspec, m in models:
-      label = runner.model_label(mspec, m, config)
-      split = analysis.accuracy_split(correctness(config, store.workdir, mspec, spec, es),
-                                      flagged)
+    for mspec, label, m in models:
+      split = analysis.accuracy_split(correctness(mspec, spec, es), flagged)
       _json(os.path.join(d, f"accuracy-{slug(label)}.json"), split)
       rows += analysis.result_rows(
           model=label, dataset=es.name, transform=transform,
@@ -293,32 +268,4 @@ def run(config, workdir: str, *, print_fn=print) -> list[dict]:
           provenance=prov, split=split, details=details,
           summary=summary if label != detector_label else None)
   store.add_rows(rows)
-  return clean_rows + rows
-
-
-def main(argv=None):
-  from absl import app, flags
-  from ml_collections import config_flags
-
-  # jaxbench.main defines the same flags when both are imported in one process.
-  if "config" not in flags.FLAGS:
-    # Overrides (--config.x=...) are read from sys_argv: give it the argv parsed here.
-    config_flags.DEFINE_config_file("config", None, "configs/overlap.py", lock_config=False,
-                                    sys_argv=argv)
-  if "workdir" not in flags.FLAGS:
-    flags.DEFINE_string("workdir", None, "output directory (results.jsonl, overlap/)")
-  if "distributed" not in flags.FLAGS:
-    flags.DEFINE_bool("distributed", False, "start JAX's multi-host runtime "
-                      "(auto-detected cluster: TPU VM, SLURM)")
-
-  def _main(_):
-    from jaxbench import parallel
-    cfg = flags.FLAGS.config
-    if flags.FLAGS.distributed:
-      parallel.initialize()
-    rows = run(cfg, flags.FLAGS.workdir)
-    for r in rows:
-      print(f"{r['dataset']}\t{r['model']}\t{r['metric']}\t{r['value']:.4f}\t(n={r['n']})")
-
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(_main, argv=argv)
+  return rows

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from jaxbench import runner, store as store_lib
+from jaxbench import store as store_lib, suites
 from jaxbench.data import catalog
 
 import natural_fixtures as fx
@@ -28,7 +28,7 @@ def test_natural_config_runs_end_to_end(tiny_clip, tmp_path, monkeypatch):
   c.batch_size = 4
   c.num_workers = 0
   c.data_root = str(tmp_path / "data")
-  rows = runner.run(c, str(tmp_path / "wd"))
+  rows = suites.run(c, str(tmp_path / "wd"))
   got = {(r["dataset"], r["metric"]): r for r in rows}
   assert set(got) >= {("objectnet", "top1"), ("imagenet_vid_robust", "pm0"),
                       ("imagenet_vid_robust", "pm10"), ("imagenet_vid_robust", "top1"),

@@ -3,18 +3,18 @@ import os
 
 import numpy as np
 
-from jaxbench import runner, store as store_lib
+from jaxbench import store as store_lib, suites
 from tests.data.test_prepared import _write_folder
 
 
 def test_worker_processes_match_threads_and_list_bad_files(tiny_clip, tmp_path):
-  from tests.test_runner import _config
+  from tests.engine.helpers import _config
   model_dir, _ = tiny_clip
   folder = _write_folder(str(tmp_path / "data"))   # holds dog/zz_broken.JPEG
   got = {}
   for name, procs in [("threads", 0), ("procs", 2)]:
     wd = str(tmp_path / name)
-    rows = runner.run(_config(model_dir, folder, batch_size=4, decode_processes=procs), wd)
+    rows = suites.run(_config(model_dir, folder, batch_size=4, decode_processes=procs), wd)
     (pid,) = os.listdir(os.path.join(wd, "passes"))
     got[name] = (store_lib.Store(wd).outputs(pid), rows[0]["details"])
   a, b = got["threads"][0], got["procs"][0]

@@ -5,7 +5,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from jaxbench import runner
+from jaxbench import suites
 from jaxbench.data import pipeline
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Preprocess
@@ -44,7 +44,7 @@ def test_draft_decodes_at_reduced_scale_and_only_when_asked():
 
 
 def test_runner_records_draft_and_keeps_a_separate_pass(tiny_clip, tmp_path):
-  from tests.test_runner import _config
+  from tests.engine.helpers import _config
   model_dir, _ = tiny_clip
   root = tmp_path / "data"
   for c in ("cat", "dog"):
@@ -56,7 +56,7 @@ def test_runner_records_draft_and_keeps_a_separate_pass(tiny_clip, tmp_path):
   for name, draft in [("exact", False), ("draft", True)]:
     cfg = _config(model_dir, str(root), batch_size=4, jpeg_draft=draft,
                   prepared_cache=str(cache))
-    rows[name] = runner.run(cfg, str(tmp_path / name))
+    rows[name] = suites.run(cfg, str(tmp_path / name))
     entries[name] = sorted(os.listdir(cache))
     assert rows[name][0]["provenance"]["decode"] == ("jpeg_draft" if draft else "exact")
     assert rows[name][0]["n"] == 4

@@ -7,7 +7,7 @@ import pytest
 from absl import logging
 from PIL import Image
 
-from jaxbench import runner, store as store_lib
+from jaxbench import store as store_lib, suites
 from jaxbench.data import catalog, pipeline, prepared
 from jaxbench.models.api import Preprocess
 
@@ -63,13 +63,13 @@ def test_cached_batches_equal_decoded(folder, tmp_path):
 
 
 def test_runner_cached_equals_uncached(tiny_clip, folder, tmp_path):
-  from tests.test_runner import _config
+  from tests.engine.helpers import _config
   model_dir, _ = tiny_clip
   cache = str(tmp_path / "cache")
   outs = {}
   for name, pc in [("plain", ""), ("fill", cache), ("read", cache)]:
     wd = str(tmp_path / name)
-    rows = runner.run(_config(model_dir, folder, batch_size=4, prepared_cache=pc), wd)
+    rows = suites.run(_config(model_dir, folder, batch_size=4, prepared_cache=pc), wd)
     st = store_lib.Store(wd)
     (pid,) = os.listdir(os.path.join(wd, "passes"))
     outs[name] = (st.outputs(pid), rows[0])
@@ -142,7 +142,7 @@ def test_specs_and_sources_never_share(folder, tmp_path):
 
 
 def test_unwritable_cache_falls_back(tiny_clip, folder, tmp_path, monkeypatch):
-  from tests.test_runner import _config
+  from tests.engine.helpers import _config
   model_dir, _ = tiny_clip
   # A cache path below a regular file cannot be created, even by root (chmod-based
   # read-only directories do not stop root, which CI may run as).
@@ -153,7 +153,7 @@ def test_unwritable_cache_falls_back(tiny_clip, folder, tmp_path, monkeypatch):
   rows = {}
   for name, pc in [("plain", ""), ("ro", str(blocker / "cache"))]:
     wd = str(tmp_path / name)
-    rows[name] = runner.run(_config(model_dir, folder, batch_size=4, prepared_cache=pc), wd)
+    rows[name] = suites.run(_config(model_dir, folder, batch_size=4, prepared_cache=pc), wd)
   assert any("cannot be used" in w and "reading uncached" in w for w in warnings), warnings
   a = store_lib.Store(str(tmp_path / "plain"))
   b = store_lib.Store(str(tmp_path / "ro"))
@@ -167,7 +167,7 @@ def test_unwritable_cache_falls_back(tiny_clip, folder, tmp_path, monkeypatch):
 def test_prepare_cli_fills_sizes_the_runner_reads(tiny_clip, folder, tmp_path):
   import subprocess
   import sys
-  from tests.test_runner import REPO, _config
+  from tests.engine.helpers import REPO, _config
   model_dir, _ = tiny_clip
   cache = str(tmp_path / "cache")
   spec = f"image_folder(root={folder!r})"
@@ -186,7 +186,7 @@ def test_prepare_cli_fills_sizes_the_runner_reads(tiny_clip, folder, tmp_path):
   outs = {}
   for name, pc in [("plain", ""), ("cached", cache)]:
     wd = str(tmp_path / name)
-    runner.run(_config(model_dir, folder, batch_size=4, prepared_cache=pc), wd)
+    suites.run(_config(model_dir, folder, batch_size=4, prepared_cache=pc), wd)
     (pid,) = os.listdir(os.path.join(wd, "passes"))
     outs[name] = store_lib.Store(wd).outputs(pid)
   assert sorted(d for d in os.listdir(cache) if not d.startswith(".")) == entries

@@ -165,7 +165,7 @@ def test_accuracy_falls_with_epsilon_and_bim_breaks_it(classifier, test_set):
 
 
 def test_demo_driver_runs_a_suite_through_the_runner(trained, classifier, test_set, tmp_path):
-  from jaxbench import runner
+  from jaxbench.model_setup import ConfigError
   from jaxbench.demo import __main__ as driver
   spec = f"demo_clip(cache={trained['cache']!r}, steps={STEPS})"
   overrides = {"models": (spec,), "batch_size": 32}
@@ -181,6 +181,6 @@ def test_demo_driver_runs_a_suite_through_the_runner(trained, classifier, test_s
   # A rerun finds every row done; another config on the same workdir is refused by name.
   assert driver.run(str(tmp_path), ["zeroshot"], max_examples=64, overrides=overrides,
                     report=False, print_fn=lambda *a: None) == {"zeroshot": []}
-  with pytest.raises(runner.ConfigError, match="seed"):
+  with pytest.raises(ConfigError, match="seed"):
     driver.run(str(tmp_path), ["zeroshot"], max_examples=64,
                overrides={**overrides, "seed": 1}, report=False)

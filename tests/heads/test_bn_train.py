@@ -6,6 +6,7 @@ import torch
 
 from jaxbench import models
 from jaxbench.heads import artifact, bn_train, features, train_head
+from jaxbench.heads import model as _probe_model  # noqa: F401  (registers probe:PATH)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxbench import models, runner
+from jaxbench import models, suites
+from jaxbench.engine import heads as engine_heads
+from jaxbench.model_setup import ConfigError, load_model
 from jaxbench.data import catalog, evalset
 from jaxbench.heads import artifact, features, learn, logreg
 
@@ -56,12 +58,12 @@ def test_learn_then_evaluate(tiny_clip, cifar_dir, tmp_path):
   cfg = _config(model_dir, cifar_dir)
   wd = str(tmp_path / "run")
   lines = []
-  runner.run(cfg, wd, dry_run=True, print_fn=lines.append)
+  suites.run(cfg, wd, dry_run=True, print_fn=lines.append)
   head = learn.head_path(wd, model_dir)
   assert lines[0].startswith("learn: logreg on cifar10_train")
   assert any(head in l and "to train" in l for l in lines)
   assert f"model=probe:{head}" in "\n".join(lines)
-  rows = runner.run(cfg, wd, print_fn=lambda *a: None)
+  rows = suites.run(cfg, wd, print_fn=lambda *a: None)
   art = artifact.load(head)
   assert art.label_space == "cifar10" and art.recipe["method"] == "logreg"
   assert art.recipe["best_C"] in (0.1, 10.0) and art.data["n"] == 40
@@ -116,9 +118,9 @@ def test_label_space_mismatch_is_a_clear_error(tiny_clip, cifar_dir, tmp_path):
   artifact.save(art, path)
   m = models.load(f"probe:{path}")
   other = evalset.EvalSet(name="digits", source=[], num_classes=10, model_label_space="digits")
-  with pytest.raises(runner.ConfigError,
+  with pytest.raises(ConfigError,
                      match=r"label space 'cifar10'.*'digits' is labelled in 'digits'"):
-    runner.attach_head(m, other, ml_collections.ConfigDict(), str(tmp_path))
+    engine_heads.attach_head(m, other, ml_collections.ConfigDict(), str(tmp_path))
 
 
 def test_kshot_head_training_roz_preset(tiny_clip, cifar_dir, tmp_path):
@@ -127,7 +129,7 @@ def test_kshot_head_training_roz_preset(tiny_clip, cifar_dir, tmp_path):
   cfg = _config(model_dir, cifar_dir, method="head", preset="roz", k=2, epochs=3)
   cfg.transforms = ("clean",)
   wd = str(tmp_path / "run")
-  runner.run(cfg, wd, print_fn=lambda *a: None)
+  suites.run(cfg, wd, print_fn=lambda *a: None)
   art = artifact.load(learn.head_path(wd, model_dir))
   rec = art.recipe
   assert rec["method"] == "adamw_head" and rec["preset"] == "roz" and rec["select"] == "test"
@@ -155,9 +157,9 @@ def test_preprocess_override_of_a_trained_head_is_refused(tiny_clip, tmp_path):
   path = str(tmp_path / "h.safetensors")
   artifact.save(art, path)
   cfg = ml_collections.ConfigDict(dict(preprocess="clip", precision="float32"))
-  with pytest.raises(runner.ConfigError, match=r"trained with preprocessing resize\(32,bilinear\)"):
-    runner.load_model(f"probe:{path}", cfg)
-  assert runner.load_model(f"probe:{path}", ml_collections.ConfigDict(
+  with pytest.raises(ConfigError, match=r"trained with preprocessing resize\(32,bilinear\)"):
+    load_model(f"probe:{path}", cfg)
+  assert load_model(f"probe:{path}", ml_collections.ConfigDict(
       dict(preprocess="", precision="float32"))).preprocess == own
 
 
@@ -167,14 +169,14 @@ def test_report_puts_heads_beside_their_backbone(tiny_clip, cifar_dir, tmp_path)
   cfg = _config(model_dir, cifar_dir)
   cfg.transforms = ("clean",)
   wd_probe = str(tmp_path / "probe")
-  probe_rows = runner.run(cfg, wd_probe, print_fn=lambda *a: None)
+  probe_rows = suites.run(cfg, wd_probe, print_fn=lambda *a: None)
   zs = _config(model_dir, cifar_dir)
   del zs["linear_probe"]
-  zs.suite_keys = ()
+  zs.suite = "synthetic"   # the passes only: no heads learned
   zs.transforms = ("clean",)
   zs.zeroshot.head, zs.zeroshot.templates = "dataset", "photo"
   wd_zs = str(tmp_path / "zs")
-  zs_rows = runner.run(zs, wd_zs, print_fn=lambda *a: None)
+  zs_rows = suites.run(zs, wd_zs, print_fn=lambda *a: None)
   rs = results.load([wd_probe, wd_zs])
   rep = render.build(rs)
   (t,) = [t for s in rep.sections if s.title == "Trained heads" for t in s.tables]
@@ -206,7 +208,7 @@ def test_roz_preset_on_a_batchnorm_backbone(cifar_dir, tmp_path):
   assert art.recipe["batchnorm"] == "train" and art.recipe["select"] == "test"
   assert "bn1/mean" in art.backbone_state and len(art.recipe["history"]) == 2
   assert any("BatchNorm train" in l for l in lines)
-  m = runner.load_model(f"probe:{path}", cfg)
+  m = load_model(f"probe:{path}", cfg)
   np.testing.assert_array_equal(np.asarray(m.params["net"]["backbone"]["bn1"]["mean"]),
                                 art.backbone_state["bn1/mean"])
   assert m.preprocess.size == 224 and m.describe()["kind"] == "supervised"

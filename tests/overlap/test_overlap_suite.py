@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 import overlap_fixtures as fx
-from jaxbench import runner, store as store_lib
-from jaxbench.overlap import calibrate, run as ov_run
+from jaxbench import store as store_lib, suites
+from jaxbench.engine import plan as plan_lib
+from jaxbench.overlap import __main__ as ov_main, calibrate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLANTED = ("exact", "resize", "jpeg", "crop", "jitter")
@@ -92,7 +93,7 @@ def suite(tmp_path_factory):
   cfg.overlap.gallery = 50
   cfg.overlap.calibration.num = 12
   workdir = str(base / "work")
-  rows = ov_run.run(cfg, workdir, print_fn=lambda *a: None)
+  rows = suites.run(cfg, workdir, print_fn=lambda *a: None)
   return dict(rows=rows, workdir=workdir, planted=planted, unrelated=unrelated,
               eval_ids=eval_ids, cfg=cfg, base=str(base), eval_root=str(eval_root),
               corpus=str(corpus))
@@ -131,7 +132,7 @@ def test_rows_rates_and_accuracy_split_by_hand(suite):
   # Hand computation from the runner's stored per-example correctness.
   st = store_lib.Store(suite["workdir"])
   cfg = suite["cfg"]
-  pid = runner.pass_id_for(runner.PassSpec("ovltest:clf", cfg.datasets[0], "clean"), cfg)
+  pid = plan_lib.pass_id_for(plan_lib.PassSpec("ovltest:clf", cfg.datasets[0], "clean"), cfg)
   out = st.outputs(pid)
   from jaxbench.data import catalog
   es = catalog.get(cfg.datasets[0])
@@ -190,7 +191,7 @@ def test_rerun_reuses_corpus_embeddings(suite, monkeypatch):
   monkeypatch.setattr(embed.Embedder, "embed",
                       lambda self, records, **kw: calls.append(kw.get("source")) or
                       orig(self, records, **kw))
-  rows = ov_run.run(suite["cfg"], suite["workdir"], print_fn=lambda *a: None)
+  rows = suites.run(suite["cfg"], suite["workdir"], print_fn=lambda *a: None)
   assert str(suite["cfg"].overlap.corpus) not in calls  # corpus not embedded again
   ours = lambda rs: {r["key"]: r["value"] for r in rs if r["transform"] != "clean"}
   assert ours(rows) == ours(suite["rows"]) and len(ours(rows)) == 5
@@ -208,7 +209,7 @@ def test_command_line_entry(suite, capsys, monkeypatch):
           "--config.overlap.gallery=50", "--config.overlap.calibration.num=12"]
   monkeypatch.setattr("sys.argv", argv)  # ml_collections reads --config.* from sys.argv
   with pytest.raises(SystemExit) as exit_info:
-    ov_run.main(argv)
+    ov_main.main(argv)
   assert exit_info.value.code in (None, 0)
   out = capsys.readouterr().out
   rate = [r for r in suite["rows"] if r["metric"] == "overlap_rate"][0]["value"]

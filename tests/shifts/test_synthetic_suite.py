@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from jaxbench import labels as labels_lib
-from jaxbench import runner, store as store_lib
+from jaxbench import store as store_lib, suites
 from jaxbench.metrics import imagenet_p as P
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -126,7 +126,7 @@ def disk_run(tiny_clip, data_root, tmp_path_factory):
   """
   model_dir, _ = tiny_clip
   wd = str(tmp_path_factory.mktemp("disk"))
-  rows = runner.run(_config(model_dir, data_root=str(data_root),
+  rows = suites.run(_config(model_dir, data_root=str(data_root),
                             imagenet_c=dict(corruptions="fog", severities="1"),
                             imagenet_p=dict(perturbations="rotate")), wd)
   return _by(rows), wd
@@ -175,7 +175,7 @@ def test_tfds_mode_keys_imagenet2012_corrupted_under_its_own_name(tiny_clip, dat
                                                                  tmp_path):
   model_dir, _ = tiny_clip
   tfds_dir = str(data_root / "tfds")
-  rows = runner.run(_config(model_dir, parts="imagenet_c",
+  rows = suites.run(_config(model_dir, parts="imagenet_c",
                             imagenet=dict(tfds_dir=tfds_dir),
                             imagenet_c=dict(source="tfds", tfds_dir=tfds_dir,
                                             corruptions="fog", severities="1")),
@@ -194,7 +194,7 @@ def generated_run(tiny_clip, data_root, tmp_path_factory):
   """
   model_dir, _ = tiny_clip
   wd = str(tmp_path_factory.mktemp("generated"))
-  rows = runner.run(_config(model_dir, data_root=str(data_root),
+  rows = suites.run(_config(model_dir, data_root=str(data_root),
                             imagenet_c=dict(source="generated", severities="5",
                                             corruptions="contrast,jpeg_compression")), wd)
   return _by(rows), wd

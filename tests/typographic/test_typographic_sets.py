@@ -140,9 +140,9 @@ def config_sets(srcs):
 
 
 def test_config_is_roz_protocol(config_sets):
-  from jaxbench import runner
+  from jaxbench import suites
   config, _, _ = config_sets
-  runner.validate(config)
+  suites.validate(config)
   assert config.preprocess == "clip" and config.zeroshot.templates == "clip80"
   assert len(config.datasets) == 2
 
@@ -195,14 +195,14 @@ def test_runner_scores_cifar10_t_from_the_config(srcs, tiny_clip, tmp_path):
   """configs/typographic.py through the real runner with a tiny random CLIP: the
   set is generated, scored, and the typographic rows written."""
   from absl import flags
-  from jaxbench import runner
+  from jaxbench import suites
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
   clip_dir, _ = tiny_clip
   config = _config(f"cifar_src={srcs['cifar']},imagenet_src=none,root={tmp_path / 'sets'},"
                    f"variants=roz+true_class,models={clip_dir},batch_size=8,templates=cifar10")
   config.num_workers = 0
-  rows = runner.run(config, str(tmp_path / "wd"), print_fn=lambda *a: None)
+  rows = suites.run(config, str(tmp_path / "wd"), print_fn=lambda *a: None)
   got = {r["metric"]: r for r in rows}
   assert {"top1", "success_rate", "top1/roz", "success_rate/roz", "top1/true_class",
           "success_rate/true_class"} <= set(got)

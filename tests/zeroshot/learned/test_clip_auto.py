@@ -65,10 +65,10 @@ def test_learn_keeps_an_existing_artifact(learned):
 
 
 def test_runner_evaluates_with_the_learned_head(t, learned):
-  # Evaluation: runner.run learns (kept from above) then evaluates with the learned head.
-  from jaxbench import runner
+  # Evaluation: suites.run learns (kept from above) then evaluates with the learned head.
+  from jaxbench import suites
   config, workdir, _, path, _ = learned
-  rows = runner.run(config, workdir, print_fn=lambda *a: None)
+  rows = suites.run(config, workdir, print_fn=lambda *a: None)
   top1 = [r for r in rows if r["metric"] == "top1"][0]
   assert top1["n"] == 100 and "templates=learned:auto" in top1["model"]
   assert top1["model_info"]["head"]["templates"] == f"learned:{os.path.basename(path)}:top1"
