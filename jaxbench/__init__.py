@@ -20,11 +20,15 @@ _SUBMODULES = ("models", "zeroshot", "attacks", "shifts", "data", "metrics", "re
 PLUGINS = {
     "datasets": ("jaxbench.typographic.sets",),     # jaxbench.data.catalog.DATASETS
     "shifts": ("jaxbench.typographic.shift",),      # jaxbench.shifts.SHIFTS
+    "models": ("jaxbench.heads.model",),            # jaxbench.models ('probe:PATH')
 }
+# Optional plugins (the offline demo) are not listed: a config names them in
+# ``config.plugins`` and the engine imports them (jaxbench.engine.plugins).
 
 
 def load_plugins(group: str) -> None:
-  """Imports the plugin modules of ``group`` ('datasets', 'shifts'); each registers itself."""
+  """Imports the plugin modules of ``group`` ('datasets', 'shifts', 'models'); each
+  registers itself."""
   for module in PLUGINS.get(group, ()):
     importlib.import_module(module)
 

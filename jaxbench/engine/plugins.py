@@ -3,18 +3,20 @@
 A plugin is any module that registers models (:func:`jaxbench.models.register_layout`,
 ``jaxbench.models.NAMES``), datasets (``jaxbench.data.catalog.DATASETS``), shifts,
 attacks or suites (``jaxbench.suites.SUITES``) when imported. A config names the
-ones it needs in ``config.plugins`` (``("jaxbench.demo",)``); :data:`CORE` are
-always loaded: they are part of jaxbench but sit above the registries they fill.
+ones it needs in ``config.plugins`` (``("jaxbench.demo",)``); the built-in ones
+(``jaxbench.PLUGINS``: typographic sets and shift, trained heads) are always loaded:
+they are part of jaxbench but sit above the registries they fill.
 """
 from __future__ import annotations
 
 import importlib
 
+import jaxbench
 from jaxbench.engine import keys
 from jaxbench.model_setup import ConfigError
 
-# Always loaded: trained heads as models ('probe:PATH', jaxbench.heads.model).
-CORE = ("jaxbench.heads.model",)
+# Always loaded: every built-in plugin of the package root's table.
+CORE = tuple(m for group in jaxbench.PLUGINS.values() for m in group)
 
 
 def load(config=None) -> list[str]:

@@ -23,6 +23,7 @@ import importlib
 import os
 from typing import Callable, Optional
 
+import jaxbench
 from jaxbench import registry
 from jaxbench.models.api import Model, Preprocess  # noqa: F401  (public)
 from jaxbench.models.hub import WeightsError  # noqa: F401  (public)
@@ -42,8 +43,9 @@ LAYOUTS: dict[str, Layout] = {}
 NAMES = registry.Registry("model name")
 
 # This package's modules that register layouts and names when imported. Modules of
-# higher floors (trained heads, the demo) register themselves when imported: the
-# engine imports them (jaxbench.engine.plugins, a config's ``plugins``).
+# higher floors register themselves when imported: built-in ones (trained heads) are
+# listed in the package root's table ``jaxbench.PLUGINS['models']``, optional ones
+# (the demo) are named by a config's ``plugins`` (jaxbench.engine.plugins).
 _PLUGINS = ("jaxbench.models.clip", "jaxbench.models.zoo")
 
 
@@ -59,6 +61,7 @@ def _load_plugins():
     except ModuleNotFoundError as e:
       if e.name != mod:
         raise
+  jaxbench.load_plugins("models")   # higher floors' layouts (trained heads)
 
 
 def known() -> list[str]:
