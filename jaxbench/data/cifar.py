@@ -70,7 +70,9 @@ def _read_python_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
   return np.ascontiguousarray(images), np.asarray(batch["labels"], np.int32)
 
 
-def _read_binary_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+def read_binary_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 (N, 32, 32, 3), labels int32 (N,)) of a CIFAR-10 binary batch file
+  (records of 1 label byte + 3072 CHW pixel bytes)."""
   raw = np.fromfile(path, np.uint8)
   if raw.size % 3073:
     raise LayoutError(f"{path!r}: size {raw.size} is not a multiple of 3073 (label byte + "
@@ -82,7 +84,7 @@ def _read_binary_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def read_cifar10_test(root: str) -> tuple[np.ndarray, np.ndarray]:
   """(images uint8 (N, 32, 32, 3), labels int32 (N,)) of the CIFAR-10 test batch."""
-  for name, reader in (("test_batch", _read_python_batch), ("test_batch.bin", _read_binary_batch)):
+  for name, reader in (("test_batch", _read_python_batch), ("test_batch.bin", read_binary_batch)):
     path = os.path.join(root, name)
     if os.path.isfile(path):
       images, labels = reader(path)
@@ -123,7 +125,7 @@ def read_cifar10_train(root: str) -> tuple[np.ndarray, np.ndarray]:
   parts = []
   for i in range(1, 6):
     for name, reader in ((f"data_batch_{i}", _read_python_batch),
-                         (f"data_batch_{i}.bin", _read_binary_batch)):
+                         (f"data_batch_{i}.bin", read_binary_batch)):
       path = os.path.join(root, name)
       if os.path.isfile(path):
         images, labels = reader(path)

@@ -18,12 +18,11 @@ from typing import Optional
 
 import numpy as np
 
+from jaxbench.data import cifar, sources
 from jaxbench.typographic.codec import decode_rgb
 from jaxbench.typographic.errors import TypographicError
 from jaxbench.typographic.vocabulary import Vocabulary, vocabulary
 
-_IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
-_CIFAR_RECORD = 1 + 32 * 32 * 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +85,10 @@ def list_source(src: str, kind: str) -> list[Item]:
     return [Item(f"{i:05d}", _check_label(int(l), vocab, src), _folder(vocab, int(l)), index=i)
             for i, l in enumerate(labels)]
   if kind == "cifar10_t" and (path := _cifar_bin_path(src)):
-    size = os.path.getsize(path)
-    if size % _CIFAR_RECORD:
-      raise SourceError(f"{path}: size {size} is not a multiple of {_CIFAR_RECORD} bytes "
-                        "(CIFAR-10 binary records: 1 label byte + 3072 pixel bytes)")
-    labels = np.fromfile(path, np.uint8).reshape(-1, _CIFAR_RECORD)[:, 0]
+    try:
+      _, labels = _cifar_binary(path)
+    except cifar.LayoutError as e:
+      raise SourceError(str(e)) from e
     return [Item(f"test_{i:05d}", _check_label(int(l), vocab, path), _folder(vocab, int(l)),
                  path=path, index=i) for i, l in enumerate(labels)]
   if not os.path.isdir(src):
@@ -103,11 +101,11 @@ def list_source(src: str, kind: str) -> list[Item]:
       continue
     label = _label_of_folder(folder, vocab, src)
     for name in sorted(os.listdir(full)):
-      if name.lower().endswith(_IMAGE_EXTS):
+      if sources.is_image_file(name):
         items.append(Item(f"{folder}/{name}", label, folder, path=os.path.join(full, name)))
   if not items:
     raise SourceError(f"--src {src}: no images found in <class>/<image> folders "
-                      f"(extensions {_IMAGE_EXTS})")
+                      f"(extensions {sources.IMAGE_EXTENSIONS})")
   return items
 
 
@@ -122,12 +120,15 @@ def _folder(vocab: Vocabulary, label: int) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _array(path: str) -> np.ndarray:
-  if path.endswith(".npz"):
-    with np.load(path) as d:
-      return d["images"]
-  recs = np.memmap(path, np.uint8, "r").reshape(-1, _CIFAR_RECORD)
-  return recs
+def _npz_images(path: str) -> np.ndarray:
+  with np.load(path) as d:
+    return d["images"]
+
+
+@functools.lru_cache(maxsize=4)
+def _cifar_binary(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """The CIFAR-10 binary batch, read once by the data floor's one CIFAR reader."""
+  return cifar.read_binary_batch(path)
 
 
 def load_item(item: Item, src: str) -> tuple[np.ndarray, str]:
@@ -137,10 +138,9 @@ def load_item(item: Item, src: str) -> tuple[np.ndarray, str]:
     SourceError: undecodable file (the generator records it as a skip).
   """
   if item.index >= 0 and not item.path:           # npz
-    return np.ascontiguousarray(_array(src)[item.index]), "RGB"
-  if item.index >= 0:                               # CIFAR binary, CHW planes
-    rec = np.asarray(_array(item.path)[item.index, 1:])
-    return np.ascontiguousarray(rec.reshape(3, 32, 32).transpose(1, 2, 0)), "RGB"
+    return np.ascontiguousarray(_npz_images(src)[item.index]), "RGB"
+  if item.index >= 0:                               # CIFAR binary
+    return np.ascontiguousarray(_cifar_binary(item.path)[0][item.index]), "RGB"
   with open(item.path, "rb") as f:
     data = f.read()
   try:
