@@ -31,7 +31,7 @@ import numpy as np
 from absl import logging
 
 from jaxbench import parallel, precision as precision_lib, progress, registry
-from jaxbench import stopping, store as store_lib, transforms
+from jaxbench import refill_pass, stopping, store as store_lib, transforms
 from jaxbench.data import pipeline
 from jaxbench.data import sources as sources_lib
 from jaxbench.data.evalset import EvalSet
@@ -474,10 +474,14 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
   if evalset.metadata.get("resize_to_crop"):
     # ImageNet-C/-P reference protocol: the stored 224 images are center-cropped only.
     preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
+  local = input_batches(config, evalset, preprocess, the_plan, host_shift,
+                        source_fingerprint=fingerprint)
+  # Survivor refill (config.attack.refill): the attack streams the batches through
+  # its own slots (jaxbench.refill_pass) and the fixed loop below gets none.
+  refill, refill_info = refill_pass.plan(transform, config)
   # Host-to-device copies of the next 2 batches start while the current step runs.
-  it = pipeline.prefetched(input_batches(config, evalset, preprocess, the_plan, host_shift,
-                                         source_fingerprint=fingerprint),
-                           2, lambda local: parallel.to_global(local, mesh))
+  it = pipeline.prefetched(local, 2, lambda b: parallel.to_global(b, mesh)) \
+      if refill is None else ()
   every = max(1, int(_get(config, "checkpoint_every", 50)))
   log_every = max(1, int(_get(config, "log_every", 10)))
   chunk_id = int(time.time() * 1000) % 10**12   # unique per attempt; sorted by time
@@ -486,6 +490,13 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
                          the_plan.num_batches, log_every=log_every)
   t0 = time.perf_counter()
   seen = 0
+  if refill is not None:
+    new_parts, counts, refill_info = refill_pass.run(
+        refill, transform.obj, model, params_on_mesh, local, batch_size=batch_size,
+        seed=int(config.seed), mesh=mesh, project=project, multilabel=evalset.multilabel,
+        num_classes=num_classes, counts=counts, store=store, pid=pid, chunk_id=chunk_id,
+        checkpoint_every=every, stop_agreed=lambda: _stop_agreed(), bar=bar,
+        what=f"{evalset.name} ({pid})")
   for b, batch in enumerate(it):
     if b == 0:
       t_first, programs = time.perf_counter(), _programs(step)
@@ -532,8 +543,10 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
   if (int(counts["n"]), int(counts["correct1"]), int(counts["correct5"])) != recount:
     raise RuntimeError(f"pass {pid}: device counters {counts} disagree with per-example "
                        f"outputs {recount}")
-  return _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed,
-               len(todo)), outputs
+  rows = _rows(ps, pid, model, evalset, transform, outputs, config, prov, elapsed, len(todo))
+  if refill_info is not None and rows:   # all rows of a pass share one details dict
+    rows[0]["details"]["refill"] = refill_info
+  return rows, outputs
 
 
 def _programs(step) -> int:

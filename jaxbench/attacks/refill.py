@@ -28,10 +28,12 @@ import numpy as np
 from jaxbench.attacks import base, ensemble
 
 
-@functools.partial(jax.jit, static_argnames=("attack",))
-def _refill(attack, state, images, labels, keys, eps, targets, take, mask):
+@functools.partial(jax.jit, static_argnames=("attack", "prep"))
+def _refill(attack, prep, state, images, labels, keys, eps, targets, take, mask):
   """Fresh state for the slots where ``take`` (``mask`` False: finished at once, as
-  padding in a batch); others keep ``state``."""
+  padding in a batch); others keep ``state``. ``prep`` (None: identity) turns the
+  images handed in into [0, 1] floats inside this program."""
+  images = prep(images) if prep is not None else images
   return base.select(take, attack.init(images, labels, keys, eps, targets, mask), state)
 
 
@@ -118,10 +120,14 @@ class Slots:
     chunk_steps: iterations between refills.
     put: host array -> device array for batch-leading arrays (e.g. a
       ``device_put`` to ``NamedSharding(mesh, P('data'))``).
+    prep: optional hashable function applied to the images inside the compiled
+      refill (e.g. uint8 -> [0, 1] floats: XLA folds that conversion into the
+      attack-space normalisation exactly as in a batched step, so results stay
+      bit-identical to it).
   """
 
   def __init__(self, attack: base.Iterative, apply, params, *, batch_size: int,
-               chunk_steps: int = 2, put=None):
+               chunk_steps: int = 2, put=None, prep=None):
     if not isinstance(attack, base.Iterative):
       raise base.AttackInputError(f"refill needs an iterative attack, got {attack.name!r}")
     if int(chunk_steps) < 1:
@@ -133,6 +139,7 @@ class Slots:
     self.apply, self.params = apply, params
     self.batch_size, self.chunk_steps = int(batch_size), int(chunk_steps)
     self.put = put if put is not None else jnp.asarray
+    self.prep = prep
     self.slot = np.full((self.batch_size,), -1, np.int64)
     self.state = None
     self.stats = Stats()
@@ -150,7 +157,7 @@ class Slots:
 
     Args:
       ids: (m,) int ids, m <= :meth:`free`.
-      images: (m, H, W, C) float32 in [0, 1].
+      images: (m, H, W, C) float32 in [0, 1] (or what ``prep`` turns into them).
       labels: (m,) int32.
       keys: (m, 2) uint32 raw per-example key data.
       targets: (m,) int32 or None (-1: no given target).
@@ -163,10 +170,10 @@ class Slots:
     empty = np.flatnonzero(self.slot < 0)[:m]
     if len(empty) < m:
       raise ValueError(f"refill: {m} examples for {len(empty)} empty slots")
-    images = np.asarray(images, np.float32)
+    images = np.asarray(images, None if self.prep is not None else np.float32)
     keys = np.asarray(keys)
     bsz = self.batch_size
-    imgs = np.zeros((bsz,) + images.shape[1:], np.float32)
+    imgs = np.zeros((bsz,) + images.shape[1:], images.dtype)
     labs = np.zeros((bsz,), np.int32)
     kds = np.zeros((bsz,) + keys.shape[1:], keys.dtype)
     tgs = np.full((bsz,), -1, np.int32)
@@ -182,8 +189,9 @@ class Slots:
     eps = np.full((bsz,), self.eps_value, np.float32)
     put = self.put
     if self.state is None:
-      self.state = _empty_state(self.static, imgs, labs, kds, eps, tgs, put)
-    self.state = _refill(self.static, self.state, put(imgs), put(labs), put(kds), put(eps),
+      x = jax.eval_shape(self.prep, imgs) if self.prep is not None else imgs
+      self.state = _empty_state(self.static, x, labs, kds, eps, tgs, put)
+    self.state = _refill(self.static, self.prep, self.state, put(imgs), put(labs), put(kds), put(eps),
                          put(tgs), put(take), put(mks))
 
   def advance(self) -> list[tuple[int, dict]]:
