@@ -34,8 +34,13 @@ Like every suite, the config takes ``--config.models``, ``--config.datasets``,
 overrides; ImageNet val is found under data_root (``imagenet`` in
 data_root/imagenet/val), or name it: ``--config.datasets="(\"imagenet(root='/x/val')\",)"``.
 
-Attacks run with survivor refill where they stop per example
-(``config.attack.refill``). Results rows: clean_acc, robust_acc,
+Attacks that stop per example (iterative attacks: BIM/MIM/DIM/PGD with early
+stop, NES/SPSA, Square, DeepFool, APGD, transfer, min_eps) run with survivor
+refill (``config.attack.refill``, ``config.attack.chunk_steps`` iterations
+between refills; jaxbench/refill_pass.py): per-example outputs as the fixed
+per-batch loop's, each row's ``details.refill`` says whether it ran and how full
+the batch stayed (``occupancy``); ensembles and C&W run the fixed loop (the row
+says why). Results rows: clean_acc, robust_acc,
 success_rate, norms and queries per attack (jaxbench.attacks.metrics), with
 the sanity checks (jaxbench.attacks.checks) in each row's details.
 """
@@ -114,7 +119,8 @@ def get_config(arg=None):
   config.attack = ml_collections.ConfigDict(dict(
       preset=preset,
       # Per-example early-stopping attacks keep the compiled batch full of
-      # unfinished examples (jaxbench.attacks.refill).
+      # unfinished examples (jaxbench.refill_pass, jaxbench.attacks.refill):
+      # chunk_steps attack iterations between refills.
       refill=True,
       chunk_steps=2,
       # Metrics written per attack (jaxbench.attacks.metrics.summarize).

@@ -492,7 +492,8 @@ def run_pass(ps: PassSpec, pid: str, model: Model, evalset: EvalSet,
   seen = 0
   if refill is not None:
     new_parts, counts, refill_info = refill_pass.run(
-        refill, transform.obj, model, params_on_mesh, local, batch_size=batch_size,
+        refill, transform.obj, model, params_on_mesh, pipeline.prefetched(local, 2),
+        batch_size=batch_size,
         seed=int(config.seed), mesh=mesh, project=project, multilabel=evalset.multilabel,
         num_classes=num_classes, counts=counts, store=store, pid=pid, chunk_id=chunk_id,
         checkpoint_every=every, stop_agreed=lambda: _stop_agreed(), bar=bar,

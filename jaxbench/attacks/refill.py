@@ -28,7 +28,7 @@ import numpy as np
 from jaxbench.attacks import base, ensemble
 
 
-@functools.partial(jax.jit, static_argnames=("attack", "prep"))
+@functools.partial(jax.jit, static_argnames=("attack", "prep"), donate_argnames=("state",))
 def _refill(attack, prep, state, images, labels, keys, eps, targets, take, mask):
   """Fresh state for the slots where ``take`` (``mask`` False: finished at once, as
   padding in a batch); others keep ``state``. ``prep`` (None: identity) turns the
@@ -47,7 +47,7 @@ def _empty_state(attack, imgs, labs, kds, eps, tgs, put):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-@functools.partial(jax.jit, static_argnames=("attack", "apply", "n"))
+@functools.partial(jax.jit, static_argnames=("attack", "apply", "n"), donate_argnames=("state",))
 def _chunk(attack, apply, params, dyn, state, n):
   """n steps, and every slot's output (read back only for finished slots)."""
   a = attack._merge(dyn) if dyn is not None else attack
