@@ -1,6 +1,7 @@
 """Attack benchmark: jitted attacks against PyTorch references in one run.
 
     python -m jaxbench.bench attacks [--batch=2] [--sections=whitebox,refill,blackbox,deepfool]
+    python -m jaxbench.bench attacks --sections=refill --rounds=3   # refill on the runner path
 
 Victim: a random-weight CLIP zero-shot classifier in transformers' layout
 (``CLIPModel.save_pretrained`` -> ``jaxbench.models.load``), 1000 random unit
