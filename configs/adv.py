@@ -34,9 +34,14 @@ Like every suite, the config takes ``--config.models``, ``--config.datasets``,
 overrides; ImageNet val is found under data_root (``imagenet`` in
 data_root/imagenet/val), or name it: ``--config.datasets="(\"imagenet(root='/x/val')\",)"``.
 
-Attacks run with survivor refill where they stop per example
-(``config.attack.refill``; the section's keys and defaults are declared by the adv
-suite, :mod:`jaxbench.suites.adv`). Results rows: clean_acc, robust_acc,
+Attacks that stop per example (iterative attacks: BIM/MIM/DIM/PGD with early
+stop, NES/SPSA, Square, DeepFool, APGD, transfer, min_eps) can run with survivor
+refill (``--config.attack.refill=True``, ``config.attack.chunk_steps`` iterations
+between refills, declared by :mod:`jaxbench.suites.adv`; jaxbench/engine/refill.py):
+per-example outputs as the fixed per-batch loop's, each row's ``details.refill``
+says whether it ran and how full the batch stayed (``occupancy``); ensembles and
+C&W run the fixed loop (the row says why). Off by default: it has not yet been
+measured faster than the fixed loop. Results rows: clean_acc, robust_acc,
 success_rate, norms and queries per attack (jaxbench.attacks.metrics), with
 the sanity checks (jaxbench.attacks.checks) in each row's details.
 """

@@ -28,10 +28,13 @@ import numpy as np
 from jaxbench.attacks import base, ensemble
 
 
-@functools.partial(jax.jit, static_argnames=("attack",))
-def _refill(attack, state, images, labels, keys, eps, targets, take):
-  """Fresh state for the slots where ``take``; others keep ``state``."""
-  return base.select(take, attack.init(images, labels, keys, eps, targets, take), state)
+@functools.partial(jax.jit, static_argnames=("attack", "prep"), donate_argnames=("state",))
+def _refill(attack, prep, state, images, labels, keys, eps, targets, take, mask):
+  """Fresh state for the slots where ``take`` (``mask`` False: finished at once, as
+  padding in a batch); others keep ``state``. ``prep`` (None: identity) turns the
+  images handed in into [0, 1] floats inside this program."""
+  images = prep(images) if prep is not None else images
+  return base.select(take, attack.init(images, labels, keys, eps, targets, mask), state)
 
 
 def _empty_state(attack, imgs, labs, kds, eps, tgs, put):
@@ -44,7 +47,7 @@ def _empty_state(attack, imgs, labs, kds, eps, tgs, put):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-@functools.partial(jax.jit, static_argnames=("attack", "apply", "n"))
+@functools.partial(jax.jit, static_argnames=("attack", "apply", "n"), donate_argnames=("state",))
 def _chunk(attack, apply, params, dyn, state, n):
   """n steps, and every slot's output (read back only for finished slots)."""
   a = attack._merge(dyn) if dyn is not None else attack
@@ -100,6 +103,119 @@ class Stats:
     return self.live_slot_steps / max(self.slot_steps, 1)
 
 
+class Slots:
+  """A compiled batch of ``batch_size`` slots running an iterative attack.
+
+  The building block of :func:`run` and of the runner's refill pass
+  (:mod:`jaxbench.engine.refill`): :meth:`fill` puts examples into empty slots,
+  :meth:`advance` runs ``chunk_steps`` iterations of every slot and hands back
+  the raw outputs (``attack.output``) of the examples that finished, whose
+  slots become empty. Examples are named by caller-chosen integer ids.
+
+  Args:
+    attack: an :class:`~jaxbench.attacks.base.Iterative` attack, bound to the
+      model (``for_model``/``prepare``).
+    apply, params: the victim (``apply`` hashable: it keys the compiled steps).
+    batch_size: slots.
+    chunk_steps: iterations between refills.
+    put: host array -> device array for batch-leading arrays (e.g. a
+      ``device_put`` to ``NamedSharding(mesh, P('data'))``).
+    prep: optional hashable function applied to the images inside the compiled
+      refill (e.g. uint8 -> [0, 1] floats: XLA folds that conversion into the
+      attack-space normalisation exactly as in a batched step, so results stay
+      bit-identical to it).
+  """
+
+  def __init__(self, attack: base.Iterative, apply, params, *, batch_size: int,
+               chunk_steps: int = 2, put=None, prep=None):
+    if not isinstance(attack, base.Iterative):
+      raise base.AttackInputError(f"refill needs an iterative attack, got {attack.name!r}")
+    if int(chunk_steps) < 1:
+      raise base.AttackInputError(f"refill: chunk_steps={chunk_steps!r}: expected an int >= 1")
+    static, self.dyn = attack._split()
+    # eps travels as an array: one compiled chunk serves every radius.
+    self.static = static.erase_eps()
+    self.eps_value = np.float32(attack.eps_array(1)[0])
+    self.apply, self.params = apply, params
+    self.batch_size, self.chunk_steps = int(batch_size), int(chunk_steps)
+    self.put = put if put is not None else jnp.asarray
+    self.prep = prep
+    self.slot = np.full((self.batch_size,), -1, np.int64)
+    self.state = None
+    self.stats = Stats()
+
+  def free(self) -> int:
+    """Number of empty slots."""
+    return int((self.slot < 0).sum())
+
+  def live(self) -> int:
+    """Number of slots holding an example."""
+    return int((self.slot >= 0).sum())
+
+  def fill(self, ids, images, labels, keys, targets=None, mask=None) -> None:
+    """Starts examples in empty slots.
+
+    Args:
+      ids: (m,) int ids, m <= :meth:`free`.
+      images: (m, H, W, C) float32 in [0, 1] (or what ``prep`` turns into them).
+      labels: (m,) int32.
+      keys: (m, 2) uint32 raw per-example key data.
+      targets: (m,) int32 or None (-1: no given target).
+      mask: (m,) bool or None; False marks an example the attack must leave
+        untouched (an unreadable file): it finishes at once, as in a batch.
+    """
+    m = len(ids)
+    if m == 0:
+      return
+    empty = np.flatnonzero(self.slot < 0)[:m]
+    if len(empty) < m:
+      raise ValueError(f"refill: {m} examples for {len(empty)} empty slots")
+    images = np.asarray(images, None if self.prep is not None else np.float32)
+    keys = np.asarray(keys)
+    bsz = self.batch_size
+    imgs = np.zeros((bsz,) + images.shape[1:], images.dtype)
+    labs = np.zeros((bsz,), np.int32)
+    kds = np.zeros((bsz,) + keys.shape[1:], keys.dtype)
+    tgs = np.full((bsz,), -1, np.int32)
+    mks = np.ones((bsz,), bool)
+    take = np.zeros((bsz,), bool)
+    imgs[empty], labs[empty], kds[empty] = images, labels, keys
+    if targets is not None:
+      tgs[empty] = targets
+    if mask is not None:
+      mks[empty] = mask
+    take[empty] = True
+    self.slot[empty] = np.asarray(ids, np.int64)
+    eps = np.full((bsz,), self.eps_value, np.float32)
+    put = self.put
+    if self.state is None:
+      x = jax.eval_shape(self.prep, imgs) if self.prep is not None else imgs
+      self.state = _empty_state(self.static, x, labs, kds, eps, tgs, put)
+    self.state = _refill(self.static, self.prep, self.state, put(imgs), put(labs), put(kds), put(eps),
+                         put(tgs), put(take), put(mks))
+
+  def advance(self) -> list[tuple[int, dict]]:
+    """Runs one chunk; returns [(id, raw output dict of host arrays)] of finished examples."""
+    live = self.live()
+    if live == 0:
+      return []
+    self.state, raw = _chunk(self.static, self.apply, self.params, self.dyn, self.state,
+                             self.chunk_steps)
+    self.stats.chunks += 1
+    self.stats.slot_steps += self.batch_size * self.chunk_steps
+    self.stats.live_slot_steps += live * self.chunk_steps
+    done = np.asarray(jax.device_get(self.state["done"]))
+    fin = np.flatnonzero(done & (self.slot >= 0))
+    out = []
+    if fin.size:
+      raw = jax.device_get(raw)
+      for j in fin:
+        out.append((int(self.slot[j]), {k: np.asarray(v[j]) for k, v in raw.items()}))
+        self.slot[j] = -1
+    self.stats.examples += len(out)
+    return out
+
+
 def run(attack: base.Iterative, apply, params, batches: Iterable[dict], *,
         batch_size: int, chunk_steps: int = 2, sharding=None):
   """Runs an iterative attack over a stream with survivor refill.
@@ -119,65 +235,37 @@ def run(attack: base.Iterative, apply, params, batches: Iterable[dict], *,
   Returns:
     (AttackResult with host numpy arrays in stream order, :class:`Stats`).
   """
-  if not isinstance(attack, base.Iterative):
-    raise base.AttackInputError(f"refill needs an iterative attack, got {attack.name!r}")
-  static, dyn = attack._split()
-  static = static.erase_eps()
-  eps_value = attack.eps_array(1)[0]
-  bsz = batch_size
-  stream = _stream(batches)
   put = (lambda x: jax.device_put(x, sharding)) if sharding is not None else jnp.asarray
-  slot = np.full((bsz,), -1, np.int64)
+  slots = Slots(attack, apply, params, batch_size=batch_size, chunk_steps=chunk_steps,
+                put=put)
+  stream = _stream(batches)
   done_raw: dict[int, dict] = {}
   inputs: dict[int, tuple] = {}
-  state = None
-  stats = Stats()
   next_id = 0
   exhausted = False
-  shape = None
   while True:
-    empty = np.flatnonzero(slot < 0)
     fresh = []
-    while not exhausted and len(fresh) < len(empty):
+    while not exhausted and len(fresh) < slots.free():
       try:
         ex = next(stream)
       except StopIteration:
         exhausted = True
         break
-      fresh.append((next_id, ex))
+      fresh.append(next_id)
       inputs[next_id] = ex
       next_id += 1
     if fresh:
-      shape = fresh[0][1][0].shape
-      imgs = np.zeros((bsz,) + shape, np.float32)
-      labs = np.zeros((bsz,), np.int32)
-      kds = np.zeros((bsz,) + fresh[0][1][2].shape, fresh[0][1][2].dtype)
-      tgs = np.full((bsz,), -1, np.int32)
-      take = np.zeros((bsz,), bool)
-      for (eid, (im, lb, kd, tg)), j in zip(fresh, empty):
-        imgs[j], labs[j], kds[j], tgs[j], take[j] = im, lb, kd, tg, True
-        slot[j] = eid
-      eps = np.full((bsz,), eps_value, np.float32)
-      if state is None:
-        state = _empty_state(static, imgs, labs, kds, eps, tgs, put)
-      state = _refill(static, state, put(imgs), put(labs), put(kds), put(eps), put(tgs),
-                      put(take))
-    live = int((slot >= 0).sum())
-    if live == 0:
+      slots.fill(fresh, np.stack([inputs[e][0] for e in fresh]),
+                 np.asarray([inputs[e][1] for e in fresh], np.int32),
+                 np.stack([inputs[e][2] for e in fresh]),
+                 np.asarray([inputs[e][3] for e in fresh], np.int32))
+    if slots.live() == 0:
       break
-    state, raw = _chunk(static, apply, params, dyn, state, chunk_steps)
-    stats.chunks += 1
-    stats.slot_steps += bsz * chunk_steps
-    stats.live_slot_steps += live * chunk_steps
-    done = np.asarray(jax.device_get(state["done"]))
-    fin = np.flatnonzero(done & (slot >= 0))
-    if fin.size:
-      raw = jax.device_get(raw)
-      for j in fin:
-        done_raw[int(slot[j])] = {k: np.asarray(v[j]) for k, v in raw.items()}
-        slot[j] = -1
+    done_raw.update(slots.advance())
+  stats = slots.stats
   stats.examples = next_id
-  return _finalize_all(static, apply, params, dyn, inputs, done_raw, bsz, put), stats
+  return _finalize_all(slots.static, apply, params, slots.dyn, inputs, done_raw,
+                       batch_size, put), stats
 
 
 def _finalize_all(static, apply, params, dyn, inputs, done_raw, bsz, put):

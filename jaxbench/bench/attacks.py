@@ -1,6 +1,7 @@
 """Attack benchmark: jitted attacks against PyTorch references in one run.
 
     python -m jaxbench.bench attacks [--batch=2] [--sections=whitebox,refill,blackbox,deepfool]
+    python -m jaxbench.bench attacks --sections=refill --rounds=3   # refill on the runner path
 
 Victim: a random-weight CLIP zero-shot classifier in transformers' layout
 (``CLIPModel.save_pretrained`` -> ``jaxbench.models.load``), 1000 random unit
@@ -11,9 +12,16 @@ transformers' ``CLIPModel.get_image_features``.
   (no early stop) on the full ViT-B/32, against torchattacks' FGSM, BIM,
   MIFGSM and DIFGSM. Our figure includes the clean and the final evaluation
   that torchattacks does not do.
-* refill: BIM with per-example early stop on a small model the benchmark
-  trains (examples fall at different steps): a fixed-iteration loop, the
-  batched early-stop loop (a batch lasts as long as its slowest example) and
+* refill: survivor refill through the runner: a whole runner pass of RoZ's BIM
+  (eps 8/255 normalised, 10 steps, per-example early stop) on a small random
+  CLIP ViT whose images are filed under the class it predicts (so examples are
+  correct before the attack and fall at iterations set by their margins), with
+  ``config.attack.refill`` off (the fixed per-batch loop: a batch lasts as long
+  as its slowest example) and on, interleaved round by round (``--rounds``);
+  the pass's own seconds (``details.seconds``: decoding, attack, scoring,
+  checkpoints), and a check that the per-example outputs agree.
+* refill_attack: the same attack alone (no runner) on a small model the
+  benchmark trains: a fixed-iteration loop, the batched early-stop loop and
   survivor refill, examples/s.
 * blackbox: NES and SPSA with q = 100 antithetic directions, queries/s of one
   attack step against RoZ's batched PyTorch estimate (all q directions of one
@@ -60,7 +68,15 @@ flags.DEFINE_integer("small_layers", 2, "vision layers for the black-box/DeepFoo
 flags.DEFINE_integer("q", 100, "NES/SPSA directions")
 flags.DEFINE_integer("deepfool_torch_classes", 20, "classes timed for PyTorch DeepFool")
 flags.DEFINE_bool("deepfool_generic", False, "also time our generic per-class DeepFool path")
-flags.DEFINE_list("sections", ["whitebox", "refill", "blackbox", "deepfool"], "what to run")
+flags.DEFINE_list("sections", ["whitebox", "refill", "blackbox", "deepfool"],
+                  "what to run (also: refill_attack, survivor refill without the runner)")
+flags.DEFINE_integer("refill_examples", 512, "examples of the refill runner benchmark")
+flags.DEFINE_integer("refill_batch", 64, "batch (slots) of the refill runner benchmark")
+flags.DEFINE_integer("chunk_steps", 2, "refill: attack iterations between refills")
+flags.DEFINE_float("refill_noise", 0.7, "refill: pixel noise of the CNN's class blobs")
+flags.DEFINE_enum("refill_model", "cnn", ["cnn", "clip"], "refill: the victim")
+flags.DEFINE_integer("refill_width", 32, "refill: channels of the CNN's first stage")
+flags.DEFINE_integer("refill_contrast", 24, "refill: image noise of up to +- this many levels")
 flags.DEFINE_bool("torch", True, "also time the PyTorch references")
 flags.DEFINE_string("out", "bench_results.jsonl", "JSON lines file to append to")
 flags.DEFINE_enum("arch", "b32", list(common.CLIP_ARCHS), "victim CLIP size (random weights)")
@@ -269,6 +285,211 @@ def bench_refill():
   return row
 
 
+# --- survivor refill through the runner -------------------------------------------
+
+_REFILL_CLASSES = ("cat", "dog", "fish", "bird", "car", "tree", "boat", "house", "apple",
+                   "chair")
+
+
+def _small_clip(out_dir, image_size=32, patch=4, width=96, layers=2, seed=0):
+  """A random small CLIP in transformers' layout (safetensors, tokenizer, preprocessor)."""
+  import json
+  import os
+  import torch
+  from transformers import CLIPConfig, CLIPModel
+  from jaxbench.zeroshot import tokenizer
+  cfg = CLIPConfig(
+      text_config=dict(hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                       num_hidden_layers=1),
+      vision_config=dict(hidden_size=width, intermediate_size=2 * width, num_attention_heads=4,
+                         num_hidden_layers=layers, image_size=image_size, patch_size=patch),
+      projection_dim=32)
+  torch.manual_seed(seed)
+  model = CLIPModel(cfg).eval()
+  with torch.no_grad():   # non-trivial norms and biases (as the tests' tiny CLIP)
+    for name, p in model.named_parameters():
+      if "norm" in name or name.endswith("bias"):
+        p.add_(0.1 * torch.randn_like(p))
+  model.save_pretrained(out_dir)
+  tokenizer.write_transformers_files(out_dir)
+  with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
+    json.dump({"crop_size": {"height": image_size, "width": image_size},
+               "size": {"shortest_edge": image_size}, "resample": 3, "do_center_crop": True,
+               "image_mean": [0.48145466, 0.4578275, 0.40821073],
+               "image_std": [0.26862954, 0.26130258, 0.27577711]}, f)
+  return out_dir
+
+
+def _blobs(n, rng, centers, noise):
+  """n 32x32 images around 10 class centres (uint8) and their labels."""
+  y = rng.integers(0, len(centers), n)
+  x = np.clip(centers[y] + rng.normal(scale=noise, size=(n, 32, 32, 3)), 0, 1)
+  return np.round(x * 255).astype(np.uint8), y.astype(np.int32)
+
+
+def _trained_cnn(out_dir, width=16, steps=300, seed=0):
+  """The demo's small CNN (``jaxbench.demo.cnn`` layout) trained for a few hundred
+  steps on noisy class blobs; returns (directory, blob centres)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from jaxbench.demo import cnn
+  rng = np.random.default_rng(seed)
+  # Smooth class centres (8x8 upsampled): the CNN's pooling sees them.
+  small = rng.uniform(0.25, 0.75, size=(len(_REFILL_CLASSES), 8, 8, 3))
+  centers = np.repeat(np.repeat(small, 4, axis=1), 4, axis=2).astype(np.float32)
+  params = cnn.init_params(width, len(_REFILL_CLASSES), 32, jax.random.key(seed))
+  net = cnn.DigitCNN(width, len(_REFILL_CLASSES))
+  opt = optax.adam(2e-3)
+  state = opt.init(params)
+
+  @jax.jit
+  def step(p, s, x, y):
+    def loss(p):
+      z = (x.astype(jnp.float32) / 255.0 - 0.5) / 0.5
+      return optax.softmax_cross_entropy_with_integer_labels(
+          net.apply({"params": p}, z), y).mean()
+    g = jax.grad(loss)(p)
+    u, s = opt.update(g, s)
+    return optax.apply_updates(p, u), s
+
+  for _ in range(steps):
+    x, y = _blobs(128, rng, centers, FLAGS.refill_noise)
+    params, state = step(params, state, x, y)
+  cnn.save(out_dir, params, width=width, num_classes=len(_REFILL_CLASSES), image_size=32,
+           label_space="bench:refill", class_names=sorted(_REFILL_CLASSES))
+  return out_dir, centers
+
+
+def _refill_config(model_dir, data_dir, refill, batch, **kw):
+  import ml_collections
+  c = ml_collections.ConfigDict(dict(
+      suite="adv", seed=0, models=(model_dir,),
+      zeroshot=dict(classnames="imagenet", templates="photo", head="imagenet",
+                    logit_scale="model"),
+      preprocess="", datasets=(f"image_folder(root={data_dir!r})",),
+      transforms=("attack:bim(eps=8/255, space='normalized')",), batch_size=batch,
+      mesh=dict(data=-1, model=1), checkpoint_every=50, log_every=1000, num_workers=2,
+      precision="float32", max_examples=-1, report=False, workdir_policy="strict",
+      attack=dict(refill=refill, chunk_steps=FLAGS.chunk_steps)))
+  c.update(kw)
+  return c
+
+
+def _labelled_by_prediction(model_dir, root, n, batch):
+  """n random 32x32 PNGs, each filed under the class the model predicts for it, so
+  that (nearly) every example is correct before the attack and BIM's early stop
+  ends examples at iterations that depend on their margins."""
+  import os
+  import shutil
+  from PIL import Image
+  from jaxbench import store as store_lib, suites
+  rng = np.random.default_rng(0)
+  for c in _REFILL_CLASSES:
+    os.makedirs(os.path.join(root, c), exist_ok=True)
+  names = []
+  for i in range(n):
+    name = f"img_{i:05d}.png"
+    # Flat colours with noise of random contrast (up to --refill_contrast levels): for
+    # low contrast the attack's budget is of the order of the content, so margins,
+    # and the iterations BIM needs, spread out.
+    c = int(rng.integers(1, FLAGS.refill_contrast + 1))
+    img = np.clip(rng.integers(40, 216, (1, 1, 3)) + rng.integers(-c, c + 1, (32, 32, 3)),
+                  0, 255)
+    Image.fromarray(img.astype(np.uint8)).save(
+        os.path.join(root, _REFILL_CLASSES[i % len(_REFILL_CLASSES)], name))
+    names.append(name)
+  wd = os.path.join(os.path.dirname(root), "label_run")
+  suites.run(_refill_config(model_dir, root, False, batch, transforms=("clean",)), wd)
+  (pid,) = os.listdir(os.path.join(wd, "passes"))
+  out = store_lib.Store(wd).outputs(pid)
+  from jaxbench.data import catalog
+  evalset = catalog.get(f"image_folder(root={root!r})")
+  moves = []
+  for idx, pred in zip(out["index"], out["pred"]):
+    rel = str(evalset.source[int(idx)]["id"])
+    moves.append((os.path.join(root, rel), os.path.join(
+        root, evalset.class_names[int(pred)], os.path.basename(rel))))
+  for a, b in moves:
+    if a != b:
+      shutil.move(a, b)   # refile under the predicted class (not a results write)
+
+
+def bench_refill_runner():
+  """RoZ's BIM (eps 8/255 normalised, 10 steps, per-example early stop) as a whole
+  runner pass, the fixed per-batch loop against survivor refill, interleaved."""
+  import os
+  import shutil
+  from jaxbench import store as store_lib, suites
+  from jaxbench.engine import run as engine_run
+  tmp = tempfile.mkdtemp()
+  load = engine_run.load_model
+  try:
+    data = os.path.join(tmp, "data")
+    n, batch = FLAGS.refill_examples, FLAGS.refill_batch
+    if FLAGS.refill_model == "cnn":
+      model_dir, centers = _trained_cnn(os.path.join(tmp, "model"), FLAGS.refill_width)
+      x, y = _blobs(n, np.random.default_rng(1), centers, FLAGS.refill_noise)
+      from PIL import Image
+      names = sorted(_REFILL_CLASSES)
+      for i in range(n):
+        os.makedirs(os.path.join(data, names[y[i]]), exist_ok=True)
+        Image.fromarray(x[i]).save(os.path.join(data, names[y[i]], f"img_{i:05d}.png"))
+    else:
+      model_dir = _small_clip(os.path.join(tmp, "model"))
+      _labelled_by_prediction(model_dir, data, n, batch)
+    def once(refill, tag, **kw):
+      wd = os.path.join(tmp, tag)
+      rows = suites.run(_refill_config(model_dir, data, refill, batch, **kw), wd)
+      (pid,) = os.listdir(os.path.join(wd, "passes"))
+      out = store_lib.Store(wd).outputs(pid)
+      shutil.rmtree(wd)
+      return rows[0]["details"], out
+    # One model object for every pass, as in one run over several sets: the compiled
+    # programs of both modes are reused across rounds (compile time left out).
+    load, loaded = engine_run.load_model, {}
+    engine_run.load_model = lambda spec, config: loaded.setdefault(spec, load(spec, config))
+    for refill in (False, True):   # compile both modes' programs (same shapes)
+      once(refill, f"warm_{refill}", max_examples=2 * batch)
+    rounds = []
+    for r in range(max(1, FLAGS.rounds)):
+      (d_fixed, out_fixed), (d_refill, out_refill) = (once(False, f"fixed_{r}"),
+                                                      once(True, f"refill_{r}"))
+      differ = [k for k in out_fixed if not np.array_equal(out_fixed[k], out_refill[k])]
+      # Attack-space norms may differ in the last float32 bits (tests/engine/test_refill.py).
+      same = all(k in ("atk_linf", "atk_l2") and np.allclose(
+          out_fixed[k], out_refill[k], rtol=2e-6, atol=1e-7) for k in differ)
+      rounds.append((d_fixed["seconds"], d_refill["seconds"]))
+      print(f"  round {r + 1}: fixed loop {n / d_fixed['seconds']:8.1f} ex/s "
+            f"({d_fixed['seconds']:.2f} s) | refill {n / d_refill['seconds']:8.1f} ex/s "
+            f"({d_refill['seconds']:.2f} s)  x{d_fixed['seconds'] / d_refill['seconds']:.2f}"
+            f"  occupancy {d_refill['refill']['occupancy']:.2f}, outputs "
+            f"{'identical' if same else 'DIFFER: ' + ', '.join(differ)}", flush=True)
+    steps = out_fixed["atk_steps"][~out_fixed["bad"]]
+    clean = out_fixed["clean_correct1"][~out_fixed["bad"]]
+    t_fixed = float(np.median([a for a, _ in rounds]))
+    t_refill = float(np.median([b for _, b in rounds]))
+    row = {"examples": n, "batch": batch, "chunk_steps": FLAGS.chunk_steps,
+           "fixed_examples_per_s": n / t_fixed, "refill_examples_per_s": n / t_refill,
+           "refill_vs_fixed": t_fixed / t_refill,
+           "refill_occupancy": d_refill["refill"]["occupancy"],
+           "clean_acc": float(clean.mean()), "mean_steps": float(steps.mean()),
+           "max_steps": int(steps.max()), "outputs_identical": bool(same),
+           "steps_histogram": np.bincount(steps, minlength=11).tolist()}
+    victim = (f"small CNN (demo layout, width {FLAGS.refill_width}) trained on noisy blobs"
+              if FLAGS.refill_model == "cnn" else
+              "random CLIP ViT (32 px, patch 4, width 96, 2 layers)")
+    print(f"  {victim}, 10 classes, {n} examples, "
+          f"batch {batch}, clean acc {row['clean_acc']:.2f}, steps per example mean "
+          f"{row['mean_steps']:.1f}, max {row['max_steps']}: refill x{row['refill_vs_fixed']:.2f} "
+          f"vs the fixed loop (median over rounds); steps histogram {row['steps_histogram']}",
+          flush=True)
+    return row
+  finally:
+    engine_run.load_model = load
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def bench_blackbox(model, params, net, use_torch):
   import jax
   import torch
@@ -384,8 +605,12 @@ def main(argv):
       figures["whitebox"] = bench_whitebox(model, params, net, FLAGS.torch, FLAGS.torch_device)
       del model, params, net
     if "refill" in sections:
-      print("early-stop BIM with survivor refill:", flush=True)
-      figures["refill"] = bench_refill()
+      print("survivor refill through the runner (a whole BIM pass, refill off | on):",
+            flush=True)
+      figures["refill"] = bench_refill_runner()
+    if "refill_attack" in sections:
+      print("early-stop BIM with survivor refill (the attack alone):", flush=True)
+      figures["refill_attack"] = bench_refill()
     if sections & {"blackbox", "deepfool"}:
       model, params, net = _build(tmp + "/small", FLAGS.small_layers)
       if "blackbox" in sections:

@@ -28,7 +28,8 @@ from jaxbench import parallel, progress, stopping, store as store_lib, transform
 from jaxbench.data import pipeline
 from jaxbench.data import sources as sources_lib
 from jaxbench.data.evalset import EvalSet
-from jaxbench.engine import keys, plan as plan_lib, rows as rows_lib, step as step_lib
+from jaxbench.engine import keys, plan as plan_lib, refill as refill_lib, rows as rows_lib
+from jaxbench.engine import step as step_lib
 from jaxbench.model_setup import ConfigError
 from jaxbench.models.api import Model, Preprocess
 
@@ -106,7 +107,8 @@ def check_data_unchanged(pid: str, evalset: EvalSet, fingerprint: dict,
 def run_pass(ps: plan_lib.PassSpec, pid: str, model: Model, evalset: EvalSet,
              transform: transforms.Transform, use_project: bool, config, mesh,
              store: store_lib.Store, prov: dict, params_on_mesh, *,
-             suite: Optional[str] = None) -> tuple[list[dict], dict]:
+             suite: Optional[str] = None,
+             refill: Optional[refill_lib.Settings] = None) -> tuple[list[dict], dict]:
   """Runs (or resumes) one pass; returns (its rows, its per-example outputs).
 
   Args:
@@ -116,6 +118,7 @@ def run_pass(ps: plan_lib.PassSpec, pid: str, model: Model, evalset: EvalSet,
     evalset: the set; ``use_project`` applies ``evalset.project`` to the logits.
     transform: the bound transform.
     suite: the rows' suite (default ``config.suite``).
+    refill: survivor-refill settings from the suite (None: the fixed loop).
   """
   n = len(evalset)
   max_examples = int(keys.get(config, "max_examples"))
@@ -152,10 +155,14 @@ def run_pass(ps: plan_lib.PassSpec, pid: str, model: Model, evalset: EvalSet,
   if evalset.metadata.get("resize_to_crop"):
     # ImageNet-C/-P reference protocol: the stored 224 images are center-cropped only.
     preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
+  local = input_batches(config, evalset, preprocess, the_plan, transform.host_fn,
+                        source_fingerprint=fingerprint)
+  # Survivor refill: the attack streams the batches through its own slots
+  # (jaxbench.engine.refill) and the fixed loop below gets none.
+  refill_settings, refill_info = refill_lib.plan(transform, refill)
   # Host-to-device copies of the next 2 batches start while the current step runs.
-  it = pipeline.prefetched(input_batches(config, evalset, preprocess, the_plan,
-                                         transform.host_fn, source_fingerprint=fingerprint),
-                           2, lambda local: parallel.to_global(local, mesh))
+  it = pipeline.prefetched(local, 2, lambda b: parallel.to_global(b, mesh)) \
+      if refill_settings is None else ()
   every = max(1, int(keys.get(config, "checkpoint_every")))
   log_every = max(1, int(keys.get(config, "log_every")))
   chunk_id = int(time.time() * 1000) % 10**12   # unique per attempt; sorted by time
@@ -164,6 +171,13 @@ def run_pass(ps: plan_lib.PassSpec, pid: str, model: Model, evalset: EvalSet,
                          the_plan.num_batches, log_every=log_every)
   t0 = time.perf_counter()
   seen = 0
+  if refill_settings is not None:
+    new_parts, counts, refill_info = refill_lib.run(
+        refill_settings, transform.obj, model, params_on_mesh, pipeline.prefetched(local, 2),
+        batch_size=batch_size, seed=int(config.seed), mesh=mesh, project=project,
+        multilabel=evalset.multilabel, num_classes=num_classes, counts=counts, store=store,
+        pid=pid, chunk_id=chunk_id, checkpoint_every=every, stop_agreed=lambda: _stop_agreed(),
+        bar=bar, what=f"{evalset.name} ({pid})")
   for b, batch in enumerate(it):
     if b == 0:
       t_first, programs = time.perf_counter(), step_lib.programs(step)
@@ -211,5 +225,8 @@ def run_pass(ps: plan_lib.PassSpec, pid: str, model: Model, evalset: EvalSet,
     raise RuntimeError(f"pass {pid}: device counters {counts} disagree with per-example "
                        f"outputs {recount}")
   suite = str(keys.get(config, "suite")) if suite is None else suite
-  return rows_lib.make_rows(ps, pid, model, evalset, transform, outputs, suite=suite,
-                            prov=prov, elapsed=elapsed, evaluated=len(todo)), outputs
+  rows = rows_lib.make_rows(ps, pid, model, evalset, transform, outputs, suite=suite,
+                            prov=prov, elapsed=elapsed, evaluated=len(todo))
+  if refill_info is not None and rows:   # all rows of a pass share one details dict
+    rows[0]["details"]["refill"] = refill_info
+  return rows, outputs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
 
@@ -40,12 +40,14 @@ class Hooks:
     phases: (config, workdir) -> lines describing what ``prepare`` will do (dry run).
     prepare: (config, workdir, mesh) -> None, run after the checks, before the passes.
     row_suite: (transform, evalset) -> the rows' suite (default ``config.suite``).
+    refill: survivor-refill settings for attack passes (None: the fixed loop).
   """
   sections: Mapping[str, keys.Key] = dataclasses.field(default_factory=dict)
   elsewhere: Mapping[str, str] = dataclasses.field(default_factory=dict)
   phases: Optional[Callable[..., list[str]]] = None
   prepare: Optional[Callable[..., None]] = None
   row_suite: Optional[Callable[..., str]] = None
+  refill: Optional[Any] = None   # jaxbench.engine.refill.Settings
 
 
 NO_HOOKS = Hooks()
@@ -308,7 +310,8 @@ def _run_locked(config, plan, store: store_lib.Store, hooks: Hooks) -> list[dict
         suite = (hooks.row_suite(transform, evalset) if hooks.row_suite is not None
                  else str(keys.get(config, "suite")))
         rows, outputs = loop.run_pass(ps, pid, model, evalset, transform, use_project,
-                                      config, mesh, store, prov, params, suite=suite)
+                                      config, mesh, store, prov, params, suite=suite,
+                                      refill=hooks.refill)
         store.finish_pass(pid, outputs)
         store.add_rows(rows)
         n_bad = int(rows[0]["details"]["n_bad"]) if rows else 0

@@ -46,6 +46,11 @@ class Suite:
     """Work before the passes (after every check, under the workdir lock)."""
     del config, workdir, mesh, print_fn
 
+  def refill(self, config):
+    """Survivor-refill settings for attack passes (default None: the fixed loop)."""
+    del config
+    return None
+
   def row_suite(self, config, transform, evalset) -> str:
     """The suite the rows of a pass carry (default: ``config.suite``)."""
     del transform, evalset
@@ -59,7 +64,8 @@ class Suite:
         sections=dict(self.sections), elsewhere=declared_elsewhere(self.name),
         phases=self.phases,
         prepare=lambda c, w, mesh: self.prepare(c, w, mesh, print_fn=print_fn),
-        row_suite=lambda transform, evalset: self.row_suite(config, transform, evalset))
+        row_suite=lambda transform, evalset: self.row_suite(config, transform, evalset),
+        refill=self.refill(config))
 
   def validate(self, config) -> None:
     """Checks the config's keys (engine's and this suite's sections) and values."""
