@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from jaxbench.typographic import render, variants, vocabulary
-from jaxbench.typographic import text as text_lib
-
+import typographic_fixtures as fx
+from jaxbench.typographic import variants, vocabulary
 
 IMAGENET = vocabulary.vocabulary("imagenet_t")
 ROZ = variants.KIND_DEFAULTS["imagenet_t"]
@@ -12,26 +11,12 @@ ROZ = variants.KIND_DEFAULTS["imagenet_t"]
 STRICT = variants.parse_variant("strict", "imagenet_t")[1]
 
 
-def _photo(h, w, seed=0):
-  """A smooth colour image (so text pixels differ from the background)."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[0:h, 0:w]
-  img = np.stack([60 + 40 * np.sin(xx / (7 + c) + rng.uniform(0, 6)) + 30 * np.cos(yy / 9)
-                  for c in range(3)], -1)
-  return np.clip(img, 0, 200).astype(np.uint8)
-
-
-def _render(image, variant, vocab, label, seed=0, eid="x"):
-  return render.render(image, variant, vocab, label, text_lib.example_rng(seed, eid, "label"),
-                     text_lib.example_rng(seed, eid, "place"))
-
-
 def _strict_renders(shape):
   """40 strict-rule renders on a (height, width) photo; the placed ones (>= 10)."""
-  img = _photo(*shape)
+  img = fx.photo(*shape)
   placed = []
   for i in range(40):
-    r = _render(img, STRICT, IMAGENET, 0, eid=str(i))
+    r = fx.render_one(img, STRICT, IMAGENET, 0, eid=str(i))
     if r.skipped:
       assert r.skipped in ("text_does_not_fit", "no_room")
       continue
@@ -62,14 +47,14 @@ def test_strict_placements_never_overlap(shape):
 
 
 def test_skips_text_too_large():
-  r = _render(_photo(20, 30), ROZ, IMAGENET, 0)
+  r = fx.render_one(fx.photo(20, 30), ROZ, IMAGENET, 0)
   assert r.skipped == "text_does_not_fit" and r.image is None
 
 
 def test_skips_when_there_is_no_room():
   # 8 boxes of 22 px height cannot all fit in a 30 px tall strip of a narrow image.
   v = STRICT.replace(text="fixed", word="hen", max_tries=50)
-  r = _render(_photo(30, 100), v, IMAGENET, 0)
+  r = fx.render_one(fx.photo(30, 100), v, IMAGENET, 0)
   assert r.skipped == "no_room" and r.written_label == 8
 
 
@@ -77,8 +62,8 @@ def test_roz_corner_test_keeps_small_images_the_strict_rules_drop():
   # RoZ's corner test keeps small images the strict rules drop (issue 18:
   # 'mushroom' at 286x165, strict drops ~2/3).
   img = np.zeros((165, 286, 3), np.uint8)
-  mush = [(_render(img, ROZ.replace(text="fixed", word="mushroom"), IMAGENET, 0, eid=str(i)),
-           _render(img, STRICT.replace(text="fixed", word="mushroom"), IMAGENET, 0, eid=str(i)))
+  mush = [(fx.render_one(img, ROZ.replace(text="fixed", word="mushroom"), IMAGENET, 0, eid=str(i)),
+           fx.render_one(img, STRICT.replace(text="fixed", word="mushroom"), IMAGENET, 0, eid=str(i)))
           for i in range(60)]
   assert all(not a.skipped for a, _ in mush)
   assert np.mean([b.skipped == "no_room" for _, b in mush]) > 0.4
@@ -87,7 +72,7 @@ def test_roz_corner_test_keeps_small_images_the_strict_rules_drop():
 def test_centered_policy_stacks_copies_at_the_centre():
   img = np.zeros((300, 400, 3), np.uint8)
   _, v = variants.parse_variant("typo(policy='centered', count=3, color=(255, 0, 0))", "imagenet_t")
-  r = _render(img, v, IMAGENET, 1)
+  r = fx.render_one(img, v, IMAGENET, 1)
   w, h, b = r.box
   assert [x for x, _ in r.placements] == [(400 - w) // 2] * 3
   ys = [y for _, y in r.placements]
@@ -98,6 +83,6 @@ def test_centered_policy_stacks_copies_at_the_centre():
 def test_large_policy_writes_one_word_across_the_image():
   img = np.zeros((300, 400, 3), np.uint8)
   _, v = variants.parse_variant("large", "imagenet_t")
-  r = _render(img, v, IMAGENET, 1)
+  r = fx.render_one(img, v, IMAGENET, 1)
   assert len(r.placements) == 1 and abs(r.box[0] - 0.8 * 400) <= 8
   assert r.font["scale"] > 0.8 and r.font["thickness"] > 1

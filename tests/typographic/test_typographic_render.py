@@ -4,41 +4,27 @@ import io
 import numpy as np
 import pytest
 
-from jaxbench.typographic import codec, errors, hershey, render, variants, vocabulary
+import typographic_fixtures as fx
+from jaxbench.typographic import codec, errors, hershey, variants, vocabulary
 from jaxbench.typographic import text as text_lib
-
 
 IMAGENET = vocabulary.vocabulary("imagenet_t")
 CIFAR = vocabulary.vocabulary("cifar10_t")
 ROZ = variants.KIND_DEFAULTS["imagenet_t"]
 
 
-def _photo(h, w, seed=0):
-  """A smooth colour image (so text pixels differ from the background)."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[0:h, 0:w]
-  img = np.stack([60 + 40 * np.sin(xx / (7 + c) + rng.uniform(0, 6)) + 30 * np.cos(yy / 9)
-                  for c in range(3)], -1)
-  return np.clip(img, 0, 200).astype(np.uint8)
-
-
-def _render(image, variant, vocab, label, seed=0, eid="x"):
-  return render.render(image, variant, vocab, label, text_lib.example_rng(seed, eid, "label"),
-                     text_lib.example_rng(seed, eid, "place"))
-
-
 def test_same_seed_same_pixels_in_any_order():
-  img = _photo(300, 400)
-  a = [_render(img, ROZ, IMAGENET, 3, seed=5, eid=f"im{i}") for i in range(4)]
-  b = [_render(img, ROZ, IMAGENET, 3, seed=5, eid=f"im{i}") for i in reversed(range(4))][::-1]
+  img = fx.photo(300, 400)
+  a = [fx.render_one(img, ROZ, IMAGENET, 3, seed=5, eid=f"im{i}") for i in range(4)]
+  b = [fx.render_one(img, ROZ, IMAGENET, 3, seed=5, eid=f"im{i}") for i in reversed(range(4))][::-1]
   for ra, rb in zip(a, b):
     assert np.array_equal(ra.image, rb.image) and ra.placements == rb.placements
 
 
 def test_other_seeds_and_ids_draw_other_placements():
-  img = _photo(300, 400)
-  a = [_render(img, ROZ, IMAGENET, 3, seed=5, eid=f"im{i}") for i in range(4)]
-  c = _render(img, ROZ, IMAGENET, 3, seed=6, eid="im0")
+  img = fx.photo(300, 400)
+  a = [fx.render_one(img, ROZ, IMAGENET, 3, seed=5, eid=f"im{i}") for i in range(4)]
+  c = fx.render_one(img, ROZ, IMAGENET, 3, seed=6, eid="im0")
   assert c.placements != a[0].placements
   # Different ids draw different words/positions.
   assert len({r.placements for r in a}) == 4
@@ -50,7 +36,7 @@ def test_text_pixels_are_where_the_manifest_says():
   boxes, and every box holds text."""
   black = np.zeros((200, 300, 3), np.uint8)
   for i in range(10):
-    r = _render(black, ROZ, IMAGENET, 1, eid=str(i))
+    r = fx.render_one(black, ROZ, IMAGENET, 1, eid=str(i))
     if r.skipped:
       continue
     ref = black.copy()
@@ -68,10 +54,10 @@ def test_text_pixels_are_where_the_manifest_says():
 
 
 def test_supersampled_cifar_text_keeps_other_pixels():
-  img = _photo(32, 32, seed=3)
+  img = fx.photo(32, 32, seed=3)
   _, v = variants.parse_variant("on_image", "cifar10_t")     # the 32x32 rendering
   for i in range(6):
-    r = _render(img, v, CIFAR, 2, eid=str(i))
+    r = fx.render_one(img, v, CIFAR, 2, eid=str(i))
     assert not r.skipped and r.image.shape == (32, 32, 3) and len(r.placements) == 4
     assert r.written_label != 2 and r.text == CIFAR.words[r.written_label]
     changed = np.any(r.image != img, -1)
@@ -89,7 +75,7 @@ def test_supersampled_cifar_text_keeps_other_pixels():
 
 
 def test_variants_text_modes():
-  img = _photo(200, 300)
+  img = fx.photo(200, 300)
   for spec, check in [
       ("true_class", lambda r: r.written_label == 8 and r.text == "hen"),
       ("random_word", lambda r: r.written_label == -1 and r.text in vocabulary.NON_CLASS_WORDS),
@@ -98,19 +84,19 @@ def test_variants_text_modes():
       ("typo(text='fixed', word='cock')", lambda r: r.written_label == 7),
   ]:
     _, v = variants.parse_variant(spec, "imagenet_t")
-    assert check(_render(img, v, IMAGENET, 8)), spec
+    assert check(fx.render_one(img, v, IMAGENET, 8)), spec
   # The true-class control of a multi-word class writes its first WordNet lemma.
   _, v = variants.parse_variant("true_class", "imagenet_t")
-  assert _render(img, v, IMAGENET, 0).text == "tench"
+  assert fx.render_one(img, v, IMAGENET, 0).text == "tench"
 
 
 def test_roz_matplotlib_matches_pyplot_savefig():
   import matplotlib
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt
-  img = _photo(32, 32)
+  img = fx.photo(32, 32)
   _, v = variants.parse_variant("roz_matplotlib", "cifar10_t")
-  r = _render(img, v, CIFAR, 0)
+  r = fx.render_one(img, v, CIFAR, 0)
   assert r.image.shape == (720, 960, 3) and len(r.placements) == 4
   assert all(0 <= x < 24 and 1 <= y < 32 for x, y in r.placements)
   # RoZ's script: pyplot imshow + text, savefig(pad_inches=0, dpi=150) as JPEG.
@@ -180,7 +166,7 @@ def test_roz_preset_keeps_and_skips_as_a_transcription_of_roz_loops():
     label = int(rng.integers(1000))
     want_label, want_pts = _roz_transcription(w, h, label, text_lib.example_rng(3, str(i), "label"),
                                               text_lib.example_rng(3, str(i), "place"))
-    r = _render(np.zeros((h, w, 3), np.uint8), roz, IMAGENET, label, seed=3, eid=str(i))
+    r = fx.render_one(np.zeros((h, w, 3), np.uint8), roz, IMAGENET, label, seed=3, eid=str(i))
     assert r.written_label == want_label, (h, w)
     if want_pts is None:
       assert r.skipped == "text_does_not_fit" and r.image is None, (h, w)
@@ -197,14 +183,14 @@ def test_roz_preset_keeps_and_skips_as_a_transcription_of_roz_loops():
 def test_text_is_drawn_in_the_variant_colour():
   img = np.zeros((300, 400, 3), np.uint8)
   _, v = variants.parse_variant("typo(policy='centered', count=3, color=(255, 0, 0))", "imagenet_t")
-  r = _render(img, v, IMAGENET, 1)
+  r = fx.render_one(img, v, IMAGENET, 1)
   on = r.image.max(-1) > 0
   assert (r.image[on] == [255, 0, 0]).all()
 
 
 def test_outline_is_drawn_around_the_text_in_its_colour():
   _, v = variants.parse_variant("typo(outline=2, outline_color=(0, 255, 0))", "imagenet_t")
-  r = _render(np.full((200, 300, 3), 100, np.uint8), v, IMAGENET, 1)
+  r = fx.render_one(np.full((200, 300, 3), 100, np.uint8), v, IMAGENET, 1)
   px = r.image.reshape(-1, 3)
   assert ((px == [0, 255, 0]).all(-1).sum() > 100 and (px == [255, 255, 255]).all(-1).sum() > 100)
 
@@ -212,8 +198,8 @@ def test_outline_is_drawn_around_the_text_in_its_colour():
 def test_bad_images_are_refused():
   gray = np.zeros((100, 200), np.uint8)
   with pytest.raises(errors.TypographicError, match="uint8 \\(H, W, 3\\) RGB.*convert"):
-    _render(gray, ROZ, IMAGENET, 0)
+    fx.render_one(gray, ROZ, IMAGENET, 0)
   with pytest.raises(errors.TypographicError, match="float32"):
-    _render(np.zeros((100, 200, 3), np.float32), ROZ, IMAGENET, 0)
+    fx.render_one(np.zeros((100, 200, 3), np.float32), ROZ, IMAGENET, 0)
   with pytest.raises(errors.TypographicError, match="label 1000 outside"):
-    _render(_photo(100, 200), ROZ, IMAGENET, 1000)
+    fx.render_one(fx.photo(100, 200), ROZ, IMAGENET, 1000)

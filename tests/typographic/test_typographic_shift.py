@@ -10,19 +10,12 @@ from jaxbench import registry
 from jaxbench.typographic import errors, vocabulary
 from jaxbench.typographic import shift as shift_lib
 
+import typographic_fixtures as fx
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 CIFAR = vocabulary.vocabulary("cifar10_t")
-
-
-def _photo(h, w, seed=0):
-  """A smooth colour image (so text pixels differ from the background)."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[0:h, 0:w]
-  img = np.stack([60 + 40 * np.sin(xx / (7 + c) + rng.uniform(0, 6)) + 30 * np.cos(yy / 9)
-                  for c in range(3)], -1)
-  return np.clip(img, 0, 200).astype(np.uint8)
 
 
 def _registry():
@@ -33,7 +26,7 @@ def _registry():
 
 def test_host_fn_writes_text_deterministically():
   shift = _registry().get("typographic(kind='cifar10_t', variant='random_word', count=2)")
-  img = _photo(32, 32)
+  img = fx.photo(32, 32)
   out = shift.host_fn(img, np.random.default_rng(7))
   assert out.shape == img.shape and out.dtype == np.uint8 and not np.array_equal(out, img)
   assert np.array_equal(out, shift.host_fn(img, np.random.default_rng(7)))
@@ -41,7 +34,7 @@ def test_host_fn_writes_text_deterministically():
 
 
 def test_host_fn_record_writes_another_class():
-  img = _photo(32, 32)
+  img = fx.photo(32, 32)
   rec = _registry().get("typographic(kind='cifar10_t', variant='roz')").host_fn_record(
       {"id": "a", "label": 3, "image": img}, np.random.default_rng(0))
   assert rec["written_label"] not in (3, -1) and rec["typographic_text"] == CIFAR.words[rec["written_label"]]
@@ -49,20 +42,20 @@ def test_host_fn_record_writes_another_class():
 
 def test_host_fn_refuses_the_attack_text_without_a_label():
   # The attack text needs the label: host_fn alone refuses it.
-  img = _photo(32, 32)
+  img = fx.photo(32, 32)
   with pytest.raises(errors.TypographicError, match="needs the true label"):
     _registry().get("typographic(kind='cifar10_t', variant='roz')").host_fn(
         img, np.random.default_rng(0))
 
 
 def test_text_that_does_not_fit_raises():
-  tiny = _photo(10, 12)
+  tiny = fx.photo(10, 12)
   with pytest.raises(errors.TextDoesNotFit, match="cannot be placed on a 12x10"):
     _registry().get("typographic()").host_fn(tiny, np.random.default_rng(0))
 
 
 def test_on_skip_keep_returns_the_image():
-  tiny = _photo(10, 12)
+  tiny = fx.photo(10, 12)
   keep = _registry().get("typographic(on_skip='keep')")
   assert keep.host_fn(tiny, np.random.default_rng(0)) is tiny
 

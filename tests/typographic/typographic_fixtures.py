@@ -8,6 +8,22 @@ from PIL import Image
 WNIDS = ("n01440764", "n01443537", "n01514859")   # classes 0, 1, 8 (8 = 'hen', eligible)
 
 
+def photo(h, w, seed=0):
+  """A smooth colour image (so text pixels differ from the background)."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:h, 0:w]
+  img = np.stack([60 + 40 * np.sin(xx / (7 + c) + rng.uniform(0, 6)) + 30 * np.cos(yy / 9)
+                  for c in range(3)], -1)
+  return np.clip(img, 0, 200).astype(np.uint8)
+
+
+def render_one(image, variant, vocab, label, seed=0, eid="x"):
+  """``render.render`` with the example's own label and placement streams."""
+  from jaxbench.typographic import render, text as text_lib
+  return render.render(image, variant, vocab, label, text_lib.example_rng(seed, eid, "label"),
+                       text_lib.example_rng(seed, eid, "place"))
+
+
 def smooth(h, w, seed):
   """A smooth colour image: text pixels stand out, JPEG keeps it close."""
   rng = np.random.default_rng(seed)
