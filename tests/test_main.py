@@ -350,3 +350,18 @@ def test_dry_run_does_not_generate_sets_from_src(tiny_clip, folder, tmp_path):
   missing = spec.replace(repr(folder), repr(str(tmp_path / "nowhere")))
   code, _, err = _execute(_config(model_dir, folder, datasets=(missing,)), None, dry_run=True)
   assert code == 2 and "nowhere' does not exist" in err and err.count("\n") == 1
+
+
+def test_persistent_compilation_cache_writes_entries(tmp_path):
+  """main.configure_compilation_cache: a fresh process compiles into the cache dir.
+
+  (Moved from tests/test_accel.py.)
+  """
+  cache = tmp_path / "xla"
+  code = ("import jax, jax.numpy as jnp\n"
+          "from jaxbench import main\n"
+          f"main.configure_compilation_cache({str(cache)!r}, min_compile_secs=0.0)\n"
+          "jax.jit(lambda x: jnp.tanh(x) @ x)(jnp.ones((64, 64))).block_until_ready()\n")
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+  assert any(cache.iterdir())

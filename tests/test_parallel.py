@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from jaxbench import runner, store as store_lib
-from test_runner import REPO, _config, _outputs, _write_config_file, _write_folder
+from tests.test_runner import REPO, _config, _outputs, _write_config_file, _write_folder
 
 
 def _launch(cfg_path, workdir, num_processes=2, devices=2):
