@@ -363,3 +363,18 @@ def test_cli_has_no_suite_special_case():
   assert "suites.run(" in text
   for name in ("overlap", "clip_auto", "linear_probe", "typographic", "'adv'", "synthetic"):
     assert name not in text, name
+
+
+def test_persistent_compilation_cache_writes_entries(tmp_path):
+  """main.configure_compilation_cache: a fresh process compiles into the cache dir.
+
+  (Moved from tests/test_accel.py.)
+  """
+  cache = tmp_path / "xla"
+  code = ("import jax, jax.numpy as jnp\n"
+          "from jaxbench import main\n"
+          f"main.configure_compilation_cache({str(cache)!r}, min_compile_secs=0.0)\n"
+          "jax.jit(lambda x: jnp.tanh(x) @ x)(jnp.ones((64, 64))).block_until_ready()\n")
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+  assert any(cache.iterdir())

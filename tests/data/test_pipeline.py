@@ -57,23 +57,38 @@ def _odd_files():
   }
 
 
-def test_odd_images_converted_and_bad_ones_flagged():
+_ODD_NAMES = list(_odd_files())
+
+
+@pytest.fixture(scope="module")
+def odd():
+  """(files, eval set, loader) over the odd files, built once."""
   files = _odd_files()
   records = [{"id": k, "label": i, "image_bytes": v[0]} for i, (k, v) in
              enumerate(files.items())]
   es = EvalSet("odd", _Records(records), num_classes=10)
-  load = pipeline.LoadExample(es, Preprocess(size=16, resize=16))
-  for i, (name, (_, ok)) in enumerate(files.items()):
-    ex = load.map(i)
-    assert ex["image"].shape == (16, 16, 3) and ex["image"].dtype == np.uint8, name
-    assert bool(ex["mask"]) == ok and bool(ex["bad"]) == (not ok), name
-    if ok:
-      assert ex["image"].std() > 0, name   # real pixels, not the zero placeholder
-      assert ex["uid"] == pipeline.example_uid(name)
-  # The recorded reason names the failure.
-  assert "cannot identify" in pipeline.describe_error(es, list(files).index("empty.JPEG"))
-  assert "OSError" in pipeline.describe_error(es, list(files).index("corrupt.JPEG"))
-  assert "truncated" in pipeline.describe_error(es, list(files).index("truncated.JPEG")).lower()
+  return files, es, pipeline.LoadExample(es, Preprocess(size=16, resize=16))
+
+
+@pytest.mark.parametrize("name", _ODD_NAMES)
+def test_odd_image_is_converted_or_flagged(odd, name):
+  files, _, load = odd
+  ok = files[name][1]
+  ex = load.map(list(files).index(name))
+  assert ex["image"].shape == (16, 16, 3) and ex["image"].dtype == np.uint8, name
+  assert bool(ex["mask"]) == ok and bool(ex["bad"]) == (not ok), name
+  if ok:
+    assert ex["image"].std() > 0, name   # real pixels, not the zero placeholder
+    assert ex["uid"] == pipeline.example_uid(name)
+
+
+@pytest.mark.parametrize("name,reason", [("empty.JPEG", "cannot identify"),
+                                         ("corrupt.JPEG", "OSError"),
+                                         ("truncated.JPEG", "truncated")])
+def test_recorded_reason_names_the_failure(odd, name, reason):
+  files, es, _ = odd
+  error = pipeline.describe_error(es, list(files).index(name))
+  assert reason in (error.lower() if reason == "truncated" else error)
 
 
 @pytest.mark.parametrize("n,batch,procs", [(0, 4, 1), (1, 4, 1), (37, 8, 1), (37, 8, 2),
@@ -87,28 +102,42 @@ def test_plan_covers_every_example_exactly_once(n, batch, procs):
   allidx = np.concatenate([pl.indices for pl in plans])
   real = allidx[allidx >= 0]
   np.testing.assert_array_equal(np.sort(real), todo)
+
+
+def test_plan_refuses_a_batch_not_divisible_by_the_processes():
   with pytest.raises(ValueError, match="multiple of the process count"):
-    pipeline.plan(todo, 5, 0, 2)
+    pipeline.plan(np.arange(37) * 3, 5, 0, 2)
 
 
-def test_batches_pad_and_mask_last_batch():
+@pytest.fixture(scope="module")
+def ten_in_batches_of_four():
+  """(eval set, plan, batches) of 10 array examples in batches of 4."""
   rng = np.random.default_rng(1)
   records = [{"id": f"x{i}", "label": i % 3,
               "image": rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)} for i in range(10)]
   es = EvalSet("arr", _Records(records), num_classes=3)
   pl = pipeline.plan(np.arange(10), 4)
-  out = list(pipeline.batches(es, Preprocess(size=8, resize=8), pl, num_threads=2))
+  return es, pl, list(pipeline.batches(es, Preprocess(size=8, resize=8), pl, num_threads=2))
+
+
+def test_batches_pad_and_mask_the_last_batch(ten_in_batches_of_four):
+  _, _, out = ten_in_batches_of_four
   assert [b["image"].shape for b in out] == [(4, 8, 8, 3)] * 3
   mask = np.concatenate([b["mask"] for b in out])
   index = np.concatenate([b["index"] for b in out])
   np.testing.assert_array_equal(mask, [True] * 10 + [False] * 2)
   np.testing.assert_array_equal(index[:10], np.arange(10))
+
+
+def test_batches_resume_at_a_start_batch(ten_in_batches_of_four):
+  es, pl, out = ten_in_batches_of_four
   # Resuming from batch 2 yields exactly the last batch.
   rest = list(pipeline.batches(es, Preprocess(size=8, resize=8), pl, start_batch=2))
   np.testing.assert_array_equal(rest[0]["index"], out[2]["index"])
 
 
-def test_host_shift_randomness_depends_on_seed_and_id_only():
+def _noisy_loader(seed):
+  """A loader of four grey images with a seeded host-side noise shift."""
   records = [{"id": f"x{i}", "label": 0, "image": np.full((8, 8, 3), 128, np.uint8)}
              for i in range(4)]
   es = EvalSet("arr", _Records(records), num_classes=1)
@@ -116,13 +145,21 @@ def test_host_shift_randomness_depends_on_seed_and_id_only():
   def noise(img, rng):
     return np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
 
-  pp = Preprocess(size=8, resize=8)
-  a = pipeline.LoadExample(es, pp, seed=1, host_shift=noise)
-  b = pipeline.LoadExample(es, pp, seed=1, host_shift=noise)
-  c = pipeline.LoadExample(es, pp, seed=2, host_shift=noise)
-  np.testing.assert_array_equal(a.map(2)["image"], b.map(2)["image"])
+  return pipeline.LoadExample(es, Preprocess(size=8, resize=8), seed=seed, host_shift=noise)
+
+
+def test_host_shift_randomness_repeats_for_the_same_seed_and_id():
+  np.testing.assert_array_equal(_noisy_loader(1).map(2)["image"],
+                                _noisy_loader(1).map(2)["image"])
+
+
+def test_host_shift_randomness_differs_between_ids():
+  a = _noisy_loader(1)
   assert not np.array_equal(a.map(2)["image"], a.map(3)["image"])
-  assert not np.array_equal(a.map(2)["image"], c.map(2)["image"])
+
+
+def test_host_shift_randomness_differs_between_seeds():
+  assert not np.array_equal(_noisy_loader(1).map(2)["image"], _noisy_loader(2).map(2)["image"])
 
 
 def test_squash_resize_matches_transformers_processor_layout():

@@ -121,19 +121,39 @@ def test_interrupted_or_corrupt_entry_is_rebuilt(folder, tmp_path):
     prepared.PreparedSet.open(again.path)
 
 
-def test_specs_and_sources_never_share(folder, tmp_path):
+SPECS = [PP, Preprocess(size=32, resize=32, interpolation="bilinear"),
+         Preprocess(size=24, resize=27, interpolation="bicubic"),
+         Preprocess(size=32, resize=32, interpolation="bicubic", crop="squash")]
+
+
+@pytest.fixture(scope="module")
+def four_specs(folder, tmp_path_factory):
+  """(eval set, plan, paths) of one prepared build for four preprocess specs."""
   es = _evalset(folder)
-  specs = [PP, Preprocess(size=32, resize=32, interpolation="bilinear"),
-           Preprocess(size=24, resize=27, interpolation="bicubic"),
-           Preprocess(size=32, resize=32, interpolation="bicubic", crop="squash")]
-  paths = prepared.build(str(tmp_path), es, specs, num_threads=2)
-  assert len(set(paths)) == len(specs)
-  plan = pipeline.plan(np.arange(len(es)), 4)
-  for pp, path in zip(specs, paths):   # one decode, each spec's pixels as decoding gives
+  paths = prepared.build(str(tmp_path_factory.mktemp("four_specs")), es, SPECS, num_threads=2)
+  return es, pipeline.plan(np.arange(len(es)), 4), paths
+
+
+def test_each_spec_gets_its_own_entry(four_specs):
+  _, _, paths = four_specs
+  assert len(set(paths)) == len(SPECS)
+
+
+def test_each_spec_holds_its_own_pixels_as_decoding_gives(four_specs):
+  es, plan, paths = four_specs
+  for pp, path in zip(SPECS, paths):   # one decode, each spec's pixels as decoding gives
     _same(list(prepared.PreparedSet.open(path).batches(plan)), _uncached(es, pp, plan))
+
+
+def test_specs_never_share_pixels(four_specs):
+  _, plan, paths = four_specs
   a = list(prepared.PreparedSet.open(paths[0]).batches(plan))[0]["image"]
   b = list(prepared.PreparedSet.open(paths[1]).batches(plan))[0]["image"]
   assert not np.array_equal(a, b)
+
+
+def test_a_touched_source_file_changes_the_fingerprint(folder):
+  es = _evalset(folder)
   # A touched file changes the fingerprint: a new entry, not the stale one.
   key = prepared.cache_key(es, PP)
   f = os.path.join(folder, "cat", "cat_000.JPEG")

@@ -24,13 +24,17 @@ def test_matches_sklearn_float64(digits, C):
   np.testing.assert_array_equal(logreg.predict(f, x), sk.predict(x))
 
 
-def test_matches_sklearn_float32_and_no_intercept(digits):
+def test_fit_matches_sklearn_in_float32(digits):
   x, y = digits
   sk = LogisticRegression(C=0.1, solver="lbfgs", tol=1e-10, max_iter=10000).fit(x, y)
   f = logreg.fit(x, y, 10, C=0.1, tol=1e-7)
   assert f.weights.dtype == np.float32
   np.testing.assert_allclose(f.weights, sk.coef_, atol=1e-4)
   np.testing.assert_allclose(f.bias, sk.intercept_, atol=2e-4)
+
+
+def test_fit_without_intercept_matches_sklearn(digits):
+  x, y = digits
   sk0 = LogisticRegression(C=0.5, solver="lbfgs", tol=1e-10, max_iter=10000,
                            fit_intercept=False).fit(x, y)
   f0 = logreg.fit(x, y, 10, C=0.5, tol=1e-10, fit_intercept=False, dtype="float64")
@@ -38,21 +42,44 @@ def test_matches_sklearn_float32_and_no_intercept(digits):
   assert not f0.bias.any()
 
 
-def test_sweep_picks_best_validation_C_and_refits(digits):
-  x, y = digits
+def _validation_mask(y):
   ids = [f"digit_{i}" for i in range(len(y))]
-  val = logreg.validation_mask(ids, seed=3, fraction=0.25)
+  return ids, logreg.validation_mask(ids, seed=3, fraction=0.25)
+
+
+def test_validation_mask_depends_on_seed_and_id_only(digits):
+  ids, val = _validation_mask(digits[1])
   # The split depends on (seed, id) only: reversing the order reverses the mask.
   np.testing.assert_array_equal(logreg.validation_mask(ids[::-1], 3, 0.25), val[::-1])
   assert 0.15 < val.mean() < 0.35
-  Cs = (1e-3, 1e-1, 10.0)
-  res = logreg.sweep(x, y, 10, val_mask=val, Cs=Cs, tol=1e-10, dtype="float64")
+
+
+SWEEP_CS = (1e-3, 1e-1, 10.0)
+
+
+@pytest.fixture(scope="module")
+def swept(digits):
+  """(validation mask, sweep result) over SWEEP_CS, run once."""
+  x, y = digits
+  _, val = _validation_mask(y)
+  return val, logreg.sweep(x, y, 10, val_mask=val, Cs=SWEEP_CS, tol=1e-10, dtype="float64")
+
+
+def test_sweep_picks_the_best_validation_C(digits, swept):
+  x, y = digits
+  val, res = swept
+  Cs = SWEEP_CS
   accs = {}
   for C in Cs:   # independent cold fits with scikit-learn on the training split
     sk = LogisticRegression(C=C, solver="lbfgs", tol=1e-10, max_iter=10000).fit(x[~val], y[~val])
     accs[C] = sk.score(x[val], y[val])
     assert res.val_accuracy[C] == pytest.approx(accs[C], abs=1e-12)
   assert res.best_C == max(Cs, key=lambda c: (accs[c], -c))
+
+
+def test_sweep_refits_the_best_C_on_all_data(digits, swept):
+  x, y = digits
+  _, res = swept
   sk = LogisticRegression(C=res.best_C, solver="lbfgs", tol=1e-10, max_iter=10000).fit(x, y)
   np.testing.assert_allclose(res.final.weights, sk.coef_, atol=1e-4)
 

@@ -99,10 +99,13 @@ def test_pickle_only_checkpoint_is_refused(tmp_path, tiny_clip):
     models.load(str(tmp_path))
 
 
-def test_unknown_model_and_offline_errors(monkeypatch, tmp_path):
+def test_unknown_model_suggests_the_closest():
   from jaxbench import registry
   with pytest.raises(registry.SpecError, match="unknown model 'no_such_model'.*clip_vit_b32"):
     models.load("no_such_model")
+
+
+def test_offline_hub_miss_names_hf_hub_offline(monkeypatch, tmp_path):
   monkeypatch.setenv("HF_HUB_OFFLINE", "1")
   monkeypatch.setenv("HF_HOME", str(tmp_path))
   import huggingface_hub.constants as c
@@ -112,7 +115,7 @@ def test_unknown_model_and_offline_errors(monkeypatch, tmp_path):
     models.load("hf:openai/clip-vit-base-patch32")
 
 
-def test_hub_cache_layout_and_revision(tmp_path, tiny_clip, monkeypatch):
+def test_hub_cache_repo_loads_offline_with_its_revision(tmp_path, tiny_clip, monkeypatch):
   """A repo in the Hugging Face cache loads offline; the revision is recorded."""
   import shutil
   d, _ = tiny_clip

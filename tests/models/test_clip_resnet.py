@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import zoo_helpers as H
+from tests.models import zoo_helpers as H
 from jaxbench import models
 
 TEXT = dict(context_length=12, vocab_size=64, width=32, heads=2, layers=1)

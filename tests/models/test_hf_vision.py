@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import zoo_helpers as H
+from tests.models import zoo_helpers as H
 from jaxbench import models
 from jaxbench.models import hf_vision, layers, resnet, vit
 
@@ -80,21 +80,27 @@ def _saved_names(ref, tmp_path):
             if not k.endswith("num_batches_tracked")}
 
 
-def test_full_resnet50_and_vit_b16_have_checkpoint_tensors(tmp_path):
-  """microsoft/resnet-50 and google/vit-base-patch16-224 configurations (transformers'
-  defaults): every tensor name and shape of the saved checkpoint is read, none is left.
+# microsoft/resnet-50 and google/vit-base-patch16-224 configurations (transformers'
+# defaults): every tensor name and shape of the saved checkpoint is read, none is left.
+#
+# With the small numeric tests above this covers the transformers layouts at full size:
+# the modules they map onto run the full ResNet-50 and ViT-B numerically against timm
+# (test_timm_layout.py) and open_clip (test_openclip.py).
 
-  With the small numeric tests above this covers the transformers layouts at full size:
-  the modules they map onto run the full ResNet-50 and ViT-B numerically against timm
-  (test_timm_layout.py) and open_clip (test_openclip.py)."""
-  from transformers import (ResNetConfig, ResNetForImageClassification, ViTConfig,
-                            ViTForImageClassification)
+
+def test_full_resnet50_has_the_checkpoint_tensors(tmp_path):
+  from transformers import ResNetConfig, ResNetForImageClassification
   torch.manual_seed(0)
   r = ResNetForImageClassification(ResNetConfig(num_labels=1000))
   want = _saved_names(r, tmp_path / "r")
   got = _our_shapes(resnet.ResNet(resnet.hf_config(r.config.to_dict())),
                     hf_vision._resnet_src, 224)
   assert got == want
+
+
+def test_full_vit_b16_has_the_checkpoint_tensors(tmp_path):
+  from transformers import ViTConfig, ViTForImageClassification
+  torch.manual_seed(0)
   v = ViTForImageClassification(ViTConfig(num_labels=1000))
   want = _saved_names(v, tmp_path / "v")
   got = _our_shapes(vit.ViT(vit.hf_config(v.config.to_dict())), vit.hf_src, 224)

@@ -22,7 +22,7 @@ import pytest
 import timm
 import torch
 
-import zoo_helpers as H
+from tests.models import zoo_helpers as H
 from jaxbench import models
 from jaxbench.models import (layers, openclip, openclip_refusals, openclip_text, openclip_timm,
                              openclip_vit)
@@ -291,7 +291,7 @@ def test_mismatched_trunk_is_named(tmp_path):
     _register_jaxbench()
 
 
-def test_refused_family_message_names_reason_and_closest(tmp_path):
+def test_refused_family_message_gives_the_reason_and_closest_family(tmp_path):
   d = str(tmp_path / "mobileclip")
   os.makedirs(d)
   with open(os.path.join(d, openclip.CONFIG), "w") as f:
@@ -309,7 +309,7 @@ def test_refused_family_message_names_reason_and_closest(tmp_path):
                                   "EVA02-E-14-plus", "ViTamin-XL-384", "PE-Core-bigG-14-448",
                                   "MobileCLIP2-B", "ViT-bigG-14-CLIPA-336",
                                   "ViT-SO400M-14-SigLIP-384", "MobileCLIP2-L-14"])
-def test_full_size_tensor_names_and_shapes_match_open_clip(name):
+def test_full_size_state_dict_matches_open_clip(name):
   cfg_json = open_clip.get_model_config(name)
   with torch.device("meta"):
     ref = open_clip.create_model(name, pretrained=None, device="meta")
@@ -507,13 +507,11 @@ def test_clipa_bert_tokenizer_conventions_match_open_clip(tmp_path):
   assert not (got == 3).any() and (got == 1).any()     # SEP stripped; unknown words -> [UNK]
 
 
-def test_siglip_style_model_zero_shot_head_and_bf16(tmp_path):
-  """End to end through the zero-shot head: a SigLIP-style checkpoint (sigmoid score, logit
-  bias, bidirectional text padded with the pad id) classifies like open_clip on the same
-  weights; bfloat16 stays close to fp32."""
-  from jaxbench.zeroshot import head as head_lib
-  from open_clip.tokenizer import HFTokenizer
-  d = str(tmp_path / "siglip")
+@pytest.fixture(scope="module")
+def siglip_style(tmp_path_factory):
+  """(directory, open_clip reference, prompts' class names and templates, our model) of a
+  SigLIP-style checkpoint written once."""
+  d = str(tmp_path_factory.mktemp("siglip_style") / "siglip")
   names = ["tench", "goldfish", "great white shark", "hammerhead shark"]
   temps = ["a photo of a {}.", "a bad photo of the {}."]
   cfg = dict(FAMILIES["siglip"], text_cfg=dict(SIGLIP_TEXT, vocab_size=64,
@@ -522,7 +520,17 @@ def test_siglip_style_model_zero_shot_head_and_bf16(tmp_path):
   ref = _make(d, cfg, seed=9)
   prompts = [t.format(n) for n in names for t in temps]
   assert _word_level_tokenizer(d, prompts) <= 64
-  model = models.load(f"openclip:{d}")
+  return d, ref, names, temps, models.load(f"openclip:{d}")
+
+
+def test_siglip_style_model_classifies_like_open_clip_through_the_zero_shot_head(siglip_style):
+  """End to end through the zero-shot head: a SigLIP-style checkpoint (sigmoid score, logit
+  bias, bidirectional text padded with the pad id) classifies like open_clip on the same
+  weights."""
+  from jaxbench.zeroshot import head as head_lib
+  from open_clip.tokenizer import HFTokenizer
+  d, ref, names, temps, model = siglip_style
+  prompts = [t.format(n) for n in names for t in temps]
   head = head_lib.build_head(model, names, temps)
   clf = model.with_head(head)
   x = H.images(4, 32, seed=5)
@@ -537,6 +545,11 @@ def test_siglip_style_model_zero_shot_head_and_bf16(tmp_path):
     want = (zi @ w.T * ref.logit_scale.exp() + ref.logit_bias).numpy()
   assert model.score == "sigmoid"
   np.testing.assert_allclose(logits, want, atol=1e-3 * np.abs(want).max())
+
+
+def test_siglip_style_model_in_bfloat16_stays_close_to_float32(siglip_style):
+  d, _, _, _, model = siglip_style
+  x = H.images(4, 32, seed=5)
   bf16 = models.load(f"openclip:{d}(precision='bfloat16')")
   zb = np.asarray(jax.jit(bf16.encode_image)(bf16.params, x), np.float32)
   z32 = np.asarray(jax.jit(model.encode_image)(model.params, x))

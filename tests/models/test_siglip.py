@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import zoo_helpers as H
+from tests.models import zoo_helpers as H
 from jaxbench import models
 
 TEXTS = ["a photo of a dog.", "a bad photo of the great white shark.", "itap of a tench",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-import zoo_helpers as H
+from tests.models import zoo_helpers as H
 from jaxbench import models
 from jaxbench.models import layers, timm_layout
 

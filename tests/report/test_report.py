@@ -181,7 +181,7 @@ def test_pm_k_axis_uses_pm0_as_x_and_pm10_as_y(full):
   assert vid.drop[label] == pytest.approx(0.1, abs=1e-12)
 
 
-def test_zero_percent_baseline_pivot_and_plot(full):
+def test_zero_percent_baseline_becomes_a_pivot(full):
   _, rep = full
   (a,) = [s for s in rep.shifts if s.name == "imagenet_a"]
   assert a.fit.pivots == (pytest.approx(sig(2.0)),)
@@ -191,6 +191,10 @@ def test_zero_percent_baseline_pivot_and_plot(full):
   assert a.fit.lines[0] == pytest.approx((2.0, -8.0), abs=1e-12)
   label = "clip_rn50"
   assert a.rho[label] == pytest.approx(0.25 - sig(2 * 1.5 - 8), abs=1e-12)
+
+
+def test_zero_percent_baseline_is_left_off_the_logit_plot(full):
+  _, rep = full
   f = fig(rep, "effrob_imagenet_a")
   assert f.data["skipped"] == ["resnet50_tv"]       # 0 % has no place on logit axes
   assert f.points == 3
@@ -213,6 +217,11 @@ def test_scatter_marks_zeroshot_and_supervised_apart(full):
   markers = {c.get_label(): len(c.get_offsets()) for c in f.figure.axes[0].collections
              if isinstance(c, PathCollection) and not c.get_label().startswith("testbed:")}
   assert markers == {"supervised": 3, "zero-shot": 3}
+
+
+def test_scatter_draws_the_baseline_fit_line(full):
+  _, rep = full
+  f = fig(rep, "effrob_imagenet_v2")
   # The drawn fit line is the baseline's beta.
   np.testing.assert_allclose(f.data["fit_y"],
                              rb.sigmoid(0.9 * rb.logit(f.data["fit_x"]) - 0.4), atol=1e-12)
@@ -332,7 +341,7 @@ def test_effective_figure_draws_the_testbed_models_band_and_identity(tmp_path):
   assert any(l.get_label() == "y = x" for l in f.figure.axes[0].get_lines())
 
 
-def test_relative_robustness_default_and_explicit_pairs(full, tmp_path):
+def test_relative_robustness_default_pairs(full):
   wd, rep = full
   t = table(rep, "relative_robustness")
   # RoZ alias pair RN50 => ResNet-50 resolves to clip_rn50 (plain variant) and resnet50_tv.
@@ -348,6 +357,9 @@ def test_relative_robustness_default_and_explicit_pairs(full, tmp_path):
   rho_w = 0.57 - sig(0.9 * lx(0.61) - 0.4)
   rho_wo = 0.55 - sig(0.9 * lx(0.6) - 0.4)
   assert d.get(auto_row, "ImageNetV2") == pytest.approx(rho_w - rho_wo, abs=1e-12)
+
+
+def test_relative_robustness_explicit_pairs(tmp_path):
   small = Rows()
   for m, lx in SUP.items():
     small.add(m, "imagenet", "top1", sig(lx))
@@ -408,7 +420,7 @@ def test_mfr_normalised_by_alexnet(full):
              for n in t.notes)
 
 
-def test_adversarial_tables_and_curves(full):
+def test_adversarial_tables(full):
   _, rep = full
   t = table(rep, "adv_robust_acc")
   col = "bim(space='normalized') eps=2/255"
@@ -421,6 +433,10 @@ def test_adversarial_tables_and_curves(full):
   other = table(rep, "adv_other_metrics")
   assert other.get("resnet50_tv", "bim(space='normalized') eps=4/255 median_linf") == \
       pytest.approx(4 / 255)
+
+
+def test_robust_accuracy_curves_against_epsilon(full):
+  _, rep = full
   f = fig(rep, "robust_acc_vs_eps")
   panel = f.data["bim(space='normalized')"]
   assert panel["resnet50_tv"] == [(0.0, 0.76)] + [
@@ -453,7 +469,7 @@ def test_typographic_and_overlap(full):
   assert o.get(label, "imagenet_r all") == pytest.approx(0.6)
 
 
-def test_files_html_self_contained_and_missing_listed(full):
+def test_report_files_are_written(full):
   wd, rep = full
   out = os.path.join(wd, "report")
   assert rep.out_dir == out
@@ -463,6 +479,10 @@ def test_files_html_self_contained_and_missing_listed(full):
   for f in rep.figures:
     with open(os.path.join(out, "figures", f"{f.name}.png"), "rb") as fh:
       assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_report_is_self_contained(full):
+  _, rep = full
   html = open(rep.files["report.html"]).read()
   refs = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]*)['"]""", html, flags=re.I)
   assert refs and all(r.startswith("data:image/png;base64,") for r in refs)

@@ -170,3 +170,66 @@ def bag_model_with_hash():
   model, names, temps, _ = _bag_of_tokens_model()
   return (dataclasses.replace(model, provenance={"sha256": {"model.safetensors": "ab" * 32}}),
           names, temps)
+
+
+# --- compiles per length bucket (moved from tests/test_accel.py) ------------------------
+
+
+def _count_compiles():
+  import jax
+  events = []
+
+  def listener(name, *unused, **unused_kw):
+    if name == "/jax/core/compile/backend_compile_duration":
+      events.append(name)
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  return events, lambda: jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.fixture(scope="module")
+def stripe_prompts(tiny_clip):
+  """(model, token ids, EOT lengths, full-context embeddings) of prompts of many lengths."""
+  model_dir, _ = tiny_clip
+  model = models.load(model_dir)
+  # Class names of 1..12 words: prompts of about a dozen distinct token lengths.
+  names = [" ".join(["stripe"] * k) for k in range(1, 13)] + ["cat"] * 20
+  ids = model.tokenize([f"a photo of a {n}." for n in names])
+  lengths = head_lib._eot_lengths(ids)
+  full = head_lib.encode_prompts(model, ids, bucket=ids.shape[1])
+  return model, ids, lengths, full
+
+
+@pytest.fixture(scope="module", params=["accelerator", "cpu"])
+def bucketed(request, stripe_prompts):
+  """The accelerator buckets (a few fixed lengths) and CPU's default (even lengths):
+  (bucket, lengths used, compile events, embeddings) of one bucketed encoding."""
+  model, ids, lengths, _ = stripe_prompts
+  bucket = head_lib.BUCKETS if request.param == "accelerator" else None
+  used = set(head_lib.bucket_lengths(lengths, ids.shape[1], bucket).tolist())
+  head_lib._jit_text.cache_clear()
+  events, stop = _count_compiles()
+  try:
+    z = head_lib.encode_prompts(model, ids, batch_size=8, bucket=bucket)
+  finally:
+    stop()
+  return bucket, used, events, z
+
+
+def test_prompts_span_a_dozen_token_lengths(stripe_prompts):
+  _, _, lengths, _ = stripe_prompts
+  assert len(set(lengths.tolist())) >= 10
+
+
+def test_bucket_lengths_are_few_and_positive(bucketed):
+  bucket, used, _, _ = bucketed
+  assert all(u >= 1 for u in used) and (bucket is None or len(used) <= len(bucket) + 1)
+
+
+def test_head_compiles_at_most_one_program_per_bucket(bucketed):
+  bucket, used, events, _ = bucketed
+  assert 1 <= len(events) <= len(used), (bucket, len(events), used)
+
+
+def test_bucketing_is_exact(bucketed, stripe_prompts):
+  # The same embeddings as the full context.
+  np.testing.assert_allclose(bucketed[3], stripe_prompts[3], atol=1e-5)

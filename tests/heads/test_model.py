@@ -114,8 +114,9 @@ def test_other_features_are_refused_naming_both(probe, tiny_clip):
     probe_model.attach(renamed, art)
 
 
-def test_supervised_backbone_penultimate_features_and_new_head(tmp_path):
-  """A timm-layout ResNet: pooled pre-classifier features, then a new 4-way head (RoZ's fc swap)."""
+@pytest.fixture(scope="module")
+def timm_resnet(tmp_path_factory):
+  """A timm-layout ResNet written once: (dir, torch reference, our backbone, x, torch x)."""
   import timm
   from timm.models._hub import save_for_hf
   torch.manual_seed(0)
@@ -128,6 +129,7 @@ def test_supervised_backbone_penultimate_features_and_new_head(tmp_path):
       elif name.endswith("running_var"):
         t.copy_(torch.rand_like(t) + 0.5)
   ref.eval()
+  tmp_path = tmp_path_factory.mktemp("timm_resnet")
   d = str(tmp_path / "rn")
   save_for_hf(ref, d, safe_serialization=True, model_args=dict(layers=[1, 1, 1, 1]))
   backbone = models.load(d)
@@ -135,13 +137,28 @@ def test_supervised_backbone_penultimate_features_and_new_head(tmp_path):
   mean = torch.tensor(backbone.preprocess.mean).reshape(1, 3, 1, 1)
   std = torch.tensor(backbone.preprocess.std).reshape(1, 3, 1, 1)
   xt = (torch.from_numpy(x.transpose(0, 3, 1, 2)) - mean) / std
+  return d, ref, backbone, x, xt
+
+
+def test_supervised_backbone_gives_timm_s_pooled_pre_classifier_features(timm_resnet):
+  _, ref, backbone, x, xt = timm_resnet
   fn = features.feature_fn(backbone)
   ours = np.asarray(fn(backbone.params["net"], backbone.preprocess.normalize(jnp.asarray(x))))
   with torch.no_grad():
     want = ref.forward_head(ref.forward_features(xt), pre_logits=True).numpy()
   assert ours.shape == (3, 512)
   np.testing.assert_allclose(ours, want, atol=1e-4)
-  assert features.identity(backbone)["features"] == "penultimate"
+
+
+def test_supervised_backbone_features_are_the_penultimate_layer(timm_resnet):
+  assert features.identity(timm_resnet[2])["features"] == "penultimate"
+
+
+def test_new_head_equals_roz_s_fc_swap(timm_resnet, tmp_path):
+  """A new 4-way head on the backbone (RoZ's fc swap)."""
+  import copy
+  d, ref, backbone, x, xt = timm_resnet
+  ref = copy.deepcopy(ref)
   # RoZ's model.fc = Linear(D, K): the same as a head file on this backbone.
   ref.reset_classifier(4)
   rng = np.random.default_rng(5)

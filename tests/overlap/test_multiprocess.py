@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-import overlap_fixtures as fx
+from tests.overlap import overlap_fixtures as fx
 from jaxbench.overlap import corpus as corpus_lib, embed, knn
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import overlap_fixtures as fx
-from jaxbench.overlap import corpus as corpus_lib, embed
+from jaxbench.overlap import corpus as corpus_lib
+from tests.overlap import overlap_fixtures as fx
 
 
 def _img(seed):
@@ -35,11 +35,20 @@ def _shard_with_bad_members(path):
   return fx.write_shard(path, good, extra)
 
 
-def test_tar_shard_yields_samples_and_records_bad_members(tmp_path):
-  path = _shard_with_bad_members(str(tmp_path / "00007.tar"))
-  before = fx.files_under(str(tmp_path.parent))
-  c = corpus_lib.open_corpus(str(tmp_path))
+@pytest.fixture(scope="module")
+def bad_shard(tmp_path_factory):
+  """(shard path, corpus, items, files before reading, files after) of one shard with bad
+  members, read once."""
+  tmp = tmp_path_factory.mktemp("bad_shard")
+  path = _shard_with_bad_members(str(tmp / "00007.tar"))
+  before = fx.files_under(str(tmp.parent))
+  c = corpus_lib.open_corpus(str(tmp))
   items = list(c.items())
+  return path, c, items, before, fx.files_under(str(tmp.parent))
+
+
+def test_tar_shard_yields_its_valid_samples_in_order(bad_shard):
+  _, _, items, _, _ = bad_shard
   assert [it.id for it in items] == ["00007/000000000", "00007/000000001", "00007/000000002",
                                      "00007/000000003", "00007/000000096", "00007/000000095"]
   # Content, captions and json come from the right members; the first duplicate wins.
@@ -52,6 +61,10 @@ def test_tar_shard_yields_samples_and_records_bad_members(tmp_path):
     corpus_lib.decode_image(items[4].data)
   # Ordinals: (shard index << 32) | sample position, increasing.
   assert [it.ordinal for it in items] == sorted(it.ordinal for it in items)
+
+
+def test_tar_shard_records_every_bad_member_with_its_reason(bad_shard):
+  path, c, _, _, _ = bad_shard
   reasons = {(p.name, p.reason.split(":")[0]) for p in c.problems.records}
   assert reasons == {
       ("../evil.jpg", "unsafe member name"), ("a/../../evil2.jpg", "unsafe member name"),
@@ -59,8 +72,11 @@ def test_tar_shard_yields_samples_and_records_bad_members(tmp_path):
       ("000000098", "no image member"), ("000000001.jpg", "duplicate key"),
       ("000000097.jpg", "not a regular file"), ("000000095.jpg", "duplicate key")}
   assert all(p.source == path for p in c.problems.records)
-  # Reading extracted nothing anywhere.
-  assert fx.files_under(str(tmp_path.parent)) == before
+
+
+def test_reading_a_tar_shard_extracts_nothing(bad_shard):
+  _, _, _, before, after = bad_shard
+  assert after == before
   assert not os.path.exists(os.path.join(os.getcwd(), "evil.jpg"))
 
 
@@ -77,7 +93,9 @@ def test_truncated_shard_keeps_complete_samples(tmp_path):
   assert [it.id for it in c.items()] == ["00000/k0", "00000/k1"]
   (p,) = c.problems.records
   assert p.name == "k2.jpg" and p.reason.startswith("truncated member")
-  # A file that is not a tar at all.
+
+
+def test_a_file_that_is_not_a_tar_is_recorded_as_unreadable(tmp_path):
   bad = tmp_path / "garbage.tar"
   bad.write_bytes(b"\x00\x01 this is not a tar" * 10)
   c2 = corpus_lib.open_corpus(str(bad))
@@ -86,18 +104,35 @@ def test_truncated_shard_keeps_complete_samples(tmp_path):
                                                          "truncated or malformed shard")
 
 
-def test_shard_patterns_and_process_shares(tmp_path):
-  for s in range(3):
-    fx.write_shard(str(tmp_path / f"{s:05d}.tar"),
-                   [(f"k{i}", fx.jpeg_bytes(_img(10 * s + i))) for i in range(2)])
-  full = corpus_lib.open_corpus(str(tmp_path / "{00000..00002}.tar"))
+def test_expand_braces_keeps_zero_padding():
   assert corpus_lib.expand_braces("a/{08..10}.tar") == ["a/08.tar", "a/09.tar", "a/10.tar"]
-  all_items = [(it.id, it.ordinal) for it in full.items()]
+
+
+@pytest.fixture(scope="module")
+def three_shards(tmp_path_factory):
+  """(corpus over a brace pattern, [(id, ordinal)] of all its items) for three shards of 2."""
+  tmp = tmp_path_factory.mktemp("three_shards")
+  for s in range(3):
+    fx.write_shard(str(tmp / f"{s:05d}.tar"),
+                   [(f"k{i}", fx.jpeg_bytes(_img(10 * s + i))) for i in range(2)])
+  full = corpus_lib.open_corpus(str(tmp / "{00000..00002}.tar"))
+  return full, [(it.id, it.ordinal) for it in full.items()]
+
+
+def test_brace_pattern_reads_every_shard(three_shards):
+  _, all_items = three_shards
   assert len(all_items) == 6
+
+
+def test_process_shares_partition_the_corpus(three_shards):
+  full, all_items = three_shards
   shares = [[(it.id, it.ordinal) for it in full.shard(i, 2).items()] for i in range(2)]
   assert sorted(shares[0] + shares[1]) == sorted(all_items)
   assert not set(shares[0]) & set(shares[1])
-  # Resume: items strictly after an ordinal.
+
+
+def test_items_resume_strictly_after_an_ordinal(three_shards):
+  full, all_items = three_shards
   after = [it.id for it in full.items(after=all_items[2][1])]
   assert after == [i for i, _ in all_items[3:]]
 
@@ -118,8 +153,11 @@ def test_image_folder_corpus(tmp_path):
   assert set(c.fetch(["sub/b.jpg", "../secret.png"])) == {"sub/b.jpg"}
 
 
-def test_embedding_files_and_their_errors(tmp_path):
-  emb = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+_EMB = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+
+
+def test_embedding_file_with_its_ids_is_a_corpus(tmp_path):
+  emb = _EMB
   np.save(tmp_path / "part.npy", emb)
   (tmp_path / "part.ids.txt").write_text("\n".join(f"img{i}" for i in range(5)) + "\n")
   c = corpus_lib.open_corpus(str(tmp_path / "part.npy"))
@@ -127,74 +165,33 @@ def test_embedding_files_and_their_errors(tmp_path):
   np.testing.assert_array_equal(chunk.emb, emb)
   assert chunk.ids == [f"img{i}" for i in range(5)] and c.dim == 4
 
-  def err(name, arr, ids, match):
-    d = tmp_path / name
-    os.makedirs(d)
-    np.save(d / "x.npy", arr, allow_pickle=True)
-    if ids is not None:
-      (d / "x.ids.json").write_text(json.dumps(ids))
-    with pytest.raises(corpus_lib.CorpusError, match=match):
-      list(corpus_lib.open_corpus(str(d)).chunks())
 
-  err("count", emb, ["a", "b"], r"5 rows but its ids file .* has 2 ids")
-  err("dup", emb, ["a", "b", "c", "a", "e"], "duplicate id 'a'")
-  err("nan", np.full((1, 4), np.nan, np.float32), ["a"], "NaN or inf")
-  err("noids", emb, None, "no ids file")
-  err("pickle", np.array([{"a": 1}], dtype=object), ["a"], "without pickle")
-  err("shape", np.zeros(5, np.float32), ["a"] * 5, r"float \(N, D\) array")
-
-
-@pytest.fixture(scope="module")
-def embedder():
-  return embed.Embedder(fx.thumb_model(), batch_size=8, hashes=("phash",))
+@pytest.mark.parametrize("arr,ids,match", [
+    (_EMB, ["a", "b"], r"5 rows but its ids file .* has 2 ids"),
+    (_EMB, ["a", "b", "c", "a", "e"], "duplicate id 'a'"),
+    (np.full((1, 4), np.nan, np.float32), ["a"], "NaN or inf"),
+    (_EMB, None, "no ids file"),
+    (np.array([{"a": 1}], dtype=object), ["a"], "without pickle"),
+    (np.zeros(5, np.float32), ["a"] * 5, r"float \(N, D\) array")],
+    ids=["count", "dup", "nan", "noids", "pickle", "shape"])
+def test_bad_embedding_file_is_refused(tmp_path, arr, ids, match):
+  d = tmp_path / "x"
+  os.makedirs(d)
+  np.save(d / "x.npy", arr, allow_pickle=True)
+  if ids is not None:
+    (d / "x.ids.json").write_text(json.dumps(ids))
+  with pytest.raises(corpus_lib.CorpusError, match=match):
+    list(corpus_lib.open_corpus(str(d)).chunks())
 
 
-def test_store_resumes_after_interruption(tmp_path, embedder):
-  os.makedirs(tmp_path / "c")
-  fx.write_shard(str(tmp_path / "c" / "00000.tar"),
-                 [(f"k{i}", fx.jpeg_bytes(_img(i))) for i in range(10)])
-  corpus = corpus_lib.open_corpus(str(tmp_path / "c"))
-  root = str(tmp_path / "store")
-  meta = {"images": corpus.spec, "corpus": corpus.describe(), **embedder.describe()}
-  store = embed.EmbeddingStore(root, meta, chunk=5)
-  first = next(embedder.embed((it.id, it.ordinal, it.data) for it in corpus.items()))
-  store.append(first)  # 8 rows: one 5-row chunk on disk, 3 rows lost in the "crash"
-  assert store.last_ordinal == corpus_lib.ordinal(0, 4) and not store.complete
-  chunk0 = os.path.join(store.part_dir, "emb-00000.npy")
-  stamp = os.stat(chunk0).st_mtime_ns
-  done = embed.embed_corpus(embedder, corpus_lib.open_corpus(str(tmp_path / "c")), root,
-                            chunk=5)
-  assert os.stat(chunk0).st_mtime_ns == stamp  # the finished chunk was not redone
-  chunks = list(done.chunks())
-  assert [len(c.ids) for c in chunks] == [5, 5]
-  ids = [i for c in chunks for i in c.ids]
-  assert ids == [f"00000/k{i}" for i in range(10)]
-  ref = embedder.embed_all((it.id, it.ordinal, it.data) for it in corpus.items())
-  np.testing.assert_allclose(np.concatenate([c.emb for c in chunks]), ref.emb, atol=1e-6)
-  np.testing.assert_array_equal(np.concatenate([c.hashes["phash"] for c in chunks]),
-                                ref.hashes["phash"])
-  # A store made for another model is refused, not mixed.
-  with pytest.raises(corpus_lib.CorpusError, match="was written for"):
-    embed.EmbeddingStore(root, {**meta, "model": "other"})
-
-
-def test_empty_corpus_is_an_error(tmp_path, embedder):
+@pytest.mark.parametrize("path,message", [
+    ("empty", "empty corpus"),                        # an empty folder
+    ("none-{00000..00003}.tar", "empty corpus"),      # a pattern matching no shard
+    ("missing", "does not exist")])
+def test_empty_or_missing_corpus_is_an_error(tmp_path, path, message):
   os.makedirs(tmp_path / "empty")
-  with pytest.raises(corpus_lib.CorpusError, match="empty corpus"):
-    corpus_lib.open_corpus(str(tmp_path / "empty"))
-  with pytest.raises(corpus_lib.CorpusError, match="empty corpus"):
-    corpus_lib.open_corpus(str(tmp_path / "none-{00000..00003}.tar"))
-  with pytest.raises(corpus_lib.CorpusError, match="does not exist"):
-    corpus_lib.open_corpus(str(tmp_path / "missing"))
-  # Shards whose every member is bad: an empty corpus once read.
-  os.makedirs(tmp_path / "bad")
-  with tarfile.open(tmp_path / "bad" / "00000.tar", "w") as tf:
-    fx.add_member(tf, "../x.jpg", fx.jpeg_bytes(_img(0)))
-    fx.add_member(tf, "y.txt", b"no image")
-    fx.add_member(tf, "z.jpg", b"not an image")
-  with pytest.raises(corpus_lib.CorpusError, match=r"empty corpus: .* no valid image"):
-    embed.embed_corpus(embedder, corpus_lib.open_corpus(str(tmp_path / "bad")),
-                       str(tmp_path / "store"))
+  with pytest.raises(corpus_lib.CorpusError, match=message):
+    corpus_lib.open_corpus(str(tmp_path / path))
 
 
 @pytest.mark.parametrize("cut", ["inside_header", "between_members"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
-import zoo_helpers as H
+from tests.models import zoo_helpers as H
 from jaxbench import convert, models, registry
 from jaxbench.models import hub, layers, zoo
 
@@ -43,7 +43,7 @@ def test_missing_tensor_is_named_with_its_shape(timm_dir, tmp_path):
     models.load(d)
 
 
-def test_mismatched_shape_names_tensor_expected_and_found(timm_dir, tmp_path):
+def test_mismatched_shape_error_names_the_tensor_and_both_shapes(timm_dir, tmp_path):
   def shrink(t):
     t["fc.weight"] = t["fc.weight"][:7]
   d = _edit(timm_dir[0], str(tmp_path / "s"), shrink)

@@ -9,7 +9,7 @@ from jaxbench import registry
 from jaxbench.data import catalog, sources
 from jaxbench.data.evalset import EvalSet
 
-import natural_fixtures as fx
+from tests.data import natural_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,16 +54,23 @@ def test_natural_config_resolves_every_set(data_root):
     _natural_config("rozz")
 
 
-def test_names_unknown_and_bad_arguments():
+def test_every_dataset_is_named():
   names = catalog.names()
   for n in list(EXPECTED) + ["cifar10", "cifar10_1", "cifar10_c", "image_folder", "tfds"]:
     assert registry.parse(n)[0] in names
-  with pytest.raises(registry.SpecError, match="unknown dataset 'imagenet_q'.*imagenet_r"):
-    catalog.get("imagenet_q")
-  with pytest.raises(registry.SpecError, match="imagenet_r accepts: root, tfds_dir, data_root"):
-    catalog.get("imagenet_r(dir='/x')")
-  with pytest.raises(sources.DataNotFound, match="pass root="):
-    catalog.get("objectnet")
+
+
+@pytest.mark.parametrize("spec,error,match", [
+    ("imagenet_q", registry.SpecError, "unknown dataset 'imagenet_q'.*imagenet_r"),
+    ("imagenet_r(dir='/x')", registry.SpecError, "imagenet_r accepts: root, tfds_dir, data_root"),
+    ("objectnet", sources.DataNotFound, "pass root=")],
+    ids=["unknown", "bad_argument", "no_data"])
+def test_bad_spec_is_refused_by_name(spec, error, match):
+  with pytest.raises(error, match=match):
+    catalog.get(spec)
+
+
+def test_name_of_drops_locations_and_sorts_arguments():
   assert catalog.name_of("imagenet_r(root='/a', tfds_dir='/b')") == "imagenet_r"
   assert catalog.name_of("cifar10_c(severity=2, corruption='fog', root='/c')") == \
       "cifar10_c(corruption='fog', severity=2)"
@@ -85,7 +92,7 @@ def test_image_folder_generic(data_root):
   assert es.num_classes == 11 and [es.source[i]["label"] for i in range(3)] == [0, 2, 10]
 
 
-def test_register_and_lazy_plugins(tmp_path, monkeypatch):
+def test_plugin_modules_are_imported_on_demand(tmp_path, monkeypatch):
   plugin = tmp_path / "jb_catalog_test_plugin.py"
   plugin.write_text(
       "from jaxbench.data import catalog\n"

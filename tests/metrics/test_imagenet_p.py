@@ -8,14 +8,20 @@ from jaxbench.metrics import imagenet_p as P
 VIDEO = np.array([1, 1, 2, 2, 2, 3, 1])
 
 
-def test_flip_probability_by_hand():
-  # Consecutive frames: flips at 1->2, 2->3, 3->1 out of 6 pairs.
-  assert P.video_scores(VIDEO, noise=False, difficulty=1)["flip_prob"] == pytest.approx(3 / 6)
-  # Step 2: [1, 2, 2, 1] -> 2 flips of 3 and [1, 2, 3] -> 2 of 2.
-  assert P.video_scores(VIDEO, noise=False, difficulty=2)["flip_prob"] == pytest.approx(4 / 5)
-  # Noise: every frame against frame 0 (class 1): 1,2,2,2,3,1 -> 4 of 6, any difficulty.
-  for d in (1, 3):
-    assert P.video_scores(VIDEO, noise=True, difficulty=d)["flip_prob"] == pytest.approx(4 / 6)
+@pytest.mark.parametrize("noise,difficulty,want", [
+    # Consecutive frames: flips at 1->2, 2->3, 3->1 out of 6 pairs.
+    (False, 1, 3 / 6),
+    # Step 2: [1, 2, 2, 1] -> 2 flips of 3 and [1, 2, 3] -> 2 of 2.
+    (False, 2, 4 / 5),
+    # Noise: every frame against frame 0 (class 1): 1,2,2,2,3,1 -> 4 of 6, any difficulty.
+    (True, 1, 4 / 6),
+    (True, 3, 4 / 6)])
+def test_flip_probability_by_hand(noise, difficulty, want):
+  got = P.video_scores(VIDEO, noise=noise, difficulty=difficulty)["flip_prob"]
+  assert got == pytest.approx(want)
+
+
+def test_flip_probability_is_the_mean_over_videos():
   # Mean over videos (not over pairs).
   out = P.scores([VIDEO, np.array([5, 5, 5])], "rotate", 1)
   assert out["flip_prob"] == pytest.approx((0.5 + 0.0) / 2) and "t5d" not in out
@@ -30,11 +36,16 @@ def _reference_t5d(logits_a, logits_b):
   return np.sum(np.abs(cum[:5] - cum[sigma - 1][:5]))
 
 
-def test_top5_distance_by_hand_and_against_full_ranks():
-  # Ranks in b of a's top-5 (0, 1, 2, 3, 4): 1, 0, 2, absent, absent -> 1+1+0+2+1.
-  assert P.top5_distance([0, 1, 2, 3, 4], [1, 0, 2, 7, 8]) == 5
-  assert P.top5_distance([0, 1, 2, 3, 4], [0, 1, 2, 3, 4]) == 0
-  assert P.top5_distance([0, 1, 2, 3, 4], [9, 8, 7, 6, 5]) == 5 + 4 + 3 + 2 + 1
+@pytest.mark.parametrize("b,want", [
+    # Ranks in b of a's top-5 (0, 1, 2, 3, 4): 1, 0, 2, absent, absent -> 1+1+0+2+1.
+    ([1, 0, 2, 7, 8], 5),
+    ([0, 1, 2, 3, 4], 0),
+    ([9, 8, 7, 6, 5], 5 + 4 + 3 + 2 + 1)])
+def test_top5_distance_by_hand(b, want):
+  assert P.top5_distance([0, 1, 2, 3, 4], b) == want
+
+
+def test_top5_distance_matches_hendrycks_on_full_ranks():
   rng = np.random.default_rng(0)
   for _ in range(50):
     a = rng.normal(size=20)
@@ -43,11 +54,15 @@ def test_top5_distance_by_hand_and_against_full_ranks():
     assert P.top5_distance(top(a), top(b)) == _reference_t5d(a, b)
 
 
-def test_t5d_sequences_and_ids():
+@pytest.mark.parametrize("noise,want", [
+    (False, 2.5),    # consecutive: 5 then 0
+    (True, 5.0)])    # noise: both against frame 0
+def test_t5d_of_a_sequence(noise, want):
   frames = np.array([[0, 1, 2, 3, 4], [1, 0, 2, 7, 8], [1, 0, 2, 7, 8]])
-  # Consecutive: 5 then 0 -> 2.5; noise: both against frame 0 -> 5.
-  assert P.video_scores(frames, noise=False, difficulty=1)["t5d"] == pytest.approx(2.5)
-  assert P.video_scores(frames, noise=True, difficulty=1)["t5d"] == pytest.approx(5.0)
+  assert P.video_scores(frames, noise=noise, difficulty=1)["t5d"] == pytest.approx(want)
+
+
+def test_sequence_metric_fn_orders_frames_by_id():
   ids = ["rotate/n01/a.mp4/002", "rotate/n01/a.mp4/000", "rotate/n01/a.mp4/001",
          "rotate/n02/b.mp4/000", "rotate/n02/b.mp4/001"]
   preds = np.array([[1, 0, 2, 7, 8], [0, 1, 2, 3, 4], [1, 0, 2, 7, 8],
@@ -56,8 +71,14 @@ def test_t5d_sequences_and_ids():
   out = fn(ids, preds, None)
   assert out["t5d"] == pytest.approx((2.5 + 0.0) / 2)
   assert out["flip_prob"] == pytest.approx((0.5 + 0.0) / 2)
+
+
+def test_videos_from_ids_refuses_a_gap_in_frames():
   with pytest.raises(ValueError, match="frames"):
     P.videos_from_ids(["v/000", "v/002"], [1, 2])
+
+
+def test_scores_refuses_an_unknown_difficulty():
   with pytest.raises(ValueError, match="difficulty"):
     P.scores([VIDEO], "rotate", 4)
 

@@ -10,7 +10,7 @@ import numpy as np
 from jaxbench import store as store_lib, suites
 from jaxbench.data import catalog
 
-import natural_fixtures as fx
+from tests.data import natural_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

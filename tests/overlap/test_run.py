@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import overlap_fixtures as fx
+from tests.overlap import overlap_fixtures as fx
 from jaxbench import store as store_lib, suites
 from jaxbench.engine import plan as plan_lib
 from jaxbench.overlap import __main__ as ov_main, calibrate
@@ -106,22 +106,33 @@ def _pairs(workdir):
     return [json.loads(l) for l in f], os.path.join(d, sub)
 
 
-def test_planted_duplicates_found_and_unrelated_not_flagged(suite):
+def test_planted_duplicates_are_found(suite):
   pairs, _ = _pairs(suite["workdir"])
   emb = {(p["query_id"], p["corpus_id"]) for p in pairs if p["method"] == "embedding"}
   for qid, (cid, t) in suite["planted"].items():
     assert (qid, cid) in emb, f"planted {t} copy {cid} of {qid} not found"
+
+
+def test_unrelated_images_are_not_flagged(suite):
+  pairs, _ = _pairs(suite["workdir"])
   for p in pairs:
     assert p["corpus_id"] not in suite["unrelated"], p
     assert p["query_id"] in suite["planted"], p
+
+
+def test_calibration_separates_copies_from_unrelated_pairs(suite):
   with open(os.path.join(suite["workdir"], "overlap", "calibration.json")) as f:
     cal = json.load(f)
   assert cal["separable"] and 0.0 < cal["threshold"] < 1.0
 
 
-def test_rows_rates_and_accuracy_split_by_hand(suite):
+def _overlap_rows(suite):
   rows = [r for r in suite["rows"] if r["suite"] == "overlap" and r["transform"] != "clean"]
-  by = {(r["model"], r["metric"]): r for r in rows}
+  return {(r["model"], r["metric"]): r for r in rows}
+
+
+def test_overlap_rate_row_by_hand(suite):
+  by = _overlap_rows(suite)
   n_eval = len(suite["eval_ids"])
   rate = by[("ovltest:thumb", "overlap_rate")]
   assert rate["value"] == pytest.approx(len(suite["planted"]) / n_eval)
@@ -129,6 +140,12 @@ def test_rows_rates_and_accuracy_split_by_hand(suite):
   assert rate["key"] == "|".join((rate["model"], rate["dataset"], rate["transform"],
                                   "overlap_rate"))
   assert rate["transform"].startswith("overlap(") and "threshold='auto'" in rate["transform"]
+
+
+def test_accuracy_split_rows_by_hand(suite):
+  by = _overlap_rows(suite)
+  n_eval = len(suite["eval_ids"])
+  rate = by[("ovltest:thumb", "overlap_rate")]
   # Hand computation from the runner's stored per-example correctness.
   st = store_lib.Store(suite["workdir"])
   cfg = suite["cfg"]
@@ -159,7 +176,7 @@ def test_rows_reach_the_report(suite):
   assert set(cell) >= {"overlap_rate", "acc_overlap", "acc_clean_subset"}
 
 
-def test_bad_members_recorded_and_nothing_written_outside(suite):
+def test_bad_corpus_members_are_recorded(suite):
   with open(os.path.join(suite["workdir"], "overlap", "corpus_problems.json")) as f:
     problems = json.load(f)
   reasons = {p["name"]: p["reason"] for p in problems}
@@ -168,6 +185,9 @@ def test_bad_members_recorded_and_nothing_written_outside(suite):
   assert reasons["notimg"].startswith("no image member")
   assert reasons["u000.jpg"].startswith("duplicate key")
   assert reasons["00000/broken"].startswith("undecodable image")
+
+
+def test_nothing_is_written_outside_the_workdir(suite):
   for root in (suite["base"], os.path.dirname(suite["base"]), os.getcwd(), "/tmp"):
     assert not os.path.exists(os.path.join(root, "evil.jpg"))
   assert not os.path.exists("/tmp/evil_abs.jpg")

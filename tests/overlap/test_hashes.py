@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import overlap_fixtures as fx
+from tests.overlap import overlap_fixtures as fx
 from jaxbench.overlap import calibrate, hashes
 
 

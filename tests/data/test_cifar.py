@@ -7,7 +7,7 @@ import pytest
 
 from jaxbench.data import catalog, cifar, sources
 
-import natural_fixtures as fx
+from tests.data import natural_fixtures as fx
 
 
 def _test_images(n=6):
@@ -25,21 +25,33 @@ def _write_python_batch(path, images, labels):
     pickle.dump(batch, f, protocol=2)
 
 
-def test_cifar10_python_and_binary_batches_agree(tmp_path):
+@pytest.fixture(scope="module")
+def cifar_batches(tmp_path_factory):
+  """(images, {"python": eval set, "binary": eval set}) of the same six test images."""
+  tmp_path = tmp_path_factory.mktemp("cifar")
   images, labels = _test_images()
   _write_python_batch(str(tmp_path / "cifar-10-batches-py" / "test_batch"), images, labels)
   os.makedirs(tmp_path / "bin")
   rows = np.concatenate([labels[:, None].astype(np.uint8),
                          images.transpose(0, 3, 1, 2).reshape(len(images), 3072)], axis=1)
   rows.tofile(tmp_path / "bin" / "test_batch.bin")
-  py = catalog.get("cifar10", data_root=str(tmp_path))
-  binary = cifar.cifar10(root=str(tmp_path / "bin"))
+  return images, {"python": catalog.get("cifar10", data_root=str(tmp_path)),
+                  "binary": cifar.cifar10(root=str(tmp_path / "bin"))}
+
+
+def test_cifar10_is_named_with_its_classes(cifar_batches):
+  py = cifar_batches[1]["python"]
   assert py.name == "cifar10" and py.num_classes == 10 and py.class_names[0] == "airplane"
-  for es in (py, binary):
-    assert len(es.source) == 6
-    rec = es.source[4]
-    assert rec["id"] == "test_00004" and rec["label"] == 5
-    np.testing.assert_array_equal(rec["image"], images[4])
+
+
+@pytest.mark.parametrize("layout", ["python", "binary"])
+def test_cifar10_batches_give_the_written_images(cifar_batches, layout):
+  images, sets = cifar_batches
+  es = sets[layout]
+  assert len(es.source) == 6
+  rec = es.source[4]
+  assert rec["id"] == "test_00004" and rec["label"] == 5
+  np.testing.assert_array_equal(rec["image"], images[4])
 
 
 def test_cifar10_pickle_cannot_run_code(tmp_path):

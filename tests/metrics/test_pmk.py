@@ -6,29 +6,58 @@ from jaxbench.metrics import pmk
 F = "val/v1/{:06d}.JPEG"
 
 
-def test_pmk_with_offsets_missing_frames_and_empty_neighbourhoods():
+@pytest.fixture
+def vid_sets():
+  """Vid pm-k sets: anchor 10 with neighbours 1 and 5 frames away, two lone anchors."""
   labels = {F.format(i): [1] for i in (10, 11, 15, 30, 40)}
   labels[F.format(40)] = [2, 3]                      # a multi-label anchor
-  sets = pmk.vid_pmsets(labels, {F.format(10): [F.format(11), F.format(15)],
+  return pmk.vid_pmsets(labels, {F.format(10): [F.format(11), F.format(15)],
                                  F.format(30): [],      # no neighbours
                                  F.format(40): []})
-  assert sets.neighbours[F.format(10)] == ((1, F.format(11)), (5, F.format(15)))
-  preds = {F.format(10): 1, F.format(11): 1, F.format(15): 0,   # wrong 5 frames away
-           F.format(30): 1, F.format(40): 3}
-  out = pmk.score(sets, preds, ks=(0, 1, 10))
+
+
+# Predictions with the frame 5 away from anchor 10 wrong.
+PREDS = {F.format(10): 1, F.format(11): 1, F.format(15): 0, F.format(30): 1, F.format(40): 3}
+
+
+def test_vid_neighbours_carry_their_frame_offsets(vid_sets):
+  assert vid_sets.neighbours[F.format(10)] == ((1, F.format(11)), (5, F.format(15)))
+
+
+def test_pmk_counts_a_wrong_frame_only_within_k(vid_sets):
+  out = pmk.score(vid_sets, dict(PREDS), ks=(0, 1, 10))
   # pm0: all three anchors right; pm1: the wrong frame is 5 away -> all right;
   # pm10: anchor 10 loses its set.
   assert out == {"pm0": 1.0, "pm1": 1.0, "pm10": 2 / 3, "n": 3, "missing_anchors": 0,
                  "missing_frames": 0}
-  # A missing neighbour counts as wrong; a missing anchor is not scored.
+
+
+def _preds_with_missing():
+  preds = dict(PREDS)
   del preds[F.format(11)], preds[F.format(30)]
-  out = pmk.score(sets, preds, ks=(0, 1))
+  return preds
+
+
+def test_missing_neighbour_is_wrong_and_missing_anchor_unscored(vid_sets):
+  out = pmk.score(vid_sets, _preds_with_missing(), ks=(0, 1))
   assert out == {"pm0": 1.0, "pm1": 0.5, "n": 2, "missing_anchors": 1, "missing_frames": 1}
-  metric = pmk.PmkMetric(sets)
+
+
+def test_pmk_metric_scores_ids_and_predictions(vid_sets):
+  preds = _preds_with_missing()
+  metric = pmk.PmkMetric(vid_sets)
   ids = list(preds)
   assert metric(ids, [preds[i] for i in ids], None) == {"pm0": 1.0, "pm10": 0.5}
+
+
+def test_pmk_metric_refuses_mismatched_lengths(vid_sets):
+  metric = pmk.PmkMetric(vid_sets)
+  ids = list(_preds_with_missing())
   with pytest.raises(ValueError, match="2 ids but 1 predictions"):
     metric(ids[:2], [0])
+
+
+def test_vid_pmsets_refuses_an_anchor_without_labels():
   with pytest.raises(ValueError, match="without labels"):
     pmk.vid_pmsets({}, {F.format(1): []})
 

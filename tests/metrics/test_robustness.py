@@ -1,6 +1,8 @@
 """Effective/relative robustness formulas against hand computations and the testbed data."""
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,17 +28,23 @@ def test_logit_sigmoid_values():
     rb.logit(76.1)
 
 
-def test_ols_hand_and_scipy():
+def test_ols_by_hand():
   assert rb.ols([0, 1, 2], [1, 3, 5]) == pytest.approx((2.0, 1.0), abs=1e-14)
   # x = (0, 1, 3), y = (1, 2, 2): xm = 4/3, ym = 5/3,
   # Sxy = (-4/3)(-2/3) + (-1/3)(1/3) + (5/3)(1/3) = 12/9, Sxx = 16/9 + 1/9 + 25/9 = 42/9
   a, b = rb.ols([0, 1, 3], [1, 2, 2])
   assert a == pytest.approx(12 / 42, abs=1e-14)
   assert b == pytest.approx(5 / 3 - (12 / 42) * 4 / 3, abs=1e-14)
+
+
+def test_ols_matches_scipy_linregress():
   rng = np.random.default_rng(0)
   x, y = rng.normal(size=20), rng.normal(size=20)
   ref = scipy.stats.linregress(x, y)
   assert rb.ols(x, y) == pytest.approx((ref.slope, ref.intercept), abs=1e-12)
+
+
+def test_ols_refuses_a_single_x():
   with pytest.raises(ValueError, match="two distinct x"):
     rb.ols([1.0, 1.0], [0.0, 1.0])
 
@@ -79,7 +87,7 @@ def test_zero_ood_baseline_splits_the_fit_at_its_id_accuracy():
                                                                          abs=1e-12)
 
 
-def test_hundred_percent_and_degenerate_baselines():
+def test_zero_id_baseline_dropped_and_hundred_percent_ood_baseline_pivots():
   xs = [sig(-1), sig(0.5), sig(1), 0.0, sig(0.2)]
   ys = [sig(-1), sig(0.5), sig(1), 0.3, 1.0]   # 0 % ID dropped; 100 % OOD is a pivot
   fit = rb.fit_baseline(xs, ys, ["a", "b", "c", "zero_id", "perfect_ood"])
@@ -89,6 +97,9 @@ def test_hundred_percent_and_degenerate_baselines():
   assert any("holds 1 baseline" in n for n in fit.notes)
   assert fit.lines[0] == pytest.approx((1.0, 0.0), abs=1e-12)
   assert fit.lines[1] == pytest.approx((1.0, 0.0), abs=1e-12)
+
+
+def test_fit_baseline_refuses_fewer_than_two_finite_baselines():
   with pytest.raises(ValueError, match="at least two baselines"):
     rb.fit_baseline([0.5, 0.6, 0.7], [0.0, 0.2, 1.0])
 
@@ -102,7 +113,7 @@ def test_scored_model_at_zero_or_full_id_accuracy_takes_the_limit():
   np.testing.assert_allclose(flat.beta([0.0, 0.3, 1.0]), [sig(0.4)] * 3)
 
 
-def test_relative_robustness_and_drop_hand():
+def test_relative_robustness_by_hand():
   fit = rb.BaselineFit(lines=((1.0, 0.0),))     # beta(x) = x
   rel = rb.relative_robustness(0.6, 0.5, 0.7, 0.4, fit=fit)
   assert rel["tau"] == pytest.approx(0.1)
@@ -110,14 +121,21 @@ def test_relative_robustness_and_drop_hand():
   # rho(with) = 0.5 - 0.6 = -0.1, rho(without) = 0.4 - 0.7 = -0.3.
   assert rel["delta_rho"] == pytest.approx(0.2)
   assert rb.relative_robustness(0.6, 0.5, 0.7, 0.4)["delta_rho"] is None
+
+
+def test_accuracy_drop_by_hand():
   np.testing.assert_allclose(rb.accuracy_drop([0.76, 0.6], [0.63, 0.7]), [0.13, -0.1])
 
 
-def test_baseline_fit_validation_and_roundtrip():
-  with pytest.raises(ValueError, match="one more line than pivots"):
-    rb.BaselineFit(lines=((1.0, 0.0),), pivots=(0.5,))
-  with pytest.raises(ValueError, match="ascend"):
-    rb.BaselineFit(lines=((1, 0), (1, 0), (1, 0)), pivots=(0.7, 0.5))
+@pytest.mark.parametrize("lines,pivots,message", [
+    (((1.0, 0.0),), (0.5,), "one more line than pivots"),
+    (((1, 0), (1, 0), (1, 0)), (0.7, 0.5), "ascend")])
+def test_baseline_fit_refuses_inconsistent_pivots(lines, pivots, message):
+  with pytest.raises(ValueError, match=message):
+    rb.BaselineFit(lines=lines, pivots=pivots)
+
+
+def test_baseline_fit_round_trips_through_json():
   f = rb.BaselineFit(((1.0, 2.0), (3.0, 4.0)), (0.5,), ("m",), "src", ("n",))
   assert rb.BaselineFit.from_dict(json.loads(json.dumps(f.to_dict()))) == f
 
@@ -239,27 +257,36 @@ def test_effective_robustness_of_every_testbed_model_on_every_shift():
   assert rho == pytest.approx(17.9, abs=0.1)
 
 
-def test_shipped_fits_reproduce_and_check_cli():
-  import subprocess
-  import sys
+def _shipped_fits():
   with open(rb.TESTBED_FITS_FILE) as f:
-    shipped = json.load(f)
+    return json.load(f)
+
+
+def test_shipped_fits_are_reproduced_from_the_testbed_csv():
+  shipped = _shipped_fits()
   assert json.loads(json.dumps(fit_coefficients.to_json(
       fit_coefficients.compute_fits()))) == shipped
   assert shipped["commit"] == fit_coefficients.COMMIT
+
+
+def test_check_cli_accepts_the_shipped_fits():
   ok = subprocess.run([sys.executable, "-m", "jaxbench.report.fit_coefficients", "--check"],
                       capture_output=True, text=True)
   assert ok.returncode == 0 and "matches" in ok.stdout, ok.stdout + ok.stderr
-  # A tampered file is caught and the shift named.
+
+
+def test_check_cli_names_the_shift_of_a_tampered_file(tmp_path):
+  shipped = _shipped_fits()
   shipped["fits"]["objectnet"]["lines"][0][0] += 1e-3
-  import tempfile, os
-  with tempfile.TemporaryDirectory() as d:
-    bad = os.path.join(d, "fits.json")
-    with open(bad, "w") as f:
-      json.dump(shipped, f)
-    r = subprocess.run([sys.executable, "-m", "jaxbench.report.fit_coefficients", "--check",
-                        f"--out={bad}"], capture_output=True, text=True)
+  bad = str(tmp_path / "fits.json")
+  with open(bad, "w") as f:
+    json.dump(shipped, f)
+  r = subprocess.run([sys.executable, "-m", "jaxbench.report.fit_coefficients", "--check",
+                      f"--out={bad}"], capture_output=True, text=True)
   assert r.returncode == 1 and "objectnet" in r.stdout
+
+
+def test_clip_rn50_lies_above_the_shipped_imagenet_v2_line():
   fits = rb.load_testbed_fits()
   # CLIP RN50 zero-shot on ImageNetV2 (protocol.md 6.2: val 59.81, V2 52.59):
   (a, b), = fits["imagenet_v2"].lines

@@ -51,7 +51,7 @@ def _bruteforce(q, c, ords, k):
 
 @pytest.mark.parametrize("devices,chunk,block,input_chunk", [
     (1, 64, 16, 33), (8, 100, 8, 77), (8, 7, 4, 1000)])
-def test_matches_bruteforce_for_any_chunking_and_device_count(data, devices, chunk, block,
+def test_matches_bruteforce_whatever_the_chunking_and_devices(data, devices, chunk, block,
                                                               input_chunk):
   q, c, ords = data
   ref_s, ref_o = _bruteforce(q, c, ords, K)
@@ -81,14 +81,25 @@ def test_process_local_shares_merge_to_the_global_result(data):
   np.testing.assert_allclose(merged.scores, single.scores, atol=1e-6)
 
 
-def test_fewer_rows_than_k_and_bad_input(data):
+def test_fewer_rows_than_k_are_padded_with_minus_one(data):
   q, c, ords = data
   top = knn.search(q[:2], [(c[:3], ords[:3])], K, chunk=100, block=8, mesh=_mesh(8))
   assert (top.ordinals[:, 3:] == -1).all() and np.isneginf(top.scores[:, 3:]).all()
   assert sorted(top.ordinals[0, :3]) == sorted(ords[:3])
+
+
+def test_search_refuses_an_empty_corpus(data):
+  q, _, _ = data
   with pytest.raises(ValueError, match="empty corpus"):
     knn.search(q, iter([]), K, chunk=100, block=8, mesh=_mesh(8))
+
+
+def test_search_refuses_a_corpus_of_another_width(data):
+  q, c, ords = data
   with pytest.raises(ValueError, match="width 16"):
     knn.search(q, [(c[:, :8], ords)], K, chunk=100, block=8, mesh=_mesh(8))
+
+
+def test_searcher_refuses_no_queries():
   with pytest.raises(ValueError, match="non-empty"):
     knn.Searcher(np.zeros((0, 4)), K)

@@ -12,36 +12,63 @@ from PIL import Image
 from jaxbench import labels as labels_lib
 from jaxbench.data import catalog, natural, sources
 
-import natural_fixtures as fx
+from tests.data import natural_fixtures as fx
 
 W = fx.WNIDS
 
 
-def test_wnid_folders_labels_ids_empty_classes_and_odd_files(tmp_path):
-  fx.write_wnid_tree(str(tmp_path), [(W[999], "b", 0), (W[3], "z", 1), (W[3], "a", 2)])
-  os.makedirs(tmp_path / W[500])                    # an empty class folder
-  (tmp_path / W[3] / "notes.txt").write_text("x")   # not an image
-  (tmp_path / W[3] / ".hidden.JPEG").write_text("x")
-  (tmp_path / "README.txt").write_text("x")          # files next to the folders are ignored
-  src = sources.ImageFolderSource(str(tmp_path))
+@pytest.fixture(scope="module")
+def wnid_tree(tmp_path_factory):
+  """(root, source) of WNID folders with an empty class, a non-image and stray files."""
+  root = tmp_path_factory.mktemp("wnid")
+  fx.write_wnid_tree(str(root), [(W[999], "b", 0), (W[3], "z", 1), (W[3], "a", 2)])
+  os.makedirs(root / W[500])                    # an empty class folder
+  (root / W[3] / "notes.txt").write_text("x")   # not an image
+  (root / W[3] / ".hidden.JPEG").write_text("x")
+  (root / "README.txt").write_text("x")          # files next to the folders are ignored
+  return root, sources.ImageFolderSource(str(root))
+
+
+def test_wnid_folders_give_imagenet_labels_and_sorted_ids(wnid_tree):
+  _, src = wnid_tree
   assert src.folder_kind == "wnid" and len(src) == 3
   recs = [src[i] for i in range(3)]
   assert [(r["id"], r["label"]) for r in recs] == [
       (f"{W[3]}/a.JPEG", 3), (f"{W[3]}/z.JPEG", 3), (f"{W[999]}/b.JPEG", 999)]
-  with open(tmp_path / W[3] / "a.JPEG", "rb") as f:
-    assert recs[0]["image_bytes"] == f.read()     # bytes, not decoded
+
+
+def test_folder_records_carry_the_undecoded_bytes(wnid_tree):
+  root, src = wnid_tree
+  with open(root / W[3] / "a.JPEG", "rb") as f:
+    assert src[0]["image_bytes"] == f.read()     # bytes, not decoded
+
+
+def test_empty_classes_and_other_files_are_counted(wnid_tree):
+  _, src = wnid_tree
   assert src.empty_classes == (W[500],) and src.other_files == 1
   assert src.summary()["empty_classes"] == [W[500]]
+
+
+def test_folder_source_survives_pickling(wnid_tree):
+  _, src = wnid_tree
   clone = pickle.loads(pickle.dumps(src))
   assert clone[2] == src[2] and "wnid folders" in repr(clone)
 
 
-def test_name_folders_sorted_and_unreadable_file_is_recorded(tmp_path):
+def _name_folders(root):
   for name, colour in [("zebra", 0), ("apple", 1), ("mango", 2)]:
-    fx.write_image(str(tmp_path / name / "1.png"), colour)
-  src = sources.ImageFolderSource(str(tmp_path))
+    fx.write_image(str(root / name / "1.png"), colour)
+  return sources.ImageFolderSource(str(root))
+
+
+def test_name_folders_are_labelled_in_sorted_order(tmp_path):
+  src = _name_folders(tmp_path)
   assert src.folder_kind == "name" and src.class_folders == ("apple", "mango", "zebra")
   assert [src[i]["label"] for i in range(3)] == [0, 1, 2]
+
+
+def test_unreadable_file_is_recorded_not_raised(tmp_path):
+  src = _name_folders(tmp_path)
   os.remove(tmp_path / "mango" / "1.png")
   rec = src[1]
   assert rec["image_bytes"] == b"" and "mango/1.png" in rec["error"]
@@ -56,45 +83,74 @@ def test_integer_folders_are_integers(tmp_path):
       ("1/x.jpeg", 1), ("2/x.jpeg", 2), ("10/x.jpeg", 10)]
 
 
-def test_layout_errors_name_the_path_and_layout(tmp_path):
-  with pytest.raises(sources.LayoutError, match="does not exist"):
-    sources.ImageFolderSource(str(tmp_path / "nope"))
-  flat = tmp_path / "flat"
-  fx.write_image(str(flat / "a.jpg"), 0)
-  with pytest.raises(sources.LayoutError, match=r"flat folder.*<class folder>/<image file>"):
-    sources.ImageFolderSource(str(flat))
-  empty = tmp_path / "empty"
-  os.makedirs(empty / W[0])
-  with pytest.raises(sources.LayoutError, match="zero images found in .*empty"):
-    sources.ImageFolderSource(str(empty))
-  deep = tmp_path / "deep"
-  fx.write_image(str(deep / "imagenet-r" / W[1] / "a.jpg"), 0)
-  with pytest.raises(sources.LayoutError, match="one level too deep"):
-    sources.ImageFolderSource(str(deep))
-  mixed = tmp_path / "mixed"
+def _flat(root):
+  fx.write_image(str(root / "a.jpg"), 0)
+
+
+def _empty(root):
+  os.makedirs(root / W[0])
+
+
+def _deep(root):
+  fx.write_image(str(root / "imagenet-r" / W[1] / "a.jpg"), 0)
+
+
+def _mixed(root):
   for name in ["3", "cat"]:
-    fx.write_image(str(mixed / name / "a.jpg"), 0)
-  with pytest.raises(sources.LayoutError, match=r"expected index class folders.*\['cat'\]"):
-    sources.ImageFolderSource(str(mixed), folder_kind="index")
-  with pytest.raises(ValueError, match="folder_kind must be"):
-    sources.ImageFolderSource(str(mixed), folder_kind="wnids")
+    fx.write_image(str(root / name / "a.jpg"), 0)
 
 
-def test_array_source_memmap_slice_and_pickle(tmp_path):
+@pytest.mark.parametrize("make,kwargs,error,match", [
+    (None, {}, sources.LayoutError, "does not exist"),
+    (_flat, {}, sources.LayoutError, r"flat folder.*<class folder>/<image file>"),
+    (_empty, {}, sources.LayoutError, "zero images found in .*layout"),
+    (_deep, {}, sources.LayoutError, "one level too deep"),
+    (_mixed, {"folder_kind": "index"}, sources.LayoutError,
+     r"expected index class folders.*\['cat'\]"),
+    (_mixed, {"folder_kind": "wnids"}, ValueError, "folder_kind must be")],
+    ids=["missing", "flat", "empty", "deep", "mixed", "bad_kind"])
+def test_layout_errors_name_the_path_and_layout(tmp_path, make, kwargs, error, match):
+  root = tmp_path / "layout"
+  if make is not None:
+    make(root)
+  with pytest.raises(error, match=match):
+    sources.ImageFolderSource(str(root), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def array_source(tmp_path_factory):
+  """(images, ArraySource over rows 2..4 of six memory-mapped images)."""
+  tmp = tmp_path_factory.mktemp("arrays")
   images = np.arange(6 * 2 * 2 * 3, dtype=np.uint8).reshape(6, 2, 2, 3)
-  np.save(tmp_path / "x.npy", images)
-  np.save(tmp_path / "y.npy", np.array([5, 4, 3, 2, 1, 0]))
-  src = sources.ArraySource(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), start=2, stop=5,
+  np.save(tmp / "x.npy", images)
+  np.save(tmp / "y.npy", np.array([5, 4, 3, 2, 1, 0]))
+  src = sources.ArraySource(str(tmp / "x.npy"), str(tmp / "y.npy"), start=2, stop=5,
                             id_format="s_{:03d}")
+  return images, src
+
+
+def test_array_source_slice_has_its_own_ids_and_labels(array_source):
+  images, src = array_source
   assert len(src) == 3 and src.example_id(1) == "s_001"
   rec = src[1]
   assert rec["id"] == "s_001" and rec["label"] == 2
   np.testing.assert_array_equal(rec["image"], images[3])
+
+
+def test_array_source_pickles_without_its_images(array_source):
+  images, src = array_source
   blob = pickle.dumps(src)
   assert len(blob) < 1000          # the images stay on disk
   np.testing.assert_array_equal(pickle.loads(blob)[2]["image"], images[4])
+
+
+def test_array_source_index_past_the_slice_raises(array_source):
+  _, src = array_source
   with pytest.raises(IndexError):
     src[3]
+
+
+def test_array_source_refuses_non_rgb_arrays():
   with pytest.raises(sources.LayoutError, match=r"uint8 \(N, H, W, 3\)"):
     sources.ArraySource(np.zeros((2, 4, 4), np.uint8), np.zeros(2))
 
@@ -176,15 +232,23 @@ def _fake_imagenet_builder(name, version, split, records):
   return Fake
 
 
-def test_tfds_imagenet_a_and_val_control_map_1000_way_labels(tmp_path):
+@pytest.fixture(scope="module")
+def tfds_imagenet(tmp_path_factory):
+  """(tfds_dir, A's class indices) of prepared fake imagenet_a and imagenet2012 datasets."""
+  tmp = tmp_path_factory.mktemp("tfds_imagenet")
   a = labels_lib.indices_of(labels_lib.imagenet_a_wnids())
   _prepare(_fake_imagenet_builder("imagenet_a", "0.1.0", "test", [
-      ("x.jpg", int(a[0]), 0), ("y.jpg", int(a[199]), 1)]), tmp_path)
+      ("x.jpg", int(a[0]), 0), ("y.jpg", int(a[199]), 1)]), tmp)
   _prepare(_fake_imagenet_builder("imagenet2012", "5.1.0", "validation", [
       ("ILSVRC2012_val_00000001.JPEG", 0, 0),            # tench: not an A class
       ("ILSVRC2012_val_00000002.JPEG", int(a[1]), 1),
-      ("ILSVRC2012_val_00000003.JPEG", int(a[2]), 2)]), tmp_path)
-  # TFDS's real imagenet_a / imagenet2012 builders read these files.
+      ("ILSVRC2012_val_00000003.JPEG", int(a[2]), 2)]), tmp)
+  return tmp, a
+
+
+def test_tfds_imagenet_a_maps_1000_way_labels_to_200(tfds_imagenet):
+  tmp_path, a = tfds_imagenet
+  # TFDS's real imagenet_a builder reads these files.
   es = catalog.get(f"imagenet_a(tfds_dir='{tmp_path}')")
   assert es.name == "imagenet_a" and es.num_classes == 200
   assert sorted((es.source[i]["id"], es.source[i]["label"]) for i in range(2)) == [
@@ -192,10 +256,18 @@ def test_tfds_imagenet_a_and_val_control_map_1000_way_labels(tmp_path):
   model = fx.ColourModel({0: int(a[0]), 1: int(a[3])})
   metrics, _ = fx.evaluate(es, model)
   assert metrics["top1"] == 1 / 2
+
+
+def test_tfds_val_control_keeps_only_the_a_classes(tfds_imagenet):
+  tmp_path, _ = tfds_imagenet
   ctl = natural.imagenet_val_on_a_classes(tfds_dir=str(tmp_path))
   assert ctl.source.dropped == 1
   assert sorted((ctl.source[i]["id"], ctl.source[i]["label"]) for i in range(2)) == [
       ("ILSVRC2012_val_00000002.JPEG", 1), ("ILSVRC2012_val_00000003.JPEG", 2)]
+
+
+def test_catalog_falls_back_to_tfds_without_a_folder(tfds_imagenet):
+  tmp_path, _ = tfds_imagenet
   # Without a folder under data_root, catalog falls back to tfds_dir.
   es = catalog.get("imagenet", data_root=str(tmp_path / "none"), tfds_dir=str(tmp_path))
   assert len(es.source) == 3 and es.metadata["tfds"] == "imagenet2012"

@@ -58,11 +58,17 @@ def test_killed_training_resumes_to_the_same_params(tmp_path, uninterrupted, cap
   assert _equal(_params(path), ref_params)
 
 
-@pytest.mark.parametrize("damage", ["no_marker", "truncated_weights"])
-def test_half_written_checkpoint_is_detected_and_rebuilt(tmp_path, uninterrupted, caplog,
-                                                         damage):
+@pytest.fixture(scope="module", params=["no_marker", "truncated_weights"])
+def half_written(request, uninterrupted, tmp_path_factory):
+  """A copy of the finished checkpoint, damaged one way, then loaded (rebuilt) once.
+
+  Returns a dict: the reason expected, check_complete before and after loading, the
+  warnings logged while loading, the loaded model.
+  """
+  import io
+  damage = request.param
   ref_root, ref_path, ref_params = uninterrupted
-  root = str(tmp_path)
+  root = str(tmp_path_factory.mktemp(f"half_written_{damage}"))
   path = os.path.join(root, os.path.basename(ref_path))
   os.makedirs(path)
   for name in os.listdir(ref_path):
@@ -79,15 +85,41 @@ def test_half_written_checkpoint_is_detected_and_rebuilt(tmp_path, uninterrupted
     reason = "model.safetensors does not match its SHA-256"
   with open(os.path.join(ref_path, cache.MARKER)) as f:
     identity = json.load(f)["config"]
-  ok, why = cache.check_complete(path, identity)
-  assert not ok and reason in why
+  before = cache.check_complete(path, identity)
   spec = f"demo_cnn(cache={root!r}, width=4, steps=6, batch_size=16)"
-  with caplog.at_level(logging.WARNING):
+  log, rootlog = io.StringIO(), logging.getLogger()
+  handler, level = logging.StreamHandler(log), rootlog.level
+  handler.setLevel(logging.WARNING)
+  rootlog.addHandler(handler)
+  rootlog.setLevel(min(level, logging.WARNING) if level else logging.WARNING)
+  try:
     model = jaxbench.models.load(spec)
-  assert "half-written checkpoint" in caplog.text and reason in caplog.text
-  assert cache.check_complete(path, identity) == (True, "")
+  finally:
+    rootlog.removeHandler(handler)
+    rootlog.setLevel(level)
+  return {"reason": reason, "before": before, "log": log.getvalue(),
+          "after": cache.check_complete(path, identity), "model": model,
+          "ref_params": ref_params}
+
+
+def test_half_written_checkpoint_is_detected(half_written):
+  ok, why = half_written["before"]
+  assert not ok and half_written["reason"] in why
+
+
+def test_half_written_checkpoint_is_reported_when_loading(half_written):
+  text = half_written["log"]
+  assert "half-written checkpoint" in text and half_written["reason"] in text
+
+
+def test_half_written_checkpoint_is_rebuilt_complete(half_written):
+  assert half_written["after"] == (True, "")
+
+
+def test_rebuilt_checkpoint_equals_the_uninterrupted_one(half_written):
+  model = half_written["model"]
   assert model.kind == "supervised" and model.label_space == "digits10"
-  assert _equal(model.params["net"], ref_params)
+  assert _equal(model.params["net"], half_written["ref_params"])
 
 
 def test_stale_temporary_directories_are_removed(tmp_path, uninterrupted):

@@ -9,7 +9,7 @@ import pytest
 
 from jaxbench import labels as labels_lib
 
-import natural_fixtures as fx
+from tests.data import natural_fixtures as fx
 
 # hendrycks/natural-adv-examples eval.py: the keys of thousand_k_to_200 with a value != -1.
 HENDRYCKS_A = [
@@ -50,7 +50,7 @@ def test_wnids_are_tfds_sorted_labels():
 
 @pytest.mark.parametrize("name, reference, first_name", [
     ("a", HENDRYCKS_A, "stingray"), ("r", HENDRYCKS_R, "goldfish")])
-def test_a_and_r_subsets_match_hendrycks(name, reference, first_name):
+def test_subset_matches_hendrycks(name, reference, first_name):
   assert len(reference) == 200 == len(set(reference))
   wnids = getattr(labels_lib, f"imagenet_{name}_wnids")()
   assert list(wnids) == sorted(wnids)   # sorted wnids = ImageFolder's 0..199 targets
@@ -71,16 +71,30 @@ def _reference_projection(logits, groups):
   return out
 
 
-def test_project_max_pools_subselects_and_marks_unmapped():
-  logits = np.array([[0., 1., 2., 3., 4., 5.], [5., -1., 0., 9., -2., 1.]], np.float32)
-  proj = labels_lib.Projection.groups([[4, 1], [2], []], num_source=6)
-  np.testing.assert_array_equal(np.asarray(labels_lib.project(jnp.asarray(logits), proj)),
+LOGITS = np.array([[0., 1., 2., 3., 4., 5.], [5., -1., 0., 9., -2., 1.]], np.float32)
+
+
+def _groups():
+  return labels_lib.Projection.groups([[4, 1], [2], []], num_source=6)
+
+
+def test_project_max_pools_groups_and_marks_empty_ones():
+  np.testing.assert_array_equal(np.asarray(labels_lib.project(jnp.asarray(LOGITS), _groups())),
                                 [[4., 2., -np.inf], [-1., 0., -np.inf]])
+
+
+def test_subset_projection_selects_columns():
   sub = labels_lib.Projection.subset([5, 0], num_source=6)
-  np.testing.assert_array_equal(np.asarray(sub(jnp.asarray(logits))), [[5., 0.], [1., 5.]])
+  np.testing.assert_array_equal(np.asarray(sub(jnp.asarray(LOGITS))), [[5., 0.], [1., 5.]])
+
+
+def test_projection_keeps_bfloat16_under_jit():
   # bfloat16 logits stay bfloat16; the function jits with the table as a constant.
-  out = jax.jit(proj)(jnp.asarray(logits, jnp.bfloat16))
+  out = jax.jit(_groups())(jnp.asarray(LOGITS, jnp.bfloat16))
   assert out.dtype == jnp.bfloat16 and np.isneginf(np.asarray(out, np.float32)[:, 2]).all()
+
+
+def test_project_matches_wise_ft_on_random_groups():
   rng = np.random.default_rng(0)
   big = rng.normal(size=(5, 1000)).astype(np.float32)
   groups = [list(rng.choice(1000, size=n, replace=False)) for n in (1, 3, 7, 0, 2)]
@@ -88,11 +102,23 @@ def test_project_max_pools_subselects_and_marks_unmapped():
       np.asarray(jax.jit(labels_lib.project, static_argnums=1)(
           jnp.asarray(big), labels_lib.Projection.groups(groups))),
       _reference_projection(big, groups))
+
+
+def test_projection_refuses_logits_of_another_width():
   with pytest.raises(ValueError, match="expects 6 logits"):
-    proj(jnp.zeros((2, 5)))
+    _groups()(jnp.zeros((2, 5)))
+
+
+def test_subset_refuses_an_index_outside_the_source():
   with pytest.raises(ValueError, match="outside"):
     labels_lib.Projection.subset([6], num_source=6)
-  np.testing.assert_array_equal(proj.target_of(), [-1, 0, 1, -1, 0, -1])
+
+
+def test_target_of_maps_source_classes_to_groups():
+  np.testing.assert_array_equal(_groups().target_of(), [-1, 0, 1, -1, 0, -1])
+
+
+def test_target_of_refuses_a_class_in_two_groups():
   with pytest.raises(ValueError, match="maps to both"):
     labels_lib.Projection.groups([[1], [1, 2]], num_source=6).target_of()
 
@@ -114,15 +140,22 @@ def test_objectnet_mapping_from_official_files(tmp_path):
     labels_lib.objectnet_mapping(str(tmp_path / "mappings"))
 
 
-def test_vid_and_ytbb_mappings(tmp_path):
+def test_vid_mapping(tmp_path):
   fx.write_vid(str(tmp_path / "vid"), {}, {})
   vid = labels_lib.vid_mapping(str(tmp_path / "vid"))
   assert vid.class_names[4] == "bird" and vid.projection.num_classes == 30
   assert sorted(vid.projection.index[4][vid.projection.index[4] >= 0]) == [10, 11, 12]
+
+
+def test_ytbb_mapping(tmp_path):
   fx.write_ytbb(str(tmp_path / "y"), {}, [], [], [])
   ytbb = labels_lib.ytbb_mapping(str(tmp_path / "y" / "ytbb-robust_metadata"))
   assert ytbb.class_names[23] == "car" and ytbb.projection.num_classes == 24
   assert (ytbb.projection.index[22] == -1).all()
+
+
+def test_ytbb_class_index_must_be_contiguous(tmp_path):
+  fx.write_ytbb(str(tmp_path / "y"), {}, [], [], [])
   with open(tmp_path / "y" / "ytbb-robust_metadata" / "ytbb_class_index.json", "w") as f:
     json.dump({"0": "person", "2": "boat"}, f)
   with pytest.raises(labels_lib.MetadataError, match="keys must be 0..1"):

@@ -11,14 +11,26 @@ from jaxbench.data import catalog
 from jaxbench.demo import digits, sources
 
 
-def test_split_is_fixed_by_id_and_covers_every_digit():
-  train_idx, test_idx = digits.indices("train"), digits.indices("test")
+def _splits():
+  return digits.indices("train"), digits.indices("test")
+
+
+def test_splits_partition_the_1797_digits():
+  train_idx, test_idx = _splits()
   assert len(train_idx) + len(test_idx) == 1797
   assert not set(train_idx) & set(test_idx)
+
+
+def test_split_is_fixed_by_id():
+  _, test_idx = _splits()
   # The rule, recomputed by hand from the ids.
   want = [i for i in range(1797) if zlib.crc32(f"digits/{i:04d}".encode()) % 100 < 30]
   assert list(test_idx) == want
   assert 0.25 < len(test_idx) / 1797 < 0.35
+
+
+def test_split_covers_every_digit():
+  train_idx, test_idx = _splits()
   # Every class is in both splits.
   y = load_digits().target
   assert set(y[test_idx]) == set(y[train_idx]) == set(range(10))

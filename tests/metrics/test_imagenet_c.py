@@ -27,10 +27,13 @@ def test_one_alexnet_clean_error_constant():
   assert conv.IMAGENET_C_ALEXNET_ERR == M.ALEXNET_ERR
 
 
-def test_mce_equal_to_alexnet_is_one_and_half_is_half():
+def test_mce_of_alexnet_itself_is_one():
   same = M.summarize(_full(lambda i, s: 1 - ALEX[i]), clean_top1=0.56522)   # AlexNet itself: 56.522 % clean
   assert same["mce"] == pytest.approx(1.0, abs=1e-12)
   assert same["relative_mce"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_mce_at_half_the_alexnet_errors_is_half():
   half = M.summarize(_full(lambda i, s: 1 - 0.5 * ALEX[i]))
   assert half["mce"] == pytest.approx(0.5, abs=1e-12)
   assert "relative_mce" not in half   # needs the clean error of the same run
@@ -54,7 +57,7 @@ def test_mce_against_hand_computation():
   assert out["missing"] == [] and len(out["evaluated"]) == 75
 
 
-def test_missing_sets_are_reported_by_name_and_never_filled():
+def test_missing_sets_are_listed_by_name_not_filled():
   top1 = _full(lambda i, s: 0.5)
   del top1[("fog", 3)]
   del top1[("snow", 5)]
@@ -66,22 +69,37 @@ def test_missing_sets_are_reported_by_name_and_never_filled():
   assert out["ce/contrast"] == pytest.approx(0.5 / 0.853204)
   assert "top1/saturate/1" in out and "ce/saturate" not in out
   assert "saturate/1" in out["evaluated"] and "fog/3" not in out["evaluated"]
+
+
+def test_summarize_refuses_percentages():
   with pytest.raises(ValueError, match="fraction"):
     M.summarize({("fog", 1): 55.0})
 
 
-def test_spec_parsing_and_grouping():
-  assert M.corruption_of("imagenet_c(corruption='fog', severity=3)") == ("fog", 3)
-  assert M.corruption_of("shift:corrupt(name='snow', res='cifar', severity=2)") == ("snow", 2)
-  assert M.corruption_of("imagenet_c(root='/d', corruption='frost', severity=5)") == ("frost", 5)
-  assert M.corruption_of("cifar10_corrupted/frosted_glass_blur_4") == ("glass_blur", 4)
-  assert M.corruption_of("cifar10_c_tfds(corruption='elastic', severity=1)") == (
-      "elastic_transform", 1)
-  assert M.corruption_of("imagenet(root='/x')") is None
-  ids = ["fog/1/n01/a.JPEG", "fog/1/n01/b.JPEG", "fog/2/n02/a.JPEG", "snow/1/n03/c.JPEG"]
-  assert M.group_top1(ids, [True, False, True, False]) == {
+@pytest.mark.parametrize("spec,want", [
+    ("imagenet_c(corruption='fog', severity=3)", ("fog", 3)),
+    ("shift:corrupt(name='snow', res='cifar', severity=2)", ("snow", 2)),
+    ("imagenet_c(root='/d', corruption='frost', severity=5)", ("frost", 5)),
+    ("cifar10_corrupted/frosted_glass_blur_4", ("glass_blur", 4)),
+    ("cifar10_c_tfds(corruption='elastic', severity=1)", ("elastic_transform", 1)),
+    ("imagenet(root='/x')", None)])
+def test_corruption_of_parses_dataset_and_shift_specs(spec, want):
+  assert M.corruption_of(spec) == want
+
+
+IDS = ["fog/1/n01/a.JPEG", "fog/1/n01/b.JPEG", "fog/2/n02/a.JPEG", "snow/1/n03/c.JPEG"]
+
+
+def test_group_top1_groups_ids_by_corruption_and_severity():
+  assert M.group_top1(IDS, [True, False, True, False]) == {
       ("fog", 1): 0.5, ("fog", 2): 1.0, ("snow", 1): 0.0}
+
+
+def test_group_top1_refuses_ids_outside_the_layout():
   with pytest.raises(ValueError, match="not of the form"):
     M.group_top1(["a.JPEG"], [True])
-  metrics = M.sequence_metric_fn(ids, None, [True, False, True, False])
+
+
+def test_sequence_metric_fn_reports_per_set_and_mean_top1():
+  metrics = M.sequence_metric_fn(IDS, None, [True, False, True, False])
   assert metrics["top1/fog/1"] == 0.5 and metrics["mean_top1"] == pytest.approx(0.5)

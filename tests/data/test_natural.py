@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 from jaxbench import labels as labels_lib
 from jaxbench.data import catalog, natural, sources
 
-import natural_fixtures as fx
+from tests.data import natural_fixtures as fx
 
 W = fx.WNIDS
 
@@ -77,28 +77,51 @@ def test_class_folders_one_level_too_deep(tmp_path):
   assert str(tmp_path / "imagenet-a" / a[0]) in str(e.value)
 
 
-def test_objectnet_border_crop_many_to_one_and_exclusions(tmp_path):
+@pytest.fixture(scope="module")
+def objectnet(tmp_path_factory):
+  """ObjectNet's eval set over three mapped classes and one excluded folder."""
+  tmp_path = tmp_path_factory.mktemp("objectnet")
   root = tmp_path / "objectnet-1.0"
   fx.write_objectnet(str(root), [
       ("alarm_clock", "a1", 0), ("alarm_clock", "a2", 1), ("banana", "b1", 2),
       ("banana", "b2", 3), ("bench", "c1", 4), ("air_freshener", "z1", 5),
       ("air_freshener", "z2", 6)])
-  es = catalog.get("objectnet", data_root=str(tmp_path))
+  return catalog.get("objectnet", data_root=str(tmp_path))
+
+
+# Colour -> ImageNet class predicted by a stand-in model.
+OBJECTNET_MODEL = {
+    0: 530,            # digital clock -> Alarm clock: right (many-to-one)
+    1: 409,            # analog clock -> Alarm clock: right
+    2: (999, 954),     # top class unmapped; banana wins among the mapped ones: right
+    3: 703,            # park bench for a banana: wrong
+    4: 703,            # park bench: right
+    5: 954, 6: 954}    # excluded folder: never scored
+
+
+def test_objectnet_excludes_unmapped_folders(objectnet):
+  es = objectnet
   assert es.num_classes == 3 and es.class_names == ("Alarm clock", "Banana", "Bench")
   assert es.metadata["excluded_images"] == 2 and es.metadata["excluded_folders"] == 1
   assert len(es.source) == 5 and es.pre_transform is natural.crop_border
+
+
+def test_objectnet_class_takes_the_max_over_its_imagenet_classes(objectnet):
   # Class 0 (alarm clock) takes the max over two ImageNet classes.
-  np.testing.assert_array_equal(es.project.index, [[409, 530], [954, -1], [703, -1]])
-  model = fx.ColourModel({
-      0: 530,            # digital clock -> Alarm clock: right (many-to-one)
-      1: 409,            # analog clock -> Alarm clock: right
-      2: (999, 954),     # top class unmapped; banana wins among the mapped ones: right
-      3: 703,            # park bench for a banana: wrong
-      4: 703,            # park bench: right
-      5: 954, 6: 954})   # excluded folder: never scored
+  np.testing.assert_array_equal(objectnet.project.index, [[409, 530], [954, -1], [703, -1]])
+
+
+def test_objectnet_scores_many_to_one_by_hand(objectnet):
+  es = objectnet
+  model = fx.ColourModel(OBJECTNET_MODEL)
   metrics, preds = fx.evaluate(es, model)
   assert metrics == {"n": 5, "top1": 4 / 5, "top5": 1.0}
   assert preds["banana/b1.png"] == 1
+
+
+def test_objectnet_border_crop_removes_the_frame(objectnet):
+  es = objectnet
+  model = fx.ColourModel(OBJECTNET_MODEL)
   # Without the 2-px crop the red border dominates every image (colour 0 ->
   # digital clock -> Alarm clock): only the two alarm clocks stay right.
   no_crop, _ = fx.evaluate(dataclasses.replace(es, pre_transform=None), model)
@@ -160,11 +183,14 @@ def test_vid_robust_pm0_pm10_multilabel(tmp_path):
   assert metrics["pm0"] == 2 / 3 and metrics["pm10"] == 1 / 3
 
 
-def test_vid_robust_missing_metadata_and_frames(tmp_path):
+def test_vid_robust_missing_metadata_names_the_file_and_source(tmp_path):
   _vid_fixture(tmp_path)
   os.remove(tmp_path / "metadata" / "pmsets.json")
   with pytest.raises(labels_lib.MetadataError, match="pmsets.json.*imagenet_vid_ytbb_robust"):
     natural.imagenet_vid_robust(root=str(tmp_path))
+
+
+def test_vid_robust_missing_frames_are_counted(tmp_path):
   _vid_fixture(tmp_path)
   os.remove(tmp_path / VID.format(1, 20))
   with pytest.raises(sources.LayoutError, match="1 of 9 frames"):
@@ -239,11 +265,14 @@ def test_ytbb_robust_valid_anchors_swapped_labels_pm10(tmp_path):
   assert 22 not in sets.labels["vidB_2000/frame-15.jpg"]
 
 
-def test_ytbb_missing_metadata_names_file_and_source(tmp_path):
+def test_ytbb_missing_metadata_names_the_file_and_source(tmp_path):
   _ytbb_fixture(tmp_path, skip=("pmk_labels.json",))
   with pytest.raises(labels_lib.MetadataError,
                      match="pmk_labels.json.*modestyachts/imagenet-testbed"):
     natural.ytbb_robust(root=str(tmp_path))
+
+
+def test_ytbb_metadata_elsewhere_needs_metadata_dir(tmp_path):
   _ytbb_fixture(tmp_path / "other", metadata_name="elsewhere")
   with pytest.raises(labels_lib.MetadataError, match="no metadata folder"):
     natural.ytbb_robust(root=str(tmp_path / "other"))
