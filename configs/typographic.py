@@ -29,7 +29,6 @@ Config argument (comma-separated key=value, all optional):
   templates: 'clip80' (default, RoZ) or 'cifar10' (CLIP's CIFAR-10 templates).
   seed, max_examples, batch_size, workers: ints (workers: generation processes).
 """
-import ml_collections
 
 from jaxbench import configs
 
@@ -57,13 +56,12 @@ def get_config(arg=None):
   if a["templates"] not in ("clip80", "cifar10"):
     raise ValueError(f"configs/typographic.py: templates={a['templates']!r}, expected "
                      "'clip80' or 'cifar10'")
-  datasets, sets = [], {}
+  datasets = []
   for kind, src in (("imagenet_t", a["imagenet_src"]), ("cifar10_t", a["cifar_src"])):
     if src == "none":
       continue
     spec = _dataset_spec(kind, a["root"], src, seed, variants, int(a["workers"]), max_examples)
     datasets.append(spec)
-    sets[kind] = spec
   if not datasets:
     raise ValueError("configs/typographic.py: both sets are 'none'")
   # ImageNet-T: the ImageNet head; CIFAR-10-T: a head over the set's class names.
@@ -72,8 +70,6 @@ def get_config(arg=None):
   config.seed = seed
   config.batch_size = int(a["batch_size"])
   config.max_examples = max_examples
-  # Suite section (informational: the dataset specs above carry everything the
-  # runner needs; the metrics come from each set's sequence_metric_fn).
-  config.typographic = ml_collections.ConfigDict(dict(
-      sets=sets, variants=tuple(variants), metrics=("top1", "success_rate")))
+  # No suite section: the dataset specs above carry the sets and their variants, and
+  # the metrics come from each set's sequence_metric_fn.
   return config
