@@ -81,3 +81,20 @@ def test_no_kind_string_switches():
     with open(path) as f:
       text = f.read()
     assert not re.search(r"\.kind\s*==\s*['\"](clean|shift|attack)", text), path
+
+
+@pytest.mark.parametrize("suite,section,library_keys", [
+    ("linear_probe", "linear_probe", "jaxbench.heads.learn:KEYS"),
+    ("clip_auto", "clip_auto", "jaxbench.zeroshot.learned.clip_auto:LEARN_KEYS"),
+])
+def test_suite_section_declares_exactly_the_keys_its_library_accepts(suite, section,
+                                                                     library_keys):
+  # The learning libraries refuse unknown keys when called directly; the suite's
+  # declaration (defaults + docs) is what configs are built and checked from. The two
+  # lists must be the same keys.
+  import importlib
+  module, name = library_keys.split(":")
+  accepted = set(getattr(importlib.import_module(module), name))
+  mod = importlib.import_module(f"jaxbench.suites.{suite}")
+  declared = set(mod.SECTIONS[section].default)
+  assert declared == accepted, (declared ^ accepted)
