@@ -488,7 +488,8 @@ def bench_refill_runner():
            "mean_steps": float(steps.mean()),
            "max_steps": int(steps.max()), "outputs_identical": bool(same),
            "steps_histogram": np.bincount(steps, minlength=11).tolist()}
-    victim = (f"small CNN (demo layout, width {FLAGS.refill_width}) trained on noisy blobs"
+    victim = (f"small CNN (demo layout, width {FLAGS.refill_width}) trained on class blobs "
+              f"(spread {FLAGS.refill_spread}, noise {FLAGS.refill_noise})"
               if FLAGS.refill_model == "cnn" else
               "random CLIP ViT (32 px, patch 4, width 96, 2 layers)")
     print(f"  {victim}, 10 classes, {n} examples, "
