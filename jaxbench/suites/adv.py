@@ -12,7 +12,7 @@ from jaxbench.suites.base import SUITES, Suite
 SECTIONS = {
     "attack": Key({
         "preset": Key("roz", "the configs/adv.py preset that built the transforms"),
-        # Off by default: on the runner path it measured 0.96-1.07x the fixed loop on
+        # Off by default: on the engine path it measured 1.14-1.20x the fixed loop on
         # 2 CPU cores (BUILD_NOTES, issue 16), and attack-space norms may differ in the
         # last float32 bits from the fixed loop's.
         "refill": Key(False, "survivor refill where attacks stop per example"),
