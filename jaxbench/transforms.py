@@ -140,16 +140,8 @@ class Attack(Transform):
   def device(self, apply, params, images, labels, keys, mask=None):
     """Attacks see the padding mask, so padded slots are neither attacked nor counted;
     their per-example diagnostics (attack-space norms, checks, stages) are kept."""
-    from jaxbench.attacks import metrics as attack_metrics
     result = self.obj(apply, params, images, labels, keys, mask=mask)
-    d = dict(result.diagnostics or {})
-    d["success"] = result.success
-    d["queries"] = result.queries
-    n = images.shape[0]
-    extras = {f"atk_{k}": jnp.asarray(v) for k, v in d.items()
-              if k in attack_metrics.PER_EXAMPLE and jnp.ndim(v) >= 1 and
-              jnp.shape(v)[0] == n}
-    return result.adv_images, extras
+    return result.adv_images, attack_extras(result, images.shape[0])
 
   def metrics(self, outputs, valid, inputs):
     values, checks_row = attack_metrics({k: a[valid] for k, a in outputs.items()})
@@ -157,6 +149,18 @@ class Attack(Transform):
 
   def default_suite(self, evalset=None):
     return "adv"
+
+
+def attack_extras(result, n: int) -> dict:
+  """The ``atk_*`` per-example outputs of an AttackResult for a batch of ``n``: its
+  success, queries and the per-example diagnostics :mod:`jaxbench.attacks.metrics`
+  summarises ((n, ...) arrays only)."""
+  from jaxbench.attacks import metrics as attack_metrics
+  d = dict(result.diagnostics or {})
+  d["success"] = result.success
+  d["queries"] = result.queries
+  return {f"atk_{k}": jnp.asarray(v) for k, v in d.items()
+          if k in attack_metrics.PER_EXAMPLE and jnp.ndim(v) >= 1 and jnp.shape(v)[0] == n}
 
 
 def _shift(inner: str) -> Shift:

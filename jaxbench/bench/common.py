@@ -15,17 +15,18 @@ def time_fn(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 3,
   """Median seconds per call of ``fn`` (which must block until done)."""
   for _ in range(warmup):
     fn()
-  times = []
-  for _ in range(repeats):
-    n, t0 = 0, time.perf_counter()
-    while True:
-      fn()
-      n += 1
-      dt = time.perf_counter() - t0
-      if dt >= min_seconds:
-        break
-    times.append(dt / n)
-  return float(np.median(times))
+  return float(np.median([_seconds_per_call(fn, min_seconds) for _ in range(repeats)]))
+
+
+def _seconds_per_call(fn: Callable[[], object], min_seconds: float) -> float:
+  """Calls ``fn`` until ``min_seconds`` have passed; the mean seconds per call."""
+  n, t0 = 0, time.perf_counter()
+  while True:
+    fn()
+    n += 1
+    dt = time.perf_counter() - t0
+    if dt >= min_seconds:
+      return dt / n
 
 
 def gemm_ceiling_flops(n: int = 0, dtype="float32", precision: str = "float32") -> float:
@@ -69,14 +70,7 @@ def interleaved(fns: dict, *, rounds: int = 3, min_seconds: float = 1.0,
   for _ in range(rounds):
     for k, fn in fns.items():
       time.sleep(pause)
-      n, t0 = 0, time.perf_counter()
-      while True:
-        fn()
-        n += 1
-        dt = time.perf_counter() - t0
-        if dt >= min_seconds:
-          break
-      times[k].append(dt / n)
+      times[k].append(_seconds_per_call(fn, min_seconds))
   return {k: float(np.median(v)) for k, v in times.items()}
 
 

@@ -43,7 +43,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxbench import precision as precision_lib, stopping, transforms
-from jaxbench.attacks import base, metrics as attack_metrics, refill
+from jaxbench.attacks import base, refill
+from jaxbench.engine import step as step_lib
 from jaxbench.model_setup import ConfigError
 
 
@@ -102,63 +103,6 @@ def plan(transform, s: Optional[Settings]) -> tuple[Optional[Settings], Optional
 
 # --- scoring finished examples (what the fixed step does after its attack) ----------
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Scorer:
-  """The model as the runner's step scores it: logits projected to the set's label
-  space, top-k correctness. Hashed by identity; :func:`scorer` returns one object
-  per (model functions, projection, k, multilabel), so compiled functions that
-  take it as a static argument are reused across passes."""
-  model: object
-  project: Optional[Callable]
-  k: int
-  multilabel: bool
-
-  def __call__(self, params, x):
-    logits = self.model.apply(params, x)
-    return self.project(logits) if self.project is not None else logits
-
-  def scored_and_finite(self, params, x):
-    # Finiteness is judged on the model's own logits (projections put -inf in
-    # columns no class maps to), as in the runner's step.
-    logits = self.model.apply(params, x)
-    finite = jnp.all(jnp.isfinite(logits), axis=1)
-    return (self.project(logits) if self.project is not None else logits), finite
-
-  def correctness(self, logits, ex):
-    top = jax.lax.top_k(logits, self.k)[1]
-    if self.multilabel:
-      hit = jnp.take_along_axis(ex["labels"], top, axis=1)
-    else:
-      hit = top == ex["label"][:, None]
-    return top, hit[:, 0], hit.any(axis=1)
-
-
-_SCORERS: dict = {}
-
-
-def scorer(model, project, num_classes: int, multilabel: bool) -> Scorer:
-  key = (model.kind, model.preprocess, model.precision, model.net_logits, model.net_image,
-         project, bool(multilabel), min(5, int(num_classes)))
-  try:
-    hash(key)
-  except TypeError:   # an unhashable projection: a fresh scorer (compiled per pass)
-    return Scorer(model, project, min(5, int(num_classes)), bool(multilabel))
-  if key not in _SCORERS:
-    if len(_SCORERS) > 32:
-      _SCORERS.clear()
-    _SCORERS[key] = Scorer(model, project, min(5, int(num_classes)), bool(multilabel))
-  return _SCORERS[key]
-
-
-def attack_extras(result: base.AttackResult, n: int) -> dict:
-  """The ``atk_*`` per-example outputs of a result, as ``Transform.device`` keeps them."""
-  d = dict(result.diagnostics or {})
-  d["success"] = result.success
-  d["queries"] = result.queries
-  return {f"atk_{k}": jnp.asarray(v) for k, v in d.items()
-          if k in attack_metrics.PER_EXAMPLE and jnp.ndim(v) >= 1 and jnp.shape(v)[0] == n}
-
-
 def to_unit(images):
   """uint8 -> [0, 1] float32, as the runner's step. Applied inside every compiled
   function that takes images (never ahead of them): XLA folds it into the
@@ -188,7 +132,7 @@ def _score(attack, score, params, dyn, counts, ex, raw):
   out["clean_correct1"] = clean1 & mask
   a = attack._merge(dyn) if dyn is not None else attack
   result = base.finalize(a.threat, a._models(score, params, dyn), x, ex["label"], raw, mask)
-  out.update(attack_extras(result, x.shape[0]))
+  out.update(transforms.attack_extras(result, x.shape[0]))
   logits, finite = score.scored_and_finite(params, result.adv_images)
   logits = jnp.where(finite[:, None], logits, -jnp.inf)
   top, c1, c5 = score.correctness(logits, ex)
@@ -240,7 +184,8 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
   """
   sharding = NamedSharding(mesh, P("data"))
   put = lambda a: jax.device_put(a, sharding)   # noqa: E731
-  score = scorer(model, project, num_classes, multilabel)
+  # The fixed step's scorer: finished examples are scored exactly as it scores them.
+  score = step_lib.scorer(model, project, num_classes, multilabel)
   with precision_lib.scope(model.precision):
     slots = refill.Slots(attack, score, params, batch_size=batch_size,
                          chunk_steps=s.chunk_steps, put=put, prep=to_unit)

@@ -7,6 +7,7 @@ the set's label space and accumulates top-1/top-5 counts on device.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from typing import Callable, Optional
 
 import jax
@@ -70,29 +71,62 @@ def programs(step) -> int:
   return int(size()) if size is not None else -1
 
 
-def _make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
-               project: Optional[Callable], multilabel: bool, num_classes: int,
-               param_shardings) -> Callable:
-  k = min(5, num_classes)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scorer:
+  """The model as a step scores it: logits projected to the set's label space, top-k
+  correctness (k = min(5, classes)). Hashed by identity; :func:`scorer` returns one
+  object per (model functions, projection, k, multilabel), so compiled functions
+  that take it as a static argument (survivor refill's) are reused across passes."""
+  model: object
+  project: Optional[Callable]
+  k: int
+  multilabel: bool
 
-  def scored(params, x):
-    logits = model.apply(params, x)
-    return project(logits) if project is not None else logits
+  def __call__(self, params, x):
+    logits = self.model.apply(params, x)
+    return self.project(logits) if self.project is not None else logits
 
-  def scored_and_finite(params, x):
+  def scored_and_finite(self, params, x):
     # Finiteness is judged on the model's own logits: projections put -inf in
     # columns no ImageNet class maps to (YTBB), which is not a model failure.
-    logits = model.apply(params, x)
+    logits = self.model.apply(params, x)
     finite = jnp.all(jnp.isfinite(logits), axis=1)
-    return (project(logits) if project is not None else logits), finite
+    return (self.project(logits) if self.project is not None else logits), finite
 
-  def correctness(logits, batch):
-    top = jax.lax.top_k(logits, k)[1]
-    if multilabel:
+  def correctness(self, logits, batch):
+    """(top-k class ids (N, k), top-1 hit (N,), top-k hit (N,))."""
+    top = jax.lax.top_k(logits, self.k)[1]
+    if self.multilabel:
       hit = jnp.take_along_axis(batch["labels"], top, axis=1)
     else:
       hit = top == batch["label"][:, None]
     return top, hit[:, 0], hit.any(axis=1)
+
+
+_SCORERS: dict = {}
+
+
+def scorer(model: Model, project, num_classes: int, multilabel: bool) -> Scorer:
+  """The one :class:`Scorer` per (model functions, projection, k, multilabel)."""
+  k = min(5, int(num_classes))
+  key = (model.kind, model.preprocess, model.precision, model.net_logits, model.net_image,
+         project, bool(multilabel), k)
+  try:
+    hash(key)
+  except TypeError:   # an unhashable projection: a fresh scorer (compiled per pass)
+    return Scorer(model, project, k, bool(multilabel))
+  if key not in _SCORERS:
+    if len(_SCORERS) > 32:
+      _SCORERS.clear()
+    _SCORERS[key] = Scorer(model, project, k, bool(multilabel))
+  return _SCORERS[key]
+
+
+def _make_step(model: Model, transform: transforms.Transform, mesh, *, seed: int,
+               project: Optional[Callable], multilabel: bool, num_classes: int,
+               param_shardings) -> Callable:
+  score = scorer(model, project, num_classes, multilabel)
+  scored, scored_and_finite, correctness = score, score.scored_and_finite, score.correctness
 
   def step(params, counts, batch):
     # The precision policy covers the whole step (model, attack, device-side

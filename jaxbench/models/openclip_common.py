@@ -190,3 +190,15 @@ class OpenClipTokenizer:
                     truncation=True, return_attention_mask=True)
     ids = np.asarray(enc["input_ids"], np.int64)
     return np.where(np.asarray(enc["attention_mask"]) > 0, ids, 0).astype(np.int32)
+
+
+def check_image_size(x, size: int, what: str) -> None:
+  """Refuses inputs of another size than a tower's learned position embedding takes.
+
+  Args:
+    x: (N, H, W, C) images.
+    size: the tower's input side.
+    what: the tower's name, for the message ('ViT', 'EVA', ...).
+  """
+  if x.shape[1] != size or x.shape[2] != size:
+    raise ValueError(f"this {what} takes {size}px inputs; got {x.shape[1:3]}")

@@ -270,8 +270,7 @@ class TimmViT(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.cfg
-    if x.shape[1] != c.image_size or x.shape[2] != c.image_size:
-      raise ValueError(f"this ViT takes {c.image_size}px inputs; got {x.shape[1:3]}")
+    openclip_common.check_image_size(x, c.image_size, "ViT")
     if c.conv_stem:
       for i, (ch, k) in enumerate(c.conv_stem):
         last = i == len(c.conv_stem) - 1
@@ -408,8 +407,7 @@ class Eva(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.cfg
-    if x.shape[1] != c.image_size or x.shape[2] != c.image_size:
-      raise ValueError(f"this EVA takes {c.image_size}px inputs; got {x.shape[1:3]}")
+    openclip_common.check_image_size(x, c.image_size, "EVA")
     x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
                 use_bias=not c.pre_norm, name="patch_embed", dtype=x.dtype)(x)
     n = x.shape[0]
@@ -495,8 +493,7 @@ class Vitamin(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.cfg
-    if x.shape[1] != c.image_size or x.shape[2] != c.image_size:
-      raise ValueError(f"this ViTamin takes {c.image_size}px inputs; got {x.shape[1:3]}")
+    openclip_common.check_image_size(x, c.image_size, "ViTamin")
     b = "patch_embed__backbone__"
     x = _conv(c.stem_width, 3, 2, name=b + "stem__conv1")(x)
     x = _gelu(nn.LayerNorm(epsilon=c.eps, name=b + "stem__norm1", dtype=x.dtype)(x))

@@ -82,8 +82,7 @@ class VisionTransformer(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.cfg
-    if x.shape[1] != c.image_size or x.shape[2] != c.image_size:
-      raise ValueError(f"this ViT takes {c.image_size}px inputs; got {x.shape[1:3]}")
+    openclip_common.check_image_size(x, c.image_size, "ViT")
     x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
                 use_bias=False, name="conv1", dtype=x.dtype)(x)
     n = x.shape[0]

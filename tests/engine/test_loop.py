@@ -45,15 +45,21 @@ def _stop_after(monkeypatch, batches):
   monkeypatch.setattr(loop, "_stop_agreed", agreed)
 
 
-def test_resume_after_data_changed_stops_or_restarts(tiny_clip, tmp_path, monkeypatch):
-  model_dir, _ = tiny_clip
-  data = _write_folder(str(tmp_path / "data"), n_per_class=6, size=(32, 32))
+def _interrupted_run(model_dir, tmp_path, monkeypatch, n_per_class):
+  """A run stopped (as by SIGTERM) after its first batch of 8: (data dir, workdir, config)."""
+  data = _write_folder(str(tmp_path / "data"), n_per_class=n_per_class, size=(32, 32))
   wd = str(tmp_path / "wd")
   cfg = _config(model_dir, data, batch_size=8, checkpoint_every=1, num_workers=1)
   with monkeypatch.context() as m:
     _stop_after(m, 1)
     with pytest.raises(loop.Preempted):
       suites.run(cfg, wd)
+  return data, wd, cfg
+
+
+def test_resume_after_data_changed_stops_or_restarts(tiny_clip, tmp_path, monkeypatch):
+  model_dir, _ = tiny_clip
+  data, wd, cfg = _interrupted_run(model_dir, tmp_path, monkeypatch, n_per_class=6)
   (pid,) = os.listdir(os.path.join(wd, "passes"))
   assert len(store_lib.Store(wd).load_chunks(pid)["index"]) == 8   # partial progress
   # Six new images in one class folder (sorted among the old ones: indices shift).
@@ -80,13 +86,7 @@ def test_resume_after_data_changed_stops_or_restarts(tiny_clip, tmp_path, monkey
 
 def test_resume_after_a_file_was_modified_names_it(tiny_clip, tmp_path, monkeypatch):
   model_dir, _ = tiny_clip
-  data = _write_folder(str(tmp_path / "data"), n_per_class=4, size=(32, 32))
-  wd = str(tmp_path / "wd")
-  cfg = _config(model_dir, data, batch_size=8, checkpoint_every=1, num_workers=1)
-  with monkeypatch.context() as m:
-    _stop_after(m, 1)
-    with pytest.raises(loop.Preempted):
-      suites.run(cfg, wd)
+  data, wd, cfg = _interrupted_run(model_dir, tmp_path, monkeypatch, n_per_class=4)
   os.utime(os.path.join(data, "dog", "dog_0001.JPEG"), ns=(1, 1))   # touched: modified
   with pytest.raises(loop.DataChanged, match=r"0 files added, 0 removed, 1 modified "
                                                r"under dog/"):
