@@ -73,6 +73,10 @@ flags.DEFINE_integer("processes", -1, "also run an uncached jaxbench pass decodi
                      "many worker processes (config.decode_processes); -1 = --workers, 0 = no")
 flags.DEFINE_bool("input_only", False, "time the input path only (no model)")
 flags.DEFINE_bool("torch", True, "also run the PyTorch peer")
+flags.DEFINE_enum("torch_mp", "fork", ["fork", "spawn"],
+                  "DataLoader worker start: fork (Linux's default, CLIP_benchmark's; the peer "
+                  "then runs before JAX starts its runtime threads, which fork() must not "
+                  "copy) or spawn (peer after the jaxbench passes)")
 flags.DEFINE_bool("cached", True, "also run the prepared-cache passes")
 flags.DEFINE_string("out", "bench_results.jsonl", "JSON lines file to append to")
 
@@ -281,9 +285,10 @@ def torch_pass(model_dir: str, data_dir: str, device: str) -> dict:
   loader = torch.utils.data.DataLoader(
       tvd.ImageFolder(data_dir, transform=tf), batch_size=FLAGS.batch, shuffle=False,
       num_workers=FLAGS.workers, pin_memory=device == "cuda",
-      # fork() of a process running JAX's threads can deadlock: spawn (its start-up
-      # counts in the peer's time to first batch).
-      multiprocessing_context="spawn" if FLAGS.workers else None)
+      # fork() of a process running JAX's threads can deadlock, so with fork the
+      # peer runs before any JAX backend starts; spawn's start-up (each worker
+      # imports torch) counts in the peer's time to first batch.
+      multiprocessing_context=FLAGS.torch_mp if FLAGS.workers else None)
   scale = model.logit_scale.exp()
   sizes, stamps = [], []
   start = time.perf_counter()
@@ -359,7 +364,6 @@ def main(argv):
     print(f"input path, batch {FLAGS.batch}, {os.cpu_count()} CPUs:")
     input_only(data_dir, os.path.join(tmp.name, "cache"))
     return
-  import jax
   model_dir = make_model(os.path.join(tmp.name, "model"), FLAGS.model)
   device = FLAGS.torch_device
   if not device:
@@ -368,7 +372,7 @@ def main(argv):
   base = {"model": FLAGS.model, "precision": FLAGS.precision, "batch": FLAGS.batch,
           "workers": FLAGS.workers, "templates": FLAGS.templates}
   print(f"model {FLAGS.model} ({FLAGS.precision}), batch {FLAGS.batch}, {FLAGS.workers} "
-        f"workers, jax on {jax.devices()[0].platform}, torch on {device}", flush=True)
+        f"workers, torch on {device}, DataLoader workers by {FLAGS.torch_mp}", flush=True)
   results = {}
 
   def report(name, figures):
@@ -378,6 +382,11 @@ def main(argv):
           f"{figures['first_batch_s']:.1f}s, wall {figures['wall_s']:.1f}s", flush=True)
     common.record(FLAGS.out, "e2e", {"run": name, **base, **figures})
 
+  peer_first = FLAGS.torch and FLAGS.torch_mp == "fork"
+  if peer_first:       # before JAX's runtime threads exist (see --torch_mp)
+    report("torch_dataloader", torch_pass(model_dir, data_dir, device))
+  import jax
+  print(f"jax on {jax.devices()[0].platform}", flush=True)
   first_wd = os.path.join(tmp.name, "wd_uncached")
   figs, probe = jax_pass(model_dir, data_dir, first_wd)
   report("jaxbench_uncached", figs)
@@ -390,7 +399,7 @@ def main(argv):
   print(f"  compiled step alone (resident batch): {step_ips:.1f} images/s", flush=True)
   common.record(FLAGS.out, "e2e", {"run": "step_alone", **base, "images_per_s": step_ips})
   del probe
-  if FLAGS.torch:
+  if FLAGS.torch and not peer_first:
     report("torch_dataloader", torch_pass(model_dir, data_dir, device))
   procs = FLAGS.workers if FLAGS.processes < 0 else FLAGS.processes
   if procs:
