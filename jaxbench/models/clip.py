@@ -298,6 +298,30 @@ def preprocess_from_transformers(pp: dict, image_size: int) -> api.Preprocess:
                         std=tuple(pp.get("image_std", api.CLIP_STD)))
 
 
+def _load_tokenizer(path_or_repo: str, revision: Optional[str]):
+  """The repo's tokenizer: its tokenizer.json through ``tokenizers`` alone when
+  that is CLIP's pipeline (no transformers or torch import: seconds of a cold
+  start on a GPU host), else transformers' AutoTokenizer."""
+  try:
+    path = hub.resolve(path_or_repo, [], revision=revision,
+                       optional=["tokenizer.json"]).get("tokenizer.json")
+  except hub.WeightsError:
+    path = None
+  if path:
+    try:
+      tok = word_tokens.JsonTokenizer(path)
+    except Exception:  # noqa: BLE001 -- unreadable here: transformers says why below
+      tok = None
+    if tok is not None and word_tokens.clip_pipeline(tok):
+      return tok
+  from transformers import AutoTokenizer
+  try:
+    return AutoTokenizer.from_pretrained(path_or_repo, revision=revision)
+  except (OSError, ValueError) as e:
+    raise hub.WeightsError(f"no usable tokenizer files in {path_or_repo!r} (expected "
+                           f"vocab.json + merges.txt or tokenizer.json): {e}") from e
+
+
 def hf_tokenizer(path_or_repo: str, context_length: int, revision: Optional[str] = None):
   """A ``list[str] -> int32 (N, context_length)`` tokenizer from a repo's files.
 
@@ -310,12 +334,7 @@ def hf_tokenizer(path_or_repo: str, context_length: int, revision: Optional[str]
 
   def tokenize(texts):
     if "tok" not in state:   # loaded on first use: building the BPE takes seconds
-      from transformers import AutoTokenizer
-      try:
-        state["tok"] = AutoTokenizer.from_pretrained(path_or_repo, revision=revision)
-      except (OSError, ValueError) as e:
-        raise hub.WeightsError(f"no usable tokenizer files in {path_or_repo!r} (expected "
-                               f"vocab.json + merges.txt or tokenizer.json): {e}") from e
+      state["tok"] = _load_tokenizer(path_or_repo, revision)
       # CLIP's BPE never crosses whitespace: ids from a per-word cache (checked
       # against the tokenizer's own on every call; other tokenizers unchanged).
       state["fn"] = word_tokens.wrap(state["tok"], context_length, whole_prompts)

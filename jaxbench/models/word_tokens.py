@@ -98,6 +98,50 @@ class WordCache:
     return out
 
 
+class JsonTokenizer:
+  """A ``tokenizer.json`` read by the ``tokenizers`` library alone.
+
+  transformers' tokenizer classes import torch (seconds on a GPU host, most of
+  a cold start's tokenization time); this loads the same serialised fast
+  tokenizer without them and offers the parts of a transformers fast tokenizer
+  that this module uses: ``backend_tokenizer``, ``bos_token_id``,
+  ``eos_token_id``, ``get_added_vocab()`` and ``__call__`` with max-length
+  padding and truncation (the post-processor's special tokens kept, as
+  transformers does). ``clip.hf_tokenizer`` uses it only where
+  :func:`clip_pipeline` holds, and the tests compare it with transformers'.
+
+  Args:
+    path: a ``tokenizer.json`` file.
+  """
+
+  def __init__(self, path: str):
+    import json
+    from tokenizers import Tokenizer
+    self.path = path
+    self.backend_tokenizer = Tokenizer.from_file(path)
+    with open(path, encoding="utf-8") as f:
+      post = json.load(f).get("post_processor") or {}
+    # RobertaProcessing serialises its special tokens as [token, id].
+    self.bos_token_id = (post.get("cls") or [None, None])[1]
+    self.eos_token_id = (post.get("sep") or [None, None])[1]
+
+  def get_added_vocab(self) -> dict:
+    return {t.content: i for i, t in self.backend_tokenizer.get_added_tokens_decoder().items()}
+
+  def __call__(self, texts: Sequence[str], *, padding: str = "max_length",
+               max_length: int = 77, truncation: bool = True,
+               return_attention_mask: bool = True) -> dict:
+    del return_attention_mask   # always returned
+    if padding != "max_length" or not truncation:
+      raise ValueError("JsonTokenizer pads and truncates to max_length only")
+    tok = self.backend_tokenizer
+    tok.enable_truncation(max_length)
+    tok.enable_padding(length=max_length, pad_id=0)
+    encs = tok.encode_batch(list(texts))
+    return {"input_ids": [e.ids for e in encs],
+            "attention_mask": [e.attention_mask for e in encs]}
+
+
 def tokenizer_ids(tok, texts: Sequence[str], context: int) -> np.ndarray:
   """The tokenizer's own ids, prompt by prompt: int32 (N, context), zero padded
   after the end token (as open_clip pads), truncated keeping the end token."""

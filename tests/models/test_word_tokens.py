@@ -69,3 +69,30 @@ def test_wrap_falls_back_when_its_self_check_differs(clip_files):
   fn = word_tokens.wrap(tok, 77, reference)
   texts = [f"a photo of thing {i}" for i in range(40)]
   np.testing.assert_array_equal(fn(texts), reference(texts))
+
+
+def test_tokenizer_json_alone_gives_transformers_ids(clip_files):
+  tok = AutoTokenizer.from_pretrained(clip_files)
+  light = word_tokens.JsonTokenizer(f"{clip_files}/tokenizer.json")
+  assert word_tokens.clip_pipeline(light)
+  assert (light.bos_token_id, light.eos_token_id) == (tok.bos_token_id, tok.eos_token_id)
+  assert light.get_added_vocab() == tok.get_added_vocab()
+  names = prompts.classnames("imagenet")
+  texts = prompts.prompts(names[::10], prompts.templates("clip80")[::8]) + ODD
+  for context in (77, 16):
+    np.testing.assert_array_equal(word_tokens.tokenizer_ids(light, texts, context),
+                                  _own_ids(tok, texts, context))
+  np.testing.assert_array_equal(word_tokens.WordCache(light, 77)(texts), _own_ids(tok, texts))
+
+
+def test_hf_tokenizer_imports_neither_transformers_nor_torch(clip_files):
+  # transformers' tokenizer classes import torch: seconds of a cold start on a GPU host.
+  import subprocess
+  import sys
+  code = ("import sys; from jaxbench.models import clip; "
+          f"ids = clip.hf_tokenizer({clip_files!r}, 77)(['a photo of a dog.'] * 40); "
+          "print(ids[0, :6].tolist(), sorted({'transformers', 'torch'} & set(sys.modules)))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  tok = AutoTokenizer.from_pretrained(clip_files)
+  assert out.stdout.split("]")[0] + "]" == str(_own_ids(tok, ["a photo of a dog."])[0, :6].tolist())
+  assert out.stdout.strip().endswith("[]"), out.stdout
