@@ -242,15 +242,46 @@ def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
     it = ds.to_iter_dataset(read).mp_prefetch(grain.MultiprocessingOptions(
         num_workers=int(num_processes), per_worker_buffer_size=1))
     return iter(it)
-  # In-process: each thread decodes whole batches (per-image elements measured ~10x
-  # slower on a 16-core host: grain's per-element overhead), at most
-  # max(prefetch, threads) batches ahead of the consumer. grain counts the buffer in
-  # elements, i.e. batches: bounded, so a slow model never makes the readers hold
-  # the whole set in memory.
-  ds = ds.batch(batch, drop_remainder=False).slice(slice(start_batch, None))
-  read = grain.ReadOptions(num_threads=max(1, num_threads),
-                           prefetch_buffer_size=max(prefetch, num_threads))
-  return iter(ds.to_iter_dataset(read))
+  # In-process: grain's elements are whole batches (per-image elements measured ~10x
+  # slower on a 16-core host: grain's per-element overhead), and each batch's
+  # images are spread over one pool of ``num_threads`` decoding threads, so the
+  # first batch arrives after batch/threads decodes, not a whole batch's worth
+  # (a thread per batch made a 512-image first batch wait ~7 s on a GPU host).
+  # At most ``max(prefetch, in_flight)`` batches are read ahead of the consumer
+  # (grain counts its buffer in elements, i.e. batches): a slow model never
+  # makes the readers hold the whole set in memory.
+  in_flight = max(2, -(-max(1, num_threads) // max(1, batch)))
+  batched = grain.MapDataset.range(start_batch, the_plan.num_batches).map(
+      DecodeBatch(LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift,
+                              draft=draft), the_plan.indices, batch, num_threads))
+  read = grain.ReadOptions(num_threads=in_flight,
+                           prefetch_buffer_size=max(prefetch, in_flight))
+  return iter(batched.to_iter_dataset(read))
+
+
+class DecodeBatch(grain.transforms.Map):
+  """batch number -> the batch's examples (``LoadExample``) stacked, decoded by a
+  shared thread pool (first come, first served: earlier batches finish first).
+
+  Args:
+    load: the per-example transform.
+    indices: the plan's padded source indices.
+    batch: examples per batch.
+    num_threads: decoding threads (PIL releases the GIL while it decodes and
+      resizes).
+  """
+
+  def __init__(self, load: LoadExample, indices: np.ndarray, batch: int, num_threads: int):
+    from concurrent import futures
+    self.load, self.indices, self.batch = load, indices, batch
+    # Threads end when the pool is garbage collected with the pass's iterator.
+    self.pool = futures.ThreadPoolExecutor(max(1, num_threads),
+                                           thread_name_prefix="jaxbench-decode")
+
+  def map(self, b):
+    b = int(b)
+    items = list(self.pool.map(self.load.map, self.indices[b * self.batch:(b + 1) * self.batch]))
+    return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
 
 def prefetched(items: Iterator, depth: int = 2, fn: Optional[Callable] = None) -> Iterator:

@@ -186,6 +186,35 @@ class _CountingRecords(_Records):
     return self.records[i]
 
 
+class _ThreadRecords(_Records):
+  """Records that note which thread fetched each one."""
+
+  def __init__(self, records):
+    super().__init__(records)
+    self.threads = {}
+
+  def __getitem__(self, i):
+    import threading
+    import time
+    time.sleep(0.01)          # a decode's worth of time, so the pool's threads share work
+    self.threads[i] = threading.current_thread().name
+    return self.records[i]
+
+
+def test_the_first_batch_is_decoded_by_all_reader_threads():
+  # One thread per batch made a 512-image first batch wait a whole batch of decodes.
+  rng = np.random.default_rng(3)
+  records = _ThreadRecords([{"id": f"x{i}", "label": 0,
+                             "image": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
+                            for i in range(64)])
+  es = EvalSet("arr", records, num_classes=3)
+  it = pipeline.batches(es, Preprocess(size=8, resize=8), pipeline.plan(np.arange(64), 32),
+                        num_threads=4, prefetch=1)
+  first = next(it)
+  np.testing.assert_array_equal(first["index"], np.arange(32))
+  assert len({records.threads[i] for i in range(32)}) >= 3, records.threads
+
+
 def test_readers_stay_a_bounded_number_of_images_ahead():
   # A slow model must not make the readers decode the whole set into memory:
   # at most max(prefetch, threads) batches ahead.
