@@ -36,6 +36,7 @@ import numpy as np
 
 from jaxbench.models import (api, clip, hub, layers, openclip_refusals, openclip_timm,
                              openclip_vit)
+from jaxbench.models import openclip_swin  # noqa: F401 (registers the Swin/layer-scale ViT trunks)
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 from jaxbench.models.openclip_common import (  # noqa: F401 (re-exported: openclip.CONFIG, ...)
     CONFIG, PICKLES, TOKENIZER_FILES, WEIGHTS, OpenClipTokenizer, _TEXT_DEFAULTS, _TEXT_KNOWN,
