@@ -315,6 +315,9 @@ def describe(specs, *, precision: str, param_sharding: str, model_axis: int,
          "replicated on every device")
   lines = [f"parameters: precision {precision}, {how}"
            + (f"; device memory {memory[0] / GiB:.2f} GiB ({memory[1]})" if memory else "")]
+  if model_axis < 1 or n_devices % model_axis:
+    lines.append(f"  warning: config.mesh.model={model_axis} does not divide the {n_devices} "
+                 "devices: the run will refuse this mesh")
   for spec in dict.fromkeys(specs):
     try:
       shapes, dtype, source = model_shapes(spec, precision=precision)

@@ -19,6 +19,9 @@ classifier sized to ``embed_dim``). Implemented trunk families:
 * ``vitamin``: timm's ViTamin (MBConv stages with LayerNorm2d, strided conv to
   tokens, GeGLU ViT blocks, average pool + fc_norm).
 
+Families built in other modules join through :func:`register_family`
+(:mod:`jaxbench.models.openclip_swin`: Swin and layer-scale ViTs).
+
 A trunk's hyper-parameters are timm's constructor arguments for its registered
 name (:data:`TRUNKS`), so jaxbench needs neither torch nor timm to load one;
 :func:`register_trunk` adds a name (tests register reduced-depth trunks with the

@@ -91,6 +91,9 @@ def test_warning_when_parameters_exceed_a_device(small_vit):
   bf16 = footprint.describe([d], param_sharding="replicate", model_axis=1,
                             **dict(kw, precision="bfloat16"))
   assert len(bf16) == 2                                        # 2n bytes fit in 3n
+  bad_mesh = footprint.describe([d], param_sharding="fsdp", model_axis=3, **kw)
+  assert bad_mesh[1] == ("  warning: config.mesh.model=3 does not divide the 8 devices: the "
+                         "run will refuse this mesh")
 
 
 def test_unsized_models_say_why(tmp_path):
