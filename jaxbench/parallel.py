@@ -78,8 +78,13 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+PARAM_SHARDINGS = ("replicate", "fsdp")
+
+
 def param_shardings(params: Any, mesh: Mesh, rule: str = "replicate") -> Any:
   """Shardings for a parameter pytree: 'replicate' or 'fsdp' over the model axis."""
+  if rule not in PARAM_SHARDINGS:
+    raise ValueError(f"param_sharding {rule!r}: use one of {PARAM_SHARDINGS}")
   if rule == "replicate" or mesh.shape["model"] == 1:
     return jax.tree.map(lambda _: replicated(mesh), params)
   from jaxbench.models import sharding as model_sharding

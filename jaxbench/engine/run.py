@@ -82,6 +82,10 @@ def validate(config, hooks: Hooks = NO_HOOKS) -> None:
     raise ConfigError(f"config.precision {config.precision!r}: use 'float32' (true float32 "
                       "matmuls on every backend), 'tf32' (TensorFloat-32 matmuls on GPU) "
                       "or 'bfloat16'")
+  if keys.get(config, "param_sharding") not in parallel.PARAM_SHARDINGS:
+    raise ConfigError(f"config.param_sharding {config.param_sharding!r}: use 'replicate' "
+                      "(every device holds every weight) or 'fsdp' (large weights split over "
+                      "the mesh's model axis, config.mesh.model)")
   if keys.get(config, "preprocess") not in ("", "clip"):
     raise ConfigError(f"config.preprocess {config.preprocess!r}: use '' (each model's own) "
                       "or 'clip' (CLIP's for every model, as RoZ)")
@@ -219,7 +223,21 @@ def describe(config, workdir: Optional[str], hooks: Hooks = NO_HOOKS) -> list[st
   lines.append(f"plan: {len(plan)} passes into {workdir}")
   for m, d, t in plan:
     lines.append(f"  model={m}  dataset={d}  transform={t}")
-  return lines
+  return lines + parameter_lines(config)
+
+
+def parameter_lines(config) -> list[str]:
+  """Each model's parameter count and memory per device at the run's precision and
+  param_sharding, from its config (no weights read), with a warning where they exceed
+  a device's memory (see :mod:`jaxbench.models.footprint`)."""
+  import jax
+  from jaxbench.models import footprint
+  mesh_cfg = dict(keys.get(config, "mesh") or {})
+  return footprint.describe(
+      list(config.models), precision=str(keys.get(config, "precision")),
+      param_sharding=str(keys.get(config, "param_sharding")),
+      model_axis=int(mesh_cfg.get("model", 1)), n_devices=jax.device_count(),
+      memory=footprint.device_memory())
 
 
 def plan_rows(config, workdir: str) -> list[dict]:

@@ -12,9 +12,10 @@ implemented:
   with CLIP's text tower (:class:`ClipResNet`).
 
 Other layouts are dispatched from :func:`load`: timm image towers (ConvNeXt,
-SigLIP/CLIP-style ViTs, EVA, PE-Core, ViTamin) to :mod:`openclip_timm`, ViT options
+SigLIP/CLIP-style ViTs, EVA, PE-Core, ViTamin; Swin and layer-scale ViTs from
+:mod:`openclip_swin`) to :mod:`openclip_timm`, ViT options
 (CLIPA's pooling, layer scale, bidirectional text) to :mod:`openclip_vit`; families
-not built (CoCa, HF text towers, FastViT, Swin, ...) are refused with the reason
+not built (CoCa, HF text towers, FastViT, ...) are refused with the reason
 from :mod:`openclip_refusals`. Anything else unknown is refused with a message
 naming it, never silently ignored. ``quick_gelu`` comes from the config or the spec
 (``openclip:timm/resnet50_clip.openai(quick_gelu=True)``): OpenAI's weights need
@@ -36,6 +37,7 @@ import numpy as np
 
 from jaxbench.models import (api, clip, hub, layers, openclip_refusals, openclip_timm,
                              openclip_vit)
+from jaxbench.models import openclip_swin  # noqa: F401 (registers the Swin/layer-scale ViT trunks)
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 from jaxbench.models.openclip_common import (  # noqa: F401 (re-exported: openclip.CONFIG, ...)
     CONFIG, PICKLES, TOKENIZER_FILES, WEIGHTS, OpenClipTokenizer, _TEXT_DEFAULTS, _TEXT_KNOWN,

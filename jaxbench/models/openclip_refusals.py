@@ -27,6 +27,9 @@ IMPLEMENTED = (
     "timm ViTamin trunk (MBConv stages + GeGLU ViT) with linear head",
     "OpenCLIP ViT without ln_pre / average pooling / final LN after pool / layer scale "
     "(CLIPA, ViT-M-16-alt) + bidirectional last-token text",
+    "timm Swin trunk (shifted windows, relative position bias, patch merging) with linear head",
+    "timm layer-scale ViT trunks (vit_medium_patch16_gap_256, vit_relpos_medium_patch16_cls_224"
+    ": relative-position MLP bias) with linear head",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
@@ -34,7 +37,9 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
                       "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
                       "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
                       "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14", "ViTamin-B",
-                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B")
+                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B",
+                      "swin_base_patch4_window7_224", "vit_medium_patch16_gap_256",
+                      "vit_relpos_medium_patch16_cls_224")
 
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
@@ -43,10 +48,6 @@ REASONS = {
                "these encoders in jaxbench yet",
     "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
                   "RepMixer): not implemented (MobileCLIP-B/MobileCLIP2-B's ViT is)",
-    "swin": "Swin transformer timm trunk (shifted windows, relative position bias): "
-            "not implemented",
-    "timm-vit-other": "timm ViT variant with relative positions or layer scale without a "
-                      "class token: not implemented",
 }
 
 _BY_FAMILY = {
@@ -56,8 +57,6 @@ _BY_FAMILY = {
                 "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
     "mobileclip": ("MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
                    "MobileCLIP2-S4", "MobileCLIP-S1", "MobileCLIP-S2"),
-    "swin": ("swin_base_patch4_window7_224",),
-    "timm-vit-other": ("vit_medium_patch16_gap_256", "vit_relpos_medium_patch16_cls_224"),
 }
 
 REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items()
@@ -73,8 +72,7 @@ def family(model_cfg: dict) -> Optional[str]:
   if t.get("hf_model_name"):
     return "hf-text"
   timm = v.get("timm_model_name") or ""
-  for prefix, fam in (("fastvit_mci", "mobileclip"), ("swin", "swin"), ("vit_relpos", "timm-vit-other"),
-                      ("vit_medium_patch16_gap", "timm-vit-other")):
+  for prefix, fam in (("fastvit_mci", "mobileclip"),):
     if timm.startswith(prefix):
       return fam
   return None

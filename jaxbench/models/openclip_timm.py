@@ -19,6 +19,9 @@ classifier sized to ``embed_dim``). Implemented trunk families:
 * ``vitamin``: timm's ViTamin (MBConv stages with LayerNorm2d, strided conv to
   tokens, GeGLU ViT blocks, average pool + fc_norm).
 
+Families built in other modules join through :func:`register_family`
+(:mod:`jaxbench.models.openclip_swin`: Swin and layer-scale ViTs).
+
 A trunk's hyper-parameters are timm's constructor arguments for its registered
 name (:data:`TRUNKS`), so jaxbench needs neither torch nor timm to load one;
 :func:`register_trunk` adds a name (tests register reduced-depth trunks with the
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Optional
+from typing import Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -129,15 +132,43 @@ class VitaminCfg:
 TRUNKS: dict[str, tuple[str, object]] = {}
 
 
+@dataclasses.dataclass(frozen=True)
+class TrunkFamily:
+  """A trunk family built in another module (:func:`register_family`).
+
+  Attributes:
+    cfg_cls: the trunk's config dataclass (with ``image_size``).
+    module: ``module(cfg, name=...)``: a Flax module (N, S, S, 3) -> pooled (N, features).
+    src: ``src(path, shape, prefix)`` -> :class:`layers.Src`, the trunk's name map.
+    pools: the ``timm_pool`` values that keep the trunk's own pooling (OpenCLIP's
+      'linear'/'mlp' heads go on top; other pools and projections are refused).
+  """
+  cfg_cls: type
+  module: Callable
+  src: Callable
+  pools: tuple = ("",)
+
+
+# Trunk families of other modules (openclip_swin), by name.
+EXTRA_FAMILIES: dict[str, TrunkFamily] = {}
+
+
+def register_family(name: str, family: TrunkFamily):
+  """Adds a trunk family built in another module (its trunks: :func:`register_trunk`)."""
+  EXTRA_FAMILIES[name] = family
+
+
 def register_trunk(name: str, family: str, **kwargs):
   """Makes timm model ``name`` loadable: ``family`` in FAMILIES, kwargs of its config class.
 
   Example: ``register_trunk('convnext_tiny', 'convnext', depths=(3, 3, 9, 3),
   dims=(96, 192, 384, 768))``.
   """
-  if family not in FAMILIES:
-    raise ValueError(f"unknown trunk family {family!r}; known: {FAMILIES}")
-  cls = {"convnext": ConvNeXtCfg, "vit": ViTCfg, "eva": EvaCfg, "vitamin": VitaminCfg}[family]
+  if family not in FAMILIES and family not in EXTRA_FAMILIES:
+    raise ValueError(f"unknown trunk family {family!r}; known: "
+                     f"{FAMILIES + tuple(EXTRA_FAMILIES)}")
+  cls = {"convnext": ConvNeXtCfg, "vit": ViTCfg, "eva": EvaCfg, "vitamin": VitaminCfg}.get(
+      family) or EXTRA_FAMILIES[family].cfg_cls
   TRUNKS[name] = (family, cls(**kwargs))
 
 
@@ -543,6 +574,8 @@ class TimmVisual(nn.Module):
       x = Vitamin(c.trunk, name="trunk")(x)
     elif c.family == "eva":
       x = Eva(c.trunk, c.embed_dim if c.proj == "trunk" else 0, name="trunk")(x)
+    elif c.family in EXTRA_FAMILIES:
+      x = EXTRA_FAMILIES[c.family].module(c.trunk, name="trunk")(x)
     else:
       x = TimmViT(c.trunk, c.embed_dim if c.proj == "trunk" else 0, name="trunk")(x)
     if c.proj == "linear":
@@ -622,6 +655,11 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
   family, trunk = TRUNKS[name]
   pool = v.get("timm_pool", "avg")
   proj = v.get("timm_proj", "linear")
+  extra = EXTRA_FAMILIES.get(family)
+  if extra is not None and (pool not in extra.pools or proj not in ("linear", "mlp")):
+    raise layers.UnknownArchitecture(f"{source}: {family} trunk {name} with timm_pool {pool!r} "
+                                     f"/ timm_proj {proj!r}; implemented: timm_pool in "
+                                     f"{extra.pools} with timm_proj 'linear' or 'mlp'")
   embed = int(model_cfg["embed_dim"])
   if family == "eva" and (pool not in ("token", "map") or proj not in (None, "", "none")):
     raise layers.UnknownArchitecture(f"{source}: EVA trunk with timm_pool {pool!r} / timm_proj "
@@ -754,7 +792,8 @@ def make_src(cfg: TimmClipCfg):
     sub = path[1]
     if sub == "trunk":
       f = {"convnext": _convnext_src, "vit": _vit_src, "eva": _eva_src,
-           "vitamin": _dotted_src}[cfg.visual.family]
+           "vitamin": _dotted_src}.get(cfg.visual.family) or \
+          EXTRA_FAMILIES[cfg.visual.family].src
       return f(path[2:], shape, "visual.trunk.")
     if sub == "head_proj":
       return layers.named_src("visual.head.proj", path[-1], shape)

@@ -83,3 +83,91 @@ def test_mesh_without_model_axis_is_refused():
   mesh = Mesh(np.asarray(jax.devices()[:2]), ("data",))
   with pytest.raises(ValueError, match="no 'model' axis"):
     sharding.param_shardings({"w": jnp.zeros((4, 4))}, mesh)
+
+
+# --- the OpenCLIP families of the large towers ---------------------------------------
+
+FULL_SIZE = ["EVA02-E-14", "ViT-bigG-14", "ViT-SO400M-14-SigLIP", "convnext_xxlarge"]
+
+
+@pytest.mark.parametrize("name", FULL_SIZE)
+def test_fsdp_rule_splits_every_large_leaf_of_the_full_size_towers(tmp_path, name):
+  """Leaf names and shapes differ between families (fused or split q/k/v, SwiGLU, 4-D
+  depthwise kernels, 4304-wide MLPs, 49408-row embeddings): every leaf the rule deems
+  large finds a dimension the model axis divides, on the real config's parameter tree."""
+  import json
+  import open_clip
+  from jaxbench.models import footprint
+  (tmp_path / "open_clip_config.json").write_text(json.dumps(
+      {"model_cfg": open_clip.get_model_config(name)}))
+  shapes, _, _ = footprint.model_shapes(str(tmp_path))
+  for n in (4, 8):
+    unsplit = [(jax.tree_util.keystr(p), s.shape)
+               for p, s in jax.tree_util.tree_leaves_with_path(shapes)
+               if s.size >= sharding.DEFAULT_MIN_SIZE and sharding.leaf_spec(s.shape, n) == P()]
+    assert not unsplit, (name, n, unsplit)
+
+
+TEXT = dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1)
+REDUCED = {  # one reduced config per family of the large towers (jaxbench-side trunks)
+    "eva02_e": (dict(embed_dim=16, custom_text=True, vision_cfg=dict(
+        timm_model_name="zootest_shard_eva", timm_pool="token", timm_proj=None,
+        image_size=32), text_cfg=TEXT),
+        ("eva", dict(width=64, depth=1, heads=2, patch=8, image_size=32, mlp_ratio=4 * 2 / 3,
+                     qkv_fused=False, swiglu=True, scale_mlp=True, scale_attn_inner=True,
+                     rope=True, ref_feat_shape=(2, 2)))),
+    "so400m": (dict(embed_dim=64, init_logit_bias=-10, custom_text=True, vision_cfg=dict(
+        timm_model_name="zootest_shard_siglip", timm_pool="map", timm_proj="none",
+        image_size=32), text_cfg=dict(TEXT, width=64, no_causal_mask=True, proj_bias=True,
+                                      pool_type="last")),
+        ("vit", dict(width=64, depth=1, heads=4, patch=8, image_size=32, class_token=False,
+                     global_pool="map", act="gelu_pytorch_tanh"))),
+    "convnext_xxlarge": (dict(embed_dim=16, vision_cfg=dict(
+        timm_model_name="zootest_shard_convnext", timm_pool="", timm_proj="mlp",
+        image_size=64), text_cfg=TEXT),
+        ("convnext", dict(depths=(1, 1, 1, 1), dims=(16, 32, 48, 64)))),
+    "vit_bigg": (dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=64,
+                                                    patch_size=8, head_width=32), text_cfg=TEXT),
+                 None),
+}
+
+
+def _reduced(family):
+  from jaxbench.models import openclip_timm
+  model_cfg, trunk = REDUCED[family]
+  if trunk is None:
+    spec = openclip.parse_config(model_cfg, source=family)
+    module, size, ctx = clip.CLIP(spec.clip_cfg), 32, 8
+  else:
+    openclip_timm.register_trunk(model_cfg["vision_cfg"]["timm_model_name"], trunk[0], **trunk[1])
+    cfg = openclip_timm.parse(model_cfg, quick_gelu=None, source=family)
+    module, size, ctx = openclip_timm.TimmClip(cfg), cfg.image_size, cfg.text.context_length
+  params = _random_params(module, jnp.zeros((1, size, size, 3)), jnp.zeros((1, ctx), jnp.int32),
+                          seed=len(family))
+  return module, params, size
+
+
+@pytest.mark.parametrize("family", sorted(REDUCED))
+def test_openclip_large_tower_families_shard_over_model_and_match_replicated(family):
+  """A reduced model of each family on (data=2, model=4): every leaf the rule splits has
+  addressable shards of 1/4 along that dimension, and image embeddings equal the
+  replicated run's."""
+  module, params, size = _reduced(family)
+  mesh, n, min_size = _mesh(2, 4), 4, 512
+  shardings = sharding.param_shardings(params, mesh, min_size=min_size)
+  sharded = jax.device_put(params, shardings)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(sharded):
+    spec = sharding.leaf_spec(leaf.shape, n, min_size=min_size)
+    want = tuple(d // n if i < len(spec) and spec[i] == "model" else d
+                 for i, d in enumerate(leaf.shape))
+    assert leaf.addressable_shards[0].data.shape == want, (jax.tree_util.keystr(path), spec)
+    if leaf.size >= 4 * min_size:      # every big leaf really is split
+      assert want != leaf.shape, jax.tree_util.keystr(path)
+  assert sharding.sharded_fraction(params, shardings) > 0.8
+  replicated = jax.device_put(params, NamedSharding(mesh, P()))
+  x = jax.device_put(jax.random.uniform(jax.random.key(5), (4, size, size, 3)),
+                     NamedSharding(mesh, P("data")))
+  f = jax.jit(lambda p, x: module.apply({"params": p}, x, method="encode_image"))
+  a, b = np.asarray(f(sharded, x)), np.asarray(f(replicated, x))
+  assert np.abs(a).max() > 1e-3
+  np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max(), rtol=1e-5)

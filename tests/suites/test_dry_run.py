@@ -35,7 +35,10 @@ def test_plain_config_shows_only_the_passes(tiny_clip, folder, tmp_path):
   model_dir, _ = tiny_clip
   lines = _dry_run("zeroshot.py", None, _common(model_dir, folder, tmp_path),
                    str(tmp_path / "wd"))
-  assert lines[0] == f"plan: 1 passes into {tmp_path / 'wd'}" and len(lines) == 2
+  assert lines[0] == f"plan: 1 passes into {tmp_path / 'wd'}" and len(lines) == 4
+  # The models' parameters close the plan (tests/models/test_footprint.py checks figures).
+  assert lines[2] == "parameters: precision float32, replicated on every device"
+  assert lines[3].startswith(f"  model={model_dir}: ") and "[eval_shape of CLIP]" in lines[3]
 
 
 @pytest.mark.parametrize("arg,method", [("autoprompt", "AutoPrompt: 4 trigger tokens, 4 "
@@ -79,13 +82,13 @@ def test_overlap_shows_corpus_embedding_and_search_after_the_passes(tiny_clip, f
   wd = str(tmp_path / "wd")
   lines = _dry_run("overlap.py", None, _common(model_dir, folder, tmp_path) +
                    ["--config.overlap.corpus=/corpus/{00000..00003}.tar"], wd)
-  assert lines[0].startswith("plan: 1 passes")
-  assert lines[2] == (f"overlap: embed corpus '/corpus/{{00000..00003}}.tar' with detector "
+  assert lines[0].startswith("plan: 1 passes") and lines[2].startswith("parameters: ")
+  assert lines[4] == (f"overlap: embed corpus '/corpus/{{00000..00003}}.tar' with detector "
                       f"{model_dir} (mode 'auto') into {wd}/overlap/embeddings/ (resumed; an "
                       "embedding store is used as is)")
-  assert lines[3] == "overlap: embed and hash (phash, dhash) the 1 evaluation set(s)"
-  assert lines[4].startswith("overlap: calibrate the threshold and hash radii on about 256")
-  assert lines[5].startswith("overlap: exact 10-NN search over the corpus")
+  assert lines[5] == "overlap: embed and hash (phash, dhash) the 1 evaluation set(s)"
+  assert lines[6].startswith("overlap: calibrate the threshold and hash radii on about 256")
+  assert lines[7].startswith("overlap: exact 10-NN search over the corpus")
 
 
 def test_typographic_shows_set_generation(tiny_clip, folder, tmp_path):
