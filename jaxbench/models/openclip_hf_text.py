@@ -478,8 +478,10 @@ def params_from_openclip(tensors: dict, cfg: HFClipCfg, source: str = ""):
   for k in ("logit_scale", "logit_bias"):
     if k in tensors:
       tensors[k] = np.asarray(tensors[k]).reshape(())
-  ignore = lambda k: (k.endswith(("attn_mask", "position_ids", "token_type_ids"))
-                      or layers.bn_counter(k))
+  # Buffers, not weights: older transformers saved RoBERTa's position_ids and M2M100's
+  # sinusoidal table (embed_positions.weights) in the state dict; both are recomputed.
+  ignore = lambda k: (k.endswith(("attn_mask", "position_ids", "token_type_ids",
+                                  "embed_positions.weights")) or layers.bn_counter(k))
   return module, layers.pull(shapes, tensors, make_src(cfg), source=source, what=what,
                              ignore=ignore)
 

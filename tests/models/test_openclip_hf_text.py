@@ -311,7 +311,21 @@ def _unigram_tokenizer(d, texts, layout):
   cls(vocab=vocab, **kw).save_pretrained(d)
 
 
-@pytest.mark.parametrize("layout", ["roberta", "xlm-roberta", "t5"])
+def _nllb_tokenizer(d, texts):
+  """An NLLB-layout tokenizer (SentencePiece-style BPE; the class adds the language codes and
+  prefixes the source language, eng_Latn) trained here."""
+  from tokenizers import SentencePieceBPETokenizer
+  from transformers import NllbTokenizerFast
+  sp = SentencePieceBPETokenizer()
+  sp.train_from_iterator(texts[::3], vocab_size=300,
+                         special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+  m = json.loads(sp.to_str())["model"]
+  merges = [tuple(x) if isinstance(x, list) else tuple(x.split()) for x in m["merges"]]
+  os.makedirs(d, exist_ok=True)
+  NllbTokenizerFast(vocab=m["vocab"], merges=merges, src_lang="eng_Latn").save_pretrained(d)
+
+
+@pytest.mark.parametrize("layout", ["roberta", "xlm-roberta", "t5", "nllb"])
 def test_tokenizer_matches_open_clip(tmp_path, layout):
   """Token ids as open_clip's HFTokenizer gives on the same files (hf_tokenizer_name), 1,000
   prompts plus long, cased and HTML-escaped ones: BOS/EOS, pad id, truncation."""
@@ -320,6 +334,8 @@ def test_tokenizer_matches_open_clip(tmp_path, layout):
   tok_dir = str(tmp_path / "tok")
   if layout == "roberta":
     _bpe_tokenizer(tok_dir, texts)
+  elif layout == "nllb":
+    _nllb_tokenizer(tok_dir, texts)
   else:
     _unigram_tokenizer(tok_dir, texts, layout)
   text_cfg = dict(hf_model_name="unused", hf_tokenizer_name=tok_dir)
@@ -331,8 +347,12 @@ def test_tokenizer_matches_open_clip(tmp_path, layout):
   pad, eos = (0, 1) if layout == "t5" else (1, 2)
   assert (got == pad).any() and (got[:, -1] != pad).any()      # padded and truncated rows
   assert ((got == eos).sum(axis=1) == 1).all()                 # one EOS, kept on truncation
-  if layout != "t5":
+  if layout in ("roberta", "xlm-roberta"):
     assert (got[:, 0] == 0).all()                              # BOS <s>
+  if layout == "nllb":                                         # source language first
+    from transformers import AutoTokenizer
+    assert (got[:, 0] == AutoTokenizer.from_pretrained(tok_dir).convert_tokens_to_ids(
+        "eng_Latn")).all()
 
 
 def test_checkpoint_with_tokenizer_files_tokenizes_like_open_clip(tmp_path):
@@ -355,3 +375,35 @@ def test_checkpoint_with_tokenizer_files_tokenizes_like_open_clip(tmp_path):
   gt = jax.jit(model.encode_text)(model.params, ids)
   assert H.max_abs(gt, zt) < 1e-4 * np.abs(zt).max()
   assert "AutoTokenizer" in model.provenance["tokenizer"]
+
+
+def test_buffers_older_transformers_saved_are_ignored_and_stray_tensors_named(tmp_path):
+  """Checkpoints written with older transformers carry RoBERTa's position_ids and M2M100's
+  sinusoidal table as tensors (recomputed here, so ignored); any other extra is named."""
+  from safetensors.numpy import load_file, save_file
+  d, ref, _ = _make(str(tmp_path), "nllb")
+  path = os.path.join(d, "open_clip_model.safetensors")
+  t = load_file(path)
+  t["text.transformer.embed_positions.weights"] = np.zeros((42, 32), np.float32)
+  save_file(t, path)
+  model = models.load(f"openclip:{d}")
+  ids = _ids(2, 16, 96, pad=1)
+  with torch.no_grad():
+    zt = ref.encode_text(torch.tensor(ids, dtype=torch.long)).numpy()
+  assert H.max_abs(jax.jit(model.encode_text)(model.params, ids), zt) < 1e-4 * np.abs(zt).max()
+  t["text.transformer.layers.0.self_attn.rotary.weight"] = np.zeros((4,), np.float32)
+  save_file(t, path)
+  with pytest.raises(layers.CheckpointMismatch,
+                     match=r"unexpected tensors \[text\.transformer\.layers\.0\.self_attn\.rotary"):
+    models.load(f"openclip:{d}")
+
+
+def test_bfloat16_stays_close_to_float32(tmp_path):
+  d, _, _ = _make(str(tmp_path), "mt5", seed=5)
+  ids = _ids(4, 20, 96, pad=0)
+  z32 = np.asarray(jax.jit((m := models.load(f"openclip:{d}")).encode_text)(m.params, ids))
+  bf = models.load(f"openclip:{d}(precision='bfloat16')")
+  dtypes = {np.dtype(p.dtype) for p in jax.tree_util.tree_leaves(bf.params)}
+  assert dtypes == {np.dtype(jax.numpy.bfloat16)}
+  zb = np.asarray(jax.jit(bf.encode_text)(bf.params, ids), np.float32)
+  assert 0 < H.max_abs(zb, z32) < 5e-2 * np.abs(z32).max()       # computed in bfloat16
