@@ -518,15 +518,15 @@ class CheckedTokenizer:
   """:class:`openclip_text.HFTokenizer` whose source is checked for tokenizer files on
   first use (loading a model never needs them)."""
 
-  def __init__(self, inner, source: str, revision: Optional[str] = None):
-    self.inner, self.source, self.revision = inner, source, revision
+  def __init__(self, inner, source: str):
+    self.inner, self.source = inner, source
     self.describe = inner.describe
     self._checked = False
 
   def __call__(self, texts) -> np.ndarray:
     if not self._checked:
       src = self.inner.root
-      check_tokenizer_files(src, hub.list_files(src, self.revision), self.source)
+      check_tokenizer_files(src, hub.list_files(src), self.source)
       self._checked = True
     return self.inner(texts)
 
@@ -572,7 +572,7 @@ def load(ref: str, config: dict, files: dict, *, revision: Optional[str], spec: 
   # if it ships them), none -> CLIP's BPE.
   tokenizer = openclip_timm.tokenizer_for(root, t, cfg.context_length, listing)
   if t.get("hf_tokenizer_name"):
-    tokenizer = CheckedTokenizer(tokenizer, ref, revision if tokenizer.root == root else None)
+    tokenizer = CheckedTokenizer(tokenizer, ref)
   prov = hub.provenance(ref, files, revision, layout="openclip")
   e = cfg.text.encoder
   prov.update(tokenizer=tokenizer.describe,

@@ -407,3 +407,30 @@ def test_bfloat16_stays_close_to_float32(tmp_path):
   assert dtypes == {np.dtype(jax.numpy.bfloat16)}
   zb = np.asarray(jax.jit(bf.encode_text)(bf.params, ids), np.float32)
   assert 0 < H.max_abs(zb, z32) < 5e-2 * np.abs(z32).max()       # computed in bfloat16
+
+
+# --- registry names -------------------------------------------------------------------
+
+REGISTRY = {  # jaxbench name -> open_clip (config, pretrained tag)
+    "roberta_vit_b32_laion2b": ("roberta-ViT-B-32", "laion2b_s12b_b32k"),
+    "xlm_roberta_base_vit_b32_laion5b": ("xlm-roberta-base-ViT-B-32", "laion5b_s13b_b90k"),
+    "xlm_roberta_large_vit_h14_laion5b": ("xlm-roberta-large-ViT-H-14",
+                                          "frozen_laion5b_s13b_b90k"),
+    "nllb_clip_base": ("nllb-clip-base", "v1"),
+    "nllb_clip_large": ("nllb-clip-large", "v1"),
+    "nllb_clip_base_siglip": ("nllb-clip-base-siglip", "v1"),
+    "nllb_clip_large_siglip": ("nllb-clip-large-siglip", "v1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_registry_name_points_at_open_clips_repo_for_an_accepted_config(name):
+  from jaxbench import registry
+  assert name in models.known()
+  arch, tag = REGISTRY[name]
+  ref, _, kwargs = registry.parse(models.NAMES.factory(name)())
+  assert ref == "openclip:" + open_clip.get_pretrained_cfg(arch, tag)["hf_hub"].rstrip("/")
+  cfg = open_clip.get_model_config(arch)
+  assert kwargs.get("quick_gelu", False) == cfg.get("quick_gelu", False)
+  assert openclip_hf_text.handles(cfg)
+  openclip_hf_text.parse(cfg, quick_gelu=None, source=arch)
