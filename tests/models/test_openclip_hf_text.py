@@ -99,13 +99,16 @@ def _sharpen(ref, seed):
         t.copy_(torch.randn(t.shape, generator=g) * scale)
 
 
-def _make(root, family, seed=0, model_cfg=None):
+def _make(root, family, seed=0, model_cfg=None, vocab_size=None):
   """(checkpoint dir, open_clip reference, model_cfg) of a reduced config."""
   from tests.models import test_openclip_families as F
   F._register_timm()
   F._register_jaxbench()
   encoder, cfg = FAMILIES[family]
   hf_dir = _write_encoder(os.path.join(root, f"hf_{encoder}"), encoder)
+  if vocab_size:
+    with open(os.path.join(hf_dir, "config.json"), "w") as f:
+      json.dump(dict(ENCODERS[encoder], vocab_size=vocab_size), f)
   cfg = json.loads(json.dumps(model_cfg or cfg))
   cfg["text_cfg"]["hf_model_name"] = hf_dir
   name = f"zoo-hf-{family}-{os.path.basename(root)}"
@@ -355,26 +358,34 @@ def test_tokenizer_matches_open_clip(tmp_path, layout):
         "eng_Latn")).all()
 
 
-def test_checkpoint_with_tokenizer_files_tokenizes_like_open_clip(tmp_path):
-  """End to end: a RoBERTa-style checkpoint shipping its tokenizer; model.tokenize +
-  encode_text equal open_clip's tokenizer + encode_text on the same prompts."""
+def test_checkpoint_with_tokenizer_files_classifies_like_open_clip(tmp_path):
+  """End to end through the zero-shot head: a RoBERTa-style checkpoint shipping its own
+  tokenizer files (byte-level BPE, pad id 1): jaxbench's prompts, mask and mean pooling give
+  open_clip's logits (its HFTokenizer on the same files, encode_text, template mean)."""
+  from jaxbench.zeroshot import head as head_lib
   from open_clip.tokenizer import HFTokenizer
-  texts = _prompts(200)
-  d, ref, cfg = _make(str(tmp_path), "roberta", seed=2, model_cfg=dict(
-      FAMILIES["roberta"][1], text_cfg=dict(FAMILIES["roberta"][1]["text_cfg"],
-                                            hf_tokenizer_name="unused/offline")))
-  _bpe_tokenizer(d, texts)
-  # The tiny encoder's vocabulary is 96: keep the trained ids inside it.
+  names = ["tench", "goldfish", "great white shark", "hammerhead shark"]
+  temps = ["a photo of a {}.", "a bad photo of the {}.", "a sculpture of a {}."]
+  prompts = [t.format(n) for n in names for t in temps]
+  cfg = FAMILIES["roberta"][1]
+  d, ref, _ = _make(str(tmp_path), "roberta", seed=2, vocab_size=400, model_cfg=dict(
+      cfg, text_cfg=dict(cfg["text_cfg"], hf_tokenizer_name="unused/offline")))
+  _bpe_tokenizer(d, _prompts() + prompts)
   model = models.load(f"openclip:{d}")
-  got = model.tokenize(texts[:8])
-  want = HFTokenizer(d, context_length=16)(texts[:8])
-  np.testing.assert_array_equal(got, want.numpy())
-  ids = np.minimum(got, 95)
-  with torch.no_grad():
-    zt = ref.encode_text(torch.tensor(ids, dtype=torch.long)).numpy()
-  gt = jax.jit(model.encode_text)(model.params, ids)
-  assert H.max_abs(gt, zt) < 1e-4 * np.abs(zt).max()
   assert "AutoTokenizer" in model.provenance["tokenizer"]
+  tok = HFTokenizer(d, context_length=16)
+  np.testing.assert_array_equal(model.tokenize(prompts), tok(prompts).numpy())
+  clf = model.with_head(head_lib.build_head(model, names, temps))
+  x = H.images(4, 32, seed=5)
+  logits = np.asarray(jax.jit(clf.apply)(clf.params, x))
+  with torch.no_grad():
+    zt = ref.encode_text(tok(prompts), normalize=True).reshape(len(names), len(temps), -1)
+    w = torch.nn.functional.normalize(zt.mean(1), dim=-1)
+    zi = ref.encode_image(H.to_nchw(x, model.preprocess.mean, model.preprocess.std),
+                          normalize=True)
+    want = (zi @ w.T * ref.logit_scale.exp()).numpy()
+  assert model.score == "softmax"
+  np.testing.assert_allclose(logits, want, atol=1e-3 * np.abs(want).max())
 
 
 def test_buffers_older_transformers_saved_are_ignored_and_stray_tensors_named(tmp_path):
