@@ -531,6 +531,22 @@ class CheckedTokenizer:
     return self.inner(texts)
 
 
+def tokenizer_for(root: str, text_cfg: dict, context_length: int, files: list[str],
+                  source: str):
+  """The tokenizer open_clip's ``get_tokenizer`` builds for an HF-text config:
+  ``hf_tokenizer_name`` -> ``HFTokenizer`` over the checkpoint's own tokenizer files if it
+  ships them (``files``), else over that name, checked for tokenizer files on first use;
+  no ``hf_tokenizer_name`` -> CLIP's BPE (as open_clip).
+
+  Args:
+    root: the checkpoint's local directory.
+    files: the checkpoint's file names.
+    source: the checkpoint, for messages.
+  """
+  tok = openclip_timm.tokenizer_for(root, text_cfg, context_length, files)
+  return CheckedTokenizer(tok, source) if text_cfg.get("hf_tokenizer_name") else tok
+
+
 # --- loader --------------------------------------------------------------------------
 
 def read_hf_config(name: str, source: str) -> dict:
@@ -568,11 +584,7 @@ def load(ref: str, config: dict, files: dict, *, revision: Optional[str], spec: 
     hub.resolve(ref, [f for f in listing if f.startswith(
         ("tokenizer", "vocab", "merges", "special_tokens", "spiece", "sentencepiece"))],
         revision=revision)
-  # As open_clip's get_tokenizer: hf_tokenizer_name -> HFTokenizer (the repo's own files
-  # if it ships them), none -> CLIP's BPE.
-  tokenizer = openclip_timm.tokenizer_for(root, t, cfg.context_length, listing)
-  if t.get("hf_tokenizer_name"):
-    tokenizer = CheckedTokenizer(tokenizer, ref)
+  tokenizer = tokenizer_for(root, t, cfg.context_length, listing, ref)
   prov = hub.provenance(ref, files, revision, layout="openclip")
   e = cfg.text.encoder
   prov.update(tokenizer=tokenizer.describe,

@@ -26,7 +26,7 @@ import torch
 
 from tests.models import zoo_helpers as H
 from jaxbench import models
-from jaxbench.models import hub, layers, openclip_hf_text, openclip_text
+from jaxbench.models import hub, layers, openclip_hf_text
 
 # Tiny encoders in transformers' config.json form (what hf_model_name's repo holds).
 ENCODERS = {
@@ -342,7 +342,7 @@ def test_tokenizer_matches_open_clip(tmp_path, layout):
   else:
     _unigram_tokenizer(tok_dir, texts, layout)
   text_cfg = dict(hf_model_name="unused", hf_tokenizer_name=tok_dir)
-  tok = openclip_hf_text.openclip_timm.tokenizer_for("/nonexistent", text_cfg, 16, files=[])
+  tok = openclip_hf_text.tokenizer_for("/nonexistent", text_cfg, 16, [], "test")
   got = tok(texts)
   want = HFTokenizer(tok_dir, context_length=16)(texts).numpy()
   assert got.shape == (len(texts), 16) and got.dtype == np.int32
