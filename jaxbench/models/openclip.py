@@ -14,8 +14,9 @@ implemented:
 Other layouts are dispatched from :func:`load`: timm image towers (ConvNeXt,
 SigLIP/CLIP-style ViTs, EVA, PE-Core, ViTamin; Swin and layer-scale ViTs from
 :mod:`openclip_swin`) to :mod:`openclip_timm`, ViT options
-(CLIPA's pooling, layer scale, bidirectional text) to :mod:`openclip_vit`; families
-not built (CoCa, HF text towers, FastViT, ...) are refused with the reason
+(CLIPA's pooling, layer scale, bidirectional text) to :mod:`openclip_vit`, Hugging
+Face text towers (RoBERTa, XLM-R, mT5, NLLB) to :mod:`openclip_hf_text`; families
+not built (CoCa, FastViT, ...) are refused with the reason
 from :mod:`openclip_refusals`. Anything else unknown is refused with a message
 naming it, never silently ignored. ``quick_gelu`` comes from the config or the spec
 (``openclip:timm/resnet50_clip.openai(quick_gelu=True)``): OpenAI's weights need
@@ -35,8 +36,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import (api, clip, hub, layers, openclip_refusals, openclip_timm,
-                             openclip_vit)
+from jaxbench.models import (api, clip, hub, layers, openclip_hf_text, openclip_refusals,
+                             openclip_timm, openclip_vit)
 from jaxbench.models import openclip_swin  # noqa: F401 (registers the Swin/layer-scale ViT trunks)
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 from jaxbench.models.openclip_common import (  # noqa: F401 (re-exported: openclip.CONFIG, ...)
@@ -220,6 +221,9 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
     raise ValueError(f"{files[CONFIG]} has no 'model_cfg' (keys: {sorted(config)})")
   model_cfg = config["model_cfg"]
   openclip_refusals.check(model_cfg, ref)
+  if openclip_hf_text.handles(model_cfg):        # Hugging Face text towers (RoBERTa, mT5, NLLB)
+    return openclip_hf_text.load(ref, config, files, revision=revision, spec=spec,
+                                 precision=precision, quick_gelu=quick_gelu)
   if openclip_timm.handles(model_cfg):           # timm image towers: their own module
     return openclip_timm.load(ref, config, files, revision=revision, spec=spec,
                               precision=precision, quick_gelu=quick_gelu)

@@ -30,6 +30,8 @@ IMPLEMENTED = (
     "timm Swin trunk (shifted windows, relative position bias, patch merging) with linear head",
     "timm layer-scale ViT trunks (vit_medium_patch16_gap_256, vit_relpos_medium_patch16_cls_224"
     ": relative-position MLP bias) with linear head",
+    "Hugging Face text towers (RoBERTa, XLM-R, mT5, NLLB/M2M100 encoders; mean/cls pooler, "
+    "linear/mlp projection) with an OpenCLIP ViT or timm SigLIP image tower",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
@@ -44,17 +46,12 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
             "text tower's appended CLS token (embed_cls); not implemented",
-    "hf-text": "Hugging Face text tower (RoBERTa/XLM-R/mT5/NLLB encoder): no Flax port of "
-               "these encoders in jaxbench yet",
     "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
                   "RepMixer): not implemented (MobileCLIP-B/MobileCLIP2-B's ViT is)",
 }
 
 _BY_FAMILY = {
     "coca": ("coca_base", "coca_roberta-ViT-B-32", "coca_ViT-B-32", "coca_ViT-L-14"),
-    "hf-text": ("mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base",
-                "nllb-clip-base-siglip", "nllb-clip-large", "nllb-clip-large-siglip",
-                "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
     "mobileclip": ("MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
                    "MobileCLIP2-S4", "MobileCLIP-S1", "MobileCLIP-S2"),
 }
@@ -66,11 +63,9 @@ REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items
 
 def family(model_cfg: dict) -> Optional[str]:
   """The refused family ``model_cfg`` belongs to, or None."""
-  v, t = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+  v = model_cfg.get("vision_cfg", {})
   if "multimodal_cfg" in model_cfg:
     return "coca"
-  if t.get("hf_model_name"):
-    return "hf-text"
   timm = v.get("timm_model_name") or ""
   for prefix, fam in (("fastvit_mci", "mobileclip"),):
     if timm.startswith(prefix):

@@ -104,6 +104,24 @@ NAMES = {
         # OpenCLIP ViT variants (CLIPA: average pooling, BERT-tokenised text):
         "clipa_vit_h14_336": ("UCSC-VLAA/ViT-H-14-CLIPA-336-datacomp1B",
                               "CLIPA ViT-H/14 @336, DataComp-1B"),
+        # Hugging Face text towers (openclip_hf_text; the encoder's config.json and the
+        # tokenizer come from text_cfg.hf_model_name / hf_tokenizer_name):
+        "roberta_vit_b32_laion2b": ("laion/CLIP-ViT-B-32-roberta-base-laion2B-s12B-b32k"
+                                    "(quick_gelu=True)", "OpenCLIP ViT-B/32 + RoBERTa-base text"),
+        "xlm_roberta_base_vit_b32_laion5b": (
+            "laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k",
+            "OpenCLIP ViT-B/32 + XLM-R-base text (multilingual), LAION-5B"),
+        "xlm_roberta_large_vit_h14_laion5b": (
+            "laion/CLIP-ViT-H-14-frozen-xlm-roberta-large-laion5B-s13B-b90k",
+            "OpenCLIP ViT-H/14 + frozen XLM-R-large text (multilingual), LAION-5B"),
+        "nllb_clip_base": ("visheratin/nllb-clip-base-oc",
+                           "NLLB-CLIP base: ViT-B/32 + NLLB-200-600M encoder"),
+        "nllb_clip_large": ("visheratin/nllb-clip-large-oc",
+                            "NLLB-CLIP large: ViT-H/14 + NLLB-200-1.3B encoder"),
+        "nllb_clip_base_siglip": ("visheratin/nllb-clip-base-siglip",
+                                  "NLLB-CLIP SigLIP base: SigLIP B/16 @384 + NLLB-600M"),
+        "nllb_clip_large_siglip": ("visheratin/nllb-clip-large-siglip",
+                                   "NLLB-CLIP SigLIP large: So400m/14 @384 + NLLB-1.3B"),
         # timm EVA-02 trunks with CLIP's text tower:
         "eva02_b16": ("timm/eva02_base_patch16_clip_224.merged2b_s8b_b131k", "EVA02-B/16"),
         "eva02_l14": ("timm/eva02_large_patch14_clip_224.merged2b_s4b_b131k", "EVA02-L/14"),

@@ -24,8 +24,8 @@ import torch
 
 from tests.models import zoo_helpers as H
 from jaxbench import models
-from jaxbench.models import (layers, openclip, openclip_refusals, openclip_text, openclip_timm,
-                             openclip_vit)
+from jaxbench.models import (layers, openclip, openclip_hf_text, openclip_refusals,
+                             openclip_text, openclip_timm, openclip_vit)
 
 TEXT = dict(context_length=16, vocab_size=64, width=32, heads=4, layers=2)
 SIGLIP_TEXT = dict(TEXT, no_causal_mask=True, proj_bias=True, pool_type="last",
@@ -35,7 +35,9 @@ SIGLIP_TEXT = dict(TEXT, no_causal_mask=True, proj_bias=True, pool_type="last",
 def _accepts(cfg: dict, name: str):
   """Parses ``cfg`` through the same dispatch as openclip.load (no weights)."""
   openclip_refusals.check(cfg, name)
-  if openclip_timm.handles(cfg):
+  if openclip_hf_text.handles(cfg):         # the HF encoder's config.json is read at load
+    openclip_hf_text.parse(cfg, quick_gelu=None, source=name)
+  elif openclip_timm.handles(cfg):
     openclip_timm.parse(cfg, quick_gelu=None, source=name)
   elif openclip_vit.handles(cfg):
     openclip_vit.parse(cfg, quick_gelu=None, source=name)
