@@ -27,6 +27,8 @@ IMPLEMENTED = (
     "timm ViTamin trunk (MBConv stages + GeGLU ViT) with linear head",
     "OpenCLIP ViT without ln_pre / average pooling / final LN after pool / layer scale "
     "(CLIPA, ViT-M-16-alt) + bidirectional last-token text",
+    "timm FastViT MCi0-MCi4 trunk (MobileCLIP-S*/MobileCLIP2-S*; training-time branches "
+    "re-parameterised at load) + CLIP text",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
@@ -34,15 +36,14 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
                       "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
                       "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
                       "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14", "ViTamin-B",
-                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B")
+                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B",
+                      "MobileCLIP2-S0", "MobileCLIP2-S4")
 
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
             "text tower's appended CLS token (embed_cls); not implemented",
     "hf-text": "Hugging Face text tower (RoBERTa/XLM-R/mT5/NLLB encoder): no Flax port of "
                "these encoders in jaxbench yet",
-    "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
-                  "RepMixer): not implemented (MobileCLIP-B/MobileCLIP2-B's ViT is)",
     "swin": "Swin transformer timm trunk (shifted windows, relative position bias): "
             "not implemented",
     "timm-vit-other": "timm ViT variant with relative positions or layer scale without a "
@@ -54,8 +55,6 @@ _BY_FAMILY = {
     "hf-text": ("mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base",
                 "nllb-clip-base-siglip", "nllb-clip-large", "nllb-clip-large-siglip",
                 "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
-    "mobileclip": ("MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
-                   "MobileCLIP2-S4", "MobileCLIP-S1", "MobileCLIP-S2"),
     "swin": ("swin_base_patch4_window7_224",),
     "timm-vit-other": ("vit_medium_patch16_gap_256", "vit_relpos_medium_patch16_cls_224"),
 }
@@ -73,7 +72,7 @@ def family(model_cfg: dict) -> Optional[str]:
   if t.get("hf_model_name"):
     return "hf-text"
   timm = v.get("timm_model_name") or ""
-  for prefix, fam in (("fastvit_mci", "mobileclip"), ("swin", "swin"), ("vit_relpos", "timm-vit-other"),
+  for prefix, fam in (("swin", "swin"), ("vit_relpos", "timm-vit-other"),
                       ("vit_medium_patch16_gap", "timm-vit-other")):
     if timm.startswith(prefix):
       return fam
