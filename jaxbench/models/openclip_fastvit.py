@@ -400,8 +400,11 @@ def fuse(tensors: dict, cfg: FastViTCfg, prefix: str, *, source: str, what: str)
     w, b = _fuse(get, dataclasses.replace(r, prefix=p))
     out[p + ".reparam_conv.weight"], out[p + ".reparam_conv.bias"] = w, b
   if get.missing or get.bad:
-    parts = ([f"shape mismatches {get.bad}"] if get.bad else []) + (
-        [f"missing tensors {get.missing}"] if get.missing else [])
+    def show(items):             # as layers.pull lists them
+      more = f" ... and {len(items) - 12} more" if len(items) > 12 else ""
+      return "[" + "; ".join(items[:12]) + "]" + more
+    parts = ([f"shape mismatches {show(get.bad)}"] if get.bad else []) + (
+        [f"missing tensors {show(get.missing)}"] if get.missing else [])
     raise layers.CheckpointMismatch(f"checkpoint {source!r} does not fit {what} (training-time "
                                     f"branches to re-parameterise): " + "; ".join(parts))
   for k in get.used:
