@@ -257,3 +257,26 @@ def test_registered_mci_trunks_match_timm():
     assert norm.eps == 1e-5, name
     assert (m.stem[0].conv_scale is not None) == c.stem_scale, name
     assert m.num_features == c.num_features and m.global_pool == "avg", name
+
+
+# --- registry names ---------------------------------------------------------------------
+
+REGISTRY = {  # jaxbench name -> open_clip (config, pretrained tag)
+    "mobileclip_s1": ("MobileCLIP-S1", "datacompdr"),
+    "mobileclip_s2": ("MobileCLIP-S2", "datacompdr"),
+    "mobileclip2_s0": ("MobileCLIP2-S0", "dfndr2b"),
+    "mobileclip2_s2": ("MobileCLIP2-S2", "dfndr2b"),
+    "mobileclip2_s3": ("MobileCLIP2-S3", "dfndr2b"),
+    "mobileclip2_s4": ("MobileCLIP2-S4", "dfndr2b"),
+}
+
+
+def test_registry_names_point_at_open_clips_repos_and_parse():
+  from jaxbench import registry
+  for name, (arch, tag) in REGISTRY.items():
+    assert name in models.known()
+    ref, _, kwargs = registry.parse(models.NAMES.factory(name)())
+    hub_id = open_clip.get_pretrained_cfg(arch, tag)["hf_hub"].rstrip("/")
+    assert ref == f"openclip:{hub_id}" and not kwargs, name
+    cfg = openclip_timm.parse(open_clip.get_model_config(arch), quick_gelu=None, source=arch)
+    assert cfg.visual.family == "fastvit" and cfg.image_size == 256, name
