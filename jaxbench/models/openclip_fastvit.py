@@ -147,6 +147,74 @@ def _gelu(x):
   return jax.nn.gelu(x, approximate=False)
 
 
+# How one-input-channel-per-group convolutions (depthwise, or depthwise with a channel
+# multiplier: most of FastViT's) are computed: None = by backend ('shifted' on CPU, where
+# XLA's grouped convolution is 10-30x slower than a sum of k*k shifted multiplies, 'xla'
+# elsewhere). Both give the same sums up to float rounding (tested).
+DEPTHWISE_IMPL = None
+
+
+def depthwise_conv(x, kernel, stride: int, pad: int, impl=None):
+  """A grouped convolution with one input channel per group, as k*k shifted multiplies.
+
+  Args:
+    x: (N, H, W, C).
+    kernel: (k, k, 1, O), O a multiple of C (output o reads input channel o // (O // C),
+      PyTorch's channel order for groups=C).
+    stride, pad: symmetric zero padding ``pad`` on H and W, then stride.
+    impl: 'shifted' or 'xla' (``lax.conv_general_dilated``); None: DEPTHWISE_IMPL or by
+      backend.
+
+  Returns:
+    (N, Ho, Wo, O) with Ho = (H + 2 pad - k) // stride + 1.
+  """
+  impl = impl or DEPTHWISE_IMPL or ("shifted" if jax.default_backend() == "cpu" else "xla")
+  k, c, o = kernel.shape[0], x.shape[-1], kernel.shape[-1]
+  kernel = kernel.astype(x.dtype)
+  if impl == "xla":
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=c)
+  if o != c:
+    x = jnp.repeat(x, o // c, axis=-1)
+  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  ho = (x.shape[1] + 2 * pad - k) // stride + 1
+  wo = (x.shape[2] + 2 * pad - k) // stride + 1
+  out = None
+  for i in range(k):
+    for j in range(k):
+      tap = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+      out = tap * kernel[i, j, 0] if out is None else out + tap * kernel[i, j, 0]
+  return out
+
+
+class _Conv(nn.Module):
+  """PyTorch Conv2d (symmetric padding) with nn.Conv's parameters ('kernel' (k, k, I/groups,
+  O), 'bias'); one-input-channel groups go through :func:`depthwise_conv`."""
+  features: int
+  kernel: int
+  stride: int = 1
+  groups: int = 1
+  bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    c, k = x.shape[-1], self.kernel
+    pad = ((self.stride - 1) + (k - 1)) // 2            # timm create_conv2d's padding
+    w = self.param("kernel", nn.initializers.lecun_normal(),
+                   (k, k, c // self.groups, self.features))
+    if self.groups == c:
+      y = depthwise_conv(x, w, self.stride, pad)
+    else:
+      y = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (self.stride, self.stride),
+                                       ((pad, pad), (pad, pad)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                       feature_group_count=self.groups)
+    if self.bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+    return y
+
+
 class _Rep(nn.Module):
   """A fused convolution (timm ``reparam_conv``): weight + bias, timm's symmetric padding."""
   rc: RepConv
@@ -154,10 +222,7 @@ class _Rep(nn.Module):
   @nn.compact
   def __call__(self, x):
     r = self.rc
-    pad = ((r.stride - 1) + (r.kernel - 1)) // 2
-    return nn.Conv(r.out_chs, (r.kernel, r.kernel), strides=(r.stride, r.stride),
-                   padding=((pad, pad), (pad, pad)), feature_group_count=r.groups,
-                   name="reparam_conv")(x)
+    return _Conv(r.out_chs, r.kernel, r.stride, r.groups, name="reparam_conv")(x)
 
 
 class _SE(nn.Module):
@@ -178,8 +243,7 @@ class _ConvMlp(nn.Module):
   @nn.compact
   def __call__(self, x):
     d = x.shape[-1]
-    y = nn.Conv(d, (7, 7), padding=((3, 3), (3, 3)), feature_group_count=d, use_bias=False,
-                name="conv__conv")(x)
+    y = _Conv(d, 7, groups=d, bias=False, name="conv__conv")(x)
     y = layers.BatchNorm(eps=BN_EPS, name="conv__bn")(y)
     return nn.Dense(d, name="fc2")(_gelu(nn.Dense(self.hidden, name="fc1")(y)))
 
