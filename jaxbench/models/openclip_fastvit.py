@@ -277,8 +277,8 @@ class FastViT(nn.Module):
   """timm FastVit (reparameterised): (N, H, W, 3) -> (N, num_classes), or the pooled
   (N, num_features) final-conv features when ``num_classes`` is 0.
 
-  H and W: any multiple of the total stride (32, or 64 with five stages); the
-  trunk has no position table (RepCPE is a convolution).
+  H and W: any size (timm's padding; the total stride is 32, or 64 with five stages,
+  and MobileCLIP feeds 256); the trunk has no position table (RepCPE is a convolution).
   """
   cfg: FastViTCfg
   num_classes: int = 0
