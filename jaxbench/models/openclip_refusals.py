@@ -32,6 +32,8 @@ IMPLEMENTED = (
     ": relative-position MLP bias) with linear head",
     "Hugging Face text towers (RoBERTa, XLM-R, mT5, NLLB/M2M100 encoders; mean/cls pooler, "
     "linear/mlp projection) with an OpenCLIP ViT or timm SigLIP image tower",
+    "timm FastViT MCi0-MCi4 trunk (MobileCLIP-S*/MobileCLIP2-S*; training-time branches "
+    "re-parameterised at load) + CLIP text",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
@@ -41,19 +43,16 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
                       "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14", "ViTamin-B",
                       "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B",
                       "swin_base_patch4_window7_224", "vit_medium_patch16_gap_256",
-                      "vit_relpos_medium_patch16_cls_224")
+                      "vit_relpos_medium_patch16_cls_224",
+                      "MobileCLIP2-S0", "MobileCLIP2-S4")
 
 REASONS = {
     "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
             "text tower's appended CLS token (embed_cls); not implemented",
-    "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
-                  "RepMixer): not implemented (MobileCLIP-B/MobileCLIP2-B's ViT is)",
 }
 
 _BY_FAMILY = {
     "coca": ("coca_base", "coca_roberta-ViT-B-32", "coca_ViT-B-32", "coca_ViT-L-14"),
-    "mobileclip": ("MobileCLIP2-S0", "MobileCLIP2-S2", "MobileCLIP2-S3",
-                   "MobileCLIP2-S4", "MobileCLIP-S1", "MobileCLIP-S2"),
 }
 
 REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items()
@@ -63,13 +62,8 @@ REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items
 
 def family(model_cfg: dict) -> Optional[str]:
   """The refused family ``model_cfg`` belongs to, or None."""
-  v = model_cfg.get("vision_cfg", {})
   if "multimodal_cfg" in model_cfg:
     return "coca"
-  timm = v.get("timm_model_name") or ""
-  for prefix, fam in (("fastvit_mci", "mobileclip"),):
-    if timm.startswith(prefix):
-      return fam
   return None
 
 

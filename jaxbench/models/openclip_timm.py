@@ -17,7 +17,9 @@ classifier sized to ``embed_dim``). Implemented trunk families:
   (post-norm blocks) and PE-Core (``AttentionRope``, 'xy' rotary grid with an
   offset, norm_pre, attention pooling);
 * ``vitamin``: timm's ViTamin (MBConv stages with LayerNorm2d, strided conv to
-  tokens, GeGLU ViT blocks, average pool + fc_norm).
+  tokens, GeGLU ViT blocks, average pool + fc_norm);
+* ``fastvit``: timm's FastViT MCi trunks of MobileCLIP-S*/MobileCLIP2-S*
+  (:mod:`jaxbench.models.openclip_fastvit`, re-parameterised at load).
 
 Families built in other modules join through :func:`register_family`
 (:mod:`jaxbench.models.openclip_swin`: Swin and layer-scale ViTs).
@@ -45,9 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import clip, layers, openclip_common, openclip_text, siglip
+from jaxbench.models import clip, layers, openclip_common, openclip_fastvit, openclip_text, siglip
 
-FAMILIES = ("convnext", "vit", "eva", "vitamin")
+FAMILIES = ("convnext", "vit", "eva", "vitamin", "fastvit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +169,8 @@ def register_trunk(name: str, family: str, **kwargs):
   if family not in FAMILIES and family not in EXTRA_FAMILIES:
     raise ValueError(f"unknown trunk family {family!r}; known: "
                      f"{FAMILIES + tuple(EXTRA_FAMILIES)}")
-  cls = {"convnext": ConvNeXtCfg, "vit": ViTCfg, "eva": EvaCfg, "vitamin": VitaminCfg}.get(
+  cls = {"convnext": ConvNeXtCfg, "vit": ViTCfg, "eva": EvaCfg, "vitamin": VitaminCfg,
+         "fastvit": openclip_fastvit.FastViTCfg}.get(
       family) or EXTRA_FAMILIES[family].cfg_cls
   TRUNKS[name] = (family, cls(**kwargs))
 
@@ -237,6 +240,20 @@ def _register_defaults():
                  image_size=224, conv_stem=((192, 4), (192, 2), (768, 2)), no_embed_class=True)
   register_trunk("vit_large_patch14_clip_224", "vit", width=1024, depth=24, heads=16, patch=14,
                  image_size=224, pre_norm=True, eps=1e-5)
+  # MobileCLIP's FastViT MCi trunks (timm fastvit.py): RepMixer stages, then attention.
+  mci = dict(mixers=("repmixer",) * 3 + ("attention",), mlp_ratios=(3,) * 4,
+             se_downsamples=(False, False, True, True), pos_embs=(False,) * 3 + (True,))
+  for name, depths, dims in (("fastvit_mci0", (2, 6, 10, 2), (64, 128, 256, 512)),
+                             ("fastvit_mci1", (4, 12, 20, 4), (64, 128, 256, 512)),
+                             ("fastvit_mci2", (4, 12, 24, 4), (80, 160, 320, 640))):
+    register_trunk(name, "fastvit", layers=depths, dims=dims, **mci)
+  mci_l = dict(mixers=("repmixer",) * 3 + ("attention",) * 2, mlp_ratios=(4,) * 5,
+               se_downsamples=(False,) * 5, pos_embs=(False,) * 3 + (True,) * 2,
+               downsamples=(False,) + (True,) * 4, attn_norm="layernorm", stem_scale=False)
+  register_trunk("fastvit_mci3", "fastvit", layers=(2, 12, 24, 4, 2),
+                 dims=(96, 192, 384, 768, 1536), **mci_l)
+  register_trunk("fastvit_mci4", "fastvit", layers=(2, 12, 24, 4, 4),
+                 dims=(128, 256, 512, 1024, 2048), **mci_l)
 
 
 _register_defaults()
@@ -559,7 +576,7 @@ class VisualCfg:
 
   @property
   def image_size(self) -> int:
-    return 0 if self.family == "convnext" else self.trunk.image_size
+    return 0 if self.family in ("convnext", "fastvit") else self.trunk.image_size
 
 
 class TimmVisual(nn.Module):
@@ -572,6 +589,9 @@ class TimmVisual(nn.Module):
       x = ConvNeXt(c.trunk, name="trunk")(x)
     elif c.family == "vitamin":
       x = Vitamin(c.trunk, name="trunk")(x)
+    elif c.family == "fastvit":
+      x = openclip_fastvit.FastViT(c.trunk, c.embed_dim if c.proj == "trunk" else 0,
+                                   name="trunk")(x)
     elif c.family == "eva":
       x = Eva(c.trunk, c.embed_dim if c.proj == "trunk" else 0, name="trunk")(x)
     elif c.family in EXTRA_FAMILIES:
@@ -668,7 +688,14 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
     if pool == "map" or not trunk.class_token:
       raise layers.UnknownArchitecture(f"{source}: EVA trunk {name} with timm_pool {pool!r}")
     trunk = dataclasses.replace(trunk, global_pool=pool)
-  if family == "eva":
+  if family == "fastvit":
+    # Average pooling only (timm's ClassifierHead); proj null: the trunk's head.fc.
+    if pool not in ("", "avg") or proj not in (None, "", "none", "linear", "mlp"):
+      raise layers.UnknownArchitecture(f"{source}: FastViT trunk with timm_pool {pool!r} / "
+                                       f"timm_proj {proj!r}; implemented: pool 'avg', proj "
+                                       "null/'none'/'linear'/'mlp'")
+    kind = proj if proj in ("linear", "mlp") else "none" if proj == "none" else "trunk"
+  elif family == "eva":
     kind = "none" if proj == "none" else "trunk"
   elif proj in ("linear", "mlp"):
     # TimmModel resets the classifier keeping the trunk's default pooling
@@ -703,7 +730,7 @@ def parse(model_cfg: dict, *, quick_gelu: Optional[bool], source: str) -> TimmCl
     # vision_cfg.image_size (ViTamin-XL-384's config says 256).
     trunk = dataclasses.replace(trunk, image_size=size)
     visual = dataclasses.replace(visual, trunk=trunk)
-  if family != "convnext" and size != trunk.image_size:
+  if family not in ("convnext", "fastvit") and size != trunk.image_size:
     raise layers.UnknownArchitecture(f"{source}: vision_cfg.image_size {size} but timm trunk "
                                      f"{name} takes {trunk.image_size}px")
   return TimmClipCfg(visual=visual, text=text, image_size=size,
@@ -792,7 +819,7 @@ def make_src(cfg: TimmClipCfg):
     sub = path[1]
     if sub == "trunk":
       f = {"convnext": _convnext_src, "vit": _vit_src, "eva": _eva_src,
-           "vitamin": _dotted_src}.get(cfg.visual.family) or \
+           "vitamin": _dotted_src, "fastvit": openclip_fastvit.src}.get(cfg.visual.family) or \
           EXTRA_FAMILIES[cfg.visual.family].src
       return f(path[2:], shape, "visual.trunk.")
     if sub == "head_proj":
@@ -815,6 +842,9 @@ def params_from_openclip(tensors: dict, cfg: TimmClipCfg, source: str = ""):
   for k in ("logit_scale", "logit_bias"):
     if k in tensors:
       tensors = dict(tensors, **{k: np.asarray(tensors[k]).reshape(())})
+  if cfg.visual.family == "fastvit":     # training-time branches -> reparam_conv tensors
+    tensors = openclip_fastvit.fuse(tensors, cfg.visual.trunk, "visual.trunk.", source=source,
+                                    what=what)
   return module, layers.pull(shapes, tensors, make_src(cfg), source=source, what=what,
                              ignore=ignore)
 
@@ -902,4 +932,8 @@ def expected_tensors(cfg: TimmClipCfg) -> dict[str, tuple]:
   """
   shapes = openclip_common.two_tower_shapes(TimmClip(cfg), cfg.image_size,
                                             cfg.text.context_length)
-  return openclip_common.tensor_shapes(shapes, make_src(cfg))
+  out = openclip_common.tensor_shapes(shapes, make_src(cfg))
+  if cfg.visual.family == "fastvit":     # open_clip stores the training-time branches
+    unfused, fused = openclip_fastvit.unfused_shapes(cfg.visual.trunk, "visual.trunk.")
+    out = dict({k: s for k, s in out.items() if k not in fused}, **unfused)
+  return out

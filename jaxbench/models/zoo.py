@@ -97,6 +97,13 @@ NAMES = {
         "mobileclip2_l14": ("timm/MobileCLIP2-L-14-OpenCLIP", "MobileCLIP2-L/14 (DFNDR-2B)"),
         "mobileclip_b": ("apple/MobileCLIP-B-OpenCLIP", "MobileCLIP-B (DataCompDR)"),
         "mobileclip2_b": ("timm/MobileCLIP2-B-OpenCLIP", "MobileCLIP2-B (DFNDR-2B)"),
+        # timm FastViT MCi trunks (training-time branches re-parameterised at load):
+        "mobileclip_s1": ("apple/MobileCLIP-S1-OpenCLIP", "MobileCLIP-S1 (DataCompDR)"),
+        "mobileclip_s2": ("apple/MobileCLIP-S2-OpenCLIP", "MobileCLIP-S2 (DataCompDR)"),
+        "mobileclip2_s0": ("timm/MobileCLIP2-S0-OpenCLIP", "MobileCLIP2-S0 (DFNDR-2B)"),
+        "mobileclip2_s2": ("timm/MobileCLIP2-S2-OpenCLIP", "MobileCLIP2-S2 (DFNDR-2B)"),
+        "mobileclip2_s3": ("timm/MobileCLIP2-S3-OpenCLIP", "MobileCLIP2-S3 (DFNDR-2B)"),
+        "mobileclip2_s4": ("timm/MobileCLIP2-S4-OpenCLIP", "MobileCLIP2-S4 (DFNDR-2B)"),
         # timm Perception Encoder trunks:
         "pe_core_b16": ("timm/PE-Core-B-16", "PE-Core B/16"),
         "pe_core_l14_336": ("timm/PE-Core-L-14-336", "PE-Core L/14 @336"),
