@@ -36,6 +36,7 @@ import numpy as np
 
 from jaxbench.models import (api, clip, hub, layers, openclip_refusals, openclip_timm,
                              openclip_vit)
+from jaxbench.models import openclip_coca
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 from jaxbench.models.openclip_common import (  # noqa: F401 (re-exported: openclip.CONFIG, ...)
     CONFIG, PICKLES, TOKENIZER_FILES, WEIGHTS, OpenClipTokenizer, _TEXT_DEFAULTS, _TEXT_KNOWN,
@@ -224,6 +225,9 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
   if openclip_vit.handles(model_cfg):            # ViT options (CLIPA, layer scale)
     return openclip_timm.load(ref, config, files, revision=revision, spec=spec,
                               precision=precision, quick_gelu=quick_gelu, family=openclip_vit)
+  if openclip_coca.handles(model_cfg):           # CoCa: the contrastive towers only
+    return openclip_coca.load(ref, config, files, revision=revision, spec=spec,
+                              precision=precision, quick_gelu=quick_gelu)
   ocs = parse_config(model_cfg, quick_gelu=quick_gelu, source=ref)
   names = layers.safetensors_files(ref, revision, [WEIGHTS], PICKLES, layout="OpenCLIP")
   files.update(hub.resolve(ref, names, revision=revision))

@@ -27,6 +27,8 @@ IMPLEMENTED = (
     "timm ViTamin trunk (MBConv stages + GeGLU ViT) with linear head",
     "OpenCLIP ViT without ln_pre / average pooling / final LN after pool / layer scale "
     "(CLIPA, ViT-M-16-alt) + bidirectional last-token text",
+    "CoCa contrastive path (OpenCLIP ViT with attentional pool, text tower with appended CLS; "
+    "the captioning decoder is not run)",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
@@ -34,11 +36,13 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
                       "ViT-H-14-378-quickgelu", "RN50", "RN50x64", "convnext_base_w",
                       "convnext_xxlarge", "ViT-B-16-SigLIP", "ViT-SO400M-14-SigLIP2",
                       "MobileCLIP2-L-14", "EVA02-B-16", "EVA02-L-14", "EVA01-g-14", "ViTamin-B",
-                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B")
+                      "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B",
+                      "coca_ViT-B-32")
 
 REASONS = {
-    "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
-            "text tower's appended CLS token (embed_cls); not implemented",
+    "coca": "CoCa with a Hugging Face (RoBERTa) text tower: CoCa's contrastive path is built "
+            "for OpenCLIP's own text tower (openclip_coca); the RoBERTa encoder is not wired "
+            "into it",
     "hf-text": "Hugging Face text tower (RoBERTa/XLM-R/mT5/NLLB encoder): no Flax port of "
                "these encoders in jaxbench yet",
     "mobileclip": "MobileCLIP FastViT/MCi timm trunks (reparameterised convolutions, "
@@ -50,7 +54,7 @@ REASONS = {
 }
 
 _BY_FAMILY = {
-    "coca": ("coca_base", "coca_roberta-ViT-B-32", "coca_ViT-B-32", "coca_ViT-L-14"),
+    "coca": ("coca_roberta-ViT-B-32",),
     "hf-text": ("mt5-base-ViT-B-32", "mt5-xl-ViT-H-14", "nllb-clip-base",
                 "nllb-clip-base-siglip", "nllb-clip-large", "nllb-clip-large-siglip",
                 "roberta-ViT-B-32", "xlm-roberta-base-ViT-B-32", "xlm-roberta-large-ViT-H-14"),
@@ -68,8 +72,8 @@ REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items
 def family(model_cfg: dict) -> Optional[str]:
   """The refused family ``model_cfg`` belongs to, or None."""
   v, t = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
-  if "multimodal_cfg" in model_cfg:
-    return "coca"
+  if "multimodal_cfg" in model_cfg and t.get("hf_model_name"):
+    return "coca"            # CoCa with OpenCLIP's own text tower: openclip_coca
   if t.get("hf_model_name"):
     return "hf-text"
   timm = v.get("timm_model_name") or ""
