@@ -226,3 +226,13 @@ def test_full_size_coca_state_dict_matches_open_clip(name):
   assert not set(got) & set(decoder)
   assert {**got, **decoder} == want
   assert set(decoder) == {k for k in want if k.startswith("text_decoder.")}
+
+
+def test_coca_in_bfloat16_stays_close_to_float32(built):
+  d, _, model = built["attn_pool"]
+  bf16 = models.load(f"openclip:{d}(precision='bfloat16')")
+  x, ids = H.images(2, 32, seed=6), _ids(4)
+  for enc, arg in ((lambda m: m.encode_image, x), (lambda m: m.encode_text, ids)):
+    zb = np.asarray(jax.jit(enc(bf16))(bf16.params, arg), np.float32)
+    z32 = np.asarray(jax.jit(enc(model))(model.params, arg))
+    assert np.isfinite(zb).all() and H.max_abs(zb, z32) < 5e-2 * np.abs(z32).max()
