@@ -236,3 +236,27 @@ def test_coca_in_bfloat16_stays_close_to_float32(built):
     zb = np.asarray(jax.jit(enc(bf16))(bf16.params, arg), np.float32)
     z32 = np.asarray(jax.jit(enc(model))(model.params, arg))
     assert np.isfinite(zb).all() and H.max_abs(zb, z32) < 5e-2 * np.abs(z32).max()
+
+
+def test_pickle_only_coca_repo_converts_with_open_clips_config(built, tmp_path):
+  """LAION's CoCa repos ship only open_clip_pytorch_model.bin, no config:
+  `jaxbench.convert --openclip_config NAME` writes the safetensors and open_clip's config."""
+  from jaxbench import convert
+  d, ref, model = built["attn_pool_fused"]
+  src = tmp_path / "laion_style"
+  src.mkdir()
+  torch.save(ref.state_dict(), src / "open_clip_pytorch_model.bin")
+  name = f"zoo-coca-{os.path.basename(d)}"          # registered with open_clip by _make
+  dst = str(tmp_path / "converted")
+  assert convert.main(["--src", str(src), "--dst", dst, "--openclip_config", name]) == 0
+  got = models.load(f"openclip:{dst}")
+  x = H.images(2, 32, seed=2)
+  # The converted directory has no preprocess_cfg: CLIP's mean/std (as the CoCa tags use).
+  with torch.no_grad():
+    want = ref.encode_image(H.to_nchw(x, got.preprocess.mean, got.preprocess.std),
+                            normalize=False).numpy()
+  assert H.max_abs(got.encode_image(got.params, x), want) < 1e-4 * np.abs(want).max()
+  with pytest.raises(convert.ConvertError, match="exists"):
+    convert.write_openclip_config(name, dst)
+  with pytest.raises(convert.ConvertError, match=r"closest: \[.*coca_ViT-L-14"):
+    convert.write_openclip_config("coca_ViT-L-15", str(tmp_path / "x"))
