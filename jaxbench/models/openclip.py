@@ -213,7 +213,19 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
     raise ValueError(f"unknown options for an OpenCLIP model: {sorted(unused)}; "
                      "known: revision, precision, quick_gelu")
   layers.check_precision(precision)
-  files = hub.resolve(ref, [CONFIG], revision=revision)
+  try:
+    files = hub.resolve(ref, [CONFIG], revision=revision)
+  except hub.WeightsError as e:
+    try:
+      pickled = any(p in hub.list_files(ref, revision) for p in PICKLES)
+    except Exception:    # offline and not cached: the first message stands
+      pickled = False
+    if not pickled:
+      raise
+    # LAION's CoCa repos hold only the pickle: the converter can add open_clip's config.
+    raise hub.WeightsError(f"{e}; {ref!r} holds only {list(PICKLES)}: convert it with "
+                           f"`python -m jaxbench.convert --src {ref} --dst DIR "
+                           "--openclip_config OPEN_CLIP_MODEL_NAME` and load DIR") from e
   config = hub.read_json(files[CONFIG])
   if "model_cfg" not in config:
     raise ValueError(f"{files[CONFIG]} has no 'model_cfg' (keys: {sorted(config)})")

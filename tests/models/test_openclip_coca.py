@@ -246,6 +246,8 @@ def test_pickle_only_coca_repo_converts_with_open_clips_config(built, tmp_path):
   src = tmp_path / "laion_style"
   src.mkdir()
   torch.save(ref.state_dict(), src / "open_clip_pytorch_model.bin")
+  with pytest.raises(Exception, match=r"jaxbench\.convert --src .* --openclip_config"):
+    models.load(f"openclip:{src}")
   name = f"zoo-coca-{os.path.basename(d)}"          # registered with open_clip by _make
   dst = str(tmp_path / "converted")
   assert convert.main(["--src", str(src), "--dst", dst, "--openclip_config", name]) == 0
