@@ -54,8 +54,7 @@ class CocaCfg:
   """A CoCa model's contrastive towers (and the names of the decoder it skips).
 
   Attributes:
-    vision: the ViT (its ``pool`` applies to the attention-pooled tokens when
-      ``attn_pool``).
+    vision: the ViT (with ``attn_pool`` its ``pool`` is 'tok': query 0 of the pooler).
     text: the text tower; ``pool_type`` is 'last' (the appended CLS).
     attn_pool: the image tower ends in an attentional pooler.
     pool_queries, pool_heads: the pooler's learned queries and attention heads.
