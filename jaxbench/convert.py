@@ -15,6 +15,13 @@ pickles renamed to their layout's safetensors name (``pytorch_model.bin`` ->
 ``open_clip_model.safetensors``; sharded ``*.bin.index.json`` rewritten). A
 single file becomes ``DST/model.safetensors`` unless ``--dst`` ends in
 ``.safetensors``. Needs torch; without it the command says so and stops.
+
+``--openclip_config NAME`` writes ``open_clip_config.json`` with open_clip's built-in
+config ``NAME`` (needs ``open_clip``), for OpenCLIP repos that ship only the pickle and
+no config (LAION's CoCa repos)::
+
+  python -m jaxbench.convert --src laion/CoCa-ViT-L-14-laion2B-s13B-b90k \\
+      --dst ~/ckpt/coca_l14 --openclip_config coca_ViT-L-14
 """
 from __future__ import annotations
 
@@ -135,15 +142,45 @@ def convert(src: str, dst: str, revision: Optional[str] = None) -> list[dict]:
   return done
 
 
+def write_openclip_config(name: str, dst: str) -> str:
+  """Writes ``dst/open_clip_config.json`` from open_clip's built-in model config ``name``.
+
+  Raises:
+    ConvertError: open_clip missing, ``name`` unknown (closest names listed), or ``dst``
+      already holding a config (the repo's own wins; nothing is overwritten).
+  """
+  try:
+    import open_clip
+  except ImportError as e:
+    raise ConvertError("--openclip_config needs open_clip: `pip install open_clip_torch`") from e
+  out = os.path.join(dst, "open_clip_config.json")
+  if os.path.exists(out):
+    raise ConvertError(f"{out} exists (the repo ships its own config); drop --openclip_config")
+  cfg = open_clip.get_model_config(name)
+  if cfg is None:
+    import difflib
+    close = difflib.get_close_matches(name, open_clip.list_models(), n=3, cutoff=0.0)
+    raise ConvertError(f"--openclip_config {name!r} is not an open_clip model config; "
+                       f"closest: {close}")
+  os.makedirs(dst, exist_ok=True)
+  with open(out, "w") as f:
+    json.dump({"model_cfg": cfg}, f, indent=2)
+  return out
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m jaxbench.convert", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--src", required=True, help="HF repo id, directory or pickle file")
   parser.add_argument("--dst", required=True, help="output directory (or .safetensors file)")
   parser.add_argument("--revision", default=None, help="branch, tag or commit of a hub repo")
+  parser.add_argument("--openclip_config", default=None,
+                      help="open_clip model config to write as open_clip_config.json")
   args = parser.parse_args(argv)
   try:
     done = convert(args.src, args.dst, args.revision)
+    if args.openclip_config:
+      print(f"wrote {write_openclip_config(args.openclip_config, args.dst)}")
   except (ConvertError, hub.WeightsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

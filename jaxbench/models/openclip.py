@@ -16,7 +16,7 @@ SigLIP/CLIP-style ViTs, EVA, PE-Core, ViTamin; Swin and layer-scale ViTs from
 :mod:`openclip_swin`) to :mod:`openclip_timm`, ViT options
 (CLIPA's pooling, layer scale, bidirectional text) to :mod:`openclip_vit`, Hugging
 Face text towers (RoBERTa, XLM-R, mT5, NLLB) to :mod:`openclip_hf_text`; families
-not built (CoCa, FastViT, ...) are refused with the reason
+not built (CoCa with a RoBERTa text tower) are refused with the reason
 from :mod:`openclip_refusals`. Anything else unknown is refused with a message
 naming it, never silently ignored. ``quick_gelu`` comes from the config or the spec
 (``openclip:timm/resnet50_clip.openai(quick_gelu=True)``): OpenAI's weights need
@@ -39,6 +39,7 @@ import numpy as np
 from jaxbench.models import (api, clip, hub, layers, openclip_hf_text, openclip_refusals,
                              openclip_timm, openclip_vit)
 from jaxbench.models import openclip_swin  # noqa: F401 (registers the Swin/layer-scale ViT trunks)
+from jaxbench.models import openclip_coca
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 from jaxbench.models.openclip_common import (  # noqa: F401 (re-exported: openclip.CONFIG, ...)
     CONFIG, PICKLES, TOKENIZER_FILES, WEIGHTS, OpenClipTokenizer, _TEXT_DEFAULTS, _TEXT_KNOWN,
@@ -215,7 +216,19 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
     raise ValueError(f"unknown options for an OpenCLIP model: {sorted(unused)}; "
                      "known: revision, precision, quick_gelu")
   layers.check_precision(precision)
-  files = hub.resolve(ref, [CONFIG], revision=revision)
+  try:
+    files = hub.resolve(ref, [CONFIG], revision=revision)
+  except hub.WeightsError as e:
+    try:
+      pickled = any(p in hub.list_files(ref, revision) for p in PICKLES)
+    except Exception:    # offline and not cached: the first message stands
+      pickled = False
+    if not pickled:
+      raise
+    # LAION's CoCa repos hold only the pickle: the converter can add open_clip's config.
+    raise hub.WeightsError(f"{e}; {ref!r} holds only {list(PICKLES)}: convert it with "
+                           f"`python -m jaxbench.convert --src {ref} --dst DIR "
+                           "--openclip_config OPEN_CLIP_MODEL_NAME` and load DIR") from e
   config = hub.read_json(files[CONFIG])
   if "model_cfg" not in config:
     raise ValueError(f"{files[CONFIG]} has no 'model_cfg' (keys: {sorted(config)})")
@@ -230,6 +243,9 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
   if openclip_vit.handles(model_cfg):            # ViT options (CLIPA, layer scale)
     return openclip_timm.load(ref, config, files, revision=revision, spec=spec,
                               precision=precision, quick_gelu=quick_gelu, family=openclip_vit)
+  if openclip_coca.handles(model_cfg):           # CoCa: the contrastive towers only
+    return openclip_coca.load(ref, config, files, revision=revision, spec=spec,
+                              precision=precision, quick_gelu=quick_gelu)
   ocs = parse_config(model_cfg, quick_gelu=quick_gelu, source=ref)
   names = layers.safetensors_files(ref, revision, [WEIGHTS], PICKLES, layout="OpenCLIP")
   files.update(hub.resolve(ref, names, revision=revision))

@@ -10,6 +10,8 @@ and the family modules it dispatches to (:mod:`openclip_text`, :mod:`openclip_ti
 
 from __future__ import annotations
 
+import html
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,6 +188,10 @@ class OpenClipTokenizer:
   def __call__(self, texts) -> np.ndarray:
     if self._tok is None:
       self._tok = self._load()
+    if not self.text_cfg.get("hf_tokenizer_name"):
+      # open_clip's SimpleTokenizer (basic_clean) unescapes HTML entities twice before
+      # BPE; transformers' CLIPTokenizer does not ('&amp;' would become '&', 'amp', ';').
+      texts = [html.unescape(html.unescape(t)) for t in texts]
     enc = self._tok(list(texts), padding="max_length", max_length=self.context_length,
                     truncation=True, return_attention_mask=True)
     ids = np.asarray(enc["input_ids"], np.int64)

@@ -34,6 +34,8 @@ IMPLEMENTED = (
     "linear/mlp projection) with an OpenCLIP ViT or timm SigLIP image tower",
     "timm FastViT MCi0-MCi4 trunk (MobileCLIP-S*/MobileCLIP2-S*; training-time branches "
     "re-parameterised at load) + CLIP text",
+    "CoCa contrastive path (OpenCLIP ViT with attentional pool, text tower with appended CLS; "
+    "the captioning decoder is not run)",
 )
 
 # Configs that jaxbench accepts, for "closest supported" hints (a sample per family).
@@ -44,15 +46,16 @@ SUPPORTED_EXAMPLES = ("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-H-14", "ViT-bigG-
                       "ViTamin-L-384", "ViT-H-14-CLIPA", "PE-Core-L-14-336", "MobileCLIP-B",
                       "swin_base_patch4_window7_224", "vit_medium_patch16_gap_256",
                       "vit_relpos_medium_patch16_cls_224",
-                      "MobileCLIP2-S0", "MobileCLIP2-S4")
+                      "MobileCLIP2-S0", "MobileCLIP2-S4", "coca_ViT-B-32")
 
 REASONS = {
-    "coca": "CoCa: the contrastive path needs the attentional-pool image tower and the "
-            "text tower's appended CLS token (embed_cls); not implemented",
+    "coca": "CoCa with a Hugging Face (RoBERTa) text tower: CoCa's contrastive path is built "
+            "for OpenCLIP's own text tower (openclip_coca); the RoBERTa encoder is not wired "
+            "into it",
 }
 
 _BY_FAMILY = {
-    "coca": ("coca_base", "coca_roberta-ViT-B-32", "coca_ViT-B-32", "coca_ViT-L-14"),
+    "coca": ("coca_roberta-ViT-B-32",),
 }
 
 REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items()
@@ -62,8 +65,9 @@ REFUSED: dict[str, str] = {name: REASONS[fam] for fam, names in _BY_FAMILY.items
 
 def family(model_cfg: dict) -> Optional[str]:
   """The refused family ``model_cfg`` belongs to, or None."""
-  if "multimodal_cfg" in model_cfg:
-    return "coca"
+  t = model_cfg.get("text_cfg", {})
+  if "multimodal_cfg" in model_cfg and t.get("hf_model_name"):
+    return "coca"            # CoCa with OpenCLIP's own text tower: openclip_coca
   return None
 
 

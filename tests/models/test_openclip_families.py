@@ -26,6 +26,7 @@ from tests.models import zoo_helpers as H
 from jaxbench import models
 from jaxbench.models import (layers, openclip, openclip_hf_text, openclip_refusals,
                              openclip_text, openclip_timm, openclip_vit)
+from jaxbench.models import openclip_coca
 
 TEXT = dict(context_length=16, vocab_size=64, width=32, heads=4, layers=2)
 SIGLIP_TEXT = dict(TEXT, no_causal_mask=True, proj_bias=True, pool_type="last",
@@ -35,7 +36,9 @@ SIGLIP_TEXT = dict(TEXT, no_causal_mask=True, proj_bias=True, pool_type="last",
 def _accepts(cfg: dict, name: str):
   """Parses ``cfg`` through the same dispatch as openclip.load (no weights)."""
   openclip_refusals.check(cfg, name)
-  if openclip_hf_text.handles(cfg):         # the HF encoder's config.json is read at load
+  if openclip_coca.handles(cfg):
+    openclip_coca.parse(cfg, quick_gelu=None, source=name)
+  elif openclip_hf_text.handles(cfg):         # the HF encoder's config.json is read at load
     openclip_hf_text.parse(cfg, quick_gelu=None, source=name)
   elif openclip_timm.handles(cfg):
     openclip_timm.parse(cfg, quick_gelu=None, source=name)
@@ -61,7 +64,7 @@ def test_every_open_clip_config_is_accepted_or_refused_with_its_reason():
   assert not stale, f"listed as refused but accepted (or gone from open_clip): {stale}"
   # The scoreboard only moves up (55 were accepted before the timm trunks; then Swin and
   # the layer-scale ViTs, HF text towers, FastViT MCi).
-  assert len(accepted) >= 140, (len(accepted), refused)
+  assert len(accepted) >= 143, (len(accepted), refused)
 
 
 # --- tiny trunks registered in timm and jaxbench ----------------------------------
