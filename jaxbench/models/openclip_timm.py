@@ -220,8 +220,7 @@ class ConvNeXtBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    y = nn.Conv(self.dim, (7, 7), padding=((3, 3), (3, 3)), feature_group_count=self.dim,
-                name="conv_dw", dtype=x.dtype)(x)
+    y = layers.DepthwiseConv(7, name="conv_dw", dtype=x.dtype)(x)
     y = nn.LayerNorm(epsilon=self.eps, name="norm", dtype=x.dtype)(y)
     y = _Mlp(4 * self.dim, self.dim, name="mlp")(y)
     if self.ls:
