@@ -1,4 +1,5 @@
-"""Shared layers (jaxbench/models/layers.py): the patch embedding as one matmul.
+"""Shared layers (jaxbench/models/layers.py): the patch embedding as one matmul, the
+depthwise convolution as shifted multiply-adds.
 
 (Moved from tests/test_accel.py.)
 """
@@ -32,3 +33,35 @@ def test_patch_embed_equals_the_strided_convolution(size, bias):
   assert got.shape == want.shape == (2, size // 8, size // 8, 16)
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
   np.testing.assert_allclose(gg, gw, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("k,bias", [(7, True), (3, False)])
+def test_depthwise_conv_equals_the_grouped_convolution(k, bias):
+  """DepthwiseConv (shifted multiply-adds on CPU) == nn.Conv(feature_group_count=C) on the
+  same params (same tree, same seeded init), values and input gradients, and == PyTorch's
+  conv2d(groups=C) on the same weights."""
+  import torch
+  c = 6
+  x = np.random.default_rng(1).normal(size=(2, 9, 11, c)).astype(np.float32)
+  conv = nn.Conv(c, (k, k), padding=((k // 2, k // 2),) * 2, feature_group_count=c,
+                 use_bias=bias)
+  dw = layers.DepthwiseConv(k, use_bias=bias)
+  params = conv.init(jax.random.key(0), x)
+  got_init = dw.init(jax.random.key(0), x)
+  assert jax.tree.map(np.shape, got_init) == jax.tree.map(np.shape, params)
+  np.testing.assert_array_equal(got_init["params"]["kernel"], params["params"]["kernel"])
+  if bias:
+    params = jax.tree.map(lambda a: a + 0.5, params)
+  with jax.default_matmul_precision("highest"):
+    want, got = conv.apply(params, x), dw.apply(params, x)
+    gw = jax.grad(lambda x: (conv.apply(params, x) ** 2).sum())(x)
+    gg = jax.grad(lambda x: (dw.apply(params, x) ** 2).sum())(x)
+  assert got.shape == x.shape
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(gg, gw, atol=1e-4, rtol=1e-5)
+  p = params["params"]
+  wt = torch.from_numpy(np.asarray(p["kernel"]).transpose(3, 2, 0, 1).copy())
+  bt = torch.from_numpy(np.asarray(p["bias"])) if bias else None
+  ref = torch.nn.functional.conv2d(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), wt, bt,
+                                   padding=k // 2, groups=c).numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
