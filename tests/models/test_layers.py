@@ -65,3 +65,42 @@ def test_depthwise_conv_equals_the_grouped_convolution(k, bias):
   ref = torch.nn.functional.conv2d(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), wt, bt,
                                    padding=k // 2, groups=c).numpy().transpose(0, 2, 3, 1)
   np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal,masked", [(False, False), (True, False), (False, True)])
+def test_attention_equals_the_softmax_formula_and_torch(causal, masked):
+  """layers.attention (heads-major, deferred normalisation on CPU) == softmax(q k^T/sqrt(d)) v
+  written out in NumPy float64 and == PyTorch's scaled_dot_product_attention, with a causal
+  or a key-padding mask; input gradients == jax.nn.dot_product_attention's."""
+  import torch
+  rng = np.random.default_rng(2)
+  n, t, h, d = 2, 5, 3, 4
+  q, k, v = (rng.normal(size=(n, t, h, d)).astype(np.float32) * 2 for _ in range(3))
+  keep = np.ones((n, 1, 1, t), bool)
+  keep[1, ..., 3:] = False                      # second example: last two keys are padding
+  mask = keep if masked else None
+  got = np.asarray(layers.attention(q, k, v, is_causal=causal, mask=mask))
+  s = np.einsum("nthd,nshd->nhts", q.astype(np.float64), k) / np.sqrt(d)
+  allowed = np.ones((t, t), bool)
+  if causal:
+    allowed = np.tril(allowed)
+  if masked:
+    allowed = allowed & keep
+  s = np.where(allowed, s, -np.inf)
+  p = np.exp(s - s.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  want = np.einsum("nhts,nshd->nthd", p, v)
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+  th = lambda a: torch.from_numpy(a.transpose(0, 2, 1, 3).copy())
+  ref = torch.nn.functional.scaled_dot_product_attention(
+      th(q), th(k), th(v), is_causal=causal,
+      attn_mask=torch.from_numpy(keep) if masked else None).numpy().transpose(0, 2, 1, 3)
+  np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
+  loss = lambda f: lambda q, k, v: (f(q, k, v) ** 3).sum()
+  ours = jax.grad(loss(lambda *a: layers.attention(*a, is_causal=causal, mask=mask)),
+                  argnums=(0, 1, 2))(q, k, v)
+  theirs = jax.grad(loss(lambda *a: jax.nn.dot_product_attention(*a, is_causal=causal,
+                                                                 mask=mask)),
+                    argnums=(0, 1, 2))(q, k, v)
+  for a, b in zip(ours, theirs):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
