@@ -116,6 +116,21 @@ class DepthwiseConv(nn.Module):
     return y
 
 
+def gelu(x, approximate: bool = False):
+  """GELU, ``x * Phi(x)``; exact (erf) unless ``approximate`` (PyTorch's 'tanh' form).
+
+  The exact form is written as PyTorch computes it, ``x/2 * (1 + erf(x/sqrt(2)))``.
+  ``jax.nn.gelu(approximate=False)`` uses ``erfc(-x/sqrt(2))`` instead, which XLA's
+  CPU backend evaluates about 25% slower (ConvNeXt-Base's stage-1 GELU at batch 32:
+  119 ms vs 93 ms; PyTorch 83 ms); both are within ~1e-6 of the float64 value
+  (erfc is closer far in the negative tail, where GELU is ~0 anyway).
+  """
+  if approximate:
+    return jax.nn.gelu(x, approximate=True)
+  half = jnp.asarray(0.5, x.dtype)
+  return x * (half + half * jax.lax.erf(x * jnp.asarray(np.sqrt(0.5), x.dtype)))
+
+
 def avg_pool(x, k: int):
   """AvgPool2d(k) (stride k, no padding, floor) on NHWC."""
   return nn.avg_pool(x, (k, k), strides=(k, k), padding="VALID")

@@ -439,7 +439,7 @@ def _conv(features, k, stride=1, groups=1, name=None):
 
 
 def _gelu(x):
-  return jax.nn.gelu(x, approximate=False)
+  return layers.gelu(x)
 
 
 class MbConvLNBlock(nn.Module):

@@ -104,3 +104,18 @@ def test_attention_equals_the_softmax_formula_and_torch(causal, masked):
                     argnums=(0, 1, 2))(q, k, v)
   for a, b in zip(ours, theirs):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_gelu_is_pytorchs_exact_and_tanh_gelu():
+  """layers.gelu (erf form) == x * Phi(x) in float64 and == torch's gelu, both forms."""
+  import math
+  import torch
+  x = np.concatenate([np.linspace(-12, 12, 2001), [0.0, -1e-8, 1e-8]]).astype(np.float32)
+  phi = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+  got = np.asarray(layers.gelu(x))
+  np.testing.assert_allclose(got, x * phi, atol=2e-6, rtol=2e-6)
+  xt = torch.from_numpy(x)
+  np.testing.assert_allclose(got, torch.nn.functional.gelu(xt).numpy(), atol=2e-6, rtol=2e-6)
+  np.testing.assert_allclose(np.asarray(layers.gelu(x, approximate=True)),
+                             torch.nn.functional.gelu(xt, approximate="tanh").numpy(),
+                             atol=2e-6, rtol=2e-6)
