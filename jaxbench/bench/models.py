@@ -12,8 +12,10 @@ the ratio (ours / reference; the target is >= 1). Our weights are converted
 from the reference's state dict through the same name maps the loaders use, and
 the outputs are compared, so the two timings are of the same function. JAX
 times a jitted forward (compile excluded); PyTorch runs under
-``torch.inference_mode`` with its default threads. On a shared machine the
-figures are noisy: compare ratios from one run, not absolute numbers.
+``torch.inference_mode`` with its default threads. The two are timed in
+alternating rounds (``--repeats``, median of each). On a shared machine the
+figures are noisy: compare ratios from one run, not absolute numbers; the load
+average at the start is printed with them.
 
 ``--onednn`` sets ``XLA_FLAGS=--xla_cpu_use_onednn=true`` before JAX starts: XLA's
 CPU backend then calls oneDNN for matmuls (what PyTorch uses) instead of Eigen,
@@ -91,13 +93,14 @@ def run_one(name: str, batch: int, min_seconds: float, repeats: int = 3) -> dict
   with torch.inference_mode():
     want = ref(xt).numpy()
   err = float(np.abs(out - want).max())
-  t_jax = common.time_fn(lambda: f(params, xj).block_until_ready(), min_seconds=min_seconds,
-                         repeats=repeats)
 
   def torch_fwd():
     with torch.inference_mode():
       ref(xt)
-  t_torch = common.time_fn(torch_fwd, min_seconds=min_seconds, repeats=repeats)
+  # Round by round (jax, torch, jax, torch, ...): load from other jobs hits both alike.
+  times = common.interleaved({"jax": lambda: f(params, xj).block_until_ready(),
+                              "torch": torch_fwd}, rounds=repeats, min_seconds=min_seconds)
+  t_jax, t_torch = times["jax"], times["torch"]
   return {"model": name, "title": title, "reference": ref_name, "batch": batch,
           "jax_img_s": batch / t_jax, "ref_img_s": batch / t_torch,
           "ratio": t_torch / t_jax, "max_abs_diff": err}
@@ -126,7 +129,8 @@ def main(argv):
   print(f"# forward images/s, fp32, batch {args.batch}; jax {jax.__version__} on "
         f"{jax.devices()[0].platform} x{len(jax.devices())} "
         f"(XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}), torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), {os.cpu_count()} CPUs (shared machine: noisy)")
+        f"({torch.get_num_threads()} threads), {os.cpu_count()} CPUs (shared machine: noisy; "
+        f"load average {os.getloadavg()[0]:.2f} at start)")
   print("| model | jaxbench img/s | reference | reference img/s | ratio | max abs diff |")
   print("|---|---|---|---|---|---|")
   rows = []

@@ -51,7 +51,7 @@ def _act(name: str):
   if name == "quick_gelu":
     return lambda x: x * jax.nn.sigmoid(1.702 * x)
   if name in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
-    return lambda x: jax.nn.gelu(x, approximate=(name != "gelu"))
+    return lambda x: layers.gelu(x, approximate=(name != "gelu"))
   raise ValueError(f"unknown activation {name!r}; known: quick_gelu, gelu, gelu_new, "
                    "gelu_pytorch_tanh")
 

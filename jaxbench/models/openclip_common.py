@@ -63,7 +63,7 @@ def _check_options(cfg: dict, defaults: dict, known: set, where: str, source: st
 
 def attention(q, k, v, mask=None):
   """Multi-head attention, (N, L, H, D) operands (one helper so towers share the kernel)."""
-  return jax.nn.dot_product_attention(q, k, v, mask=mask)
+  return layers.attention(q, k, v, mask=mask)
 
 
 def multi_head_attention(q, k, v, heads: int):

@@ -268,8 +268,7 @@ class ConvNeXtBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    y = nn.Conv(self.dim, (7, 7), padding=((3, 3), (3, 3)), feature_group_count=self.dim,
-                name="conv_dw", dtype=x.dtype)(x)
+    y = layers.DepthwiseConv(7, name="conv_dw", dtype=x.dtype)(x)
     y = nn.LayerNorm(epsilon=self.eps, name="norm", dtype=x.dtype)(y)
     y = _Mlp(4 * self.dim, self.dim, name="mlp")(y)
     if self.ls:
@@ -488,7 +487,7 @@ def _conv(features, k, stride=1, groups=1, name=None):
 
 
 def _gelu(x):
-  return jax.nn.gelu(x, approximate=False)
+  return layers.gelu(x)
 
 
 class MbConvLNBlock(nn.Module):
