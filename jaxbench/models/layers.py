@@ -67,18 +67,59 @@ def conv(features: int, kernel: int, stride: int = 1, padding: Optional[int] = N
                  name=name)
 
 
+# How one-input-channel-per-group convolutions (depthwise, or with a channel multiplier
+# as most of FastViT's) are computed: None = by backend ('shifted' on CPU, 'xla'
+# elsewhere; cuDNN/TPU have depthwise kernels, the shifted form is untested for speed
+# there). XLA's CPU grouped convolution is 10-30x slower than k * k shifted
+# multiply-adds, which XLA fuses into one loop: ConvNeXt-Base's 7x7 convs at batch 32
+# took 1.41 s vs 0.12 s at 56x56x128 (PyTorch 0.14 s), which made the tower 0.46x
+# open_clip's speed. Both give the same sums up to fp32 rounding (tested).
+DEPTHWISE_IMPL = None
+
+
+def depthwise_conv(x, kernel, stride: int = 1, pad: int = 0, impl: Optional[str] = None):
+  """A grouped convolution with one input channel per group.
+
+  Args:
+    x: (N, H, W, C).
+    kernel: (k, k, 1, O), O a multiple of C (output o reads input channel o // (O // C),
+      PyTorch's channel order for groups=C).
+    stride, pad: symmetric zero padding ``pad`` on H and W, then stride.
+    impl: 'shifted' (k * k shifted multiply-adds, summed in float32 as a
+      convolution's accumulator) or 'xla' (``lax.conv_general_dilated``); None:
+      :data:`DEPTHWISE_IMPL` or by backend.
+
+  Returns:
+    (N, Ho, Wo, O) in ``x``'s dtype, Ho = (H + 2 pad - k) // stride + 1.
+  """
+  impl = impl or DEPTHWISE_IMPL or ("shifted" if jax.default_backend() == "cpu" else "xla")
+  k, c, o = kernel.shape[0], x.shape[-1], kernel.shape[-1]
+  dtype = x.dtype
+  if impl == "xla":
+    return jax.lax.conv_general_dilated(x, kernel.astype(dtype), (stride, stride),
+                                        ((pad, pad), (pad, pad)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=c)
+  if o != c:
+    x = jnp.repeat(x, o // c, axis=-1)
+  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))).astype(jnp.float32)
+  kf = kernel.astype(dtype).astype(jnp.float32)
+  ho = (x.shape[1] + 2 * pad - k) // stride + 1
+  wo = (x.shape[2] + 2 * pad - k) // stride + 1
+  out = None
+  for i in range(k):
+    for j in range(k):
+      tap = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+      out = tap * kf[i, j, 0] if out is None else out + tap * kf[i, j, 0]
+  return out.astype(dtype)
+
+
 class DepthwiseConv(nn.Module):
   """A depthwise (one filter per channel) k x k convolution, stride 1, 'same' padding.
 
   Same parameters as ``nn.Conv(C, (k, k), padding=k // 2, feature_group_count=C)``
   (``kernel`` (k, k, 1, C), optional ``bias``, same initialisers), so name maps
-  and seeded inits are unchanged. On CPU it is computed as k * k shifted
-  multiply-adds over the zero-padded input, which XLA fuses into one loop: XLA's
-  CPU grouped convolution runs ConvNeXt-Base's 7x7 depthwise convs about 10x
-  slower than this (batch 32: 1.41 s vs 0.12 s at 56x56x128; PyTorch 0.14 s),
-  which made the whole tower 0.46x open_clip's speed. The sum is the same up to
-  fp32 rounding (order of the k * k terms). Other backends keep the convolution
-  (cuDNN/TPU have depthwise kernels; the shifted form there is untested for speed).
+  and seeded inits are unchanged; computed by :func:`depthwise_conv`.
 
   Args (call): x: (N, H, W, C).
 
@@ -94,23 +135,7 @@ class DepthwiseConv(nn.Module):
     k, c = self.kernel_size, x.shape[-1]
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c))
     dtype = self.dtype or x.dtype
-    x, kernel = x.astype(dtype), kernel.astype(dtype)
-    p = k // 2
-    if jax.default_backend() == "cpu":
-      h, w = x.shape[1:3]
-      # Sums in float32 (bf16 models too, like a convolution's accumulator).
-      xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))).astype(jnp.float32)
-      kf = kernel.astype(jnp.float32)
-      y = None
-      for i in range(k):
-        for j in range(k):
-          t = xp[:, i:i + h, j:j + w, :] * kf[i, j, 0]
-          y = t if y is None else y + t
-      y = y.astype(dtype)
-    else:
-      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((p, p), (p, p)),
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                       feature_group_count=c)
+    y = depthwise_conv(x.astype(dtype), kernel.astype(dtype), 1, k // 2)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (c,)).astype(dtype)
     return y

@@ -147,50 +147,9 @@ def _gelu(x):
   return jax.nn.gelu(x, approximate=False)
 
 
-# How one-input-channel-per-group convolutions (depthwise, or depthwise with a channel
-# multiplier: most of FastViT's) are computed: None = by backend ('shifted' on CPU, where
-# XLA's grouped convolution is 10-30x slower than a sum of k*k shifted multiplies, 'xla'
-# elsewhere). Both give the same sums up to float rounding (tested).
-DEPTHWISE_IMPL = None
-
-
-def depthwise_conv(x, kernel, stride: int, pad: int, impl=None):
-  """A grouped convolution with one input channel per group, as k*k shifted multiplies.
-
-  Args:
-    x: (N, H, W, C).
-    kernel: (k, k, 1, O), O a multiple of C (output o reads input channel o // (O // C),
-      PyTorch's channel order for groups=C).
-    stride, pad: symmetric zero padding ``pad`` on H and W, then stride.
-    impl: 'shifted' or 'xla' (``lax.conv_general_dilated``); None: DEPTHWISE_IMPL or by
-      backend.
-
-  Returns:
-    (N, Ho, Wo, O) with Ho = (H + 2 pad - k) // stride + 1.
-  """
-  impl = impl or DEPTHWISE_IMPL or ("shifted" if jax.default_backend() == "cpu" else "xla")
-  k, c, o = kernel.shape[0], x.shape[-1], kernel.shape[-1]
-  kernel = kernel.astype(x.dtype)
-  if impl == "xla":
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        feature_group_count=c)
-  if o != c:
-    x = jnp.repeat(x, o // c, axis=-1)
-  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  ho = (x.shape[1] + 2 * pad - k) // stride + 1
-  wo = (x.shape[2] + 2 * pad - k) // stride + 1
-  out = None
-  for i in range(k):
-    for j in range(k):
-      tap = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-      out = tap * kernel[i, j, 0] if out is None else out + tap * kernel[i, j, 0]
-  return out
-
-
 class _Conv(nn.Module):
   """PyTorch Conv2d (symmetric padding) with nn.Conv's parameters ('kernel' (k, k, I/groups,
-  O), 'bias'); one-input-channel groups go through :func:`depthwise_conv`."""
+  O), 'bias'); one-input-channel groups go through :func:`layers.depthwise_conv`."""
   features: int
   kernel: int
   stride: int = 1
@@ -204,7 +163,7 @@ class _Conv(nn.Module):
     w = self.param("kernel", nn.initializers.lecun_normal(),
                    (k, k, c // self.groups, self.features))
     if self.groups == c:
-      y = depthwise_conv(x, w, self.stride, pad)
+      y = layers.depthwise_conv(x, w, self.stride, pad)
     else:
       y = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (self.stride, self.stride),
                                        ((pad, pad), (pad, pad)),

@@ -146,7 +146,7 @@ def test_mci_trunk_matches_open_clip(tmp_path, monkeypatch, trunk, proj, impl):
   the trunk's classifier as projection, and a 'linear' OpenCLIP head on pooled features;
   depthwise convolutions by this backend's default (the shifted sums on CPU, where tests
   run) and by XLA's grouped convolution (compiles 3-4x faster)."""
-  monkeypatch.setattr(openclip_fastvit, "DEPTHWISE_IMPL", impl)
+  monkeypatch.setattr(layers, "DEPTHWISE_IMPL", impl)
   d = str(tmp_path / f"{trunk}_{proj}")
   ref = _make(d, _config(trunk, proj), seed=len(trunk))
   assert any(k.endswith("conv_kxk.0.bn.running_var") for k in ref.state_dict())   # un-fused
@@ -159,7 +159,7 @@ def test_mci_trunk_matches_open_clip(tmp_path, monkeypatch, trunk, proj, impl):
 def test_load_time_fusion_matches_timms_reparameterize(tmp_path, monkeypatch):
   """Every fused kernel and bias equals timm's ``reparameterize_model`` on the same weights,
   and a checkpoint saved in that reparameterised form loads to the same embeddings."""
-  monkeypatch.setattr(openclip_fastvit, "DEPTHWISE_IMPL", "xla")    # compiles faster
+  monkeypatch.setattr(layers, "DEPTHWISE_IMPL", "xla")    # compiles faster
   _register()
   for trunk in SMALL:
     m = timm.create_model(trunk, num_classes=24, global_pool="avg")
@@ -191,8 +191,8 @@ def test_depthwise_shifted_sum_matches_xla_grouped_conv(stride, mult, k):
   x = rng.standard_normal((2, 11, 10, 6)).astype(np.float32)
   w = rng.standard_normal((k, k, 1, 6 * mult)).astype(np.float32)
   pad = ((stride - 1) + (k - 1)) // 2
-  a = openclip_fastvit.depthwise_conv(x, w, stride, pad, impl="shifted")
-  b = openclip_fastvit.depthwise_conv(x, w, stride, pad, impl="xla")
+  a = layers.depthwise_conv(x, w, stride, pad, impl="shifted")
+  b = layers.depthwise_conv(x, w, stride, pad, impl="xla")
   assert a.shape == b.shape == (2, (11 + 2 * pad - k) // stride + 1,
                                 (10 + 2 * pad - k) // stride + 1, 6 * mult)
   np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
