@@ -118,19 +118,7 @@ class AttnPoolVisionTransformer(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.cfg
-    openclip_common.check_image_size(x, c.image_size, "CoCa ViT")
-    x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
-                use_bias=False, name="conv1", dtype=x.dtype)(x)
-    n = x.shape[0]
-    x = x.reshape(n, -1, c.width)
-    cls = self.param("class_embedding", nn.initializers.normal(0.02), (c.width,))
-    x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (n, 1, c.width)), x], axis=1)
-    x = x + self.param("positional_embedding", nn.initializers.normal(0.02),
-                       (x.shape[1], c.width)).astype(x.dtype)
-    if c.ln_pre:
-      x = nn.LayerNorm(epsilon=c.eps, name="ln_pre", dtype=x.dtype)(x)
-    for i in range(c.layers):
-      x = openclip_vit.ResBlock(c, name=f"resblocks_{i}")(x)
+    x = openclip_vit.encode_tokens(self, x, c, "CoCa ViT")
     x = AttentionalPooler(self.embed_dim, self.pool_heads, self.pool_queries, c.eps,
                           name="attn_pool")(x)
     x = nn.LayerNorm(epsilon=c.eps, name="ln_post", dtype=x.dtype)(x)

@@ -74,6 +74,30 @@ class ResBlock(nn.Module):
     return x + y
 
 
+def encode_tokens(module: nn.Module, x, c: VitCfg, what: str = "ViT"):
+  """OpenCLIP's ViT trunk up to the pooling, inside ``module``'s compact call (its
+  parameter names: conv1, class_embedding, positional_embedding, ln_pre,
+  resblocks_i); shared by :class:`VisionTransformer` and CoCa's tower.
+
+  Returns:
+    (N, 1 + tokens, width): the class token, then the patch tokens.
+  """
+  openclip_common.check_image_size(x, c.image_size, what)
+  x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
+              use_bias=False, name="conv1", dtype=x.dtype)(x)
+  n = x.shape[0]
+  x = x.reshape(n, -1, c.width)
+  cls = module.param("class_embedding", nn.initializers.normal(0.02), (c.width,))
+  x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (n, 1, c.width)), x], axis=1)
+  x = x + module.param("positional_embedding", nn.initializers.normal(0.02),
+                       (x.shape[1], c.width)).astype(x.dtype)
+  if c.ln_pre:
+    x = nn.LayerNorm(epsilon=c.eps, name="ln_pre", dtype=x.dtype)(x)
+  for i in range(c.layers):
+    x = ResBlock(c, name=f"resblocks_{i}")(x)
+  return x
+
+
 class VisionTransformer(nn.Module):
   """OpenCLIP VisionTransformer: (N, S, S, 3) -> (N, embed_dim)."""
   cfg: VitCfg
@@ -82,20 +106,8 @@ class VisionTransformer(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = self.cfg
-    openclip_common.check_image_size(x, c.image_size, "ViT")
-    x = nn.Conv(c.width, (c.patch, c.patch), strides=(c.patch, c.patch), padding="VALID",
-                use_bias=False, name="conv1", dtype=x.dtype)(x)
-    n = x.shape[0]
-    x = x.reshape(n, -1, c.width)
-    cls = self.param("class_embedding", nn.initializers.normal(0.02), (c.width,))
-    x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (n, 1, c.width)), x], axis=1)
-    x = x + self.param("positional_embedding", nn.initializers.normal(0.02),
-                       (x.shape[1], c.width)).astype(x.dtype)
+    x = encode_tokens(self, x, c)
     ln = lambda name: nn.LayerNorm(epsilon=c.eps, name=name, dtype=x.dtype)
-    if c.ln_pre:
-      x = ln("ln_pre")(x)
-    for i in range(c.layers):
-      x = ResBlock(c, name=f"resblocks_{i}")(x)
     pool = (lambda t: jnp.mean(t[:, 1:], axis=1)) if c.pool == "avg" else (lambda t: t[:, 0])
     x = ln("ln_post")(pool(x)) if c.final_ln_after_pool else pool(ln("ln_post")(x))
     return nn.Dense(self.embed_dim, use_bias=False, name="proj")(x)
