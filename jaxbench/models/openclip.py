@@ -29,7 +29,6 @@ Tokenizer: the repo's own tokenizer files if any, else the config's
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Optional
 
 import flax.linen as nn
@@ -39,7 +38,7 @@ import numpy as np
 from jaxbench.models import (api, clip, hub, layers, openclip_hf_text, openclip_refusals,
                              openclip_timm, openclip_vit)
 from jaxbench.models import openclip_swin  # noqa: F401 (registers the Swin/layer-scale ViT trunks)
-from jaxbench.models import openclip_coca
+from jaxbench.models import openclip_coca, openclip_common
 from jaxbench.models.clip_resnet import ModifiedResNet, ModifiedResNetConfig
 from jaxbench.models.openclip_common import (  # noqa: F401 (re-exported: openclip.CONFIG, ...)
     CONFIG, PICKLES, TOKENIZER_FILES, WEIGHTS, OpenClipTokenizer, _TEXT_DEFAULTS, _TEXT_KNOWN,
@@ -253,12 +252,7 @@ def load(ref: str, revision: Optional[str] = None, spec: Optional[str] = None,
   module, net = params_from_openclip(tensors, ocs, source=ref)
   cfg = ocs.clip_cfg
   preprocess = preprocess_from_config(config.get("preprocess_cfg", {}), cfg.image_size)
-  listing = hub.list_files(ref, revision)
-  root = ref if hub.is_local(ref) else os.path.dirname(files[CONFIG])
-  if not hub.is_local(ref) and any(f in listing for f in TOKENIZER_FILES):
-    tok_names = [f for f in listing if f.startswith(("tokenizer", "vocab", "merges",
-                                                     "special_tokens"))]
-    hub.resolve(ref, tok_names, revision=revision)
+  root, listing = openclip_common.tokenizer_files(ref, files, revision)
   tokenizer = OpenClipTokenizer(root, model_cfg["text_cfg"], cfg.context_length, listing)
   prov = hub.provenance(ref, files, revision, layout="openclip")
   prov.update(tokenizer=tokenizer.describe, architecture=f"openclip-{ocs.tower}",

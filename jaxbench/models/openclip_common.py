@@ -11,12 +11,13 @@ and the family modules it dispatches to (:mod:`openclip_text`, :mod:`openclip_ti
 from __future__ import annotations
 
 import html
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbench.models import api, layers
+from jaxbench.models import api, hub, layers
 
 CONFIG = "open_clip_config.json"
 WEIGHTS = "open_clip_model.safetensors"
@@ -208,3 +209,18 @@ def check_image_size(x, size: int, what: str) -> None:
   """
   if x.shape[1] != size or x.shape[2] != size:
     raise ValueError(f"this {what} takes {size}px inputs; got {x.shape[1:3]}")
+
+
+# Tokenizer files a hub repo may ship (CLIP BPE, HF tokenizers, SentencePiece).
+TOKENIZER_PREFIXES = ("tokenizer", "vocab", "merges", "special_tokens", "spiece",
+                      "sentencepiece")
+
+
+def tokenizer_files(ref: str, files: dict, revision=None) -> tuple[str, list]:
+  """(directory holding the repo's tokenizer files, the repo's file listing); hub
+  repos get their tokenizer files fetched next to the config (``files[CONFIG]``)."""
+  listing = hub.list_files(ref, revision)
+  if hub.is_local(ref):
+    return ref, listing
+  hub.resolve(ref, [f for f in listing if f.startswith(TOKENIZER_PREFIXES)], revision=revision)
+  return os.path.dirname(files[CONFIG]), listing

@@ -578,12 +578,7 @@ def load(ref: str, config: dict, files: dict, *, revision: Optional[str], spec: 
                                      source=ref)
   preprocess = openclip_common.preprocess_from_config(config.get("preprocess_cfg", {}),
                                                       cfg.image_size)
-  listing = hub.list_files(ref, revision)
-  root = ref if hub.is_local(ref) else os.path.dirname(files[openclip_common.CONFIG])
-  if not hub.is_local(ref):
-    hub.resolve(ref, [f for f in listing if f.startswith(
-        ("tokenizer", "vocab", "merges", "special_tokens", "spiece", "sentencepiece"))],
-        revision=revision)
+  root, listing = openclip_common.tokenizer_files(ref, files, revision)
   tokenizer = tokenizer_for(root, t, cfg.context_length, listing, ref)
   prov = hub.provenance(ref, files, revision, layout="openclip")
   e = cfg.text.encoder

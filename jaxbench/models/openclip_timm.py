@@ -888,7 +888,6 @@ def load(ref: str, config: dict, files: dict, *, revision: Optional[str], spec: 
   """
   import sys
   fam = family or sys.modules[__name__]
-  import os
   from jaxbench.models import hub
   model_cfg = config["model_cfg"]
   t = model_cfg["text_cfg"]
@@ -902,11 +901,7 @@ def load(ref: str, config: dict, files: dict, *, revision: Optional[str], spec: 
   bias = bool(getattr(cfg, "logit_bias", False))
   preprocess = openclip_common.preprocess_from_config(config.get("preprocess_cfg", {}),
                                                       cfg.image_size)
-  listing = hub.list_files(ref, revision)
-  root = ref if hub.is_local(ref) else os.path.dirname(files[openclip_common.CONFIG])
-  if not hub.is_local(ref):
-    hub.resolve(ref, [f for f in listing if f.startswith(
-        ("tokenizer", "vocab", "merges", "special_tokens", "spiece"))], revision=revision)
+  root, listing = openclip_common.tokenizer_files(ref, files, revision)
   tokenizer = tokenizer_for(root, t, cfg.text.context_length, listing)
   prov = hub.provenance(ref, files, revision, layout="openclip")
   arch = (f"openclip-timm-{cfg.visual.family}:{cfg.visual.trunk_name}" if fam is sys.modules[
