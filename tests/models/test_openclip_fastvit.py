@@ -115,14 +115,7 @@ def _make(d, model_cfg, seed=0):
   return ref
 
 
-def _ids(n, length, vocab, seed=0):
-  rng = np.random.default_rng(seed)
-  ids = np.zeros((n, length), np.int32)
-  for i in range(n):
-    end = 1 + i % (length - 1)
-    ids[i, :end] = rng.integers(1, vocab - 1, end)
-    ids[i, end] = vocab - 1                 # end token = largest id (argmax pooling)
-  return ids
+_ids = H.token_ids
 
 
 def _check_parity(model, ref, size):

@@ -79,3 +79,15 @@ def save_timm(model, d: str):
 
 def max_abs(a, b) -> float:
   return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def token_ids(n: int, length: int, vocab: int, seed: int = 0, pad: int = 0) -> np.ndarray:
+  """(n, length) int32 ids: random tokens, then the end token (the largest id, where
+  argmax pooling finds it) at positions 1..length-1, then ``pad``."""
+  rng = np.random.default_rng(seed)
+  ids = np.full((n, length), pad, np.int32)
+  for i in range(n):
+    end = 1 + i % (length - 1)
+    ids[i, :end] = rng.integers(1, vocab - 1, end)
+    ids[i, end] = vocab - 1
+  return ids
