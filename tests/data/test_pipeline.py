@@ -174,39 +174,37 @@ def test_squash_resize_matches_transformers_processor_layout():
   np.testing.assert_array_equal(pipeline.resize_crop(img, pp2), want2)
 
 
-class _CountingRecords(_Records):
-  """Records that count how many the readers have fetched."""
+class _WatchedRecords(_Records):
+  """Records that count the readers' fetches and note which thread made each.
 
-  def __init__(self, records):
+  Args:
+    records: the records.
+    delay: seconds each fetch takes (a decode's worth, so a pool's threads share work).
+  """
+
+  def __init__(self, records, delay: float = 0.0):
     super().__init__(records)
-    self.fetched = 0
-
-  def __getitem__(self, i):
-    self.fetched += 1
-    return self.records[i]
-
-
-class _ThreadRecords(_Records):
-  """Records that note which thread fetched each one."""
-
-  def __init__(self, records):
-    super().__init__(records)
-    self.threads = {}
+    self.fetched, self.threads, self.delay = 0, {}, delay
 
   def __getitem__(self, i):
     import threading
     import time
-    time.sleep(0.01)          # a decode's worth of time, so the pool's threads share work
+    time.sleep(self.delay)
+    self.fetched += 1
     self.threads[i] = threading.current_thread().name
     return self.records[i]
 
 
+def _random_records(n, seed, delay=0.0):
+  rng = np.random.default_rng(seed)
+  return _WatchedRecords([{"id": f"x{i}", "label": 0,
+                           "image": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
+                          for i in range(n)], delay)
+
+
 def test_the_first_batch_is_decoded_by_all_reader_threads():
   # One thread per batch made a 512-image first batch wait a whole batch of decodes.
-  rng = np.random.default_rng(3)
-  records = _ThreadRecords([{"id": f"x{i}", "label": 0,
-                             "image": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
-                            for i in range(64)])
+  records = _random_records(64, seed=3, delay=0.01)
   es = EvalSet("arr", records, num_classes=3)
   it = pipeline.batches(es, Preprocess(size=8, resize=8), pipeline.plan(np.arange(64), 32),
                         num_threads=4, prefetch=1)
@@ -219,10 +217,7 @@ def test_readers_stay_a_bounded_number_of_images_ahead():
   # A slow model must not make the readers decode the whole set into memory:
   # at most max(prefetch, threads) batches ahead.
   import time
-  rng = np.random.default_rng(2)
-  records = _CountingRecords([{"id": f"x{i}", "label": 0,
-                               "image": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
-                              for i in range(400)])
+  records = _random_records(400, seed=2)
   es = EvalSet("arr", records, num_classes=3)
   it = pipeline.batches(es, Preprocess(size=8, resize=8), pipeline.plan(np.arange(400), 4),
                         num_threads=2, prefetch=3)
