@@ -155,7 +155,9 @@ def share_device_with_torch(torch_device: str, fraction: str = "0.45") -> None:
 
 
 def record(out: str, name: str, figures: dict):
-  """Appends one JSON line of figures with machine facts."""
+  """Appends one JSON line of figures with machine facts to ``out`` ('' records nothing)."""
+  if not out:
+    return
   import jax
   row = {"bench": name, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
          "machine": platform.machine(), "cpus": os.cpu_count(),
