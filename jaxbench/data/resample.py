@@ -328,8 +328,9 @@ def check_canvas(canvas, pp, what: str = "config.device_resize") -> int:
     raise ValueError(f"{what}={n}: the canvas is smaller than the crop size {pp.size} "
                      f"(use 0 or >= {pp.size}; images up to the canvas side are resized on "
                      "the device)")
-  if n and pp is not None:
-    _check_filter(pp.interpolation)
+  if n and pp is not None and pp.interpolation not in FILTERS:
+    raise ValueError(f"{what}={n}: interpolation {pp.interpolation!r} has no exact device "
+                     f"form (supported: {', '.join(FILTERS)}); use 0")
   return n
 
 
