@@ -37,7 +37,11 @@ flatter the second-half figure when ``--images`` is not many times
 with 1 and 2 reader threads (and ``--workers`` threads), 1 thread with the opt-in
 ``jpeg_draft`` decoding, the decode path in
 1 and 2 worker processes when available, the prepared-cache fill, and the
-cached reader.
+cached reader. With ``--device_resize=N`` it also times the host side of
+``config.device_resize``: decode only, the image on an N x N canvas plus its
+resampling table (:mod:`jaxbench.data.resample`), against the full host path
+(decode + resize + crop), same JPEGs, 1 and ``--workers`` threads (and worker
+processes), alternating the two so load hits both alike.
 """
 from __future__ import annotations
 
@@ -78,6 +82,10 @@ flags.DEFINE_enum("torch_mp", "fork", ["fork", "spawn"],
                   "then runs before JAX starts its runtime threads, which fork() must not "
                   "copy) or spawn (peer after the jaxbench passes)")
 flags.DEFINE_bool("cached", True, "also run the prepared-cache passes")
+flags.DEFINE_integer("device_resize", 0, "N > 0: also run uncached passes with "
+                     "config.device_resize=N (host decodes only, PIL-exact resize + crop on "
+                     "the device; threads and --processes); with --input_only, time the "
+                     "host side of it (decode + canvas + table) against decode + resize + crop")
 flags.DEFINE_string("out", "bench_results.jsonl", "JSON lines file to append to")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -191,7 +199,7 @@ class _Probe:
 
 
 def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "",
-             processes: int = 0, heads_from: str = "") -> dict:
+             processes: int = 0, heads_from: str = "", device_resize: int = 0) -> dict:
   """One engine run over the folder; returns its figures and the probe."""
   from jaxbench import configs, suites
   c = configs.base("zeroshot", models=(model_dir,),
@@ -203,6 +211,8 @@ def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "",
   c.checkpoint_every = 10**6
   if cache:
     c.prepared_cache = cache
+  if device_resize:
+    c.device_resize = device_resize
   if processes:
     c.decode_processes = processes
     c.num_workers = 1    # threads per worker process
@@ -347,7 +357,39 @@ def input_only(data_dir: str, cache_root: str) -> dict:
   figures["cached_over_decode_1_thread"] = figures["cached_reader"] / figures[
       "decode_1_threads"]
   print(f"  cached reader / 1-thread decode: {figures['cached_over_decode_1_thread']:.1f}x")
+  if FLAGS.device_resize:
+    figures.update(host_cost(es, pp, plan, FLAGS.device_resize, timed, figures))
   return figures
+
+
+def host_cost(es, pp, plan, canvas: int, timed, figures: dict) -> dict:
+  """The host's share of ``config.device_resize``: decode-only batches (canvas + table)
+  against decode + resize + crop, rounds alternating; the device program is not run."""
+  from jaxbench.data import pipeline
+  out = {}
+  for rnd in range(2):
+    for threads in sorted({1, FLAGS.workers}):
+      for name, cv in ((f"host_resize_{threads}_threads_r{rnd}", 0),
+                       (f"decode_only_canvas{canvas}_{threads}_threads_r{rnd}", canvas)):
+        timed(name, lambda: pipeline.batches(es, pp, plan, num_threads=threads, canvas=cv))
+  if "num_processes" in pipeline.batches.__code__.co_varnames and FLAGS.processes != 0:
+    procs = FLAGS.workers if FLAGS.processes < 0 else FLAGS.processes
+    for name, cv in ((f"host_resize_{procs}_processes", 0),
+                     (f"decode_only_canvas{canvas}_{procs}_processes", canvas)):
+      timed(name, lambda: pipeline.batches(es, pp, plan, num_threads=1, num_processes=procs,
+                                           canvas=cv))
+  print(f"  host cost of device_resize={canvas} (images/s; best of 2 rounds; "
+        f"load average {os.getloadavg()[0]:.1f}):")
+  for threads in sorted({1, FLAGS.workers}):
+    full = max(figures[f"host_resize_{threads}_threads_r{r}"] for r in range(2))
+    only = max(figures[f"decode_only_canvas{canvas}_{threads}_threads_r{r}"] for r in range(2))
+    out[f"device_resize_host_gain_{threads}_threads"] = only / full
+    print(f"    {threads} thread(s): decode+resize+crop {full:.1f}, decode-only+table "
+          f"{only:.1f}: {only / full:.2f}x ({only / threads:.1f} images/s per thread)")
+    common.record(FLAGS.out, "e2e_input", {"what": f"device_resize_host_gain_{threads}_threads",
+                                           "ratio": only / full, "canvas": canvas,
+                                           "load": os.getloadavg()[0]})
+  return out
 
 
 # --- main -------------------------------------------------------------------------------
@@ -406,6 +448,15 @@ def main(argv):
     report(f"jaxbench_uncached_{procs}_processes", jax_pass(
         model_dir, data_dir, os.path.join(tmp.name, "wd_procs"), processes=procs,
         heads_from=first_wd)[0])
+  if FLAGS.device_resize:   # host decodes only; PIL-exact resize + crop on the device
+    n = FLAGS.device_resize
+    report(f"jaxbench_uncached_device_resize{n}", jax_pass(
+        model_dir, data_dir, os.path.join(tmp.name, "wd_dev"), device_resize=n,
+        heads_from=first_wd)[0])
+    if procs:
+      report(f"jaxbench_uncached_device_resize{n}_{procs}_processes", jax_pass(
+          model_dir, data_dir, os.path.join(tmp.name, "wd_dev_procs"), device_resize=n,
+          processes=procs, heads_from=first_wd)[0])
   if FLAGS.cached:
     cache = os.path.join(tmp.name, "cache")
     report("jaxbench_cache_fill", jax_pass(model_dir, data_dir,
