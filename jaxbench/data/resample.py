@@ -336,32 +336,32 @@ def check_canvas(canvas, pp, what: str = "config.device_resize") -> int:
 
 # --- device ---------------------------------------------------------------------------------
 
-def _pass_jax(src, starts, coeffs):
-  """One Pillow pass along axis 1 of int32 (R, C, 3): (R, S, 3) values in [0, 255]."""
-  import jax.numpy as jnp
-  c = src.shape[1]
-  acc = jnp.full((src.shape[0], starts.shape[0], 3), HALF, jnp.int32)
-  for t in range(coeffs.shape[1]):   # one gather per tap, summed in int32 (exact)
-    acc = acc + src[:, jnp.clip(starts + t, 0, c - 1), :] * coeffs[None, :, t, None]
-  return jnp.clip(acc >> PRECISION_BITS, 0, 255)   # clip8: Pillow stores 8 bits
-
-
 def _one(img, x0, kx, y0, ky, vf):
   """One image: uint8 (C, C, 3) canvas -> uint8 (S, S, 3), Pillow's two passes.
 
-  The first pass runs along the columns of every canvas row (rows past the image are
-  zeros and never used), computing only the S kept columns; the second along the rows
-  of that. Vertical-first images are transposed (the canvas is square) and their
-  tables swapped, so one program serves both orders.
+  The first pass (along x, or along y for vertical-first images) runs over every
+  canvas line of the other axis (lines past the image are zeros and never used) and
+  computes only the S kept outputs, gathering the source pixels directly (no
+  transposed copy); its 8-bit result (C, S) then goes through the second pass. Each
+  tap is one gather, multiplied and summed in int32: exact.
   """
   import jax.numpy as jnp
-  src = jnp.where(vf, img.transpose(1, 0, 2), img).astype(jnp.int32)
-  a0, ka = jnp.where(vf, y0, x0), jnp.where(vf, ky, kx)
-  b0, kb = jnp.where(vf, x0, y0), jnp.where(vf, kx, ky)
-  first = _pass_jax(src, a0, ka)                                    # (C, S, 3)
-  second = _pass_jax(first.transpose(1, 0, 2), b0, kb)              # (S, S, 3)
-  out = jnp.where(vf, second, second.transpose(1, 0, 2))
-  return out.astype(jnp.uint8)
+  c = img.shape[0]
+  a0, ka = jnp.where(vf, y0, x0), jnp.where(vf, ky, kx)   # first pass
+  b0, kb = jnp.where(vf, x0, y0), jnp.where(vf, kx, ky)   # second pass
+  line = jnp.arange(c, dtype=jnp.int32)[:, None]           # every line of the other axis
+  acc = jnp.full((c, a0.shape[0], 3), HALF, jnp.int32)
+  for t in range(ka.shape[1]):
+    pos = jnp.clip(a0 + t, 0, c - 1)[None, :]
+    rows, cols = jnp.where(vf, pos, line), jnp.where(vf, line, pos)   # (C, S)
+    acc = acc + img[rows, cols].astype(jnp.int32) * ka[None, :, t, None]
+  # clip8: Pillow keeps the first pass as an 8-bit image.
+  mid = jnp.clip(acc >> PRECISION_BITS, 0, 255).astype(jnp.uint8)   # (C other, S first)
+  acc = jnp.full((b0.shape[0], a0.shape[0], 3), HALF, jnp.int32)
+  for t in range(kb.shape[1]):
+    acc = acc + mid[jnp.clip(b0 + t, 0, c - 1)].astype(jnp.int32) * kb[:, t, None, None]
+  out = jnp.clip(acc >> PRECISION_BITS, 0, 255).astype(jnp.uint8)   # (S second, S first)
+  return jnp.where(vf, out.transpose(1, 0, 2), out)
 
 
 def resize_crop(images, x0, kx, y0, ky, vf):
