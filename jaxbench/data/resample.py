@@ -33,8 +33,8 @@ Exactness comes from doing what Pillow's ``src/libImaging/Resample.c`` does for
 Only the output window that the center crop keeps is computed: the tables hold the
 crop's ``size`` columns and rows. An image the device cannot reproduce exactly
 (larger than the canvas, smaller than the crop after resizing: torchvision pads
-it) gets its pixels resized on the host and an identity table (:func:`fallback`),
-so one batch may mix both.
+it; or altered by a host-side shift) gets its pixels resized on the host and an
+identity table (:func:`identity_table`), so one batch may mix both.
 
 Coefficients are computed with Python floats (C doubles) and ``math`` (libm's
 ``sin``/``cos``, which Pillow calls), so they match a Pillow built without fused
