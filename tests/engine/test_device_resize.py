@@ -94,3 +94,12 @@ def test_bad_canvas_refused_naming_the_key(tiny_clip, tmp_path, value, message):
     suites.run(_config(model_dir, folder, batch_size=4, device_resize=value),
                str(tmp_path / "wd"))
   assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_dry_run_says_where_the_resize_runs():
+  from jaxbench.engine import run
+  from tests.engine.helpers import _config
+  on = run.data_phases(_config("m", "/tmp", device_resize=512))
+  off = run.data_phases(_config("m", "/tmp"))
+  assert any("resize + center crop on the device from a 512x512 canvas" in s for s in on)
+  assert any("resize + center crop on the host" in s for s in off)
