@@ -220,3 +220,15 @@ def test_bad_canvas_is_refused_naming_the_key(value, message):
   with pytest.raises(ValueError) as e:
     resample.check_canvas(value, pp)
   assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_decode_only_with_jpeg_draft_equals_the_draft_host_path():
+  # config.jpeg_draft decodes at reduced DCT scale first; the device resizes that image.
+  from tests.data.test_jpeg_draft import _photo
+  es = EvalSet("t", _Records([{"id": "a.jpg", "label": 0, "image_bytes": _photo()}]), 1)
+  pp = Preprocess(size=32, resize=32)
+  host = pipeline.LoadExample(es, pp, draft=32).map(0)
+  dev = pipeline.LoadExample(es, pp, draft=32, canvas=64).map(0)
+  assert dev["image"].shape == (64, 64, 3) and int(dev["rs_kx"][0, 0]) != resample.ONE
+  batch = {k: np.asarray(v)[None] for k, v in dev.items()}
+  np.testing.assert_array_equal(np.asarray(resample.finish(batch)["image"])[0], host["image"])
