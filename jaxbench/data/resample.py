@@ -203,12 +203,11 @@ def pillow_order() -> str:
     ref = np.asarray(Image.fromarray(arr).resize((nw, nh), Image.BICUBIC))
     x, y = axis_table(w, nw, "bicubic"), axis_table(h, nh, "bicubic")
     hv = _passes(arr, x, y, vertical_first=False)
-    vh = _passes(arr, x, y, vertical_first=True)
-    if np.array_equal(ref, vh if v13 else hv):
-      votes.add("pillow13")
-    elif np.array_equal(ref, hv):
-      votes.add("horizontal")
-    else:
+    new_rule = np.array_equal(ref, _passes(arr, x, y, vertical_first=True) if v13 else hv)
+    old_rule = np.array_equal(ref, hv)
+    if new_rule != old_rule:   # only probes where the rules differ tell them apart
+      votes.add("pillow13" if new_rule else "horizontal")
+    elif not new_rule:
       votes.add("neither")
   if len(votes) != 1 or "neither" in votes:
     import PIL

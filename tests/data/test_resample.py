@@ -232,3 +232,30 @@ def test_decode_only_with_jpeg_draft_equals_the_draft_host_path():
   assert dev["image"].shape == (64, 64, 3) and int(dev["rs_kx"][0, 0]) != resample.ONE
   batch = {k: np.asarray(v)[None] for k, v in dev.items()}
   np.testing.assert_array_equal(np.asarray(resample.finish(batch)["image"])[0], host["image"])
+
+
+def _fake_pillow(monkeypatch, resize):
+  """Replaces Image.resize for pillow_order's probes (its cache cleared around it)."""
+  resample.pillow_order.cache_clear()
+  monkeypatch.setattr(Image.Image, "resize", resize)
+
+
+def test_pass_order_detection_knows_older_pillow_and_refuses_an_unknown_one(monkeypatch):
+  def horizontal_first(self, size, resample_filter=None, *a, **k):
+    arr = np.asarray(self)
+    x = resample.axis_table(arr.shape[1], size[0], "bicubic")
+    y = resample.axis_table(arr.shape[0], size[1], "bicubic")
+    return Image.fromarray(resample._passes(arr, x, y, vertical_first=False))
+
+  try:
+    _fake_pillow(monkeypatch, horizontal_first)   # Pillow < 13: always horizontal first
+    assert resample.pillow_order() == "horizontal"
+    _fake_pillow(monkeypatch, lambda self, size, *a, **k: Image.new("RGB", size))
+    with pytest.raises(RuntimeError, match="use config.device_resize=0"):
+      resample.pillow_order()
+  finally:
+    monkeypatch.undo()
+    resample.pillow_order.cache_clear()
+  import PIL
+  installed = "pillow13" if int(PIL.__version__.split(".")[0]) >= 13 else "horizontal"
+  assert resample.pillow_order() == installed
