@@ -37,7 +37,11 @@ flatter the second-half figure when ``--images`` is not many times
 with 1 and 2 reader threads (and ``--workers`` threads), 1 thread with the opt-in
 ``jpeg_draft`` decoding, the decode path in
 1 and 2 worker processes when available, the prepared-cache fill, and the
-cached reader.
+cached reader. With ``--device_resize=N`` it also times the host side of
+``config.device_resize``: decode only, the image on an N x N canvas plus its
+resampling table (:mod:`jaxbench.data.resample`), against the full host path
+(decode + resize + crop), same JPEGs, 1 and ``--workers`` threads (and worker
+processes), alternating the two so load hits both alike.
 """
 from __future__ import annotations
 
@@ -78,6 +82,10 @@ flags.DEFINE_enum("torch_mp", "fork", ["fork", "spawn"],
                   "then runs before JAX starts its runtime threads, which fork() must not "
                   "copy) or spawn (peer after the jaxbench passes)")
 flags.DEFINE_bool("cached", True, "also run the prepared-cache passes")
+flags.DEFINE_integer("device_resize", 0, "N > 0: also run uncached passes with "
+                     "config.device_resize=N (host decodes only, PIL-exact resize + crop on "
+                     "the device; threads and --processes); with --input_only, time the "
+                     "host side of it (decode + canvas + table) against decode + resize + crop")
 flags.DEFINE_string("out", "bench_results.jsonl", "JSON lines file to append to")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -191,7 +199,7 @@ class _Probe:
 
 
 def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "",
-             processes: int = 0, heads_from: str = "") -> dict:
+             processes: int = 0, heads_from: str = "", device_resize: int = 0) -> dict:
   """One engine run over the folder; returns its figures and the probe."""
   from jaxbench import configs, suites
   c = configs.base("zeroshot", models=(model_dir,),
@@ -203,6 +211,8 @@ def jax_pass(model_dir: str, data_dir: str, workdir: str, *, cache: str = "",
   c.checkpoint_every = 10**6
   if cache:
     c.prepared_cache = cache
+  if device_resize:
+    c.device_resize = device_resize
   if processes:
     c.decode_processes = processes
     c.num_workers = 1    # threads per worker process
@@ -347,7 +357,75 @@ def input_only(data_dir: str, cache_root: str) -> dict:
   figures["cached_over_decode_1_thread"] = figures["cached_reader"] / figures[
       "decode_1_threads"]
   print(f"  cached reader / 1-thread decode: {figures['cached_over_decode_1_thread']:.1f}x")
+  if FLAGS.device_resize:
+    figures.update(host_cost(es, pp, plan, FLAGS.device_resize, timed, figures))
   return figures
+
+
+def host_cost(es, pp, plan, canvas: int, timed, figures: dict) -> dict:
+  """The host's share of ``config.device_resize``: decode-only examples (canvas + table)
+  against decode + resize + crop, same JPEGs, A/B alternating in rounds so that load
+  hits both alike; the device program is not run.
+
+  Figures: one thread calling ``LoadExample.map`` directly (ms per image, the per-core
+  cost), the grain pipeline with 1 and ``--workers`` threads, and ``--processes`` worker
+  processes timed after their first batch (start-up excluded). Ratios are medians of
+  the per-round ratios.
+  """
+  from jaxbench.data import pipeline
+  rounds, out = 3, {}
+  load = {0: pipeline.LoadExample(es, pp), canvas: pipeline.LoadExample(es, pp, canvas=canvas)}
+  ids = range(min(len(es), 256))
+  for le in load.values():
+    le.map(0)   # warm: coefficient tables, imports
+  per_image = {0: [], canvas: []}
+  for _ in range(rounds):
+    for cv, le in load.items():
+      t0 = time.perf_counter()
+      for i in ids:
+        le.map(i)
+      per_image[cv].append(1e3 * (time.perf_counter() - t0) / len(ids))
+  ratio = float(np.median([a / b for a, b in zip(per_image[0], per_image[canvas])]))
+  full_ms, only_ms = float(np.median(per_image[0])), float(np.median(per_image[canvas]))
+  out["device_resize_host_gain_per_image"] = ratio
+  common.record(FLAGS.out, "e2e_input", {"what": "device_resize_per_image_ms", "canvas": canvas,
+                                         "host_resize_ms": full_ms, "decode_only_ms": only_ms,
+                                         "ratio": ratio, "load": os.getloadavg()[0]})
+  for rnd in range(rounds):
+    for threads in sorted({1, FLAGS.workers}):
+      for name, cv in ((f"host_resize_{threads}_threads_r{rnd}", 0),
+                       (f"decode_only_canvas{canvas}_{threads}_threads_r{rnd}", canvas)):
+        timed(name, lambda: pipeline.batches(es, pp, plan, num_threads=threads, canvas=cv))
+  procs = FLAGS.workers if FLAGS.processes < 0 else FLAGS.processes
+  if procs:
+    # Worker processes: timed from their first batch (spawn start-up excluded, it is the
+    # same both ways), so the figure is the decode rate the processes sustain.
+    for name, cv in ((f"host_resize_{procs}_processes", 0),
+                     (f"decode_only_canvas{canvas}_{procs}_processes", canvas)):
+      it = pipeline.batches(es, pp, plan, num_threads=1, num_processes=procs, canvas=cv)
+      next(it)
+      timed(name + "_after_start", lambda: it)
+  print(f"  host cost of device_resize={canvas} (median of {rounds} alternating rounds; load "
+        f"average {os.getloadavg()[0]:.1f}):")
+  print(f"    LoadExample.map, 1 thread: decode+resize+crop {full_ms:.2f} ms/image, "
+        f"decode-only+table {only_ms:.2f} ms/image: {ratio:.2f}x images/s per core")
+  for threads in sorted({1, FLAGS.workers}):
+    full = [figures[f"host_resize_{threads}_threads_r{r}"] for r in range(rounds)]
+    only = [figures[f"decode_only_canvas{canvas}_{threads}_threads_r{r}"] for r in range(rounds)]
+    gain = float(np.median([b / a for a, b in zip(full, only)]))
+    out[f"device_resize_host_gain_{threads}_threads"] = gain
+    print(f"    pipeline, {threads} thread(s): decode+resize+crop {np.median(full):.1f}, "
+          f"decode-only+table {np.median(only):.1f} images/s: {gain:.2f}x")
+    common.record(FLAGS.out, "e2e_input", {"what": f"device_resize_host_gain_{threads}_threads",
+                                           "ratio": gain, "canvas": canvas,
+                                           "load": os.getloadavg()[0]})
+  if procs:
+    full = figures[f"host_resize_{procs}_processes_after_start"]
+    only = figures[f"decode_only_canvas{canvas}_{procs}_processes_after_start"]
+    out[f"device_resize_host_gain_{procs}_processes"] = only / full
+    print(f"    {procs} worker process(es), after start-up: decode+resize+crop {full:.1f}, "
+          f"decode-only+table {only:.1f} images/s: {only / full:.2f}x (one round)")
+  return out
 
 
 # --- main -------------------------------------------------------------------------------
@@ -406,6 +484,15 @@ def main(argv):
     report(f"jaxbench_uncached_{procs}_processes", jax_pass(
         model_dir, data_dir, os.path.join(tmp.name, "wd_procs"), processes=procs,
         heads_from=first_wd)[0])
+  if FLAGS.device_resize:   # host decodes only; PIL-exact resize + crop on the device
+    n = FLAGS.device_resize
+    report(f"jaxbench_uncached_device_resize{n}", jax_pass(
+        model_dir, data_dir, os.path.join(tmp.name, "wd_dev"), device_resize=n,
+        heads_from=first_wd)[0])
+    if procs:
+      report(f"jaxbench_uncached_device_resize{n}_{procs}_processes", jax_pass(
+          model_dir, data_dir, os.path.join(tmp.name, "wd_dev_procs"), device_resize=n,
+          processes=procs, heads_from=first_wd)[0])
   if FLAGS.cached:
     cache = os.path.join(tmp.name, "cache")
     report("jaxbench_cache_fill", jax_pass(model_dir, data_dir,

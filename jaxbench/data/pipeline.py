@@ -15,6 +15,11 @@ For one pass over an :class:`~jaxbench.data.evalset.EvalSet` on this process:
 3. ``grain.MapDataset`` batches, threads and prefetches; batches travel to the
    devices as uint8.
 
+With ``canvas`` > 0 (``config.device_resize``) :class:`LoadExample` decodes only: the
+image goes top-left onto a ``canvas x canvas`` uint8 array with its resampling table
+(:mod:`jaxbench.data.resample`), and the resize + crop run on the device, giving the
+same pixels; images the device cannot reproduce are resized here and passed through.
+
 Each element carries ``index`` (position in the source, -1 for padding) and
 ``uid`` (a uint32 hash of the example id) from which all randomness derives.
 """
@@ -31,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from jaxbench.data import decode as decode_lib
+from jaxbench.data import resample
 from jaxbench.data.evalset import EvalSet
 from jaxbench.models.api import Preprocess
 
@@ -139,16 +145,26 @@ def plan(todo: np.ndarray, global_batch: int, process_index: int = 0,
 
 
 class LoadExample(grain.transforms.Map):
-  """index -> {'image' uint8 (S,S,3), 'label', 'index', 'uid', 'mask', 'bad'[, 'labels']}."""
+  """index -> {'image' uint8 (S,S,3), 'label', 'index', 'uid', 'mask', 'bad'[, 'labels']}.
+
+  With ``canvas`` > 0 (decode-only mode) 'image' is uint8 (canvas, canvas, 3) and the
+  element also holds the resampling table (``resample.TABLE_KEYS``): the decoded image
+  top-left with its table, or, where the device cannot give PIL's pixels (larger than
+  the canvas, padded by the crop, a host-side shift), the host-resized (S,S,3) pixels
+  with an identity table.
+  """
 
   def __init__(self, evalset: EvalSet, preprocess: Preprocess, *, seed: int = 0,
-               host_shift: Optional[Callable] = None, draft: Optional[int] = None):
+               host_shift: Optional[Callable] = None, draft: Optional[int] = None,
+               canvas: int = 0):
     self.evalset = evalset
     self.draft = draft
     self.pp = preprocess
     self.seed = seed
     self.host_shift = host_shift
     self.stage = getattr(host_shift, "stage", "model_input") if host_shift else None
+    self.canvas = int(canvas)
+    self.taps = resample.max_taps(self.canvas, preprocess) if self.canvas else 0
 
   def __getstate__(self):
     # Worker processes (``num_processes``) get the records and the host-side rules,
@@ -163,9 +179,26 @@ class LoadExample(grain.transforms.Map):
     out = {"image": np.zeros((s, s, 3), np.uint8), "label": np.int32(-1),
            "index": np.int64(index), "uid": np.uint32(0), "mask": np.bool_(False),
            "bad": np.bool_(bad)}
+    if self.canvas:   # zeros through an identity table: the same zero image
+      out.update(image=np.zeros((self.canvas, self.canvas, 3), np.uint8),
+                 **resample.identity_table(s, self.taps))
     if self.evalset.multilabel:
       out["labels"] = np.zeros(self.evalset.num_classes, np.bool_)
     return out
+
+  def load_for_device(self, record: dict, rng: Optional[np.random.Generator]) -> dict:
+    """Decode-only mode: {'image': uint8 (canvas, canvas, 3), table keys}."""
+    if self.host_shift is None:
+      img = record_image(record, self.evalset.pre_transform, self.draft)
+      table = resample.image_table(img.size[0], img.size[1], self.pp, self.canvas,
+                                   self.taps)
+      if table is not None:
+        return {"image": resample.on_canvas(np.asarray(img, np.uint8), self.canvas), **table}
+      pixels = resize_crop(img, self.pp)   # the device cannot: PIL here, passed through
+    else:
+      pixels = self.load_image(record, rng)
+    return {"image": resample.on_canvas(pixels, self.canvas),
+            **resample.identity_table(self.pp.size, self.taps)}
 
   def load_image(self, record: dict, rng: Optional[np.random.Generator]) -> np.ndarray:
     img = record_image(record, self.evalset.pre_transform, self.draft)
@@ -184,10 +217,11 @@ class LoadExample(grain.transforms.Map):
     uid = example_uid(str(record["id"]))
     rng = np.random.default_rng([self.seed, uid]) if self.host_shift else None
     try:
-      image = self.load_image(record, rng)
+      pixels = self.load_for_device(record, rng) if self.canvas else \
+          {"image": self.load_image(record, rng)}
     except Exception:  # noqa: BLE001 -- any undecodable file is skipped and recorded
       return self._empty(index, bad=True)
-    out = {"image": image, "label": np.int32(record.get("label", -1)),
+    out = {**pixels, "label": np.int32(record.get("label", -1)),
            "index": np.int64(index), "uid": np.uint32(uid), "mask": np.bool_(True),
            "bad": np.bool_(False)}
     if self.evalset.multilabel:
@@ -213,7 +247,7 @@ def describe_error(evalset: EvalSet, index: int) -> str:
 def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
             start_batch: int = 0, seed: int = 0, host_shift=None,
             num_threads: int = 8, prefetch: int = 4, num_processes: int = 0,
-            draft: Optional[int] = None):
+            draft: Optional[int] = None, canvas: int = 0):
   """Iterator over local batches (dicts of NumPy arrays) from ``start_batch`` on.
 
   Args:
@@ -223,9 +257,13 @@ def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
       batch b is made by worker b % N and the order is kept). Outputs are the same.
     draft: opt-in reduced-DCT JPEG decoding to >= ``draft`` pixels a side
       (``config.jpeg_draft``); None (default) decodes at full size.
+    canvas: > 0: decode-only batches for the device resize (``config.device_resize``):
+      'image' uint8 (B, canvas, canvas, 3) plus the tables; finish them with
+      :func:`jaxbench.data.resample.finish`.
   """
   ds = grain.MapDataset.source(the_plan.indices).map(
-      LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift, draft=draft))
+      LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift, draft=draft,
+                  canvas=canvas))
   batch = the_plan.local_batch
   if num_processes > 0:
     from absl import flags
@@ -253,7 +291,8 @@ def batches(evalset: EvalSet, preprocess: Preprocess, the_plan: Plan, *,
   in_flight = max(2, -(-max(1, num_threads) // max(1, batch)))
   batched = grain.MapDataset.range(start_batch, the_plan.num_batches).map(
       DecodeBatch(LoadExample(evalset, preprocess, seed=seed, host_shift=host_shift,
-                              draft=draft), the_plan.indices, batch, num_threads))
+                              draft=draft, canvas=canvas), the_plan.indices, batch,
+                  num_threads))
   read = grain.ReadOptions(num_threads=in_flight,
                            prefetch_buffer_size=max(prefetch, in_flight))
   return iter(batched.to_iter_dataset(read))

@@ -90,6 +90,9 @@ ENGINE: dict[str, Key] = {
                             "mp_prefetch)", volatile=True),
     "prepared_cache": Key("", "dir of decoded+cropped pixels (jaxbench.data.prepared); "
                           "'' off", volatile=True),
+    "device_resize": Key(0, "N > 0: the host only decodes; PIL's exact resize + center "
+                         "crop run on the device from an N x N uint8 canvas (larger images "
+                         "resized on the host); 0 off", volatile=True),
     "jpeg_draft": Key(False, "opt-in faster JPEG decoding at reduced DCT scale: NOT "
                       "pixel-exact; recorded in each row's provenance"),
     "precision": Key("float32", "'float32', 'tf32' or 'bfloat16'"),

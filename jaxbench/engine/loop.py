@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from jaxbench import parallel, progress, stopping, store as store_lib, transforms
-from jaxbench.data import pipeline
+from jaxbench.data import pipeline, resample
 from jaxbench.data import sources as sources_lib
 from jaxbench.data.evalset import EvalSet
 from jaxbench.engine import keys, plan as plan_lib, refill as refill_lib, rows as rows_lib
@@ -55,8 +55,14 @@ def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
                   host_shift, source_fingerprint: Optional[dict] = None) -> Iterator[dict]:
   """The pass's local batches: from the prepared-set cache (``config.prepared_cache``,
   built on first use) when set and no host-side shift alters the pixels, else decoded
-  by the grain pipeline. Both give identical batches."""
+  by the grain pipeline. Both give identical batches.
+
+  With ``config.device_resize`` = N (and neither the cache nor a host-side shift in
+  use) the pipeline only decodes: batches hold N x N canvases and resampling tables,
+  finished on the device by :func:`jaxbench.data.resample.finish` (same pixels).
+  """
   threads = int(keys.get(config, "num_workers"))
+  canvas = device_canvas(config, preprocess)
   cache = str(keys.get(config, "prepared_cache") or "")
   # Opt-in reduced-DCT JPEG decoding: to at least the resize target, never cached.
   draft = int(preprocess.resize) if keys.get(config, "jpeg_draft") else None
@@ -64,6 +70,10 @@ def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
     logging.info("%s: jpeg_draft decoding is not cached; prepared cache not used",
                  evalset.name)
     cache = ""
+  if canvas and host_shift is not None:
+    logging.info("%s: host-side shift changes the pixels before the crop; resizing on the "
+                 "host (config.device_resize not used)", evalset.name)
+    canvas = 0
   if cache and host_shift is None:
     from jaxbench.data import prepared
     entry = prepared.get_or_build(cache, evalset, preprocess, num_threads=threads,
@@ -77,7 +87,47 @@ def input_batches(config, evalset: EvalSet, preprocess: Preprocess, the_plan,
   return pipeline.batches(evalset, preprocess, the_plan, seed=int(config.seed),
                           host_shift=host_shift, num_threads=threads,
                           num_processes=int(keys.get(config, "decode_processes")),
-                          draft=draft)
+                          draft=draft, canvas=canvas)
+
+
+def device_canvas(config, preprocess: Preprocess) -> int:
+  """``config.device_resize`` checked against the model's preprocessing (0 = off).
+
+  Raises:
+    ConfigError: not 0 or an integer >= the crop size, an interpolation the device
+      cannot reproduce, or an installed Pillow whose resampling it does not know.
+  """
+  value = keys.get(config, "device_resize")
+  try:
+    n = resample.check_canvas(value, preprocess)
+    if n:
+      resample.pillow_order()
+  except (ValueError, RuntimeError) as e:
+    raise ConfigError(str(e)) from None
+  return n
+
+
+def to_device(batch: dict, mesh) -> dict:
+  """A host batch -> global arrays on ``mesh``, resized + cropped there when it carries
+  resampling tables (decode-only batches, ``config.device_resize``)."""
+  return resample.finish(parallel.to_global(batch, mesh))
+
+
+def _noting_tables(batches: Iterator[dict], seen: list) -> Iterator[dict]:
+  """``batches`` unchanged; appends to ``seen`` once a batch carries resampling tables."""
+  for batch in batches:
+    if not seen and resample.TABLE_KEYS[0] in batch:
+      seen.append(True)
+    yield batch
+
+
+def resized_on_device(batches: Iterator[dict]) -> Iterator[dict]:
+  """Host batches, decode-only ones finished by the device program and brought back
+  (for consumers that place batches themselves: survivor refill)."""
+  for batch in batches:
+    if resample.TABLE_KEYS[0] in batch:
+      batch = jax.tree.map(np.asarray, jax.device_get(resample.finish(batch)))
+    yield batch
 
 
 def check_data_unchanged(pid: str, evalset: EvalSet, fingerprint: dict,
@@ -157,11 +207,14 @@ def run_pass(ps: plan_lib.PassSpec, pid: str, model: Model, evalset: EvalSet,
     preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
   local = input_batches(config, evalset, preprocess, the_plan, transform.host_fn,
                         source_fingerprint=fingerprint)
+  on_device: list = []   # set by the first decode-only batch (config.device_resize)
+  local = _noting_tables(local, on_device)
   # Survivor refill: the attack streams the batches through its own slots
   # (jaxbench.engine.refill) and the fixed loop below gets none.
   refill_settings, refill_info = refill_lib.plan(transform, refill)
-  # Host-to-device copies of the next 2 batches start while the current step runs.
-  it = pipeline.prefetched(local, 2, lambda b: parallel.to_global(b, mesh)) \
+  # Host-to-device copies of the next 2 batches start while the current step runs
+  # (decode-only batches are resized + cropped there by their own program).
+  it = pipeline.prefetched(local, 2, lambda b: to_device(b, mesh)) \
       if refill_settings is None else ()
   every = max(1, int(keys.get(config, "checkpoint_every")))
   log_every = max(1, int(keys.get(config, "log_every")))
@@ -173,7 +226,8 @@ def run_pass(ps: plan_lib.PassSpec, pid: str, model: Model, evalset: EvalSet,
   seen = 0
   if refill_settings is not None:
     new_parts, counts, refill_info = refill_lib.run(
-        refill_settings, transform.obj, model, params_on_mesh, pipeline.prefetched(local, 2),
+        refill_settings, transform.obj, model, params_on_mesh,
+        pipeline.prefetched(resized_on_device(local), 2),
         batch_size=batch_size, seed=int(config.seed), mesh=mesh, project=project,
         multilabel=evalset.multilabel, num_classes=num_classes, counts=counts, store=store,
         pid=pid, chunk_id=chunk_id, checkpoint_every=every, stop_agreed=lambda: _stop_agreed(),
@@ -225,6 +279,8 @@ def run_pass(ps: plan_lib.PassSpec, pid: str, model: Model, evalset: EvalSet,
     raise RuntimeError(f"pass {pid}: device counters {counts} disagree with per-example "
                        f"outputs {recount}")
   suite = str(keys.get(config, "suite")) if suite is None else suite
+  if "resize" in prov and not on_device:   # the cache or a host-side shift: host pixels
+    prov = {**prov, "resize": "host"}
   rows = rows_lib.make_rows(ps, pid, model, evalset, transform, outputs, suite=suite,
                             prov=prov, elapsed=elapsed, evaluated=len(todo))
   if refill_info is not None and rows:   # all rows of a pass share one details dict

@@ -35,4 +35,12 @@ def provenance(config, mesh) -> dict:
           "process_count": jax.process_count(), "mesh": dict(mesh.shape),
           "seed": int(config.seed),
           # decode mode: "exact" (default) or "jpeg_draft" (reduced DCT, not pixel-exact)
-          "decode": "jpeg_draft" if keys.get(config, "jpeg_draft") else "exact"}
+          "decode": "jpeg_draft" if keys.get(config, "jpeg_draft") else "exact",
+          # where resize + crop ran: "host" or "device:N" (N x N canvas; same pixels)
+          "resize": resize_mode(config)}
+
+
+def resize_mode(config) -> str:
+  """'host' or 'device:N' (``config.device_resize``, PIL-exact on the device)."""
+  n = int(keys.get(config, "device_resize") or 0)
+  return f"device:{n}" if n > 0 else "host"

@@ -89,6 +89,11 @@ def validate(config, hooks: Hooks = NO_HOOKS) -> None:
   if keys.get(config, "preprocess") not in ("", "clip"):
     raise ConfigError(f"config.preprocess {config.preprocess!r}: use '' (each model's own) "
                       "or 'clip' (CLIP's for every model, as RoZ)")
+  from jaxbench.data import resample
+  try:   # the crop-size check waits for each model's preprocessing (engine.loop)
+    resample.check_canvas(keys.get(config, "device_resize"), None)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _catalog_get(spec: str, config) -> EvalSet:
@@ -194,6 +199,12 @@ def data_phases(config) -> list[str]:
                  (f" into {root!r}" if root else "") +
                  (" (root exists: read as is, regenerated only if incomplete)" if there
                   else " (on first use)"))
+  canvas = int(keys.get(config, "device_resize") or 0)
+  out.append("input: JPEG decoding " + ("jpeg_draft (reduced DCT, not pixel-exact)"
+                                        if keys.get(config, "jpeg_draft") else "exact") +
+             ("; resize + center crop on the device from a "
+              f"{canvas}x{canvas} canvas (PIL-exact; larger images, host-side shifts and "
+              "cached pixels on the host)" if canvas else "; resize + center crop on the host"))
   cache = str(keys.get(config, "prepared_cache") or "")
   if cache:
     if keys.get(config, "jpeg_draft"):

@@ -27,7 +27,8 @@ def test_configs_base_is_built_from_the_declared_keys():
   # The keys that may change on one workdir are the declared volatile ones.
   assert keys.VOLATILE == {"batch_size", "mesh", "checkpoint_every", "num_workers",
                            "log_every", "report", "param_sharding", "workdir_policy",
-                           "prepared_cache", "decode_processes", "on_data_change", "plugins"}
+                           "prepared_cache", "decode_processes", "device_resize",
+                           "on_data_change", "plugins"}
 
 
 @pytest.mark.parametrize("key,value,message", [
