@@ -188,13 +188,13 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
   score = step_lib.scorer(model, project, num_classes, multilabel)
   with precision_lib.scope(model.precision):
     slots = refill.Slots(attack, score, params, batch_size=batch_size,
-                         chunk_steps=s.chunk_steps, put=put, prep=to_unit)
+                         chunk_steps=s.chunk_steps, put=put, prep=to_unit,
+                         multiple=mesh.shape["data"])
   bsz = slots.batch_size
   every = max(1, int(checkpoint_every))
   stream = iter(batches)
-  pending: list[dict] = []      # examples read, not yet in a slot
-  inputs: dict[int, dict] = {}  # examples in a slot or finished, by id
-  finished: list[tuple[int, dict]] = []
+  pending: list[dict] = []      # examples read, not yet in the reservoir
+  inputs: dict[int, dict] = {}  # examples in the reservoir, a slot or finished, by id
   buffer, parts = [], []
   state = {"batches": 0, "scored": 0, "seen": 0, "chunks": 0, "next": 0}
   exhausted = False
@@ -220,14 +220,13 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
       parts.append(chunk)
       buffer.clear()
 
-  def score_finished(n: int) -> None:
+  def score_finished(ids, raw, n: int) -> None:
     nonlocal counts
-    take, finished[:] = finished[:n], finished[n:]
-    rows = [inputs.pop(i) | {"raw": raw} for i, raw in take]
-    pad = bsz - len(rows)
-    rows += [rows[0] | {"mask": np.bool_(False), "index": np.int64(-1)}] * pad
+    if bar is not None and state["scored"] == 0:
+      bar.first_batch(0, time.perf_counter() - t_first, True)
+    rows = [inputs.pop(int(i)) for i in ids]
+    rows += [rows[0] | {"mask": np.bool_(False), "index": np.int64(-1)}] * (bsz - n)
     ex = {k: put(np.stack([r[k] for r in rows])) for k in _EXAMPLE_KEYS if k in rows[0]}
-    raw = {k: put(np.stack([r["raw"][k] for r in rows])) for k in rows[0]["raw"]}
     with precision_lib.scope(model.precision):
       out, counts = _score(slots.static, score, params, slots.dyn, counts, ex, raw)
     out = jax.tree.map(np.asarray, jax.device_get(out))
@@ -240,39 +239,41 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
 
   t_first = time.perf_counter()
   while True:
-    while not exhausted and len(pending) < slots.free():
-      exhausted = not read()
-    if pending and slots.free():
-      fresh, pending[:] = pending[:slots.free()], pending[slots.free():]
+    # The device reservoir takes a batch whenever it has room for one.
+    while slots.room() and (pending or not exhausted):
+      while not exhausted and len(pending) < bsz:
+        exhausted = not read()
+      fresh, pending[:] = pending[:bsz], pending[bsz:]
+      if not fresh:
+        break
       ids = list(range(state["next"], state["next"] + len(fresh)))
       state["next"] += len(fresh)
       inputs.update(zip(ids, fresh))
       with precision_lib.scope(model.precision):
-        slots.fill(ids, np.stack([e["image"] for e in fresh]),
-                   np.asarray([e["label"] for e in fresh], np.int32),
-                   np.stack([e["key"] for e in fresh]),
-                   mask=np.asarray([e["mask"] for e in fresh], bool))
-    if slots.live() == 0:
-      break
+        slots.add(ids, np.stack([e["image"] for e in fresh]),
+                  np.asarray([e["label"] for e in fresh], np.int32),
+                  np.stack([e["key"] for e in fresh]),
+                  mask=np.asarray([e["mask"] for e in fresh], bool))
+    more = bool(pending) or not exhausted
     with precision_lib.scope(model.precision):
-      finished.extend(slots.advance())
-    while len(finished) >= bsz:
-      if bar is not None and state["scored"] == 0:
-        bar.first_batch(0, time.perf_counter() - t_first, True)
-      score_finished(bsz)
+      slots.advance(more)
+    for batch in slots.ready():
+      score_finished(*batch)
       write(flush=False)
+    if not more and slots.idle():
+      break
     if stop_agreed():
-      if finished:
-        score_finished(len(finished))
+      for batch in slots.ready(final=True):
+        score_finished(*batch)
       write(flush=True)
       raise stopping.Preempted(
           f"stopped by SIGTERM during the refill pass of {what} ({state['seen']} new "
           "examples checkpointed); rerun the same command to resume")
-  if finished:
-    score_finished(len(finished))
+  for batch in slots.ready(final=True):
+    score_finished(*batch)
   write(flush=True)
   st = slots.stats
   info = {"ran": True, "chunk_steps": s.chunk_steps, "occupancy": round(st.occupancy, 4),
           "chunks": st.chunks, "slot_steps": st.slot_steps,
-          "live_slot_steps": st.live_slot_steps}
+          "live_slot_steps": st.live_slot_steps, "shrinks": st.shrinks}
   return parts, counts, info
