@@ -315,8 +315,9 @@ class Slots:
     if m == 0:
       return
     if m > b or not self.room():
-      raise ValueError(f"refill: {m} examples for a reservoir with "
-                       f"{self.res_n - self.ptr} of {2 * b} rows in use")
+      raise ValueError(f"refill: {m} examples for a reservoir with {self.res_n - self.ptr} "
+                       f"of {2 * b} rows in use: expected at most batch_size={b} examples, "
+                       "added while Slots.room() is True")
     images = np.asarray(images, None if self.prep is not None else np.float32)
     keys = np.asarray(keys)
     pad = lambda a, v: np.concatenate(   # noqa: E731

@@ -5,11 +5,13 @@ example (a :class:`~jaxbench.attacks.base.Iterative` attack: BIM/MIM/DIM/PGD
 with early stop, NES/SPSA, Square, DeepFool, APGD, min_eps searches, transfer)
 does not run the runner's fixed per-batch step, in which a batch lasts as long
 as its slowest example. Its examples stream instead through the
-``batch_size`` slots of :class:`jaxbench.attacks.refill.Slots`: the attack
-runs ``config.attack.chunk_steps`` iterations at a time, finished examples
-leave and fresh ones from the stream take their slots. Finished examples are
-then scored in full batches by :func:`_score`, which does what the fixed step
-does after its attack: re-evaluate the clean image (``clean_correct1``),
+``batch_size`` slots of :class:`jaxbench.attacks.refill.Slots`: every
+``config.attack.chunk_steps`` iterations, inside one compiled program,
+finished examples leave for a device-side output buffer and fresh ones take
+their slots from a device-side reservoir that the host tops up a batch at a
+time; the pass's tail is compacted into smaller slot sets. Finished examples
+are then scored in full batches by :func:`_score`, which does what the fixed
+step does after its attack: re-evaluate the clean image (``clean_correct1``),
 project and re-evaluate the adversarial image once (``finalize``), score it
 (top-1/top-5, finiteness) and keep the attack's per-example diagnostics
 (``atk_*``).
@@ -176,8 +178,8 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
 
   Returns:
     (list of per-example output dicts written, updated counts,
-    {'ran': True, 'chunk_steps', 'occupancy', 'chunks', 'slot_steps',
-    'live_slot_steps'}).
+    {'ran': True, 'chunk_steps', 'occupancy', 'chunks' (launches of the slot
+    program), 'slot_steps', 'live_slot_steps', 'shrinks' (tail compactions)}).
 
   Raises:
     jaxbench.stopping.Preempted: after SIGTERM, once finished examples are written.

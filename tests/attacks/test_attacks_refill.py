@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxbench import attacks
@@ -103,3 +104,32 @@ def test_ensemble_is_worst_case_over_stages():
   out, _ = refill.run_ensemble(ens, linear_apply, p, x, labels, k, batch_size=8)
   np.testing.assert_array_equal(out["robust_stage"], stages)
   np.testing.assert_allclose(out["adv_images"], np.asarray(r.adv_images), atol=1e-6)
+
+
+def test_refill_with_launch_cap_and_tail_compaction_equals_batched():
+  # 40 updates: unbroken examples outlast a launch (MAX_LAUNCH_STEPS), 16 examples
+  # through 4 slots top the reservoir up several times, and the tail is compacted
+  # into 2 and 1 slots; every example's result equals the one batched run's.
+  a = attacks.get("bim(eps=0.02, steps=40, step_ratio=0.05)")
+  full = a(linear_apply, PS, XS, YS, KS)
+  steps = np.asarray(full.diagnostics["steps"])
+  assert steps.max() > refill.MAX_LAUNCH_STEPS and len(set(steps.tolist())) > 3
+  res, stats = refill.run(a, linear_apply, PS, refill.examples_from_arrays(XS, YS, KS, batch=3),
+                          batch_size=4, chunk_steps=1)
+  assert stats.shrinks >= 1 and stats.examples == 16 and stats.occupancy > 0.8
+  np.testing.assert_array_equal(res.adv_images, np.asarray(full.adv_images))
+  for k in ("success", "queries"):
+    np.testing.assert_array_equal(getattr(res, k), np.asarray(getattr(full, k)))
+  for k in full.diagnostics:
+    np.testing.assert_array_equal(res.diagnostics[k], np.asarray(full.diagnostics[k]), err_msg=k)
+
+
+def test_reservoir_refuses_more_than_it_holds():
+  a = attacks.get("bim(eps=0.03)")
+  slots = refill.Slots(a, linear_apply, PS, batch_size=4)
+  x, y, kd = np.asarray(XS[:4]), YS[:4], np.asarray(jax.random.key_data(KS[:4]))
+  slots.add([0, 1, 2, 3], x, y, kd)
+  slots.add([4, 5, 6, 7], x, y, kd)      # two batches: the reservoir is full
+  assert not slots.room()
+  with pytest.raises(ValueError, match="refill: 4 examples for a reservoir with 8 of 8 rows in use: expected at most"):
+    slots.add([8, 9, 10, 11], x, y, kd)
