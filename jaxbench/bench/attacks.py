@@ -78,7 +78,7 @@ flags.DEFINE_list("refill_examples", ["512", "2048"],
                   "is the headline; RoZ passes hold 1,000-50,000 examples, so the start and "
                   "end of a pass weigh less than at 512)")
 flags.DEFINE_integer("refill_batch", 64, "batch (slots) of the refill runner benchmark")
-flags.DEFINE_integer("chunk_steps", 2, "refill: attack iterations between refills")
+flags.DEFINE_integer("chunk_steps", 1, "refill: attack iterations between refills")
 flags.DEFINE_float("refill_noise", 0.15, "refill: pixel noise of the CNN's class blobs")
 flags.DEFINE_float("refill_spread", 0.05,
                    "refill: class blob centres are uniform in 0.5 +- this (pixel units)")

@@ -54,7 +54,7 @@ from jaxbench.model_setup import ConfigError
 class Settings:
   """``config.attack.refill`` / ``config.attack.chunk_steps``."""
   refill: bool = False
-  chunk_steps: int = 2
+  chunk_steps: int = 1
 
 
 def settings(section) -> Settings:
