@@ -109,14 +109,14 @@ def _launch(attack, apply, params, dyn, carry, consumed, count, ptr, res_n, more
 
   Args:
     carry: 'state' (S slots), 'ids' (S,) int32 (-1: empty), 'res'/'res_ids'
-      (the reservoir), 'out'/'out_ids' (the output buffer, 2 * batch rows).
+      (the reservoir), 'out'/'out_ids' (the output buffer, batch + S rows).
     consumed: int32, leading buffer rows already taken for scoring (dropped).
     count: int32, buffer rows in use before dropping them; ptr, res_n: int32,
       first unused reservoir row and rows filled.
     more: bool, the stream has examples the reservoir does not hold yet.
     shrink_at: int32, stop once the stream is dry and at most this many slots
       are occupied (0: never).
-    batch: scoring batch: stop once this many outputs are buffered.
+    batch: stop once this many outputs are buffered (what the host scores).
 
   Returns:
     (carry, int32 [buffer rows, reservoir ptr, occupied slots, iterations,
@@ -240,8 +240,12 @@ class Slots:
     attack: an :class:`~jaxbench.attacks.base.Iterative` attack, bound to the
       model (``for_model``/``prepare``).
     apply, params: the victim (``apply`` hashable: it keys the compiled steps).
-    batch_size: slots, the reservoir's top-up batch and the scoring batch.
+    batch_size: slots and the reservoir's top-up batch.
     chunk_steps: iterations between exchanges of finished examples.
+    hold: scoring batches a launch runs for (:meth:`ready` hands out
+      ``hold * batch_size`` examples at a time): every launch of a program
+      costs a constant on top of its work (~25 ms on a loaded 2-core CPU for a
+      small CNN), so fewer, longer launches pay it less often.
     put: host array -> device array for batch-leading arrays (e.g. a
       ``device_put`` to ``NamedSharding(mesh, P('data'))``).
     prep: optional hashable function applied to the images inside the compiled
@@ -252,7 +256,8 @@ class Slots:
   """
 
   def __init__(self, attack: base.Iterative, apply, params, *, batch_size: int,
-               chunk_steps: int = 1, put=None, prep=None, multiple: int = 1):
+               chunk_steps: int = 1, put=None, prep=None, multiple: int = 1,
+               hold: int = 2):
     if not isinstance(attack, base.Iterative):
       raise base.AttackInputError(f"refill needs an iterative attack, got {attack.name!r}")
     if int(chunk_steps) < 1:
@@ -266,6 +271,8 @@ class Slots:
     self.put = put if put is not None else jnp.asarray
     self.prep = prep
     b, m = self.batch_size, max(1, int(multiple))
+    self.hold = max(1, int(hold))
+    self.score_batch = self.hold * b   # rows per scoring batch (ready())
     # Compiled slot sets for the tail: halves while they stay multiples of m.
     self.sizes = [b]
     while (len(self.sizes) <= MAX_SHRINKS and self.sizes[-1] % 2 == 0
@@ -282,7 +289,7 @@ class Slots:
 
   def room(self) -> bool:
     """Whether the reservoir can take a batch of ``batch_size`` more examples."""
-    return self.res_n - self.ptr <= self.batch_size
+    return self.res_n - self.ptr <= self.score_batch
 
   def idle(self) -> bool:
     """No example in a slot or in the reservoir."""
@@ -290,14 +297,15 @@ class Slots:
 
   def _create(self, images, labs, kds, eps, tgs):
     b, put = self.batch_size, self.put
+    rows = self.score_batch + b   # reservoir and output buffer
     x = jax.eval_shape(self.prep, images) if self.prep is not None else images
     shapes = jax.eval_shape(self.static.init, x, labs, kds, eps, tgs, np.zeros((b,), bool))
     raw = jax.eval_shape(self.static.output, shapes)
     self.carry = {"state": _placeholders(shapes, b, put), "ids": put(np.full((b,), -1, np.int32)),
-                  "res": _placeholders(shapes, 2 * b, put),
-                  "res_ids": put(np.full((2 * b,), -1, np.int32)),
-                  "out": _placeholders(raw, 2 * b, put),
-                  "out_ids": put(np.full((2 * b,), -1, np.int32))}
+                  "res": _placeholders(shapes, rows, put),
+                  "res_ids": put(np.full((rows,), -1, np.int32)),
+                  "out": _placeholders(raw, rows, put),
+                  "out_ids": put(np.full((rows,), -1, np.int32))}
 
   def add(self, ids, images, labels, keys, targets=None, mask=None) -> None:
     """Puts examples into the reservoir (initialised there, on the device).
@@ -316,7 +324,7 @@ class Slots:
       return
     if m > b or not self.room():
       raise ValueError(f"refill: {m} examples for a reservoir with {self.res_n - self.ptr} "
-                       f"of {2 * b} rows in use: expected at most batch_size={b} examples, "
+                       f"of {self.score_batch + b} rows in use: expected at most batch_size={b} examples, "
                        "added while Slots.room() is True")
     images = np.asarray(images, None if self.prep is not None else np.float32)
     keys = np.asarray(keys)
@@ -352,7 +360,7 @@ class Slots:
     carry, info = _launch(self.static, self.apply, self.params, self.dyn, self.carry,
                           np.int32(self.consumed), np.int32(self.count), np.int32(self.ptr),
                           np.int32(self.res_n), np.bool_(more), np.int32(shrink_at),
-                          chunk_steps=self.chunk_steps, batch=self.batch_size)
+                          chunk_steps=self.chunk_steps, batch=self.score_batch)
     self.carry = jax.tree.map(self.put, carry)
     self.count, self.ptr, self.occupied, steps, live = (int(v) for v in jax.device_get(info))
     self.consumed = 0
@@ -368,13 +376,13 @@ class Slots:
       st.shrinks += 1
 
   def ready(self, final: bool = False) -> Iterator[tuple[np.ndarray, dict, int]]:
-    """Finished examples, a full batch at a time (``final``: also the rest).
+    """Finished examples, ``score_batch`` at a time (``final``: also the rest).
 
     Yields:
-      (ids (n,) int, raw outputs: dict of (batch_size, ...) device arrays whose
+      (ids (n,) int, raw outputs: dict of (score_batch, ...) device arrays whose
       first n rows belong to ``ids``, n).
     """
-    b = self.batch_size
+    b = self.score_batch
     while self.count - self.consumed >= b or (final and self.count > self.consumed):
       n = min(b, self.count - self.consumed)
       raw, ids = _take(self.carry["out"], self.carry["out_ids"], np.int32(self.consumed), b)
@@ -412,11 +420,12 @@ def run(attack: base.Iterative, apply, params, batches: Iterable[dict], *,
   exhausted = False
 
   def finish(ids, raw, n):
-    rows = list(ids) + [int(ids[0])] * (batch_size - n)
+    size = slots.score_batch
+    rows = list(ids) + [int(ids[0])] * (size - n)
     imgs = np.stack([inputs[e][0] for e in rows])
     labs = np.asarray([inputs[e][1] for e in rows], np.int32)
     res = _finish(slots.static, apply, params, slots.dyn, put(imgs), put(labs), raw,
-                  put(np.arange(batch_size) < n))
+                  put(np.arange(size) < n))
     parts.append((ids, jax.tree.map(lambda a: np.asarray(a)[:n], jax.device_get(res))))
 
   while True:

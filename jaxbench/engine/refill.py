@@ -171,7 +171,7 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
     counts: the device counters so far ({'n', 'correct1', 'correct5'}).
     store, pid, chunk_id: finished examples are written with
       ``store.write_chunk(pid, chunk_id + i, outputs)``, i = 0, 1, ...
-    checkpoint_every: scored batches between chunks.
+    checkpoint_every: batch_size examples written per chunk, times this.
     stop_agreed: the preemption check (True: write what is finished and stop).
     bar: optional :class:`jaxbench.progress.PassBar`.
     what: the pass, for the preemption message.
@@ -215,7 +215,8 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
     return True
 
   def write(flush: bool) -> None:
-    if buffer and (flush or len(buffer) >= every):
+    # Every checkpoint_every batches' worth of examples, as the fixed loop.
+    if buffer and (flush or sum(len(p["index"]) for p in buffer) >= every * bsz):
       chunk = {k: np.concatenate([p[k] for p in buffer]) for k in buffer[0]}
       store.write_chunk(pid, chunk_id + state["chunks"], chunk)
       state["chunks"] += 1
@@ -227,7 +228,8 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
     if bar is not None and state["scored"] == 0:
       bar.first_batch(0, time.perf_counter() - t_first, True)
     rows = [inputs.pop(int(i)) for i in ids]
-    rows += [rows[0] | {"mask": np.bool_(False), "index": np.int64(-1)}] * (bsz - n)
+    pad = rows[0] | {"mask": np.bool_(False), "index": np.int64(-1)}
+    rows += [pad] * (slots.score_batch - n)
     ex = {k: put(np.stack([r[k] for r in rows])) for k in _EXAMPLE_KEYS if k in rows[0]}
     with precision_lib.scope(model.precision):
       out, counts = _score(slots.static, score, params, slots.dyn, counts, ex, raw)

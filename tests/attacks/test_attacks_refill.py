@@ -128,8 +128,10 @@ def test_reservoir_refuses_more_than_it_holds():
   a = attacks.get("bim(eps=0.03)")
   slots = refill.Slots(a, linear_apply, PS, batch_size=4)
   x, y, kd = np.asarray(XS[:4]), YS[:4], np.asarray(jax.random.key_data(KS[:4]))
-  slots.add([0, 1, 2, 3], x, y, kd)
-  slots.add([4, 5, 6, 7], x, y, kd)      # two batches: the reservoir is full
+  for i in range(3):   # hold=2 scoring batches + one batch of slots: the reservoir is full
+    assert slots.room()
+    slots.add(list(range(4 * i, 4 * i + 4)), x, y, kd)
   assert not slots.room()
-  with pytest.raises(ValueError, match="refill: 4 examples for a reservoir with 8 of 8 rows in use: expected at most"):
-    slots.add([8, 9, 10, 11], x, y, kd)
+  with pytest.raises(ValueError, match="refill: 4 examples for a reservoir with 12 of 12 rows "
+                     "in use: expected at most batch_size=4"):
+    slots.add([12, 13, 14, 15], x, y, kd)
