@@ -13,9 +13,9 @@ iterations, copies the raw outputs (``attack.output``) of finished slots into a
 device-side output buffer and moves fresh examples into their slots from a
 device-side reservoir of initialised states. The host only tops the
 reservoir up (:func:`_topup`, one batch of fresh examples, initialised inside
-the program), takes full batches of finished outputs for scoring, and reads
-back a handful of counters per launch. A launch ends when a full batch has
-finished, when the reservoir runs dry while the stream has more, after
+the program), takes full scoring batches (``hold`` batches) of finished outputs,
+and reads back a handful of counters per launch. A launch ends when a scoring
+batch has finished, when the reservoir runs dry while the stream has more, after
 :data:`MAX_LAUNCH_STEPS` iterations, or, once the stream is exhausted, when
 so few slots are left that a smaller compiled slot set (half, quarter, eighth)
 holds them: the survivors are then compacted into it (:func:`_shrink`), so the
