@@ -109,7 +109,7 @@ def _launch(attack, apply, params, dyn, carry, consumed, count, ptr, res_n, more
 
   Args:
     carry: 'state' (S slots), 'ids' (S,) int32 (-1: empty), 'res'/'res_ids'
-      (the reservoir), 'out'/'out_ids' (the output buffer, batch + S rows).
+      (the reservoir), 'out'/'out_ids' (the output buffer, batch + batch_size rows).
     consumed: int32, leading buffer rows already taken for scoring (dropped).
     count: int32, buffer rows in use before dropping them; ptr, res_n: int32,
       first unused reservoir row and rows filled.
@@ -160,9 +160,11 @@ def _shrink(state, ids, size):
 
 @functools.partial(jax.jit, static_argnames=("batch",))
 def _take(out, out_ids, start, batch):
-  """Buffer rows [start, start + batch)."""
-  sl = lambda v: jax.lax.dynamic_slice_in_dim(v, start, batch)   # noqa: E731
-  return jax.tree.map(sl, out), sl(out_ids)
+  """Buffer rows start, start + 1, ... (batch of them, wrapping around the buffer's
+  end: a slice would be shifted back to fit, and the rows past the finished ones
+  only pad the scoring batch)."""
+  idx = (start + jnp.arange(batch)) % out_ids.shape[0]
+  return _rows(out, idx), out_ids[idx]
 
 
 @functools.partial(jax.jit, static_argnames=("attack", "apply"))

@@ -135,3 +135,25 @@ def test_reservoir_refuses_more_than_it_holds():
   with pytest.raises(ValueError, match="refill: 4 examples for a reservoir with 12 of 12 rows "
                      "in use: expected at most batch_size=4"):
     slots.add([12, 13, 14, 15], x, y, kd)
+
+
+def test_refill_last_launch_past_a_scoring_batch_scores_each_example_once():
+  # 11 examples through 4 slots (scoring batches of 8): ten are misclassified
+  # (finished at their first evaluation), example 3 is broken by its first update.
+  # Finished counts run 3, 7, 11: the last launch ends 3 examples past a scoring
+  # batch, which the final batch must take from the right rows of the buffer.
+  a = attacks.get("bim(eps=0.5, step_ratio=1.0)")
+  x = XS[:11]
+  labels = (np.asarray(linear_apply(PS, x)).argmax(-1) + 1) % 5
+  labels[3] -= 1
+  labels[3] %= 5
+  k = KS[:11]
+  full = a(linear_apply, PS, x, labels, k)
+  steps = np.asarray(full.diagnostics["steps"])
+  assert steps[3] == 2 and (np.delete(steps, 3) == 1).all() and bool(full.success[3])
+  res, stats = refill.run(a, linear_apply, PS, refill.examples_from_arrays(x, labels, k, batch=11),
+                          batch_size=4)
+  assert stats.examples == 11
+  np.testing.assert_array_equal(res.adv_images, np.asarray(full.adv_images))
+  np.testing.assert_array_equal(res.diagnostics["steps"], steps)
+  np.testing.assert_array_equal(res.success, np.asarray(full.success))
