@@ -357,6 +357,9 @@ class Slots:
     """
     if self.carry is None:
       return
+    if self.count - self.consumed >= self.score_batch:   # the buffer could overflow
+      raise ValueError(f"refill: {self.count - self.consumed} finished examples not taken: "
+                       "expected ready() to hand out every full scoring batch before advance()")
     smaller = [s for s in self.sizes if s < self.size]
     shrink_at = 0 if more or not smaller else smaller[0]
     carry, info = _launch(self.static, self.apply, self.params, self.dyn, self.carry,

@@ -157,3 +157,19 @@ def test_refill_last_launch_past_a_scoring_batch_scores_each_example_once():
   np.testing.assert_array_equal(res.adv_images, np.asarray(full.adv_images))
   np.testing.assert_array_equal(res.diagnostics["steps"], steps)
   np.testing.assert_array_equal(res.success, np.asarray(full.success))
+
+
+def test_slots_refuse_to_advance_over_untaken_outputs():
+  a = attacks.get("bim(eps=0.03)")
+  slots = refill.Slots(a, linear_apply, PS, batch_size=4, hold=1)
+  wrong = (YS[:8] + 1) % 5                   # misclassified: done at the first evaluation
+  kd = np.asarray(jax.random.key_data(KS[:8]))
+  slots.add([0, 1, 2, 3], np.asarray(XS[:4]), wrong[:4], kd[:4])
+  slots.add([4, 5, 6, 7], np.asarray(XS[4:8]), wrong[4:], kd[4:])
+  slots.advance(more=False)
+  with pytest.raises(ValueError, match="refill: 4 finished examples not taken: expected ready"):
+    slots.advance(more=False)
+  ids = [i for batch in slots.ready(final=True) for i in batch[0]]
+  slots.advance(more=False)
+  ids += [i for batch in slots.ready(final=True) for i in batch[0]]
+  assert sorted(ids) == list(range(8)) and slots.idle()
