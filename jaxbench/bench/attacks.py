@@ -290,7 +290,7 @@ def bench_refill():
 
   def refilled():
     return refill.run(early, apply, p, refill.examples_from_arrays(x, y, keys, batch=bsz),
-                      batch_size=bsz, chunk_steps=2)
+                      batch_size=bsz, chunk_steps=FLAGS.chunk_steps)
 
   for f in (lambda: batched(fixed), lambda: batched(early), refilled):
     f()                                                  # compile
