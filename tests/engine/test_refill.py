@@ -175,11 +175,11 @@ def test_bad_refill_settings_are_named(section, message):
 
 def test_refill_pass_stopped_after_tail_compaction_resumes(tiny_clip, folder, tmp_path,
                                                            monkeypatch):
-  # 8 slots over 2 devices: the tail of the pass moves its survivors into 4 (then 2)
-  # slots. A SIGTERM right after that compaction keeps the finished examples only;
-  # the rerun attacks the rest again and ends with the uninterrupted outputs.
+  # 4 slots: the tail of the pass moves its survivors into 2 (then 1) slots. A
+  # SIGTERM right after that compaction keeps the finished examples only; the rerun
+  # attacks the rest again and ends with the uninterrupted outputs.
   model_dir, _ = tiny_clip
-  cfg = _config(model_dir, folder, refill=True, data=2, batch_size=8)
+  cfg = _config(model_dir, folder, refill=True, batch_size=4)
   whole = str(tmp_path / "whole")
   rows_whole = suites.run(cfg, whole)
   assert rows_whole[0]["details"]["refill"]["shrinks"] >= 1
