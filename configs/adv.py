@@ -40,8 +40,8 @@ refill (``--config.attack.refill=True``, ``config.attack.chunk_steps`` iteration
 between refills, declared by :mod:`jaxbench.suites.adv`; jaxbench/engine/refill.py):
 per-example outputs as the fixed per-batch loop's, each row's ``details.refill``
 says whether it ran and how full the batch stayed (``occupancy``); ensembles and
-C&W run the fixed loop (the row says why). Off by default: it has not yet been
-measured faster than the fixed loop. Results rows: clean_acc, robust_acc,
+C&W run the fixed loop (the row says why). Off by default: 1.5-1.6x the fixed
+loop on loaded CPU cores, not yet re-measured on a quiet machine. Results rows: clean_acc, robust_acc,
 success_rate, norms and queries per attack (jaxbench.attacks.metrics), with
 the sanity checks (jaxbench.attacks.checks) in each row's details.
 """

@@ -20,7 +20,9 @@ transformers' ``CLIPModel.get_image_features``.
   ``config.attack.refill`` off (the fixed per-batch loop: a batch lasts as long
   as its slowest example) and on, interleaved round by round (``--rounds``);
   the pass's own seconds (``details.seconds``: decoding, attack, scoring,
-  checkpoints), and a check that the per-example outputs agree.
+  checkpoints), and a check that the per-example outputs agree; one figure per
+  ``--refill_examples`` size (default 512, the headline, and 2048: RoZ's passes
+  hold 1,000-50,000 examples, where a pass's start and tail weigh less).
 * refill_attack: the same attack alone (no runner) on a small model the
   benchmark trains: a fixed-iteration loop, the batched early-stop loop and
   survivor refill, examples/s.
@@ -71,9 +73,12 @@ flags.DEFINE_integer("deepfool_torch_classes", 20, "classes timed for PyTorch De
 flags.DEFINE_bool("deepfool_generic", False, "also time our generic per-class DeepFool path")
 flags.DEFINE_list("sections", ["whitebox", "refill", "blackbox", "deepfool"],
                   "what to run (also: refill_attack, survivor refill without the runner)")
-flags.DEFINE_integer("refill_examples", 512, "examples of the refill runner benchmark")
+flags.DEFINE_list("refill_examples", ["512", "2048"],
+                  "examples of the refill runner benchmark: one figure per size (the first "
+                  "is the headline; RoZ passes hold 1,000-50,000 examples, so the start and "
+                  "end of a pass weigh less than at 512)")
 flags.DEFINE_integer("refill_batch", 64, "batch (slots) of the refill runner benchmark")
-flags.DEFINE_integer("chunk_steps", 2, "refill: attack iterations between refills")
+flags.DEFINE_integer("chunk_steps", 1, "refill: attack iterations between refills")
 flags.DEFINE_float("refill_noise", 0.15, "refill: pixel noise of the CNN's class blobs")
 flags.DEFINE_float("refill_spread", 0.05,
                    "refill: class blob centres are uniform in 0.5 +- this (pixel units)")
@@ -285,7 +290,7 @@ def bench_refill():
 
   def refilled():
     return refill.run(early, apply, p, refill.examples_from_arrays(x, y, keys, batch=bsz),
-                      batch_size=bsz, chunk_steps=2)
+                      batch_size=bsz, chunk_steps=FLAGS.chunk_steps)
 
   for f in (lambda: batched(fixed), lambda: batched(early), refilled):
     f()                                                  # compile
@@ -448,6 +453,54 @@ def _labelled_by_prediction(model_dir, root, n, batch):
       shutil.move(a, b)   # refile under the predicted class (not a results write)
 
 
+def _refill_rounds(once, data, n, batch):
+  """Interleaved rounds (fixed loop, then refill) of one pass over ``data`` (n examples)."""
+  import os
+  rounds, all_same = [], True
+  for r in range(max(1, FLAGS.rounds)):
+    (d_fixed, out_fixed), (d_refill, out_refill) = (once(data, False, f"fixed_{r}"),
+                                                    once(data, True, f"refill_{r}"))
+    differ = [k for k in out_fixed if not np.array_equal(out_fixed[k], out_refill[k])]
+    # Attack-space norms may differ in the last float32 bits (tests/engine/test_refill.py).
+    same = all(k in ("atk_linf", "atk_l2") and np.allclose(
+        out_fixed[k], out_refill[k], rtol=2e-6, atol=1e-7) for k in differ)
+    all_same &= same
+    rounds.append((d_fixed["seconds"], d_refill["seconds"]))
+    print(f"  round {r + 1} ({n} examples): fixed loop {n / d_fixed['seconds']:8.1f} ex/s "
+          f"({d_fixed['seconds']:.2f} s) | refill {n / d_refill['seconds']:8.1f} ex/s "
+          f"({d_refill['seconds']:.2f} s)  x{d_fixed['seconds'] / d_refill['seconds']:.2f}"
+          f"  occupancy {d_refill['refill']['occupancy']:.2f}, load "
+          f"{os.getloadavg()[0]:.1f}, outputs "
+          f"{'identical' if same else 'DIFFER: ' + ', '.join(differ)}", flush=True)
+  steps = out_fixed["atk_steps"][~out_fixed["bad"]]
+  clean = out_fixed["clean_correct1"][~out_fixed["bad"]]
+  robust = out_fixed["correct1"][~out_fixed["bad"]]
+  t_fixed = float(np.median([a for a, _ in rounds]))
+  t_refill = float(np.median([b for _, b in rounds]))
+  row = {"examples": n, "batch": batch, "chunk_steps": FLAGS.chunk_steps,
+         "fixed_examples_per_s": n / t_fixed, "refill_examples_per_s": n / t_refill,
+         # The median of each round's own ratio: dividing the two medians pairs
+         # rounds that ran under different load (a 1.21x run printed 1.46x).
+         "refill_vs_fixed": float(np.median([a / b for a, b in rounds])),
+         "refill_vs_fixed_per_round": [a / b for a, b in rounds],
+         "refill_occupancy": d_refill["refill"]["occupancy"],
+         "refill_shrinks": d_refill["refill"]["shrinks"],
+         "clean_acc": float(clean.mean()), "robust_acc": float(robust.mean()),
+         "mean_steps": float(steps.mean()),
+         "max_steps": int(steps.max()), "outputs_identical": bool(all_same),
+         "steps_histogram": np.bincount(steps, minlength=11).tolist()}
+  victim = (f"small CNN (demo layout, width {FLAGS.refill_width}) trained on class blobs "
+            f"(spread {FLAGS.refill_spread}, noise {FLAGS.refill_noise})"
+            if FLAGS.refill_model == "cnn" else
+            "random CLIP ViT (32 px, patch 4, width 96, 2 layers)")
+  print(f"  {n} examples: {victim}, 10 classes, "
+        f"batch {batch}, clean acc {row['clean_acc']:.2f}, robust acc {row['robust_acc']:.2f}, steps per example mean "
+        f"{row['mean_steps']:.1f}, max {row['max_steps']}: refill x{row['refill_vs_fixed']:.2f} "
+        f"vs the fixed loop (median of the rounds' ratios); steps histogram {row['steps_histogram']}",
+        flush=True)
+  return row
+
+
 def bench_refill_runner():
   """RoZ's BIM (eps 8/255 normalised, 10 steps, per-example early stop) as a whole
   runner pass, the fixed per-batch loop against survivor refill, interleaved."""
@@ -458,20 +511,26 @@ def bench_refill_runner():
   tmp = tempfile.mkdtemp()
   load = engine_run.load_model
   try:
-    data = os.path.join(tmp, "data")
-    n, batch = FLAGS.refill_examples, FLAGS.refill_batch
+    batch = FLAGS.refill_batch
     if FLAGS.refill_model == "cnn":
       model_dir, centers = _trained_cnn(os.path.join(tmp, "model"), FLAGS.refill_width)
-      x, y = _blobs(n, np.random.default_rng(1), centers, FLAGS.refill_noise)
-      from PIL import Image
-      names = sorted(_REFILL_CLASSES)
-      for i in range(n):
-        os.makedirs(os.path.join(data, names[y[i]]), exist_ok=True)
-        Image.fromarray(x[i]).save(os.path.join(data, names[y[i]], f"img_{i:05d}.png"))
     else:
       model_dir = _small_clip(os.path.join(tmp, "model"))
-      _labelled_by_prediction(model_dir, data, n, batch)
-    def once(refill, tag, **kw):
+
+    def write_data(n):
+      data = os.path.join(tmp, f"data_{n}")
+      if FLAGS.refill_model == "cnn":
+        x, y = _blobs(n, np.random.default_rng(1), centers, FLAGS.refill_noise)
+        from PIL import Image
+        names = sorted(_REFILL_CLASSES)
+        for i in range(n):
+          os.makedirs(os.path.join(data, names[y[i]]), exist_ok=True)
+          Image.fromarray(x[i]).save(os.path.join(data, names[y[i]], f"img_{i:05d}.png"))
+      else:
+        _labelled_by_prediction(model_dir, data, n, batch)
+      return data
+
+    def once(data, refill, tag, **kw):
       wd = os.path.join(tmp, tag)
       rows = suites.run(_refill_config(model_dir, data, refill, batch, **kw), wd)
       (pid,) = os.listdir(os.path.join(wd, "passes"))
@@ -482,48 +541,14 @@ def bench_refill_runner():
     # programs of both modes are reused across rounds (compile time left out).
     load, loaded = engine_run.load_model, {}
     engine_run.load_model = lambda spec, config: loaded.setdefault(spec, load(spec, config))
+    sizes = [int(v) for v in FLAGS.refill_examples]
+    data = write_data(sizes[0])
     for refill in (False, True):   # compile both modes' programs (same shapes)
-      once(refill, f"warm_{refill}", max_examples=2 * batch)
-    rounds = []
-    for r in range(max(1, FLAGS.rounds)):
-      (d_fixed, out_fixed), (d_refill, out_refill) = (once(False, f"fixed_{r}"),
-                                                      once(True, f"refill_{r}"))
-      differ = [k for k in out_fixed if not np.array_equal(out_fixed[k], out_refill[k])]
-      # Attack-space norms may differ in the last float32 bits (tests/engine/test_refill.py).
-      same = all(k in ("atk_linf", "atk_l2") and np.allclose(
-          out_fixed[k], out_refill[k], rtol=2e-6, atol=1e-7) for k in differ)
-      rounds.append((d_fixed["seconds"], d_refill["seconds"]))
-      print(f"  round {r + 1}: fixed loop {n / d_fixed['seconds']:8.1f} ex/s "
-            f"({d_fixed['seconds']:.2f} s) | refill {n / d_refill['seconds']:8.1f} ex/s "
-            f"({d_refill['seconds']:.2f} s)  x{d_fixed['seconds'] / d_refill['seconds']:.2f}"
-            f"  occupancy {d_refill['refill']['occupancy']:.2f}, outputs "
-            f"{'identical' if same else 'DIFFER: ' + ', '.join(differ)}", flush=True)
-    steps = out_fixed["atk_steps"][~out_fixed["bad"]]
-    clean = out_fixed["clean_correct1"][~out_fixed["bad"]]
-    robust = out_fixed["correct1"][~out_fixed["bad"]]
-    t_fixed = float(np.median([a for a, _ in rounds]))
-    t_refill = float(np.median([b for _, b in rounds]))
-    row = {"examples": n, "batch": batch, "chunk_steps": FLAGS.chunk_steps,
-           "fixed_examples_per_s": n / t_fixed, "refill_examples_per_s": n / t_refill,
-           # The median of each round's own ratio: dividing the two medians pairs
-           # rounds that ran under different load (a 1.21x run printed 1.46x).
-           "refill_vs_fixed": float(np.median([a / b for a, b in rounds])),
-           "refill_vs_fixed_per_round": [a / b for a, b in rounds],
-           "refill_occupancy": d_refill["refill"]["occupancy"],
-           "clean_acc": float(clean.mean()), "robust_acc": float(robust.mean()),
-           "mean_steps": float(steps.mean()),
-           "max_steps": int(steps.max()), "outputs_identical": bool(same),
-           "steps_histogram": np.bincount(steps, minlength=11).tolist()}
-    victim = (f"small CNN (demo layout, width {FLAGS.refill_width}) trained on class blobs "
-              f"(spread {FLAGS.refill_spread}, noise {FLAGS.refill_noise})"
-              if FLAGS.refill_model == "cnn" else
-              "random CLIP ViT (32 px, patch 4, width 96, 2 layers)")
-    print(f"  {victim}, 10 classes, {n} examples, "
-          f"batch {batch}, clean acc {row['clean_acc']:.2f}, robust acc {row['robust_acc']:.2f}, steps per example mean "
-          f"{row['mean_steps']:.1f}, max {row['max_steps']}: refill x{row['refill_vs_fixed']:.2f} "
-          f"vs the fixed loop (median of the rounds' ratios); steps histogram {row['steps_histogram']}",
-          flush=True)
-    return row
+      once(data, refill, f"warm_{refill}", max_examples=2 * batch)
+    rows = {}
+    for n in sizes:
+      rows[n] = _refill_rounds(once, data if n == sizes[0] else write_data(n), n, batch)
+    return dict(rows[sizes[0]], by_examples={str(n): r for n, r in rows.items()})
   finally:
     engine_run.load_model = load
     shutil.rmtree(tmp, ignore_errors=True)

@@ -5,11 +5,13 @@ example (a :class:`~jaxbench.attacks.base.Iterative` attack: BIM/MIM/DIM/PGD
 with early stop, NES/SPSA, Square, DeepFool, APGD, min_eps searches, transfer)
 does not run the runner's fixed per-batch step, in which a batch lasts as long
 as its slowest example. Its examples stream instead through the
-``batch_size`` slots of :class:`jaxbench.attacks.refill.Slots`: the attack
-runs ``config.attack.chunk_steps`` iterations at a time, finished examples
-leave and fresh ones from the stream take their slots. Finished examples are
-then scored in full batches by :func:`_score`, which does what the fixed step
-does after its attack: re-evaluate the clean image (``clean_correct1``),
+``batch_size`` slots of :class:`jaxbench.attacks.refill.Slots`: every
+``config.attack.chunk_steps`` iterations, inside one compiled program,
+finished examples leave for a device-side output buffer and fresh ones take
+their slots from a device-side reservoir that the host tops up a batch at a
+time; the pass's tail is compacted into smaller slot sets. Finished examples
+are then scored in full batches by :func:`_score`, which does what the fixed
+step does after its attack: re-evaluate the clean image (``clean_correct1``),
 project and re-evaluate the adversarial image once (``finalize``), score it
 (top-1/top-5, finiteness) and keep the attack's per-example diagnostics
 (``atk_*``).
@@ -52,7 +54,7 @@ from jaxbench.model_setup import ConfigError
 class Settings:
   """``config.attack.refill`` / ``config.attack.chunk_steps``."""
   refill: bool = False
-  chunk_steps: int = 2
+  chunk_steps: int = 1
 
 
 def settings(section) -> Settings:
@@ -169,15 +171,15 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
     counts: the device counters so far ({'n', 'correct1', 'correct5'}).
     store, pid, chunk_id: finished examples are written with
       ``store.write_chunk(pid, chunk_id + i, outputs)``, i = 0, 1, ...
-    checkpoint_every: scored batches between chunks.
+    checkpoint_every: batch_size examples written per chunk, times this.
     stop_agreed: the preemption check (True: write what is finished and stop).
     bar: optional :class:`jaxbench.progress.PassBar`.
     what: the pass, for the preemption message.
 
   Returns:
     (list of per-example output dicts written, updated counts,
-    {'ran': True, 'chunk_steps', 'occupancy', 'chunks', 'slot_steps',
-    'live_slot_steps'}).
+    {'ran': True, 'chunk_steps', 'occupancy', 'chunks' (launches of the slot
+    program), 'slot_steps', 'live_slot_steps', 'shrinks' (tail compactions)}).
 
   Raises:
     jaxbench.stopping.Preempted: after SIGTERM, once finished examples are written.
@@ -188,13 +190,13 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
   score = step_lib.scorer(model, project, num_classes, multilabel)
   with precision_lib.scope(model.precision):
     slots = refill.Slots(attack, score, params, batch_size=batch_size,
-                         chunk_steps=s.chunk_steps, put=put, prep=to_unit)
+                         chunk_steps=s.chunk_steps, put=put, prep=to_unit,
+                         multiple=mesh.shape["data"])
   bsz = slots.batch_size
   every = max(1, int(checkpoint_every))
   stream = iter(batches)
-  pending: list[dict] = []      # examples read, not yet in a slot
-  inputs: dict[int, dict] = {}  # examples in a slot or finished, by id
-  finished: list[tuple[int, dict]] = []
+  pending: list[dict] = []      # examples read, not yet in the reservoir
+  inputs: dict[int, dict] = {}  # examples in the reservoir, a slot or finished, by id
   buffer, parts = [], []
   state = {"batches": 0, "scored": 0, "seen": 0, "chunks": 0, "next": 0}
   exhausted = False
@@ -213,21 +215,22 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
     return True
 
   def write(flush: bool) -> None:
-    if buffer and (flush or len(buffer) >= every):
+    # Every checkpoint_every batches' worth of examples, as the fixed loop.
+    if buffer and (flush or sum(len(p["index"]) for p in buffer) >= every * bsz):
       chunk = {k: np.concatenate([p[k] for p in buffer]) for k in buffer[0]}
       store.write_chunk(pid, chunk_id + state["chunks"], chunk)
       state["chunks"] += 1
       parts.append(chunk)
       buffer.clear()
 
-  def score_finished(n: int) -> None:
+  def score_finished(ids, raw, n: int) -> None:
     nonlocal counts
-    take, finished[:] = finished[:n], finished[n:]
-    rows = [inputs.pop(i) | {"raw": raw} for i, raw in take]
-    pad = bsz - len(rows)
-    rows += [rows[0] | {"mask": np.bool_(False), "index": np.int64(-1)}] * pad
+    if bar is not None and state["scored"] == 0:
+      bar.first_batch(0, time.perf_counter() - t_first, True)
+    rows = [inputs.pop(int(i)) for i in ids]
+    pad = rows[0] | {"mask": np.bool_(False), "index": np.int64(-1)}
+    rows += [pad] * (slots.score_batch - n)
     ex = {k: put(np.stack([r[k] for r in rows])) for k in _EXAMPLE_KEYS if k in rows[0]}
-    raw = {k: put(np.stack([r["raw"][k] for r in rows])) for k in rows[0]["raw"]}
     with precision_lib.scope(model.precision):
       out, counts = _score(slots.static, score, params, slots.dyn, counts, ex, raw)
     out = jax.tree.map(np.asarray, jax.device_get(out))
@@ -240,39 +243,41 @@ def run(s: Settings, attack: base.Iterative, model, params, batches: Iterable[di
 
   t_first = time.perf_counter()
   while True:
-    while not exhausted and len(pending) < slots.free():
-      exhausted = not read()
-    if pending and slots.free():
-      fresh, pending[:] = pending[:slots.free()], pending[slots.free():]
+    # The device reservoir takes a batch whenever it has room for one.
+    while slots.room() and (pending or not exhausted):
+      while not exhausted and len(pending) < bsz:
+        exhausted = not read()
+      fresh, pending[:] = pending[:bsz], pending[bsz:]
+      if not fresh:
+        break
       ids = list(range(state["next"], state["next"] + len(fresh)))
       state["next"] += len(fresh)
       inputs.update(zip(ids, fresh))
       with precision_lib.scope(model.precision):
-        slots.fill(ids, np.stack([e["image"] for e in fresh]),
-                   np.asarray([e["label"] for e in fresh], np.int32),
-                   np.stack([e["key"] for e in fresh]),
-                   mask=np.asarray([e["mask"] for e in fresh], bool))
-    if slots.live() == 0:
-      break
+        slots.add(ids, np.stack([e["image"] for e in fresh]),
+                  np.asarray([e["label"] for e in fresh], np.int32),
+                  np.stack([e["key"] for e in fresh]),
+                  mask=np.asarray([e["mask"] for e in fresh], bool))
+    more = bool(pending) or not exhausted
     with precision_lib.scope(model.precision):
-      finished.extend(slots.advance())
-    while len(finished) >= bsz:
-      if bar is not None and state["scored"] == 0:
-        bar.first_batch(0, time.perf_counter() - t_first, True)
-      score_finished(bsz)
+      slots.advance(more)
+    for batch in slots.ready():
+      score_finished(*batch)
       write(flush=False)
+    if not more and slots.idle():
+      break
     if stop_agreed():
-      if finished:
-        score_finished(len(finished))
+      for batch in slots.ready(final=True):
+        score_finished(*batch)
       write(flush=True)
       raise stopping.Preempted(
           f"stopped by SIGTERM during the refill pass of {what} ({state['seen']} new "
           "examples checkpointed); rerun the same command to resume")
-  if finished:
-    score_finished(len(finished))
+  for batch in slots.ready(final=True):
+    score_finished(*batch)
   write(flush=True)
   st = slots.stats
   info = {"ran": True, "chunk_steps": s.chunk_steps, "occupancy": round(st.occupancy, 4),
           "chunks": st.chunks, "slot_steps": st.slot_steps,
-          "live_slot_steps": st.live_slot_steps}
+          "live_slot_steps": st.live_slot_steps, "shrinks": st.shrinks}
   return parts, counts, info

@@ -12,11 +12,14 @@ from jaxbench.suites.base import SUITES, Suite
 SECTIONS = {
     "attack": Key({
         "preset": Key("roz", "the configs/adv.py preset that built the transforms"),
-        # Off by default: on the engine path it measured 1.14-1.20x the fixed loop on
-        # 2 CPU cores (BUILD_NOTES, issue 16), and attack-space norms may differ in the
-        # last float32 bits from the fixed loop's.
+        # Off by default: on the engine path it measured 1.52x (512 examples) and 1.61x
+        # (2048) the fixed loop on 2 loaded CPU cores (issue 16; not yet re-measured
+        # quietly), and attack-space norms may differ in the last float32 bits from
+        # the fixed loop's.
         "refill": Key(False, "survivor refill where attacks stop per example"),
-        "chunk_steps": Key(2, "attack iterations between refills"),
+        # 1: finished examples leave after every iteration (the exchange costs ~1% of
+        # a step inside the slot program; 2 measured 1.34x against 1's 1.43x, load ~4).
+        "chunk_steps": Key(1, "attack iterations between refills"),
         "roz": Key({}, "RoZ's settings, recorded (the specs carry them)", free=True),
     }, "attack settings"),
 }

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxbench import attacks
@@ -103,3 +104,72 @@ def test_ensemble_is_worst_case_over_stages():
   out, _ = refill.run_ensemble(ens, linear_apply, p, x, labels, k, batch_size=8)
   np.testing.assert_array_equal(out["robust_stage"], stages)
   np.testing.assert_allclose(out["adv_images"], np.asarray(r.adv_images), atol=1e-6)
+
+
+def test_refill_with_launch_cap_and_tail_compaction_equals_batched():
+  # 40 updates: unbroken examples outlast a launch (MAX_LAUNCH_STEPS), 16 examples
+  # through 4 slots top the reservoir up several times, and the tail is compacted
+  # into 2 and 1 slots; every example's result equals the one batched run's.
+  a = attacks.get("bim(eps=0.02, steps=40, step_ratio=0.05)")
+  full = a(linear_apply, PS, XS, YS, KS)
+  steps = np.asarray(full.diagnostics["steps"])
+  assert steps.max() > refill.MAX_LAUNCH_STEPS and len(set(steps.tolist())) > 3
+  res, stats = refill.run(a, linear_apply, PS, refill.examples_from_arrays(XS, YS, KS, batch=3),
+                          batch_size=4, chunk_steps=1)
+  assert stats.shrinks >= 1 and stats.examples == 16 and stats.occupancy > 0.8
+  np.testing.assert_array_equal(res.adv_images, np.asarray(full.adv_images))
+  for k in ("success", "queries"):
+    np.testing.assert_array_equal(getattr(res, k), np.asarray(getattr(full, k)))
+  for k in full.diagnostics:
+    np.testing.assert_array_equal(res.diagnostics[k], np.asarray(full.diagnostics[k]), err_msg=k)
+
+
+def test_reservoir_refuses_more_than_it_holds():
+  a = attacks.get("bim(eps=0.03)")
+  slots = refill.Slots(a, linear_apply, PS, batch_size=4)
+  x, y, kd = np.asarray(XS[:4]), YS[:4], np.asarray(jax.random.key_data(KS[:4]))
+  for i in range(3):   # hold=2 scoring batches + one batch of slots: the reservoir is full
+    assert slots.room()
+    slots.add(list(range(4 * i, 4 * i + 4)), x, y, kd)
+  assert not slots.room()
+  with pytest.raises(ValueError, match="refill: 4 examples for a reservoir with 12 of 12 rows "
+                     "in use: expected at most batch_size=4"):
+    slots.add([12, 13, 14, 15], x, y, kd)
+
+
+def test_refill_last_launch_past_a_scoring_batch_scores_each_example_once():
+  # 11 examples through 4 slots (scoring batches of 8): ten are misclassified
+  # (finished at their first evaluation), example 3 is broken by its first update.
+  # Finished counts run 3, 7, 11: the last launch ends 3 examples past a scoring
+  # batch, which the final batch must take from the right rows of the buffer.
+  a = attacks.get("bim(eps=0.5, step_ratio=1.0)")
+  x = XS[:11]
+  labels = (np.asarray(linear_apply(PS, x)).argmax(-1) + 1) % 5
+  labels[3] -= 1
+  labels[3] %= 5
+  k = KS[:11]
+  full = a(linear_apply, PS, x, labels, k)
+  steps = np.asarray(full.diagnostics["steps"])
+  assert steps[3] == 2 and (np.delete(steps, 3) == 1).all() and bool(full.success[3])
+  res, stats = refill.run(a, linear_apply, PS, refill.examples_from_arrays(x, labels, k, batch=11),
+                          batch_size=4)
+  assert stats.examples == 11
+  np.testing.assert_array_equal(res.adv_images, np.asarray(full.adv_images))
+  np.testing.assert_array_equal(res.diagnostics["steps"], steps)
+  np.testing.assert_array_equal(res.success, np.asarray(full.success))
+
+
+def test_slots_refuse_to_advance_over_untaken_outputs():
+  a = attacks.get("bim(eps=0.03)")
+  slots = refill.Slots(a, linear_apply, PS, batch_size=4, hold=1)
+  wrong = (YS[:8] + 1) % 5                   # misclassified: done at the first evaluation
+  kd = np.asarray(jax.random.key_data(KS[:8]))
+  slots.add([0, 1, 2, 3], np.asarray(XS[:4]), wrong[:4], kd[:4])
+  slots.add([4, 5, 6, 7], np.asarray(XS[4:8]), wrong[4:], kd[4:])
+  slots.advance(more=False)
+  with pytest.raises(ValueError, match="refill: 4 finished examples not taken: expected ready"):
+    slots.advance(more=False)
+  ids = [i for batch in slots.ready(final=True) for i in batch[0]]
+  slots.advance(more=False)
+  ids += [i for batch in slots.ready(final=True) for i in batch[0]]
+  assert sorted(ids) == list(range(8)) and slots.idle()

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from jaxbench import stopping, store as store_lib, suites, transforms
+from jaxbench.attacks import refill as attacks_refill
 from jaxbench.engine import loop, refill as refill_lib
 from jaxbench.model_setup import ConfigError
 
@@ -170,3 +171,33 @@ def test_adv_suite_reads_the_attack_section():
 def test_bad_refill_settings_are_named(section, message):
   with pytest.raises(ConfigError, match=message):
     refill_lib.settings(section)
+
+
+def test_refill_pass_stopped_after_tail_compaction_resumes(tiny_clip, folder, tmp_path,
+                                                           monkeypatch):
+  # 4 slots: the tail of the pass moves its survivors into 2 (then 1) slots. A
+  # SIGTERM right after that compaction keeps the finished examples only; the rerun
+  # attacks the rest again and ends with the uninterrupted outputs.
+  model_dir, _ = tiny_clip
+  cfg = _config(model_dir, folder, refill=True, batch_size=4)
+  whole = str(tmp_path / "whole")
+  rows_whole = suites.run(cfg, whole)
+  assert rows_whole[0]["details"]["refill"]["shrinks"] >= 1
+  wd = str(tmp_path / "stopped")
+  shrinks = []
+  advance = attacks_refill.Slots.advance
+
+  def spy(self, more):
+    advance(self, more)
+    shrinks.append(self.stats.shrinks)
+  with monkeypatch.context() as m:
+    m.setattr(attacks_refill.Slots, "advance", spy)
+    m.setattr(loop, "_stop_agreed", lambda: bool(shrinks) and shrinks[-1] > 0)
+    with pytest.raises(stopping.Preempted, match="refill pass"):
+      suites.run(cfg, wd)
+  (pid,) = os.listdir(os.path.join(wd, "passes"))
+  saved = store_lib.Store(wd).load_chunks(pid)
+  assert 0 < len(saved["index"]) < 22
+  rows = suites.run(cfg, wd)
+  _assert_same_outputs(_outputs(whole), _outputs(wd))
+  _assert_same_rows(rows, rows_whole)
