@@ -200,11 +200,12 @@ def data_phases(config) -> list[str]:
                  (" (root exists: read as is, regenerated only if incomplete)" if there
                   else " (on first use)"))
   canvas = int(keys.get(config, "device_resize") or 0)
-  out.append("input: JPEG decoding " + ("jpeg_draft (reduced DCT, not pixel-exact)"
+  if canvas or keys.get(config, "jpeg_draft"):   # the default path needs no line
+    out.append("input: JPEG decoding " + ("jpeg_draft (reduced DCT, not pixel-exact)"
                                         if keys.get(config, "jpeg_draft") else "exact") +
-             ("; resize + center crop on the device from a "
-              f"{canvas}x{canvas} canvas (PIL-exact; larger images, host-side shifts and "
-              "cached pixels on the host)" if canvas else "; resize + center crop on the host"))
+               ("; resize + center crop on the device from a "
+                f"{canvas}x{canvas} canvas (PIL-exact; larger images, host-side shifts and "
+                "cached pixels on the host)" if canvas else "; resize + center crop on the host"))
   cache = str(keys.get(config, "prepared_cache") or "")
   if cache:
     if keys.get(config, "jpeg_draft"):

@@ -100,6 +100,8 @@ def test_dry_run_says_where_the_resize_runs():
   from jaxbench.engine import run
   from tests.engine.helpers import _config
   on = run.data_phases(_config("m", "/tmp", device_resize=512))
+  draft = run.data_phases(_config("m", "/tmp", jpeg_draft=True))
   off = run.data_phases(_config("m", "/tmp"))
   assert any("resize + center crop on the device from a 512x512 canvas" in s for s in on)
-  assert any("resize + center crop on the host" in s for s in off)
+  assert any("jpeg_draft" in s and "resize + center crop on the host" in s for s in draft)
+  assert not any(s.startswith("input:") for s in off)   # the default path: no line
