@@ -1,0 +1,77 @@
+"""XLA:CPU options jaxbench sets by default, before JAX starts its backend.
+
+jaxlib 0.10's CPU compiler hands every dot to a YNNPACK "fusion" and pulls the
+elementwise work around it into the same fusion (LayerNorm statistics, the 49 taps
+of ConvNeXt's depthwise convolution, bias broadcasts, whole attention blocks). On
+x86 CPUs these fusions are slower than XLA's own code path (Eigen matrix
+products and XLA's loop fusions): they materialise shifted copies and broadcasts
+the loop fusions never write, and their fp32 matrix products ran 0.66-0.76x
+PyTorch's where Eigen's ran 0.71-0.90x (ViT-B/16 and ConvNeXt shapes, batch 32,
+one core, CPU seconds). Whole image towers against open_clip/timm (batch 32,
+fp32, one core, CPU seconds, measured on a shared machine): ConvNeXt-Base 0.70x ->
+1.01x, ViT-B-16-SigLIP 0.91x -> 1.03x, EVA02-B-16 0.93x -> 1.02x, CLIP RN50
+1.26x -> 1.61x, ViT-B/16 0.90x -> 0.93x with the YNNPACK fusions off; an input
+gradient (an attack step, batch 16) took 10.4 s instead of 12.1 s on ConvNeXt-Base
+and 9.5 s instead of 10.4 s on SigLIP.
+
+So :func:`apply` turns them off (``--xla_cpu_experimental_ynn_fusion_type=``, an
+empty list) through ``XLA_FLAGS``, which XLA reads once, when the first backend
+starts: it takes effect when ``jaxbench`` is imported before JAX runs anything
+(``python -m jaxbench.*`` always is). The flags only change XLA:CPU programs
+(GPU and TPU programs compile as before), only fp32 rounding changes, and a flag
+the user's ``XLA_FLAGS`` already names is left as the user set it.
+
+XLA aborts the process on a flag it does not know, and this one is marked
+experimental, so it is set only for the jaxlib versions it was measured on
+(:data:`TESTED_JAXLIB`); other versions get XLA's defaults.
+"""
+from __future__ import annotations
+
+import os
+import re
+from importlib import metadata
+from typing import MutableMapping, Optional
+
+# name -> value; each becomes `--name=value` in XLA_FLAGS.
+CPU_FLAGS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+# jaxlib versions [low, high) whose XLA knows (and was measured with) CPU_FLAGS.
+TESTED_JAXLIB = ((0, 10), (0, 11))
+
+
+def _version(text: str) -> tuple[int, ...]:
+  """'0.10.2' -> (0, 10, 2); '0.11.0.dev20260101' -> (0, 11, 0)."""
+  return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def flags_for(xla_flags: str, jaxlib_version: Optional[str]) -> str:
+  """``xla_flags`` with :data:`CPU_FLAGS` appended where it does not name them.
+
+  Args:
+    xla_flags: the current ``XLA_FLAGS`` value ('' when unset).
+    jaxlib_version: the installed jaxlib's version, None when not installed.
+
+  Returns:
+    The new ``XLA_FLAGS`` value (``xla_flags`` unchanged outside
+    :data:`TESTED_JAXLIB`).
+  """
+  if jaxlib_version is None:
+    return xla_flags
+  low, high = TESTED_JAXLIB
+  if not low <= _version(jaxlib_version)[:2] < high:
+    return xla_flags
+  extra = [f"--{name}={value}" for name, value in CPU_FLAGS.items()
+           if not re.search(rf"--{name}(=|\s|$)", xla_flags)]
+  return " ".join([xla_flags.strip()] + extra).strip()
+
+
+def apply(environ: MutableMapping[str, str] = os.environ) -> str:
+  """Sets ``environ['XLA_FLAGS']`` by :func:`flags_for`; returns the value (may be '')."""
+  try:
+    version = metadata.version("jaxlib")
+  except metadata.PackageNotFoundError:
+    version = None
+  value = flags_for(environ.get("XLA_FLAGS", ""), version)
+  if value:
+    environ["XLA_FLAGS"] = value
+  return value

@@ -1,0 +1,76 @@
+"""XLA:CPU flags jaxbench sets at import (jaxbench/cpu_flags.py): YNNPACK fusions off.
+
+The flag text is checked as a function of the user's XLA_FLAGS and the jaxlib
+version; a fresh interpreter checks that importing jaxbench really reaches XLA
+(the compiled program of a LayerNorm -> Dense has no YNNPACK fusion), and that a
+user's own setting of the flag is kept (that program then has one, which also
+shows the check can see a YNNPACK fusion at all).
+"""
+import os
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from jaxbench import cpu_flags
+
+FLAG = "--xla_cpu_experimental_ynn_fusion_type="
+
+
+def test_flags_are_added_to_what_the_user_set():
+  assert cpu_flags.flags_for("", "0.10.2") == FLAG
+  assert cpu_flags.flags_for(" --xla_dump_to=/tmp/d ", "0.10.2") == f"--xla_dump_to=/tmp/d {FLAG}"
+  # A similar flag name is not the same flag.
+  assert cpu_flags.flags_for("--xla_cpu_experimental_ynn_fusion_type_x=1", "0.10.0") == \
+      f"--xla_cpu_experimental_ynn_fusion_type_x=1 {FLAG}"
+
+
+@pytest.mark.parametrize("user", [f"{FLAG}dot", f"--xla_dump_to=d {FLAG}+dot --x=1",
+                                  "--xla_cpu_experimental_ynn_fusion_type"])
+def test_a_flag_the_user_names_is_left_alone(user):
+  assert cpu_flags.flags_for(user, "0.10.2") == user
+
+
+@pytest.mark.parametrize("version", ["0.9.2", "0.11.0", "1.0.0", "0.11.0.dev20270101"])
+def test_untested_jaxlib_versions_get_xla_defaults(version):
+  # XLA aborts on a flag it does not know: only versions measured with it get it.
+  assert cpu_flags.flags_for("--xla_dump_to=d", version) == "--xla_dump_to=d"
+  assert cpu_flags.flags_for("", None) == ""
+
+
+def test_apply_writes_the_environment():
+  env = {"XLA_FLAGS": "--xla_dump_to=d"}
+  value = cpu_flags.apply(env)
+  assert env["XLA_FLAGS"] == value
+  assert value == cpu_flags.flags_for("--xla_dump_to=d", metadata.version("jaxlib"))
+
+
+_PROGRAM = """
+import jaxbench, jax, jax.numpy as jnp, flax.linen as nn
+x = jnp.ones((64, 56, 128))
+m = nn.Sequential([nn.LayerNorm(), nn.Dense(256)])
+p = m.init(jax.random.key(0), x[:1])
+print("YNN" if "__ynn_fusion" in jax.jit(m.apply).lower(p, x).compile().as_text() else "NONE")
+"""
+
+
+def _compiled_with(xla_flags):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"
+  if xla_flags is not None:
+    env["XLA_FLAGS"] = xla_flags
+  out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True,
+                       text=True, timeout=300, check=True)
+  return out.stdout.split()[-1]
+
+
+def test_importing_jaxbench_turns_ynnpack_fusions_off_in_xla():
+  low, high = cpu_flags.TESTED_JAXLIB
+  version = cpu_flags._version(metadata.version("jaxlib"))[:2]
+  assert low <= version < high, (
+      f"jaxlib {metadata.version('jaxlib')} is outside TESTED_JAXLIB {cpu_flags.TESTED_JAXLIB}: "
+      "measure the flags with it (python -m jaxbench.bench models) and update the range")
+  assert _compiled_with(None) == "NONE"
+  # The user's own value wins (XLA's default list fuses the LayerNorm into the dot).
+  assert _compiled_with(f"{FLAG}+dot") == "YNN"
