@@ -29,7 +29,16 @@ starts: it takes effect when ``jaxbench`` is imported before JAX runs anything
 (GPU and TPU programs compile as before), only fp32 rounding changes, and a flag
 the user's ``XLA_FLAGS`` already names is left as the user set it.
 
-XLA aborts the process on a flag it does not know, and this one is marked
+**Off by default for now** (:data:`ENABLED`; ``JAXBENCH_CPU_FLAGS=on`` or ``off`` in
+the environment overrides it): with either flag, per-example results of the
+attacks start to depend on the batch they run in (Eigen's and the 512-bit loops'
+fp32 summation order changes with the batch size, and BIM's sign steps amplify the
+last bits), and ``tests/engine/test_refill.py::test_refill_pass_equals_fixed_loop``
+(the refill pass against the fixed loop, rtol 2e-6) fails 1-2 of its 3 cases
+(e.g. ``atk_linf`` 0.0120006 vs 0.0120003). Turning it on by default waits on a
+decision about that test's tolerance.
+
+XLA aborts the process on a flag it does not know, and the YNNPACK one is marked
 experimental, so it is set only for the jaxlib versions it was measured on
 (:data:`TESTED_JAXLIB`); other versions get XLA's defaults.
 """
@@ -43,6 +52,9 @@ from typing import MutableMapping, Optional
 # name -> value; each becomes `--name=value` in XLA_FLAGS.
 CPU_FLAGS = {"xla_cpu_experimental_ynn_fusion_type": "",
              "xla_cpu_prefer_vector_width": "512"}
+
+# Whether apply() sets CPU_FLAGS when JAXBENCH_CPU_FLAGS is unset (see the module doc).
+ENABLED = False
 
 # jaxlib versions [low, high) whose XLA knows (and was measured with) CPU_FLAGS.
 TESTED_JAXLIB = ((0, 10), (0, 11))
@@ -74,8 +86,27 @@ def flags_for(xla_flags: str, jaxlib_version: Optional[str]) -> str:
   return " ".join([xla_flags.strip()] + extra).strip()
 
 
+def enabled(environ: MutableMapping[str, str] = os.environ) -> bool:
+  """``JAXBENCH_CPU_FLAGS`` ('on'/'off', '1'/'0') if set, else :data:`ENABLED`.
+
+  Raises:
+    ValueError: any other value, named.
+  """
+  value = environ.get("JAXBENCH_CPU_FLAGS", "").strip().lower()
+  if not value:
+    return ENABLED
+  if value in ("on", "1", "true"):
+    return True
+  if value in ("off", "0", "false"):
+    return False
+  raise ValueError(f"JAXBENCH_CPU_FLAGS={value!r}: expected 'on' or 'off'")
+
+
 def apply(environ: MutableMapping[str, str] = os.environ) -> str:
-  """Sets ``environ['XLA_FLAGS']`` by :func:`flags_for`; returns the value (may be '')."""
+  """Sets ``environ['XLA_FLAGS']`` by :func:`flags_for` when :func:`enabled`; returns
+  the resulting value (may be '')."""
+  if not enabled(environ):
+    return environ.get("XLA_FLAGS", "")
   try:
     version = metadata.version("jaxlib")
   except metadata.PackageNotFoundError:

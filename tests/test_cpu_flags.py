@@ -46,11 +46,16 @@ def test_untested_jaxlib_versions_get_xla_defaults(version):
   assert cpu_flags.flags_for("", None) == ""
 
 
-def test_apply_writes_the_environment():
-  env = {"XLA_FLAGS": "--xla_dump_to=d"}
+def test_apply_writes_the_environment_when_enabled():
+  env = {"XLA_FLAGS": "--xla_dump_to=d", "JAXBENCH_CPU_FLAGS": "on"}
   value = cpu_flags.apply(env)
   assert env["XLA_FLAGS"] == value
   assert value == cpu_flags.flags_for("--xla_dump_to=d", metadata.version("jaxlib"))
+  env = {"XLA_FLAGS": "--xla_dump_to=d", "JAXBENCH_CPU_FLAGS": "off"}
+  assert cpu_flags.apply(env) == "--xla_dump_to=d" == env["XLA_FLAGS"]
+  assert cpu_flags.enabled({}) is cpu_flags.ENABLED
+  with pytest.raises(ValueError, match="JAXBENCH_CPU_FLAGS='maybe'"):
+    cpu_flags.enabled({"JAXBENCH_CPU_FLAGS": "maybe"})
 
 
 _PROGRAM = """
@@ -62,11 +67,12 @@ print("YNN" if "__ynn_fusion" in jax.jit(m.apply).lower(p, x).compile().as_text(
 """
 
 
-def _compiled_with(xla_flags, dump):
+def _compiled_with(xla_flags, dump, switch="on"):
   """(YNN or NONE, the vector widths the dumped LLVM IR's functions prefer) of a
   LayerNorm -> Dense -> GELU compiled in a fresh interpreter that imports jaxbench first."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"
+  env["JAXBENCH_CPU_FLAGS"] = switch
   env["XLA_FLAGS"] = f"--xla_dump_to={dump} {xla_flags}".strip()
   out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True,
                        text=True, timeout=300, check=True)
@@ -86,3 +92,5 @@ def test_importing_jaxbench_sets_the_flags_in_xla(tmp_path):
   # 256-bit vectors in the loop fusions).
   assert _compiled_with(f"{FLAG}+dot --xla_cpu_prefer_vector_width=256",
                         tmp_path / "user") == ("YNN", {256})
+  # Switched off: XLA's defaults.
+  assert _compiled_with("", tmp_path / "off", switch="off") == ("YNN", {256})

@@ -17,10 +17,9 @@ alternating rounds (``--repeats``, median of each). On a shared machine the
 figures are noisy: compare ratios from one run, not absolute numbers; the load
 average at the start is printed with them.
 
-Importing jaxbench sets jaxbench's XLA:CPU flags (:mod:`jaxbench.cpu_flags`: YNNPACK
-fusions off), so the figures are those users get; the header prints the
-``XLA_FLAGS`` in force. ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+dot``
-measures XLA's own default instead. For a load-insensitive figure on a shared
+``JAXBENCH_CPU_FLAGS=on`` makes the import of jaxbench set its XLA:CPU flags
+(:mod:`jaxbench.cpu_flags`: YNNPACK fusions off, 512-bit vectors; off by default
+for now, see there); the header prints the ``XLA_FLAGS`` in force. For a load-insensitive figure on a shared
 machine, run it on one core: ``OMP_NUM_THREADS=1 taskset -c 0 python -m jaxbench.bench
 models ...`` (PyTorch then has one thread, XLA one core).
 
