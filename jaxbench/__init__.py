@@ -9,7 +9,14 @@ Public API::
 """
 import importlib
 
+from jaxbench import cpu_flags
+
 __version__ = "0.1.0"
+
+# Before JAX starts its backend: XLA:CPU options that make the models' forward and
+# backward passes faster on CPU (see jaxbench.cpu_flags: off unless enabled there or by
+# JAXBENCH_CPU_FLAGS=on; a user's XLA_FLAGS wins).
+cpu_flags.apply()
 
 _SUBMODULES = ("models", "zeroshot", "attacks", "shifts", "data", "metrics", "report",
                "registry", "engine", "suites", "store", "parallel", "labels", "transforms")

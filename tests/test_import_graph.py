@@ -80,7 +80,8 @@ def test_no_import_cycle():
 # packages of jaxbench, or single modules placed on another floor than their package
 # (most specific entry wins). Every ``__main__`` module is an entry point (top floor).
 FLOORS = [
-    ("base", ("registry", "atomic", "store", "precision", "stopping", "console", "progress")),
+    ("base", ("registry", "atomic", "store", "precision", "stopping", "console", "progress",
+              "cpu_flags")),
     # zeroshot.tokenizer/prompts: CLIP's BPE tokenizer and the prompt/class-name tables
     # are text components of the models (models/openclip_common tokenizes with them).
     ("components", ("models", "data", "shifts", "attacks", "metrics", "labels", "parallel",

@@ -17,9 +17,15 @@ alternating rounds (``--repeats``, median of each). On a shared machine the
 figures are noisy: compare ratios from one run, not absolute numbers; the load
 average at the start is printed with them.
 
-``--onednn`` sets ``XLA_FLAGS=--xla_cpu_use_onednn=true`` before JAX starts: XLA's
-CPU backend then calls oneDNN for matmuls (what PyTorch uses) instead of Eigen,
-which is what decides the transformer's figure on CPU.
+``JAXBENCH_CPU_FLAGS=on`` makes the import of jaxbench set its XLA:CPU flags
+(:mod:`jaxbench.cpu_flags`: YNNPACK fusions off, 512-bit vectors; off by default
+for now, see there); the header prints the ``XLA_FLAGS`` in force. For a load-insensitive figure on a shared
+machine, run it on one core: ``OMP_NUM_THREADS=1 taskset -c 0 python -m jaxbench.bench
+models ...`` (PyTorch then has one thread, XLA one core).
+
+``--onednn`` sets ``XLA_FLAGS=--xla_cpu_use_onednn=true`` before JAX starts (older
+jaxlibs called oneDNN for matmuls then; jaxlib 0.10.2 compiles the same program
+with it).
 """
 from __future__ import annotations
 
