@@ -35,8 +35,12 @@ attacks start to depend on the batch they run in (Eigen's and the 512-bit loops'
 fp32 summation order changes with the batch size, and BIM's sign steps amplify the
 last bits), and ``tests/engine/test_refill.py::test_refill_pass_equals_fixed_loop``
 (the refill pass against the fixed loop, rtol 2e-6) fails 1-2 of its 3 cases
-(e.g. ``atk_linf`` 0.0120006 vs 0.0120003). Turning it on by default waits on a
-decision about that test's tolerance.
+(e.g. ``atk_linf`` 0.0120006 vs 0.0120003). That is why it stays off: a result
+must not depend on the batch size or on which examples share a batch (the
+benchmark's promise, and what makes survivor refill and resumed runs give the
+fixed loop's outputs), and a CPU speed-up is not worth breaking it. A user who
+develops on a laptop CPU and accepts batch-dependent last bits sets
+``JAXBENCH_CPU_FLAGS=on``.
 
 XLA aborts the process on a flag it does not know, and the YNNPACK one is marked
 experimental, so it is set only for the jaxlib versions it was measured on
