@@ -120,20 +120,15 @@ def test_refill_pass_equals_fixed_loop(tiny_clip, folder, tmp_path, transform, d
   assert "refill" not in rows_off[0]["details"]
 
 
-def test_refill_pass_resumes_without_double_counting(tiny_clip, folder, tmp_path,
-                                                     monkeypatch):
-  model_dir, _ = tiny_clip
-  cfg = _config(model_dir, folder, refill=True, batch_size=4)
+def _assert_stopped_run_resumes(cfg, tmp_path, monkeypatch, patch) -> list:
+  """Runs ``cfg`` whole, then stopped as ``patch(m)`` arranges (a SIGTERM as the runner
+  sees it), then resumed: the stop kept some finished examples once each, and the
+  resumed outputs and rows equal the uninterrupted run's (returned)."""
   whole = str(tmp_path / "whole")
   rows_whole = suites.run(cfg, whole)
   wd = str(tmp_path / "stopped")
-  calls = {"n": 0}
-
-  def agreed():   # SIGTERM as the runner sees it, after 3 chunks of iterations
-    calls["n"] += 1
-    return calls["n"] >= 3
   with monkeypatch.context() as m:
-    m.setattr(loop, "_stop_agreed", agreed)
+    patch(m)
     with pytest.raises(stopping.Preempted, match="refill pass"):
       suites.run(cfg, wd)
   (pid,) = os.listdir(os.path.join(wd, "passes"))
@@ -143,6 +138,20 @@ def test_refill_pass_resumes_without_double_counting(tiny_clip, folder, tmp_path
   rows = suites.run(cfg, wd)                               # resumes the missing examples
   _assert_same_outputs(_outputs(whole), _outputs(wd))
   _assert_same_rows(rows, rows_whole)
+  return rows_whole
+
+
+def test_refill_pass_resumes_without_double_counting(tiny_clip, folder, tmp_path,
+                                                     monkeypatch):
+  model_dir, _ = tiny_clip
+  calls = {"n": 0}
+
+  def agreed():   # SIGTERM as the runner sees it, after 3 chunks of iterations
+    calls["n"] += 1
+    return calls["n"] >= 3
+  _assert_stopped_run_resumes(_config(model_dir, folder, refill=True, batch_size=4),
+                              tmp_path, monkeypatch,
+                              lambda m: m.setattr(loop, "_stop_agreed", agreed))
 
 
 def test_plan_refills_only_attacks_that_stop_per_example():
@@ -179,25 +188,16 @@ def test_refill_pass_stopped_after_tail_compaction_resumes(tiny_clip, folder, tm
   # SIGTERM right after that compaction keeps the finished examples only; the rerun
   # attacks the rest again and ends with the uninterrupted outputs.
   model_dir, _ = tiny_clip
-  cfg = _config(model_dir, folder, refill=True, batch_size=4)
-  whole = str(tmp_path / "whole")
-  rows_whole = suites.run(cfg, whole)
-  assert rows_whole[0]["details"]["refill"]["shrinks"] >= 1
-  wd = str(tmp_path / "stopped")
   shrinks = []
   advance = attacks_refill.Slots.advance
 
   def spy(self, more):
     advance(self, more)
     shrinks.append(self.stats.shrinks)
-  with monkeypatch.context() as m:
+
+  def patch(m):
     m.setattr(attacks_refill.Slots, "advance", spy)
     m.setattr(loop, "_stop_agreed", lambda: bool(shrinks) and shrinks[-1] > 0)
-    with pytest.raises(stopping.Preempted, match="refill pass"):
-      suites.run(cfg, wd)
-  (pid,) = os.listdir(os.path.join(wd, "passes"))
-  saved = store_lib.Store(wd).load_chunks(pid)
-  assert 0 < len(saved["index"]) < 22
-  rows = suites.run(cfg, wd)
-  _assert_same_outputs(_outputs(whole), _outputs(wd))
-  _assert_same_rows(rows, rows_whole)
+  rows_whole = _assert_stopped_run_resumes(
+      _config(model_dir, folder, refill=True, batch_size=4), tmp_path, monkeypatch, patch)
+  assert rows_whole[0]["details"]["refill"]["shrinks"] >= 1
