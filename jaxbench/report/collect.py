@@ -10,6 +10,8 @@ from __future__ import annotations
 import collections
 from typing import Optional
 
+import numpy as np
+
 from jaxbench.report import conventions as conv
 from jaxbench.report.results import ResultSet, Row
 
@@ -50,6 +52,13 @@ def corruptions(rs: ResultSet, metric: str = "top1") -> dict:
     fam = out.setdefault(family, {"clean": _clean_reference(family, r), "cells": {}})
     fam["cells"].setdefault(r.label, {})[(corruption, severity)] = r.value
   return out
+
+
+def settings_mean(cells: dict) -> float:
+  """A model's mean top-1 over its corruption settings (``cells``: {(c, s): acc}, one
+  model's entry of :func:`corruptions`): the family's y value in effective robustness and
+  the "mean (all settings)" column of the corruption tables, one number in both."""
+  return float(np.mean(list(cells.values())))
 
 
 def _clean_reference(family: str, r: Row) -> str:

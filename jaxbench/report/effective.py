@@ -250,7 +250,7 @@ def _corruption_shifts(rs: ResultSet, kinds: dict, baseline: str, notes: list,
       if x is None:
         sr.missing[label] = f"no clean top1 row on {fam['clean']} (the ID axis)"
         continue
-      sr.points[label] = (x, sum(cells.values()) / len(cells))
+      sr.points[label] = (x, collect.settings_mean(cells))
     sr.testbed_key, why = _corruption_key(family, keys)
     if why:
       sr.messages["testbed"] = why

@@ -125,7 +125,7 @@ def corruption_section(rs: ResultSet) -> tuple[list, list, list]:
           t.values[(l, c)] = float(np.mean(accs))
         panels[c][l] = sorted((s, v) for (cc, s), v in cells.items() if cc == c)
       if set(cells) == keys:
-        t.values[(l, "mean (all settings)")] = float(np.mean(list(cells.values())))
+        t.values[(l, "mean (all settings)")] = collect.settings_mean(cells)
       else:
         t.missing_reason[(l, "mean (all settings)")] = (
             f"{len(keys) - len(cells)} of {len(keys)} settings missing")

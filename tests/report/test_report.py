@@ -609,6 +609,12 @@ def test_imagenet_c_per_corruption_against_the_testbed_fit(full):
   # The family mean is over 15 corruptions, the testbed's over 19: no testbed fit.
   mean = by["imagenet_c_mean"]
   assert "testbed" not in mean.fits and "19 corruptions" in mean.messages["testbed"]
+  # The family mean is one number: the shift's y value is the corruption table's
+  # "mean (all settings)", and both are the hand mean over the 15 x 5 settings.
+  hand = np.mean([0.7 - 0.1 * s + 0.01 * ci for ci in range(len(CORR)) for s in range(1, 6)])
+  assert mean.points["resnet50_tv"][1] == pytest.approx(hand, abs=1e-12)
+  assert table(rep, "corruptions_imagenet_c").get("resnet50_tv", "mean (all settings)") == \
+      mean.points["resnet50_tv"][1]
   t = table(rep, "effective_robustness_testbed")
   assert t.get("resnet50_tv", fog.title) == pytest.approx(fog.rhos["testbed"]["resnet50_tv"])
   assert not any(f.name == "effrob_imagenet_c_fog" for f in rep.figures)
