@@ -1,5 +1,4 @@
 """CLIP ModifiedResNet (OpenCLIP layout) against open_clip's PyTorch model on identical weights."""
-import json
 import os
 
 import jax
@@ -18,11 +17,7 @@ def _make(d, vision_cfg, embed_dim, quick_gelu=True, seed=0):
   import open_clip
   cfg = dict(embed_dim=embed_dim, quick_gelu=quick_gelu, vision_cfg=vision_cfg, text_cfg=TEXT)
   name = f"zoo-test-{os.path.basename(d)}"
-  cfg_dir = os.path.join(d + "_cfg")
-  os.makedirs(cfg_dir, exist_ok=True)
-  with open(os.path.join(cfg_dir, name + ".json"), "w") as f:
-    json.dump(cfg, f)
-  open_clip.add_model_config(cfg_dir)
+  H.register_openclip_config(d + "_cfg", name, cfg)
   ref = open_clip.create_model(name, pretrained=None)
   H.randomize(ref, seed)
   H.save_openclip(ref, cfg, d)

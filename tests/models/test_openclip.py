@@ -1,5 +1,4 @@
 """OpenCLIP-layout ViT CLIPs against open_clip's PyTorch model on identical weights."""
-import json
 import os
 
 import jax
@@ -17,10 +16,7 @@ TEXT = dict(context_length=16, vocab_size=64, width=32, heads=4, layers=2)
 def _make(d, model_cfg, seed=0):
   import open_clip
   name = f"zoo-test-{os.path.basename(d)}"
-  os.makedirs(d + "_cfg", exist_ok=True)
-  with open(os.path.join(d + "_cfg", name + ".json"), "w") as f:
-    json.dump(model_cfg, f)
-  open_clip.add_model_config(d + "_cfg")
+  H.register_openclip_config(d + "_cfg", name, model_cfg)
   ref = open_clip.create_model(name, pretrained=None)
   H.randomize(ref, seed)
   H.save_openclip(ref, model_cfg, d, preprocess_cfg={"mean": [0.5, 0.4, 0.3],

@@ -13,7 +13,6 @@ with ``jaxbench.models.load``:
 * the decoder's tensors are known-unused (checked by name and shape), not swallowed;
 * full-size configs: names and shapes against open_clip on the meta device.
 """
-import json
 import os
 
 import jax
@@ -57,10 +56,7 @@ CONFIGS = {
 def _make(d, model_cfg, seed):
   """open_clip CoCa with random weights, saved in the hub layout at ``d``."""
   name = f"zoo-coca-{os.path.basename(d)}"
-  os.makedirs(d + "_cfg", exist_ok=True)
-  with open(os.path.join(d + "_cfg", name + ".json"), "w") as f:
-    json.dump(model_cfg, f)
-  open_clip.add_model_config(d + "_cfg")
+  H.register_openclip_config(d + "_cfg", name, model_cfg)
   ref = open_clip.create_model(name, pretrained=None)
   assert type(ref).__name__ == "CoCa"
   H.randomize(ref, seed)

@@ -236,10 +236,7 @@ def _make(d, model_cfg, seed=0):
   _register_timm()
   _register_jaxbench()
   name = f"zoo-fam-{os.path.basename(d)}"
-  os.makedirs(d + "_cfg", exist_ok=True)
-  with open(os.path.join(d + "_cfg", name + ".json"), "w") as f:
-    json.dump(model_cfg, f)
-  open_clip.add_model_config(d + "_cfg")
+  H.register_openclip_config(d + "_cfg", name, model_cfg)
   ref = open_clip.create_model(name, pretrained=None)
   H.randomize(ref, seed)
   _sharpen_attention(ref, seed)

@@ -14,7 +14,6 @@
   meta device; the trunk table against timm's own fastvit_mci0..4.
 """
 import functools
-import json
 import os
 
 import jax
@@ -103,10 +102,7 @@ def _sharpen(ref, seed):
 def _make(d, model_cfg, seed=0):
   _register()
   name = f"zoo-fastvit-{os.path.basename(d)}"
-  os.makedirs(d + "_cfg", exist_ok=True)
-  with open(os.path.join(d + "_cfg", name + ".json"), "w") as f:
-    json.dump(model_cfg, f)
-  open_clip.add_model_config(d + "_cfg")
+  H.register_openclip_config(d + "_cfg", name, model_cfg)
   ref = open_clip.create_model(name, pretrained=None)
   H.randomize(ref, seed)                 # BatchNorm running stats nonzero, gammas O(1)
   _sharpen(ref, seed)

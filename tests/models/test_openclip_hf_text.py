@@ -112,11 +112,7 @@ def _make(root, family, seed=0, model_cfg=None, vocab_size=None):
   cfg = json.loads(json.dumps(model_cfg or cfg))
   cfg["text_cfg"]["hf_model_name"] = hf_dir
   name = f"zoo-hf-{family}-{os.path.basename(root)}"
-  cdir = os.path.join(root, "cfg")
-  os.makedirs(cdir, exist_ok=True)
-  with open(os.path.join(cdir, name + ".json"), "w") as f:
-    json.dump(cfg, f)
-  open_clip.add_model_config(cdir)
+  H.register_openclip_config(os.path.join(root, "cfg"), name, cfg)
   ref = open_clip.create_model(name, pretrained=None, pretrained_text=False)
   H.randomize(ref, seed)
   _sharpen(ref, seed)
@@ -213,11 +209,7 @@ def test_full_size_state_dict_matches_open_clip(tmp_path, name, encoder):
     json.dump(FULL_ENCODERS[encoder], f)
   cfg = open_clip.get_model_config(name)
   cfg["text_cfg"]["hf_model_name"] = hf_dir
-  cdir = str(tmp_path / "cfg")
-  os.makedirs(cdir)
-  with open(os.path.join(cdir, f"zoo-full-{name}.json"), "w") as f:
-    json.dump(cfg, f)
-  open_clip.add_model_config(cdir)
+  H.register_openclip_config(str(tmp_path / "cfg"), f"zoo-full-{name}", cfg)
   with torch.device("meta"):
     ref = open_clip.create_model(f"zoo-full-{name}", pretrained=None, pretrained_text=False,
                                  device="meta")

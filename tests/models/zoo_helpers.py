@@ -70,6 +70,17 @@ def save_openclip(model, model_cfg: dict, d: str, preprocess_cfg=None):
   return d
 
 
+def register_openclip_config(cfg_dir: str, name: str, model_cfg: dict) -> str:
+  """Writes ``model_cfg`` as ``cfg_dir/name.json`` and adds ``cfg_dir`` to open_clip's
+  model configs, so ``open_clip.create_model(name)`` builds it; returns ``name``."""
+  import open_clip
+  os.makedirs(cfg_dir, exist_ok=True)
+  with open(os.path.join(cfg_dir, name + ".json"), "w") as f:
+    json.dump(model_cfg, f)
+  open_clip.add_model_config(cfg_dir)
+  return name
+
+
 def save_timm(model, d: str):
   """timm hub layout (timm's own exporter): config.json + model.safetensors."""
   from timm.models._hub import save_for_hf
