@@ -14,8 +14,8 @@ from jaxbench import cpu_flags
 __version__ = "0.1.0"
 
 # Before JAX starts its backend: XLA:CPU options that make the models' forward and
-# backward passes faster on CPU (see jaxbench.cpu_flags: off unless enabled there or by
-# JAXBENCH_CPU_FLAGS=on; a user's XLA_FLAGS wins).
+# backward passes faster on CPU (see jaxbench.cpu_flags: JAXBENCH_CPU_FLAGS=off for XLA's
+# own options; a user's XLA_FLAGS wins).
 cpu_flags.apply()
 
 _SUBMODULES = ("models", "zeroshot", "attacks", "shifts", "data", "metrics", "report",

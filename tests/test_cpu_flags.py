@@ -72,7 +72,9 @@ def _compiled_with(xla_flags, dump, switch="on"):
   LayerNorm -> Dense -> GELU compiled in a fresh interpreter that imports jaxbench first."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"
-  env["JAXBENCH_CPU_FLAGS"] = switch
+  env.pop("JAXBENCH_CPU_FLAGS", None)
+  if switch is not None:
+    env["JAXBENCH_CPU_FLAGS"] = switch
   env["XLA_FLAGS"] = f"--xla_dump_to={dump} {xla_flags}".strip()
   out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True,
                        text=True, timeout=300, check=True)
@@ -88,6 +90,9 @@ def test_importing_jaxbench_sets_the_flags_in_xla(tmp_path):
       f"jaxlib {metadata.version('jaxlib')} is outside TESTED_JAXLIB {cpu_flags.TESTED_JAXLIB}: "
       "measure the flags with it (python -m jaxbench.bench models) and update the range")
   assert _compiled_with("", tmp_path / "ours") == ("NONE", {512})
+  # On by default: the same program when JAXBENCH_CPU_FLAGS is unset.
+  assert cpu_flags.ENABLED
+  assert _compiled_with("", tmp_path / "default", switch=None) == ("NONE", {512})
   # The user's own values win (XLA's defaults: the LayerNorm fused into a YNNPACK dot,
   # 256-bit vectors in the loop fusions).
   assert _compiled_with(f"{FLAG}+dot --xla_cpu_prefer_vector_width=256",

@@ -17,15 +17,11 @@ alternating rounds (``--repeats``, median of each). On a shared machine the
 figures are noisy: compare ratios from one run, not absolute numbers; the load
 average at the start is printed with them.
 
-``JAXBENCH_CPU_FLAGS=on`` makes the import of jaxbench set its XLA:CPU flags
-(:mod:`jaxbench.cpu_flags`: YNNPACK fusions off, 512-bit vectors; off by default
-for now, see there); the header prints the ``XLA_FLAGS`` in force. For a load-insensitive figure on a shared
+The import of jaxbench sets its XLA:CPU flags (:mod:`jaxbench.cpu_flags`: YNNPACK
+fusions off, 512-bit vectors); ``JAXBENCH_CPU_FLAGS=off`` measures XLA's own options.
+The header prints the ``XLA_FLAGS`` in force. For a load-insensitive figure on a shared
 machine, run it on one core: ``OMP_NUM_THREADS=1 taskset -c 0 python -m jaxbench.bench
 models ...`` (PyTorch then has one thread, XLA one core).
-
-``--onednn`` sets ``XLA_FLAGS=--xla_cpu_use_onednn=true`` before JAX starts (older
-jaxlibs called oneDNN for matmuls then; jaxlib 0.10.2 compiles the same program
-with it).
 """
 from __future__ import annotations
 
@@ -121,12 +117,7 @@ def main(argv):
   parser.add_argument("--repeats", type=int, default=3, help="timing repeats (median)")
   parser.add_argument("--out", default="bench_results.jsonl",
                       help="append figures as a JSON line to this file ('': none)")
-  parser.add_argument("--onednn", action="store_true",
-                      help="XLA CPU matmuls through oneDNN (must precede JAX's start)")
   args = parser.parse_args(argv[1:])
-  if args.onednn:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_cpu_use_onednn=true").strip()
   import torch
   names = [n for n in args.models.split(",") if n]
   unknown = [n for n in names if n not in BUILDERS]
