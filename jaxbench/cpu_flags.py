@@ -25,7 +25,8 @@ So :func:`apply` turns the YNNPACK fusions off
 (``--xla_cpu_experimental_ynn_fusion_type=``, an empty list) and asks for 512-bit
 vectors, through ``XLA_FLAGS``, which XLA reads once, when the first backend
 starts: it takes effect when ``jaxbench`` is imported before JAX runs anything
-(``python -m jaxbench.*`` always is). The flags only change XLA:CPU programs
+(``python -m jaxbench.*`` always is; when JAX's CPU backend already runs, :func:`apply`
+warns that the flags missed it). The flags only change XLA:CPU programs
 (GPU and TPU programs compile as before), only fp32 rounding changes, and a flag
 the user's ``XLA_FLAGS`` already names is left as the user set it.
 
@@ -53,6 +54,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import warnings
 from importlib import metadata
 from typing import MutableMapping, Optional
 
@@ -118,7 +121,23 @@ def apply(environ: MutableMapping[str, str] = os.environ) -> str:
     version = metadata.version("jaxlib")
   except metadata.PackageNotFoundError:
     version = None
-  value = flags_for(environ.get("XLA_FLAGS", ""), version)
+  before = environ.get("XLA_FLAGS", "")
+  value = flags_for(before, version)
   if value:
     environ["XLA_FLAGS"] = value
+  if value != before and _cpu_backend_started():
+    warnings.warn(
+        "jaxbench's XLA:CPU flags were not applied: JAX started its CPU backend before "
+        "jaxbench was imported, and XLA reads XLA_FLAGS only then (CPU programs run "
+        "slower, see jaxbench.cpu_flags). Import jaxbench before running anything in "
+        f"JAX, or start Python with XLA_FLAGS={value!r}; JAXBENCH_CPU_FLAGS=off "
+        "silences this.", RuntimeWarning, stacklevel=2)
   return value
+
+
+def _cpu_backend_started() -> bool:
+  """Whether JAX has already started its backends, with the CPU one the default."""
+  bridge = sys.modules.get("jax._src.xla_bridge")
+  if bridge is None or not bridge.backends_are_initialized():
+    return False
+  return bridge.default_backend() == "cpu"

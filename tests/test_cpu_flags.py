@@ -99,3 +99,20 @@ def test_importing_jaxbench_sets_the_flags_in_xla(tmp_path):
                         tmp_path / "user") == ("YNN", {256})
   # Switched off: XLA's defaults.
   assert _compiled_with("", tmp_path / "off", switch="off") == ("YNN", {256})
+
+
+def _warnings_of(program: str) -> str:
+  """stderr of ``program`` in a fresh interpreter, RuntimeWarnings shown, no flags set."""
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXBENCH_CPU_FLAGS")}
+  env["JAX_PLATFORMS"] = "cpu"
+  out = subprocess.run([sys.executable, "-W", "always::RuntimeWarning", "-c", program],
+                       env=env, capture_output=True, text=True, timeout=300, check=True)
+  return out.stderr
+
+
+def test_importing_jaxbench_after_jax_started_warns_that_the_flags_missed():
+  late = _warnings_of("import jax; jax.numpy.ones(2).block_until_ready(); import jaxbench")
+  assert "flags were not applied" in late and "--xla_cpu_prefer_vector_width=512" in late
+  # Imported first (or JAX imported but not yet run): no warning, the flags reach XLA.
+  assert "not applied" not in _warnings_of(
+      "import jax, jaxbench; jax.numpy.ones(2).block_until_ready()")
