@@ -10,7 +10,9 @@
 Both run random weights in fp32 at the same batch, images/s side by side with
 the ratio (ours / reference; the target is >= 1). Our weights are converted
 from the reference's state dict through the same name maps the loaders use, and
-the outputs are compared, so the two timings are of the same function. JAX
+the outputs are compared, so the two timings are of the same function; the last column
+is how far our output for one image alone differs from its row in the batch (fp32
+rounding that depends on the batch size). JAX
 times a jitted forward (compile excluded); PyTorch runs under
 ``torch.inference_mode`` with its default threads. The two are timed in
 alternating rounds (``--repeats``, median of each). On a shared machine the
@@ -95,6 +97,9 @@ def run_one(name: str, batch: int, min_seconds: float, repeats: int = 3) -> dict
   with torch.inference_mode():
     want = ref(xt).numpy()
   err = float(np.abs(out - want).max())
+  # The first image alone against its row of the batch: how far fp32 rounding in
+  # our compiled forward depends on the batch size (0 only if batch-invariant).
+  alone = float(np.abs(np.asarray(f(params, xj[:1])) - out[:1]).max())
 
   def torch_fwd():
     with torch.inference_mode():
@@ -105,7 +110,7 @@ def run_one(name: str, batch: int, min_seconds: float, repeats: int = 3) -> dict
   t_jax, t_torch = times["jax"], times["torch"]
   return {"model": name, "title": title, "reference": ref_name, "batch": batch,
           "jax_img_s": batch / t_jax, "ref_img_s": batch / t_torch,
-          "ratio": t_torch / t_jax, "max_abs_diff": err}
+          "ratio": t_torch / t_jax, "max_abs_diff": err, "batch1_vs_batch": alone}
 
 
 def main(argv):
@@ -128,14 +133,16 @@ def main(argv):
         f"(XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}), torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {os.cpu_count()} CPUs (shared machine: noisy; "
         f"load average {os.getloadavg()[0]:.2f} at start)")
-  print("| model | jaxbench img/s | reference | reference img/s | ratio | max abs diff |")
-  print("|---|---|---|---|---|---|")
+  print("| model | jaxbench img/s | reference | reference img/s | ratio | max abs diff | "
+        "ours: batch 1 vs batch |")
+  print("|---|---|---|---|---|---|---|")
   rows = []
   for n in names:
     r = run_one(n, args.batch, args.min_seconds, args.repeats)
     rows.append(r)
     print(f"| {r['title']} | {r['jax_img_s']:.2f} | {r['reference']} | {r['ref_img_s']:.2f} | "
-          f"{r['ratio']:.2f} | {r['max_abs_diff']:.1e} |", flush=True)
+          f"{r['ratio']:.2f} | {r['max_abs_diff']:.1e} | {r['batch1_vs_batch']:.1e} |",
+          flush=True)
   if args.out:
     common.record(args.out, "models", {"rows": rows})
   return rows
