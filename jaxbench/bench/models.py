@@ -4,8 +4,10 @@
 
 * ``rn50``: CLIP's ModifiedResNet-50 image tower (224 px) — ours vs open_clip's;
 * ``vit_b16``: ViT-B/16 classifier (224 px) — ours vs timm's ``vit_base_patch16_224``;
-* ``eva02_b16``, ``convnext_base``, ``siglip_b16``: OpenCLIP image towers on timm trunks
-  (EVA02-B-16, convnext_base, ViT-B-16-SigLIP; 224 px) — ours vs open_clip's.
+* ``eva02_b16``, ``convnext_base``, ``siglip_b16``, ``vitamin_s``: OpenCLIP image towers on
+  timm trunks (EVA02-B-16, convnext_base, ViT-B-16-SigLIP, ViTamin-S; 224 px) — ours vs
+  open_clip's;
+* ``effnet_b3``: EfficientNet-B3 classifier (288 px) — ours vs timm's ``efficientnet_b3``.
 
 Both run random weights in fp32 at the same batch, images/s side by side with
 the ratio (ours / reference; the target is >= 1). Our weights are converted
@@ -55,6 +57,14 @@ def _vit_b16():
   return ref, vit.ViT(cfg), vit.timm_src(cfg), 224
 
 
+def _effnet_b3():
+  import timm
+  from jaxbench.models import efficientnet
+  ref = timm.create_model("efficientnet_b3", pretrained=False).eval()
+  cfg = efficientnet.timm_config("efficientnet_b3", {}, 1000)
+  return ref, efficientnet.EfficientNet(cfg), layers.default_src, 288
+
+
 def _openclip_timm(arch: str):
   """open_clip's image tower of config ``arch`` (timm trunk) and ours, same name map."""
   def build():
@@ -78,7 +88,9 @@ BUILDERS = {"rn50": ("CLIP RN50 image tower", "open_clip", _rn50),
             "convnext_base": ("ConvNeXt-Base image tower", "open_clip",
                               _openclip_timm("convnext_base")),
             "siglip_b16": ("ViT-B-16-SigLIP image tower", "open_clip",
-                           _openclip_timm("ViT-B-16-SigLIP"))}
+                           _openclip_timm("ViT-B-16-SigLIP")),
+            "effnet_b3": ("EfficientNet-B3 classifier", "timm", _effnet_b3),
+            "vitamin_s": ("ViTamin-S image tower", "open_clip", _openclip_timm("ViTamin-S"))}
 
 
 def run_one(name: str, batch: int, min_seconds: float, repeats: int = 3) -> dict:

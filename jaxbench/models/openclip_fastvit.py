@@ -26,7 +26,7 @@ Layout: NHWC. Flax module names spell the timm module path with ``__`` for
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import flax.linen as nn
 import jax
@@ -147,31 +147,12 @@ def _gelu(x):
   return jax.nn.gelu(x, approximate=False)
 
 
-class _Conv(nn.Module):
-  """PyTorch Conv2d (symmetric padding) with nn.Conv's parameters ('kernel' (k, k, I/groups,
-  O), 'bias'); one-input-channel groups go through :func:`layers.depthwise_conv`."""
-  features: int
-  kernel: int
-  stride: int = 1
-  groups: int = 1
-  bias: bool = True
-
-  @nn.compact
-  def __call__(self, x):
-    c, k = x.shape[-1], self.kernel
-    pad = ((self.stride - 1) + (k - 1)) // 2            # timm create_conv2d's padding
-    w = self.param("kernel", nn.initializers.lecun_normal(),
-                   (k, k, c // self.groups, self.features))
-    if self.groups == c:
-      y = layers.depthwise_conv(x, w, self.stride, pad)
-    else:
-      y = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (self.stride, self.stride),
-                                       ((pad, pad), (pad, pad)),
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                       feature_group_count=self.groups)
-    if self.bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
-    return y
+def _conv(features: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = True,
+          name: Optional[str] = None) -> layers.GroupedConv:
+  """PyTorch Conv2d with timm create_conv2d's padding, ``nn.Conv``'s parameters; one
+  input channel per group goes through :func:`layers.depthwise_conv`."""
+  pad = ((stride - 1) + (kernel - 1)) // 2
+  return layers.GroupedConv(features, kernel, stride, groups, bias, pad, name=name)
 
 
 class _Rep(nn.Module):
@@ -181,7 +162,7 @@ class _Rep(nn.Module):
   @nn.compact
   def __call__(self, x):
     r = self.rc
-    return _Conv(r.out_chs, r.kernel, r.stride, r.groups, name="reparam_conv")(x)
+    return _conv(r.out_chs, r.kernel, r.stride, r.groups, name="reparam_conv")(x)
 
 
 class _SE(nn.Module):
@@ -202,7 +183,7 @@ class _ConvMlp(nn.Module):
   @nn.compact
   def __call__(self, x):
     d = x.shape[-1]
-    y = _Conv(d, 7, groups=d, bias=False, name="conv__conv")(x)
+    y = _conv(d, 7, groups=d, bias=False, name="conv__conv")(x)
     y = layers.BatchNorm(eps=BN_EPS, name="conv__bn")(y)
     return nn.Dense(d, name="fc2")(_gelu(nn.Dense(self.hidden, name="fc1")(y)))
 

@@ -482,8 +482,10 @@ class Eva(nn.Module):
 def _conv(features, k, stride=1, groups=1, name=None):
   """timm create_conv2d (symmetric padding ((stride-1) + (k-1)) // 2), NHWC."""
   pad = ((stride - 1) + (k - 1)) // 2
+  if groups > 1:                     # depthwise: shifted multiply-adds on CPU (layers)
+    return layers.GroupedConv(features, k, stride, groups, True, pad, name=name)
   return nn.Conv(features, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                 feature_group_count=groups, name=name)
+                 name=name)
 
 
 def _gelu(x):
