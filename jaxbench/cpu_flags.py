@@ -34,8 +34,9 @@ the user's ``XLA_FLAGS`` already names is left as the user set it.
 gives XLA's own CPU options, ``on`` forces them). Both settings round fp32 in an
 order that can depend on the batch size, so neither makes a real tower's outputs
 bit-identical across batch sizes: a ViT-B/16 classifier's logits for one image
-computed in a batch of 1 and in a batch of 8 differed by up to 1.4e-6 (ConvNeXt-Base:
-1.9e-6) under XLA's defaults, and by 1.4e-6 with these flags. XLA's defaults were
+alone and in a batch of 32 differed by up to 2.9e-6 under XLA's defaults and 1.3e-6
+with these flags (ConvNeXt-Base: 1.7e-6 both; ``python -m jaxbench.bench models``,
+last column). XLA's defaults were
 kept for a while because a small test model happened to be batch-invariant under
 them; at the sizes people evaluate they are not (a lone LayerNorm of ViT-B shapes
 already depends on the batch under YNNPACK's fusions, and does not with these flags).
