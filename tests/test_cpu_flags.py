@@ -67,17 +67,24 @@ print("YNN" if "__ynn_fusion" in jax.jit(m.apply).lower(p, x).compile().as_text(
 """
 
 
+def _fresh(program: str, *, switch=None, xla_flags=None, python_args=()):
+  """``program`` run in a fresh CPU-only interpreter with no inherited ``XLA_FLAGS`` or
+  ``JAXBENCH_CPU_FLAGS`` (only ``switch`` / ``xla_flags`` when given)."""
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXBENCH_CPU_FLAGS")}
+  env["JAX_PLATFORMS"] = "cpu"
+  if switch is not None:
+    env["JAXBENCH_CPU_FLAGS"] = switch
+  if xla_flags is not None:
+    env["XLA_FLAGS"] = xla_flags
+  return subprocess.run([sys.executable, *python_args, "-c", program], env=env,
+                        capture_output=True, text=True, timeout=300, check=True)
+
+
 def _compiled_with(xla_flags, dump, switch="on"):
   """(YNN or NONE, the vector widths the dumped LLVM IR's functions prefer) of a
   LayerNorm -> Dense -> GELU compiled in a fresh interpreter that imports jaxbench first."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["JAX_PLATFORMS"] = "cpu"
-  env.pop("JAXBENCH_CPU_FLAGS", None)
-  if switch is not None:
-    env["JAXBENCH_CPU_FLAGS"] = switch
-  env["XLA_FLAGS"] = f"--xla_dump_to={dump} {xla_flags}".strip()
-  out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True,
-                       text=True, timeout=300, check=True)
+  out = _fresh(_PROGRAM, switch=switch,
+               xla_flags=f"--xla_dump_to={dump} {xla_flags}".strip())
   ir = "".join(p.read_text() for p in pathlib.Path(dump).glob("*.ir-with-opt.ll"))
   widths = {int(w) for w in re.findall(r'"prefer-vector-width"="(\d+)"', ir)}
   return out.stdout.split()[-1], widths
@@ -103,11 +110,7 @@ def test_importing_jaxbench_sets_the_flags_in_xla(tmp_path):
 
 def _warnings_of(program: str) -> str:
   """stderr of ``program`` in a fresh interpreter, RuntimeWarnings shown, no flags set."""
-  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXBENCH_CPU_FLAGS")}
-  env["JAX_PLATFORMS"] = "cpu"
-  out = subprocess.run([sys.executable, "-W", "always::RuntimeWarning", "-c", program],
-                       env=env, capture_output=True, text=True, timeout=300, check=True)
-  return out.stderr
+  return _fresh(program, python_args=("-W", "always::RuntimeWarning")).stderr
 
 
 def test_importing_jaxbench_after_jax_started_warns_that_the_flags_missed():

@@ -148,11 +148,10 @@ def _gelu(x):
 
 
 def _conv(features: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = True,
-          name: Optional[str] = None) -> layers.GroupedConv:
-  """PyTorch Conv2d with timm create_conv2d's padding, ``nn.Conv``'s parameters; one
-  input channel per group goes through :func:`layers.depthwise_conv`."""
-  pad = ((stride - 1) + (kernel - 1)) // 2
-  return layers.GroupedConv(features, kernel, stride, groups, bias, pad, name=name)
+          name: Optional[str] = None) -> nn.Module:
+  """PyTorch Conv2d with timm create_conv2d's padding (:func:`layers.conv`)."""
+  return layers.conv(features, kernel, stride, ((stride - 1) + (kernel - 1)) // 2, groups,
+                     bias=bias, name=name)
 
 
 class _Rep(nn.Module):

@@ -481,11 +481,8 @@ class Eva(nn.Module):
 
 def _conv(features, k, stride=1, groups=1, name=None):
   """timm create_conv2d (symmetric padding ((stride-1) + (k-1)) // 2), NHWC."""
-  pad = ((stride - 1) + (k - 1)) // 2
-  if groups > 1:                     # depthwise: shifted multiply-adds on CPU (layers)
-    return layers.GroupedConv(features, k, stride, groups, True, pad, name=name)
-  return nn.Conv(features, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                 name=name)
+  return layers.conv(features, k, stride, ((stride - 1) + (k - 1)) // 2, groups,
+                     bias=True, name=name)
 
 
 def _gelu(x):
