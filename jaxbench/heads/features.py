@@ -129,6 +129,7 @@ def _encode(fn, net, images, mean, std):
 
 def encode_source(model: Model, source, indices: np.ndarray, encode: Callable, *,
                   name: str = "train", batch_size: int = 128, mesh=None, num_threads: int = 8,
+                  num_processes: int = 0, canvas: int = 0,
                   what: str = "image") -> tuple[np.ndarray, np.ndarray]:
   """Encodes the records ``indices`` of ``source``: the one image-encoding loop over a
   dataset (frozen backbones here, CLIP-Auto's training features in
@@ -143,6 +144,10 @@ def encode_source(model: Model, source, indices: np.ndarray, encode: Callable, *
     name: the source's name (in error messages).
     batch_size: global batch, a multiple of the mesh's data size.
     mesh: ('data', 'model') mesh, or None for one device.
+    num_threads, num_processes: decoding threads and worker processes
+      (:func:`jaxbench.data.pipeline.batches`; ``config.num_workers``/``decode_processes``).
+    canvas: > 0: the host only decodes and PIL's resize + crop runs on the device
+      (``config.device_resize``, see :func:`input_settings`); same pixels.
     what: what a record is called in the error message ('image', 'training image').
 
   Returns:
@@ -152,23 +157,25 @@ def encode_source(model: Model, source, indices: np.ndarray, encode: Callable, *
     ValueError: a record that cannot be decoded (named by id).
   """
   from jaxbench import parallel
-  from jaxbench.data import evalset, pipeline
+  from jaxbench.data import evalset, pipeline, resample
   es = evalset.EvalSet(name=name, source=source, num_classes=0)
   the_plan = pipeline.plan(np.asarray(indices), batch_size, jax.process_index(),
                            jax.process_count())
   feats, labels = {}, {}
-  for batch in pipeline.batches(es, model.preprocess, the_plan, num_threads=num_threads):
+  for batch in pipeline.batches(es, model.preprocess, the_plan, num_threads=num_threads,
+                                num_processes=num_processes, canvas=canvas):
     if batch["bad"].any():
       i = int(batch["index"][np.argmax(batch["bad"])])
       raise ValueError(f"{what} {source[i].get('id')!r} ({name}) cannot be decoded: "
                        f"{pipeline.describe_error(es, i)}")
-    local = {"image": batch["image"], "index": batch["index"], "label": batch["label"]}
+    keep = ("image", "index", "label") + resample.TABLE_KEYS
+    local = {k: batch[k] for k in keep if k in batch}
     if mesh is not None:
-      g = parallel.to_global(local, mesh)
+      g = resample.finish(parallel.to_global(local, mesh))
       z = encode(g["image"])
       z, idx, lab = parallel.to_host((z, g["index"], g["label"]))
     else:
-      z = np.asarray(encode(jnp.asarray(local["image"])))
+      z = np.asarray(encode(resample.finish(local)["image"]))
       idx, lab = local["index"], local["label"]
     for zi, ii, li in zip(np.asarray(z), np.asarray(idx), np.asarray(lab)):
       if ii >= 0:
@@ -177,9 +184,29 @@ def encode_source(model: Model, source, indices: np.ndarray, encode: Callable, *
           np.asarray([labels[int(i)] for i in indices], np.int32))
 
 
+def input_settings(config, model: Model) -> dict:
+  """The run's decoding settings for :func:`encode_source`/:func:`compute`: threads and
+  worker processes (``config.num_workers``, ``decode_processes``) and the device resize
+  (``config.device_resize``, checked as the evaluation passes check it). Features do not
+  depend on them (same pixels).
+
+  Raises:
+    ValueError: ``config.device_resize`` is not 0 or an integer >= the crop size, or the
+      model's interpolation has no exact device form.
+    RuntimeError: the installed Pillow resamples in an order the device does not know.
+  """
+  from jaxbench.data import resample
+  get = lambda key, default: config.get(key, default) if hasattr(config, "get") else default
+  canvas = resample.check_canvas(get("device_resize", 0) or 0, model.preprocess)
+  if canvas:
+    resample.pillow_order()          # refuses a Pillow whose resampling it does not know
+  return {"num_threads": int(get("num_workers", 8) or 8),
+          "num_processes": int(get("decode_processes", 0) or 0), "canvas": canvas}
+
+
 def compute(model: Model, source, *, out_dir: str, name: str = "train", batch_size: int = 128,
             mesh=None, normalize: bool = False, shard_size: int = 4096, num_threads: int = 8,
-            print_fn=print) -> FeatureSet:
+            num_processes: int = 0, canvas: int = 0, print_fn=print) -> FeatureSet:
   """Encodes every record of ``source`` once; stores and resumes by chunk.
 
   Args:
@@ -191,6 +218,7 @@ def compute(model: Model, source, *, out_dir: str, name: str = "train", batch_si
     mesh: ('data', 'model') mesh; batches are sharded over 'data'.
     normalize: L2-normalise the features.
     shard_size: examples per stored chunk (the resume granularity).
+    num_threads, num_processes, canvas: how images are decoded (:func:`encode_source`).
 
   Returns:
     :class:`FeatureSet` in source order.
@@ -227,7 +255,8 @@ def compute(model: Model, source, *, out_dir: str, name: str = "train", batch_si
       continue
     feats, labels = encode_source(model, source, np.arange(lo, hi),
                                   lambda x: _encode(fn, net, x, mean, std), name=name,
-                                  batch_size=batch_size, mesh=mesh, num_threads=num_threads)
+                                  batch_size=batch_size, mesh=mesh, num_threads=num_threads,
+                                  num_processes=num_processes, canvas=canvas)
     if parallel.is_writer():
       atomic.atomic_savez(path, features=feats.astype(np.float32), labels=labels,
                           ids=np.asarray([_example_id(source, i) for i in range(lo, hi)],

@@ -138,7 +138,7 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
       d = features_lib.cache_dir(os.path.join(root, "features"), ident, name, len(src), size)
       return features_lib.compute(model, src, out_dir=d, name=name, batch_size=batch,
                                   mesh=mesh, normalize=normalize, shard_size=size,
-                                  print_fn=print_fn)
+                                  print_fn=print_fn, **features_lib.input_settings(config, model))
     backbone_state = {}
     fs = feats_of(source, lp["train"] + (f"/k{k}_seed{split_seed}" if k else ""))
     val = logreg.validation_mask(fs.ids, split_seed, float(lp.get("val_fraction", 0.2)))

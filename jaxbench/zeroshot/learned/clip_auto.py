@@ -64,6 +64,7 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
   from jaxbench import parallel, registry
   from jaxbench.data import catalog, kshot
   from jaxbench import model_setup
+  from jaxbench.heads import features
   from jaxbench.zeroshot.learned import autoprompt, coop
   ca = dict(config.clip_auto)
   bad = sorted(set(ca) - LEARN_KEYS)
@@ -118,7 +119,8 @@ def learn(config, workdir: str, *, mesh=None, print_fn=print) -> dict[str, str]:
     feats, labels = image_features(model, kshot.SubsetSource(train.source, split),
                                    batch_size=int(ca.get("feature_batch_size", 0)
                                                   or config.batch_size), mesh=mesh,
-                                   name=train.name)
+                                   name=train.name,
+                                   **features.input_settings(config, model))
     if method == "autoprompt":
       _learn_autoprompt(model, feats, labels, names, settings, mesh, path, data, print_fn)
     else:
@@ -133,7 +135,8 @@ def _encode_batch(model_apply, params, images):
 
 
 def image_features(model: Model, source, *, batch_size: int = 128, mesh: Optional[Mesh] = None,
-                   name: str = "train", num_threads: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                   name: str = "train", num_threads: int = 8, num_processes: int = 0,
+                   canvas: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Unit-norm image embeddings of every record of ``source`` (towers frozen: once).
 
   Args:
@@ -141,6 +144,8 @@ def image_features(model: Model, source, *, batch_size: int = 128, mesh: Optiona
     source: random-access records (e.g. a :class:`jaxbench.data.kshot.SubsetSource`).
     batch_size: global batch (a multiple of the mesh's data size).
     mesh: ('data', 'model') mesh; batches are sharded over 'data'.
+    num_threads, num_processes, canvas: how images are decoded
+      (:func:`jaxbench.heads.features.input_settings`; same pixels either way).
 
   Returns:
     (features float32 (N, D), labels int32 (N,)) in source order.
@@ -152,7 +157,8 @@ def image_features(model: Model, source, *, batch_size: int = 128, mesh: Optiona
   encode = functools.partial(_encode_batch, model.encode_image, model.params)
   feats, labels = features.encode_source(model, source, np.arange(len(source)), encode,
                                          name=name, batch_size=batch_size, mesh=mesh,
-                                         num_threads=num_threads, what="training image")
+                                         num_threads=num_threads, num_processes=num_processes,
+                                         canvas=canvas, what="training image")
   return feats.astype(np.float32), labels
 
 
