@@ -196,12 +196,11 @@ def input_settings(config, model: Model) -> dict:
     RuntimeError: the installed Pillow resamples in an order the device does not know.
   """
   from jaxbench.data import resample
-  get = lambda key, default: config.get(key, default) if hasattr(config, "get") else default
-  canvas = resample.check_canvas(get("device_resize", 0) or 0, model.preprocess)
+  canvas = resample.check_canvas(config.get("device_resize", 0), model.preprocess)
   if canvas:
     resample.pillow_order()          # refuses a Pillow whose resampling it does not know
-  return {"num_threads": int(get("num_workers", 8) or 8),
-          "num_processes": int(get("decode_processes", 0) or 0), "canvas": canvas}
+  return {"num_threads": int(config.get("num_workers", 8)),
+          "num_processes": int(config.get("decode_processes", 0)), "canvas": canvas}
 
 
 def compute(model: Model, source, *, out_dir: str, name: str = "train", batch_size: int = 128,
