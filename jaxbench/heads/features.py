@@ -161,6 +161,7 @@ def encode_source(model: Model, source, indices: np.ndarray, encode: Callable, *
   es = evalset.EvalSet(name=name, source=source, num_classes=0)
   the_plan = pipeline.plan(np.asarray(indices), batch_size, jax.process_index(),
                            jax.process_count())
+  keep = ("image", "index", "label") + resample.TABLE_KEYS    # tables: canvas > 0
   feats, labels = {}, {}
   for batch in pipeline.batches(es, model.preprocess, the_plan, num_threads=num_threads,
                                 num_processes=num_processes, canvas=canvas):
@@ -168,7 +169,6 @@ def encode_source(model: Model, source, indices: np.ndarray, encode: Callable, *
       i = int(batch["index"][np.argmax(batch["bad"])])
       raise ValueError(f"{what} {source[i].get('id')!r} ({name}) cannot be decoded: "
                        f"{pipeline.describe_error(es, i)}")
-    keep = ("image", "index", "label") + resample.TABLE_KEYS
     local = {k: batch[k] for k in keep if k in batch}
     if mesh is not None:
       g = resample.finish(parallel.to_global(local, mesh))

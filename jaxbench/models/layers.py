@@ -64,7 +64,7 @@ def conv(features: int, kernel: int, stride: int = 1, padding: Optional[int] = N
   or :class:`GroupedConv` (same parameters) when ``groups`` > 1."""
   p = kernel // 2 if padding is None else padding
   if groups > 1:
-    return GroupedConv(features, kernel, stride, groups, bias, p, name=name)
+    return GroupedConv(features, kernel, stride, groups, bias, padding=p, name=name)
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((p, p), (p, p)), use_bias=bias, name=name)
 
@@ -86,12 +86,11 @@ class GroupedConv(nn.Module):
   stride: int = 1
   groups: int = 1
   bias: bool = True
-  padding: Optional[int] = None      # None: kernel // 2
+  padding: int = 0                   # each side; :func:`conv` passes PyTorch's default
 
   @nn.compact
   def __call__(self, x):
-    c, k = x.shape[-1], self.kernel
-    pad = k // 2 if self.padding is None else self.padding
+    c, k, pad = x.shape[-1], self.kernel, self.padding
     w = self.param("kernel", nn.initializers.lecun_normal(),
                    (k, k, c // self.groups, self.features))
     if self.groups == c:
